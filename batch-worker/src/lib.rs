@@ -1,1 +1,29 @@
-pub fn _placeholder() {}
+//! The backup-archiver worker: archives a block device to S3 and reads archives back.
+//!
+//! Layout, in pipeline order:
+//! - [`source`]: the device or disk image (attached read-only to a loop device).
+//! - [`layout`]: partitions (GPT, MBR) or the whole disk, and their filesystem types.
+//! - [`mount`]: read-only mounts with journal-replay fallbacks.
+//! - [`tree`] and [`acl`]: a mounted filesystem as a tar stream with all its metadata.
+//! - [`raw`]: an unmountable device's bytes, read with several reads outstanding.
+//! - [`compress`]: parallel gzip members or zstd frames, all-zero chunks for free.
+//! - [`upload`]: the S3 multipart sink, aborted on any error.
+//! - [`archive`]: the stages wired together, and the manifest uploaded last.
+//! - [`verify`] and [`restore`]: reading an archive back.
+//! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
+//!
+//! [`s3`] builds the client from the standard AWS configuration; [`command`] runs system tools.
+
+pub mod acl;
+pub mod archive;
+pub mod command;
+pub mod compress;
+pub mod layout;
+pub mod mount;
+pub mod raw;
+pub mod restore;
+pub mod s3;
+pub mod source;
+pub mod tree;
+pub mod upload;
+pub mod verify;

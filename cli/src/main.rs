@@ -1,1 +1,196 @@
-fn main() {}
+//! `backup-archiver`: the operators' tool. Archives a block device or disk image to S3,
+//! verifies an archive, and restores one.
+//!
+//! Exit codes (see [`ExitCode`] below): 0 success, 1 the operation ran and the answer is no
+//! (verification mismatch, archive failed), 2 usage or configuration error, 130 interrupted.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode as ProcessExitCode;
+
+use archiver_core::manifest::{Compression, ModeRequest};
+use archiver_core::part_size::DEFAULT_PART_SIZE;
+use archiver_core::s3_location::S3Location;
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod commands;
+mod output;
+
+/// The exit codes, one meaning each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    /// The operation ran and the answer is no: a mismatch, a failed archive.
+    No = 1,
+    /// The command line or the configuration is wrong; nothing was done.
+    Usage = 2,
+    Interrupted = 130,
+}
+
+const EXIT_CODES_HELP: &str = "Exit codes: 0 success; 1 the operation ran and the answer is no (verification \
+mismatch, archive failed); 2 usage or configuration error (nothing was done); 130 interrupted.";
+
+#[derive(Debug, Parser)]
+#[command(name = "backup-archiver", version, about = "Turns block devices and AWS Backup recovery points into verifiable archives in S3.", after_help = EXIT_CODES_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Archive a block device or disk image to S3 as tar (files) or raw objects plus a manifest.
+    Archive(ArchiveArgs),
+    /// Check every object of an archive against its manifest (size and SHA-256).
+    Verify {
+        /// The archive: s3://BUCKET/PREFIX.
+        location: S3Location,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore an archive: files to a directory, or a raw object to an image file.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ArchiveArgs {
+    /// A block device, or a disk image file (attached read-only to a loop device).
+    #[arg(long)]
+    pub device: PathBuf,
+    /// Where the archive goes: s3://BUCKET/PREFIX.
+    #[arg(long)]
+    pub to: S3Location,
+    /// files: tar of each filesystem; raw: the bytes; auto: files where a filesystem mounts.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
+    #[arg(long)]
+    pub level: Option<u32>,
+    /// Size of the first multipart parts (e.g. 16MiB); later parts grow if the source is huge.
+    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+    pub part_size: u64,
+    /// Parts uploaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Encrypt objects with this KMS key (SSE-KMS).
+    #[arg(long)]
+    pub sse_kms_key_id: Option<String>,
+    /// S3 storage class of the archive objects (the manifest stays STANDARD).
+    #[arg(long, value_parser = parse_storage_class)]
+    pub storage_class: Option<String>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_image"])))]
+pub struct RestoreArgs {
+    /// The archive: s3://BUCKET/PREFIX.
+    pub location: S3Location,
+    /// Extract into this directory: one subdirectory per partition, raw objects as .img files.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// Write the archive's raw object to this image file, bit for bit.
+    #[arg(long)]
+    pub to_image: Option<PathBuf>,
+    /// With --to-image: the partition whose raw object to write.
+    #[arg(long, requires = "to_image")]
+    pub partition: Option<u32>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Auto,
+    Files,
+    Raw,
+}
+
+impl From<ModeArg> for ModeRequest {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Auto => ModeRequest::Auto,
+            ModeArg::Files => ModeRequest::Files,
+            ModeArg::Raw => ModeRequest::Raw,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(c: CompressionArg) -> Self {
+        match c {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("{text:?} is not a size like 16MiB: {e}"))
+}
+
+fn parse_storage_class(text: &str) -> Result<String, String> {
+    let known = aws_sdk_s3::types::StorageClass::values();
+    if known.contains(&text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("unknown storage class {text:?}; one of {}", known.join(", ")))
+    }
+}
+
+fn main() -> ProcessExitCode {
+    let cli = Cli::parse();
+    output::init_logging();
+    let progress = !cli.no_progress && std::io::stderr().is_terminal();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    let code = runtime.block_on(async {
+        let result = match cli.command {
+            Command::Archive(args) => commands::archive(args, progress).await,
+            Command::Verify { location, json } => commands::verify(location, json).await,
+            Command::Restore(args) => commands::restore(args).await,
+        };
+        match result {
+            Ok(code) => code,
+            Err(failure) => {
+                // One line: stderr is for people, and scripts grep it.
+                eprintln!("error: {}", failure.message.replace('\n', "; "));
+                failure.code
+            }
+        }
+    });
+    ProcessExitCode::from(code as u8)
+}
+
+/// A failed command: what to tell the operator and how to exit.
+pub struct Failure {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(e: impl std::fmt::Display) -> Self {
+        Failure { code: ExitCode::Usage, message: e.to_string() }
+    }
+
+    pub fn no(e: impl std::fmt::Display) -> Self {
+        Failure { code: ExitCode::No, message: e.to_string() }
+    }
+}
+
+/// The default part size, checked against the CLI's literal default.
+const _: () = assert!(DEFAULT_PART_SIZE == 16 * 1024 * 1024);

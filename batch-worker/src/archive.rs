@@ -1,0 +1,392 @@
+//! The whole pipeline for one device: open -> layout -> per target: mount and tar, or read raw
+//! -> compress -> multipart upload -> manifest, uploaded last. Objects of a failed run are
+//! deleted, so a prefix holds either a complete archive or nothing of this run.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use archiver_core::manifest::{
+    object_name, ArchiveMode, ArchivedObject, Compression, EntryCounts, Manifest, ModeRequest, SourceInfo,
+    MANIFEST_FORMAT, MANIFEST_NAME,
+};
+use archiver_core::part_size::{PartSchedule, PartSizeError};
+use archiver_core::s3_location::S3Location;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::compress::{ChunkWriter, CompressError, Compressor};
+use crate::layout::{self, LayoutError, Target};
+use crate::mount::{self, MountError, ReadOnlyMount};
+use crate::raw::{self, RawError};
+use crate::source::{LoopDevice, Source, SourceError};
+use crate::tree::{self, TreeError};
+use crate::upload::{self, UploadError, UploadSettings};
+
+/// Chunks queued between the tar writer and the compressors: enough to ride out a slow file.
+const TAR_QUEUE_CHUNKS: usize = 4;
+/// Progress is logged every this many bytes read, for runs without a terminal.
+const LOG_EVERY_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
+    Raw(#[from] RawError),
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error(transparent)]
+    PartSize(#[from] PartSizeError),
+    #[error("the tar writer stopped early")]
+    TreeStopped,
+    #[error("failed to upload the manifest s3://{bucket}/{key}: {message}")]
+    Manifest { bucket: String, key: String, message: String },
+    #[error("a pipeline task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl ArchiveError {
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, ArchiveError::Upload(UploadError::Interrupted))
+    }
+
+    /// Whether this is the tar writer noticing that the upload stage went away.
+    fn is_stopped_by_consumer(&self) -> bool {
+        let io = match self {
+            ArchiveError::Tree(TreeError::Append { source, .. } | TreeError::Finish(source)) => source,
+            _ => return false,
+        };
+        io.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
+/// How to archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    pub mode: ModeRequest,
+    pub compression: Compression,
+    /// `None`: the compression's default level.
+    pub level: Option<u32>,
+    /// The first parts' size; see [`PartSchedule`].
+    pub part_size: u64,
+    pub upload: UploadSettings,
+    /// Recorded in the manifest and object metadata when known.
+    pub volume_id: Option<String>,
+    pub snapshot_id: Option<String>,
+    /// Compression threads; the number of cores by default.
+    pub workers: usize,
+}
+
+/// What an archive run produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArchiveReport {
+    pub location: String,
+    pub manifest_key: String,
+    pub objects: Vec<ArchivedObject>,
+    pub bytes_read: u64,
+    pub seconds: f64,
+}
+
+/// Archives `device` (a block device or a disk image) under `dest`.
+pub async fn archive_device(
+    client: &Client,
+    device: &Path,
+    dest: &S3Location,
+    options: &ArchiveOptions,
+    progress: Option<ProgressBar>,
+    cancel: &CancellationToken,
+) -> Result<ArchiveReport, ArchiveError> {
+    let started_at = chrono::Utc::now();
+    let clock = Instant::now();
+    let compressor = Compressor::new(options.compression, options.level)?;
+    let device = device.to_path_buf();
+    let (source, layout) = tokio::task::spawn_blocking(move || -> Result<_, ArchiveError> {
+        let source = Source::open(&device)?;
+        let layout = layout::read_layout(&source.device)?;
+        Ok((source, layout))
+    })
+    .await??;
+    tracing::info!(device = %source.given.display(), size = layout.size, targets = layout.targets.len(), partition_table = ?layout.partition_table, "read layout");
+    if let Some(bar) = &progress {
+        bar.set_length(layout.size);
+    }
+
+    let mut objects = Vec::new();
+    let mut result = Ok(());
+    for target in &layout.targets {
+        match archive_target(client, &source, target, dest, options, &compressor, progress.as_ref(), cancel).await {
+            Ok(object) => objects.push(object),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let manifest_key = dest.key(MANIFEST_NAME);
+    if result.is_ok() {
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            source: SourceInfo {
+                device: source.given.display().to_string(),
+                size: layout.size,
+                partition_table: layout.partition_table.clone(),
+                partition_table_dump: layout.partition_table_dump.clone(),
+                volume_id: options.volume_id.clone(),
+                snapshot_id: options.snapshot_id.clone(),
+            },
+            objects: objects.clone(),
+            started_at,
+            finished_at: chrono::Utc::now(),
+        };
+        result = put_manifest(client, &options.upload, &manifest_key, &manifest).await;
+    }
+    if let Err(e) = result {
+        for object in &objects {
+            if let Err(delete) = client.delete_object().bucket(&dest.bucket).key(&object.key).send().await {
+                tracing::error!(key = %object.key, error = %DisplayErrorContext(delete), "failed to delete an object of the failed archive");
+            }
+        }
+        drop(tokio::task::spawn_blocking(move || drop(source)).await);
+        return Err(e);
+    }
+    tokio::task::spawn_blocking(move || drop(source)).await?;
+    Ok(ArchiveReport {
+        location: dest.to_string(),
+        manifest_key,
+        bytes_read: objects.iter().map(|o| o.bytes_in).sum(),
+        objects,
+        seconds: clock.elapsed().as_secs_f64(),
+    })
+}
+
+/// Archives one partition or the whole disk.
+#[allow(clippy::too_many_arguments)]
+async fn archive_target(
+    client: &Client,
+    source: &Source,
+    target: &Target,
+    dest: &S3Location,
+    options: &ArchiveOptions,
+    compressor: &Arc<Compressor>,
+    progress: Option<&ProgressBar>,
+    cancel: &CancellationToken,
+) -> Result<ArchivedObject, ArchiveError> {
+    let (mode, mounted, raw_reason) = choose_mode(target, source.read_only, options.mode).await?;
+    let partition_number = target.partition.as_ref().map(|p| p.number);
+    let key = dest.key(&object_name(partition_number, mode, options.compression));
+    let span = tracing::info_span!("target", device = %target.device.display(), ?mode, fs_type = ?target.fs_type, key);
+    let _enter = span.enter();
+    if let Some(reason) = &raw_reason {
+        tracing::warn!(reason, "archiving raw bytes");
+    }
+
+    let mut metadata = HashMap::from([
+        ("source-device".to_string(), source.given.display().to_string()),
+        ("archive-mode".to_string(), format!("{mode:?}").to_lowercase()),
+        ("tool-version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ]);
+    let optional = [
+        ("partition", partition_number.map(|n| n.to_string())),
+        ("fs-type", target.fs_type.clone()),
+        ("volume-id", options.volume_id.clone()),
+        ("snapshot-id", options.snapshot_id.clone()),
+    ];
+    metadata.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))));
+    for value in metadata.values_mut() {
+        // S3 user metadata travels in HTTP headers: ASCII only.
+        *value = value.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+    }
+    let content_type = match options.compression {
+        Compression::Gzip => "application/gzip",
+        Compression::Zstd => "application/zstd",
+    };
+    let schedule = PartSchedule::for_source(target.size, options.part_size)?;
+    let meter = Arc::new(Mutex::new(InputMeter::default()));
+
+    let (uploaded, entries) = match mounted {
+        Some(mounted) => {
+            let (tx, rx) = mpsc::channel::<Result<Bytes, ArchiveError>>(TAR_QUEUE_CHUNKS);
+            let producer = tokio::task::spawn_blocking(move || -> Result<EntryCounts, ArchiveError> {
+                let result = write_mounted_tree(&mounted, tx.clone());
+                if result.is_err() {
+                    // Tells the uploader that the stream is cut short, so that it aborts.
+                    let _ = tx.blocking_send(Err(ArchiveError::TreeStopped));
+                }
+                drop(mounted);
+                result
+            });
+            let chunks = tokio_stream_from(rx);
+            let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
+            let uploaded = upload::upload_stream(client, &options.upload, &key, metadata, content_type, schedule, body, cancel).await;
+            let produced = producer.await?;
+            match (produced, uploaded) {
+                (Ok(counts), Ok(uploaded)) => (uploaded, Some(counts)),
+                // The writer stopped because the upload failed first: report the upload's error.
+                (Err(e), Err(upload_error)) if e.is_stopped_by_consumer() => return Err(upload_error),
+                (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+            }
+        }
+        None => {
+            let chunks = raw::read_device::<ArchiveError>(&target.device, target.offset, target.size)?;
+            let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
+            let uploaded = upload::upload_stream(client, &options.upload, &key, metadata, content_type, schedule, body, cancel).await?;
+            (uploaded, None)
+        }
+    };
+    let meter = std::mem::take(&mut *meter.lock().expect("meter lock"));
+    tracing::info!(bytes_in = meter.bytes, bytes_out = uploaded.size, "archived");
+    Ok(ArchivedObject {
+        key,
+        mode,
+        compression: options.compression,
+        partition: target.partition.clone(),
+        fs_type: target.fs_type.clone(),
+        raw_reason,
+        size: uploaded.size,
+        sha256: uploaded.sha256,
+        bytes_in: meter.bytes,
+        bytes_out: uploaded.size,
+        content_sha256: format!("{:x}", meter.hasher.finalize()),
+        entries,
+    })
+}
+
+/// A mounted target and, for a partition, the loop device it is mounted from. Fields drop in
+/// order: unmount, then detach.
+struct MountedTarget {
+    mount: ReadOnlyMount,
+    _partition: Option<LoopDevice>,
+}
+
+/// Decides files or raw for `target`, mounting it when files mode is possible.
+async fn choose_mode(
+    target: &Target,
+    read_only: bool,
+    request: ModeRequest,
+) -> Result<(ArchiveMode, Option<MountedTarget>, Option<String>), ArchiveError> {
+    if request == ModeRequest::Raw {
+        return Ok((ArchiveMode::Raw, None, None));
+    }
+    let Some(fs_type) = target.fs_type.clone() else {
+        let reason = "no filesystem signature found";
+        return match request {
+            ModeRequest::Files => Err(MountError::Mount {
+                device: target.device.clone(),
+                fs_type: "unknown".into(),
+                attempts: reason.into(),
+            }
+            .into()),
+            _ => Ok((ArchiveMode::Raw, None, Some(reason.into()))),
+        };
+    };
+    let target = target.clone();
+    let mounted = tokio::task::spawn_blocking(move || -> Result<MountedTarget, ArchiveError> {
+        let partition = match &target.partition {
+            Some(_) => Some(LoopDevice::attach(&target.device, Some((target.offset, target.size)), read_only)?),
+            None => None,
+        };
+        let device = partition.as_ref().map_or(target.device.as_path(), |p| p.path.as_path());
+        let mount = ReadOnlyMount::mount(device, &fs_type)?;
+        Ok(MountedTarget { mount, _partition: partition })
+    })
+    .await?;
+    match mounted {
+        Ok(mounted) => Ok((ArchiveMode::Files, Some(mounted), None)),
+        Err(ArchiveError::Mount(e)) if request == ModeRequest::Auto => Ok((ArchiveMode::Raw, None, Some(e.to_string()))),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_mounted_tree(
+    mounted: &MountedTarget,
+    tx: mpsc::Sender<Result<Bytes, ArchiveError>>,
+) -> Result<EntryCounts, ArchiveError> {
+    let root = mounted.mount.path();
+    let others = mount::mounts_below(root).map_err(|source| TreeError::Append { path: root.into(), source })?;
+    let (counts, writer) = tree::write_tree(root, &others, ChunkWriter::new(tx))?;
+    writer.finish().map_err(TreeError::Finish)?;
+    Ok(counts)
+}
+
+fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Bytes and SHA-256 of a target's uncompressed stream.
+#[derive(Default)]
+struct InputMeter {
+    bytes: u64,
+    hasher: Sha256,
+}
+
+fn metered<S>(
+    chunks: S,
+    meter: &Arc<Mutex<InputMeter>>,
+    progress: Option<&ProgressBar>,
+) -> impl Stream<Item = Result<Bytes, ArchiveError>>
+where
+    S: Stream<Item = Result<Bytes, ArchiveError>>,
+{
+    let meter = Arc::clone(meter);
+    let progress = progress.cloned();
+    chunks.inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            let mut meter = meter.lock().expect("meter lock");
+            let before = meter.bytes;
+            meter.bytes += chunk.len() as u64;
+            meter.hasher.update(chunk);
+            if before / LOG_EVERY_BYTES != meter.bytes / LOG_EVERY_BYTES {
+                tracing::info!(bytes_read = meter.bytes, "progress");
+            }
+            if let Some(bar) = &progress {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+    })
+}
+
+async fn put_manifest(
+    client: &Client,
+    settings: &UploadSettings,
+    key: &str,
+    manifest: &Manifest,
+) -> Result<(), ArchiveError> {
+    let body = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
+    let mut request = client
+        .put_object()
+        .bucket(&settings.bucket)
+        .key(key)
+        .content_type("application/json")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32C)
+        .body(ByteStream::from(body));
+    if let Some(kms_key) = &settings.sse_kms_key_id {
+        request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms_key);
+    }
+    // The manifest stays in the default storage class whatever the objects use, so an archive
+    // can always be listed and checked without a Glacier restore.
+    request.send().await.map_err(|e| ArchiveError::Manifest {
+        bucket: settings.bucket.clone(),
+        key: key.into(),
+        message: DisplayErrorContext(e).to_string(),
+    })?;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Restoring an archive: tar objects are extracted with all their metadata (one directory per
+//! partition), raw objects become image files, bit for bit. Every object's uncompressed stream
+//! is checked against the manifest's `content_sha256` as it is read.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use archiver_core::manifest::{ArchiveMode, ArchivedObject, Compression, Manifest};
+use archiver_core::s3_location::S3Location;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::Client;
+use nix::sys::stat::{mknod, Mode, SFlag};
+use nix::sys::time::TimeSpec;
+use sha2::{Digest, Sha256};
+use tar::EntryType;
+use tokio_util::io::SyncIoBridge;
+
+use crate::acl;
+use crate::verify::{fetch_manifest, VerifyError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Manifest(#[from] VerifyError),
+    #[error("cannot download {url}: {message}")]
+    Download { url: String, message: String },
+    #[error("cannot restore {key} to {path}: {source}")]
+    Write {
+        key: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{key} restored to {path} does not match the manifest: {problem}")]
+    Mismatch { key: String, path: PathBuf, problem: String },
+    #[error("the archive has no raw object{}", partition.map(|n| format!(" for partition {n}")).unwrap_or_default())]
+    NoRawObject { partition: Option<u32> },
+    #[error("the archive has {count} raw objects; choose one with --partition")]
+    SeveralRawObjects { count: usize },
+    #[error("a restore task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What was restored where.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoredObject {
+    pub key: String,
+    pub path: PathBuf,
+    pub mode: ArchiveMode,
+    pub bytes: u64,
+}
+
+/// Restores every object under `location` into `dir`: `disk/` or `partN/` trees for tar
+/// objects, `disk.img` or `partN.img` for raw ones.
+pub async fn restore_to_dir(client: &Client, location: &S3Location, dir: &Path) -> Result<Vec<RestoredObject>, RestoreError> {
+    let manifest = fetch_manifest(client, location).await?;
+    let mut restored = Vec::new();
+    for object in &manifest.objects {
+        let stem = object.partition.as_ref().map(|p| format!("part{}", p.number)).unwrap_or_else(|| "disk".into());
+        let path = match object.mode {
+            ArchiveMode::Files => dir.join(&stem),
+            ArchiveMode::Raw => dir.join(format!("{stem}.img")),
+        };
+        restored.push(restore_object(client, &location.bucket, object, path).await?);
+    }
+    Ok(restored)
+}
+
+/// Restores the archive's raw object (the one of `partition`, when there are several) to the
+/// image file `path`.
+pub async fn restore_image(
+    client: &Client,
+    location: &S3Location,
+    path: &Path,
+    partition: Option<u32>,
+) -> Result<RestoredObject, RestoreError> {
+    let manifest: Manifest = fetch_manifest(client, location).await?;
+    let raw: Vec<&ArchivedObject> = manifest
+        .objects
+        .iter()
+        .filter(|o| o.mode == ArchiveMode::Raw)
+        .filter(|o| partition.is_none() || o.partition.as_ref().map(|p| p.number) == partition)
+        .collect();
+    let object = match raw.as_slice() {
+        [] => return Err(RestoreError::NoRawObject { partition }),
+        [one] => *one,
+        several => return Err(RestoreError::SeveralRawObjects { count: several.len() }),
+    };
+    restore_object(client, &location.bucket, object, path.to_path_buf()).await
+}
+
+async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, path: PathBuf) -> Result<RestoredObject, RestoreError> {
+    let url = format!("s3://{bucket}/{}", object.key);
+    let body = client
+        .get_object()
+        .bucket(bucket)
+        .key(&object.key)
+        .send()
+        .await
+        .map_err(|e| RestoreError::Download { url: url.clone(), message: DisplayErrorContext(e).to_string() })?
+        .body;
+    let object = object.clone();
+    tokio::task::spawn_blocking(move || {
+        let compressed = SyncIoBridge::new(body.into_async_read());
+        let mut content = HashingReader::new(decompressor(object.compression, compressed).map_err(|source| {
+            RestoreError::Write { key: object.key.clone(), path: path.clone(), source }
+        })?);
+        let write_err = |source| RestoreError::Write { key: object.key.clone(), path: path.clone(), source };
+        match object.mode {
+            ArchiveMode::Raw => {
+                let mut file = File::create(&path).map_err(write_err)?;
+                io::copy(&mut content, &mut file).map_err(write_err)?;
+                file.sync_all().map_err(write_err)?;
+            }
+            ArchiveMode::Files => {
+                std::fs::create_dir_all(&path).map_err(write_err)?;
+                extract_tree(&mut content, &path).map_err(write_err)?;
+                // Read to the end: the hash covers the whole stream, padding included.
+                io::copy(&mut content, &mut io::sink()).map_err(write_err)?;
+            }
+        }
+        let (bytes, sha256) = content.finish();
+        if bytes != object.bytes_in || sha256 != object.content_sha256 {
+            return Err(RestoreError::Mismatch {
+                key: object.key.clone(),
+                path,
+                problem: format!("{bytes} bytes with SHA-256 {sha256}, the manifest says {} bytes with {}", object.bytes_in, object.content_sha256),
+            });
+        }
+        tracing::info!(key = %object.key, path = %path.display(), bytes, "restored");
+        Ok(RestoredObject { key: object.key, path, mode: object.mode, bytes })
+    })
+    .await?
+}
+
+fn decompressor<'a, R: Read + 'a>(compression: Compression, input: R) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, input))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+    })
+}
+
+/// Counts and hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    bytes: u64,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader { inner, bytes: 0, hasher: Sha256::new() }
+    }
+
+    fn finish(self) -> (u64, String) {
+        (self.bytes, format!("{:x}", self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Extracts a tar stream into `dest` as root would with GNU tar's `--xattrs --acls
+/// --numeric-owner -p`: the tar crate writes files, directories, links and xattrs; this adds
+/// device nodes and FIFOs, POSIX ACLs, nanosecond mtimes, and the root directory's own metadata.
+pub fn extract_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
+    let mut archive = tar::Archive::new(input);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_unpack_xattrs(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    // Directory mtimes are set last: creating their children changes them.
+    let mut dir_times = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let pax: Vec<(String, Vec<u8>)> = match entry.pax_extensions()? {
+            Some(records) => records
+                .filter_map(Result::ok)
+                .map(|r| (String::from_utf8_lossy(r.key_bytes()).into_owned(), r.value_bytes().to_vec()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let Some(relative) = safe_relative(&entry.path()?) else { continue };
+        let path = dest.join(&relative);
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let is_root = relative.as_os_str().is_empty();
+        match kind {
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let sflag = match kind {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let dev = nix::sys::stat::makedev(
+                    header.device_major()?.unwrap_or(0) as u64,
+                    header.device_minor()?.unwrap_or(0) as u64,
+                );
+                let _ = std::fs::remove_file(&path);
+                mknod(&path, sflag, Mode::from_bits_truncate(0o600), dev).map_err(io::Error::from)?;
+                chown(&path, Some(header.uid()? as u32), Some(header.gid()? as u32))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(header.mode()?))?;
+                for (key, value) in &pax {
+                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                        xattr::set(&path, name, value)?;
+                    }
+                }
+            }
+            _ if is_root => {
+                chown(dest, Some(header.uid()? as u32), Some(header.gid()? as u32))?;
+                std::fs::set_permissions(dest, std::fs::Permissions::from_mode(header.mode()?))?;
+                for (key, value) in &pax {
+                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                        xattr::set(dest, name, value)?;
+                    }
+                }
+            }
+            _ => {
+                entry.unpack_in(dest)?;
+            }
+        }
+        for (key, value) in &pax {
+            let xattr_name = match key.as_str() {
+                "SCHILY.acl.access" => acl::ACCESS_XATTR,
+                "SCHILY.acl.default" => acl::DEFAULT_XATTR,
+                _ => continue,
+            };
+            let text = String::from_utf8_lossy(value);
+            let encoded = acl::text_to_xattr(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            xattr::set(&path, xattr_name, &encoded)?;
+        }
+        let mtime = pax
+            .iter()
+            .find(|(k, _)| k == "mtime")
+            .and_then(|(_, v)| parse_pax_time(&String::from_utf8_lossy(v)))
+            .unwrap_or((header.mtime()? as i64, 0));
+        if kind == EntryType::Directory {
+            dir_times.push((path, mtime));
+        } else if kind != EntryType::Link {
+            set_mtime(&path, mtime)?;
+        }
+    }
+    for (path, mtime) in dir_times.into_iter().rev() {
+        set_mtime(&path, mtime)?;
+    }
+    Ok(())
+}
+
+/// The entry's path inside the destination, or `None` for a path that would leave it.
+fn safe_relative(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn parse_pax_time(text: &str) -> Option<(i64, i64)> {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos: i64 = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse().ok()? };
+    Some(match (negative, nanos) {
+        (false, _) => (secs, nanos),
+        (true, 0) => (-secs, 0),
+        (true, _) => (-secs - 1, 1_000_000_000 - nanos),
+    })
+}
+
+fn set_mtime(path: &Path, (secs, nanos): (i64, i64)) -> io::Result<()> {
+    let time = TimeSpec::new(secs, nanos);
+    // atime is not archived; leave it as it is.
+    let omit = TimeSpec::new(0, nix::libc::UTIME_OMIT);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &omit,
+        &time,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pax_times() {
+        assert_eq!(parse_pax_time("1620284889.123456789"), Some((1_620_284_889, 123_456_789)));
+        assert_eq!(parse_pax_time("5.5"), Some((5, 500_000_000)));
+        assert_eq!(parse_pax_time("7"), Some((7, 0)));
+        assert_eq!(parse_pax_time("-1.500000000"), Some((-2, 500_000_000)));
+        assert_eq!(parse_pax_time("x"), None);
+    }
+
+    #[test]
+    fn refuses_paths_that_leave_the_destination() {
+        assert_eq!(safe_relative(Path::new("./a/b")), Some(PathBuf::from("a/b")));
+        assert_eq!(safe_relative(Path::new(".")), Some(PathBuf::new()));
+        assert_eq!(safe_relative(Path::new("a/../../etc")), None);
+        assert_eq!(safe_relative(Path::new("/etc/passwd")), None);
+    }
+}
