@@ -4,10 +4,20 @@
 //! - [`s3_location`]: parsing and printing `s3://bucket/prefix` destinations.
 //! - [`part_size`]: choosing a multipart part size that fits any source under S3's limits.
 //! - [`manifest`]: the JSON document that turns a prefix of objects into an archive.
+//! - [`arn`]: Amazon Resource Names, parsed once where an event enters.
+//! - [`event`]: every trigger (EventBridge, SNS, manual input) parsed into one typed enum.
+//! - [`request`]: the `plan` step: an event becomes an [`request::ArchiveRequest`] or a skip.
+//! - [`naming`]: archive key prefixes, idempotency keys, RDS export task identifiers.
+//! - [`errors`]: the stable Lambda error names that the ASL's `ErrorEquals` match.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
 //! Lambdas, the CLI and the ASL files agree on one set of field names.
 
+pub mod arn;
+pub mod errors;
+pub mod event;
 pub mod manifest;
+pub mod naming;
 pub mod part_size;
+pub mod request;
 pub mod s3_location;

@@ -1,0 +1,142 @@
+//! The stable names of the errors our Lambdas raise, which the ASL's `Retry` and `Catch` match by
+//! `ErrorEquals`.
+//!
+//! A Lambda reports an error as a `Diagnostic { error_type, error_message }`. lambda_runtime's
+//! default `error_type` is the Rust type name, which changes with a refactor and says nothing to
+//! the state machine, so every handler maps its error to one of these names instead. They are
+//! an API: a name is never renamed or reused, only added.
+//!
+//! Two families, because the ASL treats them differently:
+//! - *retryable* names go into a `Retry` with backoff and a bounded `MaxAttempts` (the snapshot
+//!   or volume is not ready yet, AWS throttled us);
+//! - the others go straight to the `Catch` that cleans up and fails the execution.
+//!
+//! A skipped event is not an error: `plan` returns `{"outcome": "skipped"}` and the ASL ends in
+//! a Succeed state, so an EFS backup reaching the rule does not page anyone.
+//!
+//! Step Functions' own names (`States.ALL`, `States.TaskFailed`, `States.Timeout`, …) are valid
+//! in `ErrorEquals` too; [`is_known`] accepts them.
+
+/// The event or manual input is malformed, or asks for the impossible (`method: dump` for an
+/// engine that cannot be dumped). Retrying cannot help. Raised by `plan`.
+pub const INVALID_EVENT: &str = "InvalidEvent";
+/// The deployment's configuration is wrong (an empty AZ list for EBS, an initialization rate
+/// outside 100-300 MiB/s). Raised by any step that reads configuration.
+pub const INVALID_CONFIG: &str = "InvalidConfig";
+/// The `plan` Lambda's lookup did not yield a fact planning needs (the vault of an SNS
+/// notification, the engine of an RDS snapshot). A bug or a permission gap, not a transient.
+pub const LOOKUP_INCOMPLETE: &str = "LookupIncomplete";
+/// The snapshot or recovery point no longer exists (deleted, expired). Raised by `plan`.
+pub const SNAPSHOT_NOT_FOUND: &str = "SnapshotNotFound";
+/// The snapshot is still being created or copied. Retryable: AWS Backup may report a job
+/// COMPLETED a little before the snapshot is `completed`/`available`.
+pub const SNAPSHOT_NOT_READY: &str = "SnapshotNotReady";
+/// The snapshot is in a state it will not leave (error, deleted, in the recycle bin).
+pub const SNAPSHOT_UNUSABLE: &str = "SnapshotUnusable";
+/// The temporary volume is still `creating`. Retryable, a bounded number of times.
+pub const VOLUME_NOT_READY: &str = "VolumeNotReady";
+/// The temporary volume went to `error`: create no job for it; clean up.
+pub const VOLUME_FAILED: &str = "VolumeFailed";
+/// DeleteVolume found the volume still attached (a worker that died without detaching). The
+/// cleanup path detaches it and retries, a bounded number of times.
+pub const VOLUME_STILL_ATTACHED: &str = "VolumeStillAttached";
+/// The temporary DB instance or cluster of a dump is not `available` yet. Retryable.
+pub const DB_NOT_READY: &str = "DbNotReady";
+/// The account's limit of concurrent RDS exports is reached. Retryable with a long backoff:
+/// waiting is the remedy, failing is not.
+pub const EXPORT_QUOTA_EXCEEDED: &str = "ExportQuotaExceeded";
+/// The export task is STARTING or IN_PROGRESS. Retryable: the polling loop's bounded retry.
+pub const EXPORT_IN_PROGRESS: &str = "ExportInProgress";
+/// The export task ended FAILED or CANCELED; the message carries RDS's `FailureCause`.
+pub const EXPORT_FAILED: &str = "ExportFailed";
+/// `verify` found no manifest, or objects that do not match it: the archive must not count, and
+/// the recovery point must not be deleted.
+pub const ARCHIVE_INCOMPLETE: &str = "ArchiveIncomplete";
+/// `notify` could not deliver (Slack or SNS) after its own retries. Raised last, after the
+/// archive's outcome is settled, so it never triggers cleanup of a good archive.
+pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
+/// A transient failure of an AWS call (throttling, 5xx, timeout) that the Lambda's SDK retries
+/// did not absorb. Retryable with backoff.
+pub const RETRYABLE: &str = "Retryable";
+
+/// One error name with how the state machines treat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorName {
+    pub name: &'static str,
+    /// Goes into a `Retry` with backoff (bounded) rather than straight to `Catch`.
+    pub retryable: bool,
+}
+
+/// Every name above, for the test that checks each `ErrorEquals` under `state-machines/`.
+pub const ALL: &[ErrorName] = &[
+    ErrorName { name: INVALID_EVENT, retryable: false },
+    ErrorName { name: INVALID_CONFIG, retryable: false },
+    ErrorName { name: LOOKUP_INCOMPLETE, retryable: false },
+    ErrorName { name: SNAPSHOT_NOT_FOUND, retryable: false },
+    ErrorName { name: SNAPSHOT_NOT_READY, retryable: true },
+    ErrorName { name: SNAPSHOT_UNUSABLE, retryable: false },
+    ErrorName { name: VOLUME_NOT_READY, retryable: true },
+    ErrorName { name: VOLUME_FAILED, retryable: false },
+    ErrorName { name: VOLUME_STILL_ATTACHED, retryable: true },
+    ErrorName { name: DB_NOT_READY, retryable: true },
+    ErrorName { name: EXPORT_QUOTA_EXCEEDED, retryable: true },
+    ErrorName { name: EXPORT_IN_PROGRESS, retryable: true },
+    ErrorName { name: EXPORT_FAILED, retryable: false },
+    ErrorName { name: ARCHIVE_INCOMPLETE, retryable: false },
+    ErrorName { name: NOTIFICATION_FAILED, retryable: false },
+    ErrorName { name: RETRYABLE, retryable: true },
+];
+
+/// Step Functions' reserved prefix (`States.ALL`, `States.TaskFailed`, …).
+/// <https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html>
+pub const STATES_PREFIX: &str = "States.";
+
+/// True for a name an `ErrorEquals` may use: one of ours or one of Step Functions'.
+pub fn is_known(name: &str) -> bool {
+    name.starts_with(STATES_PREFIX) || ALL.iter().any(|e| e.name == name)
+}
+
+/// True for our names that belong in a `Retry`.
+pub fn is_retryable(name: &str) -> bool {
+    ALL.iter().any(|e| e.name == name && e.retryable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(ALL[i + 1..].iter().all(|b| b.name != a.name), "{} listed twice", a.name);
+        }
+    }
+
+    #[test]
+    fn names_are_pascal_case_identifiers() {
+        // ErrorEquals matches exactly; a space or a dot in a name would be an invitation to typos.
+        for e in ALL {
+            assert!(e.name.starts_with(|c: char| c.is_ascii_uppercase()), "{}", e.name);
+            assert!(e.name.chars().all(|c| c.is_ascii_alphanumeric()), "{}", e.name);
+        }
+    }
+
+    #[test]
+    fn accepts_our_names_and_step_functions_names_only() {
+        assert!(is_known(INVALID_EVENT));
+        assert!(is_known("States.ALL"));
+        assert!(is_known("States.TaskFailed"));
+        assert!(!is_known("InvalidEvents"));
+        assert!(!is_known("invalidevent"));
+    }
+
+    #[test]
+    fn waiting_names_are_retryable_and_verdicts_are_not() {
+        assert!(is_retryable(VOLUME_NOT_READY));
+        assert!(is_retryable(EXPORT_QUOTA_EXCEEDED));
+        assert!(is_retryable(RETRYABLE));
+        assert!(!is_retryable(INVALID_EVENT));
+        assert!(!is_retryable(ARCHIVE_INCOMPLETE));
+        assert!(!is_retryable("States.ALL"));
+    }
+}
