@@ -3,7 +3,7 @@
 //! deleted, so a prefix holds either a complete archive or nothing of this run.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::compress::{ChunkWriter, CompressError, Compressor};
+use crate::fat;
 use crate::layout::{self, LayoutError, Target};
 use crate::mount::{self, MountError, ReadOnlyMount};
 use crate::raw::{self, RawError};
@@ -226,7 +227,7 @@ async fn archive_target(
         Some(mounted) => {
             let (tx, rx) = mpsc::channel::<Result<Bytes, ArchiveError>>(TAR_QUEUE_CHUNKS);
             let producer = tokio::task::spawn_blocking(move || -> Result<EntryCounts, ArchiveError> {
-                let result = write_mounted_tree(&mounted, tx.clone());
+                let result = mounted.write_tar(tx.clone());
                 if result.is_err() {
                     // Tells the uploader that the stream is cut short, so that it aborts.
                     let _ = tx.blocking_send(Err(ArchiveError::TreeStopped));
@@ -270,11 +271,29 @@ async fn archive_target(
     })
 }
 
-/// A mounted target and, for a partition, the loop device it is mounted from. Fields drop in
-/// order: unmount, then detach.
-struct MountedTarget {
-    mount: ReadOnlyMount,
-    _partition: Option<LoopDevice>,
+/// Where files mode reads a target's files from.
+enum FilesSource {
+    /// A kernel mount, and for a partition the loop device it is mounted from. Fields drop in
+    /// order: unmount, then detach.
+    Mounted { mount: ReadOnlyMount, _partition: Option<LoopDevice> },
+    /// A FAT filesystem the kernel cannot mount, read in user space.
+    Fat { device: PathBuf, offset: u64, size: u64 },
+}
+
+impl FilesSource {
+    /// Writes the target's files as a tar stream into the compression stage.
+    fn write_tar(&self, tx: mpsc::Sender<Result<Bytes, ArchiveError>>) -> Result<EntryCounts, ArchiveError> {
+        let (counts, writer) = match self {
+            FilesSource::Mounted { mount, .. } => {
+                let root = mount.path();
+                let others = mount::mounts_below(root).map_err(|source| TreeError::Append { path: root.into(), source })?;
+                tree::write_tree(root, &others, ChunkWriter::new(tx))?
+            }
+            FilesSource::Fat { device, offset, size } => fat::write_fat_tree(device, *offset, *size, ChunkWriter::new(tx))?,
+        };
+        writer.finish().map_err(TreeError::Finish)?;
+        Ok(counts)
+    }
 }
 
 /// Decides files or raw for `target`, mounting it when files mode is possible.
@@ -282,7 +301,7 @@ async fn choose_mode(
     target: &Target,
     read_only: bool,
     request: ModeRequest,
-) -> Result<(ArchiveMode, Option<MountedTarget>, Option<String>), ArchiveError> {
+) -> Result<(ArchiveMode, Option<FilesSource>, Option<String>), ArchiveError> {
     if request == ModeRequest::Raw {
         return Ok((ArchiveMode::Raw, None, None));
     }
@@ -299,32 +318,32 @@ async fn choose_mode(
         };
     };
     let target = target.clone();
-    let mounted = tokio::task::spawn_blocking(move || -> Result<MountedTarget, ArchiveError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<FilesSource, ArchiveError> {
         let partition = match &target.partition {
             Some(_) => Some(LoopDevice::attach(&target.device, Some((target.offset, target.size)), read_only)?),
             None => None,
         };
         let device = partition.as_ref().map_or(target.device.as_path(), |p| p.path.as_path());
-        let mount = ReadOnlyMount::mount(device, &fs_type)?;
-        Ok(MountedTarget { mount, _partition: partition })
+        match ReadOnlyMount::mount(device, &fs_type) {
+            Ok(mount) => Ok(FilesSource::Mounted { mount, _partition: partition }),
+            Err(MountError::UnsupportedType { .. }) if fs_type == "vfat" => {
+                drop(partition);
+                fat::check(&target.device, target.offset, target.size)
+                    .map_err(|source| TreeError::Append { path: target.device.clone(), source })?;
+                tracing::info!(device = %target.device.display(), "no vfat driver in this kernel: reading FAT in user space");
+                Ok(FilesSource::Fat { device: target.device.clone(), offset: target.offset, size: target.size })
+            }
+            Err(e) => Err(e.into()),
+        }
     })
     .await?;
-    match mounted {
-        Ok(mounted) => Ok((ArchiveMode::Files, Some(mounted), None)),
-        Err(ArchiveError::Mount(e)) if request == ModeRequest::Auto => Ok((ArchiveMode::Raw, None, Some(e.to_string()))),
+    match opened {
+        Ok(files) => Ok((ArchiveMode::Files, Some(files), None)),
+        Err(e @ (ArchiveError::Mount(_) | ArchiveError::Tree(_))) if request == ModeRequest::Auto => {
+            Ok((ArchiveMode::Raw, None, Some(e.to_string())))
+        }
         Err(e) => Err(e),
     }
-}
-
-fn write_mounted_tree(
-    mounted: &MountedTarget,
-    tx: mpsc::Sender<Result<Bytes, ArchiveError>>,
-) -> Result<EntryCounts, ArchiveError> {
-    let root = mounted.mount.path();
-    let others = mount::mounts_below(root).map_err(|source| TreeError::Append { path: root.into(), source })?;
-    let (counts, writer) = tree::write_tree(root, &others, ChunkWriter::new(tx))?;
-    writer.finish().map_err(TreeError::Finish)?;
-    Ok(counts)
 }
 
 fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {

@@ -4,7 +4,9 @@
 //! - [`source`]: the device or disk image (attached read-only to a loop device).
 //! - [`layout`]: partitions (GPT, MBR) or the whole disk, and their filesystem types.
 //! - [`mount`]: read-only mounts with journal-replay fallbacks.
-//! - [`tree`] and [`acl`]: a mounted filesystem as a tar stream with all its metadata.
+//! - [`tree`] and [`acl`]: a mounted filesystem as a tar stream with all its metadata; [`fat`]:
+//!   the same for FAT read in user space where the kernel has no vfat driver; [`pax`]: PAX
+//!   extended header records, written and read.
 //! - [`raw`]: an unmountable device's bytes, read with several reads outstanding.
 //! - [`compress`]: parallel gzip members or zstd frames, all-zero chunks for free.
 //! - [`upload`]: the S3 multipart sink, aborted on any error.
@@ -12,17 +14,25 @@
 //! - [`verify`] and [`restore`]: reading an archive back.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //!
-//! [`s3`] builds the client from the standard AWS configuration; [`command`] runs system tools.
+//! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
+//! both binaries share; [`command`] runs system tools.
 
 pub mod acl;
 pub mod archive;
 pub mod command;
 pub mod compress;
+pub mod ebs;
+pub mod fat;
 pub mod layout;
+pub mod logging;
 pub mod mount;
+pub mod nvme;
+pub mod options;
+pub mod pax;
 pub mod raw;
 pub mod restore;
 pub mod s3;
+pub mod signal;
 pub mod source;
 pub mod tree;
 pub mod upload;

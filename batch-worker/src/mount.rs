@@ -17,6 +17,8 @@ pub enum MountError {
     MountPoint(#[source] std::io::Error),
     #[error("cannot mount {device} ({fs_type}) read-only: {attempts}")]
     Mount { device: PathBuf, fs_type: String, attempts: String },
+    #[error("this kernel cannot mount {fs_type} (ENODEV)")]
+    UnsupportedType { fs_type: String },
 }
 
 /// Option sets to try in order, per filesystem type.
@@ -48,6 +50,9 @@ impl ReadOnlyMount {
                 Ok(()) => {
                     tracing::info!(device = %device.display(), fs_type, options, "mounted read-only");
                     return Ok(ReadOnlyMount { dir: Some(dir), options });
+                }
+                Err(nix::errno::Errno::ENODEV) => {
+                    return Err(MountError::UnsupportedType { fs_type: fs_type.into() });
                 }
                 Err(errno) => failures.push(format!("ro{}{options}: {errno}", if options.is_empty() { "" } else { "," })),
             }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tar::EntryType;
 use tokio_util::io::SyncIoBridge;
 
+use crate::pax::{self, PaxTap};
 use crate::acl;
 use crate::verify::{fetch_manifest, VerifyError};
 
@@ -110,6 +111,9 @@ async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, 
         let write_err = |source| RestoreError::Write { key: object.key.clone(), path: path.clone(), source };
         match object.mode {
             ArchiveMode::Raw => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(write_err)?;
+                }
                 let mut file = File::create(&path).map_err(write_err)?;
                 io::copy(&mut content, &mut file).map_err(write_err)?;
                 file.sync_all().map_err(write_err)?;
@@ -169,31 +173,36 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Extracts a tar stream into `dest` as root would with GNU tar's `--xattrs --acls
-/// --numeric-owner -p`: the tar crate writes files, directories, links and xattrs; this adds
-/// device nodes and FIFOs, POSIX ACLs, nanosecond mtimes, and the root directory's own metadata.
+/// --numeric-owner -p`: the tar crate writes files, directories and links; this adds device
+/// nodes and FIFOs, xattrs on every kind of entry, POSIX ACLs, nanosecond mtimes, and the root
+/// directory's own metadata. PAX records are read whole through a [`PaxTap`].
 pub fn extract_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
-    let mut archive = tar::Archive::new(input);
+    let (tap, pax_payloads) = PaxTap::new(input);
+    let mut archive = tar::Archive::new(tap);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
-    archive.set_unpack_xattrs(true);
+    archive.set_unpack_xattrs(false);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     // Directory mtimes are set last: creating their children changes them.
     let mut dir_times = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let pax: Vec<(String, Vec<u8>)> = match entry.pax_extensions()? {
-            Some(records) => records
-                .filter_map(Result::ok)
-                .map(|r| (String::from_utf8_lossy(r.key_bytes()).into_owned(), r.value_bytes().to_vec()))
-                .collect(),
+        if entry.header().entry_type() == EntryType::XGlobalHeader {
+            continue;
+        }
+        let pax = match entry.pax_extensions()? {
+            Some(_) => {
+                let payload = pax_payloads.borrow_mut().pop_front();
+                let payload = payload.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "PAX header not seen in the stream"))?;
+                pax::parse_records(&payload)?
+            }
             None => Vec::new(),
         };
         let Some(relative) = safe_relative(&entry.path()?) else { continue };
         let path = dest.join(&relative);
         let header = entry.header().clone();
         let kind = header.entry_type();
-        let is_root = relative.as_os_str().is_empty();
         match kind {
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let sflag = match kind {
@@ -207,45 +216,39 @@ pub fn extract_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
                 );
                 let _ = std::fs::remove_file(&path);
                 mknod(&path, sflag, Mode::from_bits_truncate(0o600), dev).map_err(io::Error::from)?;
-                chown(&path, Some(header.uid()? as u32), Some(header.gid()? as u32))?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(header.mode()?))?;
-                for (key, value) in &pax {
-                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                        xattr::set(&path, name, value)?;
-                    }
-                }
+                set_owner_and_mode(&path, &header)?;
             }
-            _ if is_root => {
-                chown(dest, Some(header.uid()? as u32), Some(header.gid()? as u32))?;
-                std::fs::set_permissions(dest, std::fs::Permissions::from_mode(header.mode()?))?;
-                for (key, value) in &pax {
-                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                        xattr::set(dest, name, value)?;
-                    }
-                }
-            }
+            // The root entry (`./`): the tar crate skips it, GNU tar applies it to the target.
+            _ if relative.as_os_str().is_empty() => set_owner_and_mode(dest, &header)?,
             _ => {
                 entry.unpack_in(dest)?;
             }
         }
+        if kind == EntryType::Link {
+            // A hard link shares its inode, and so its metadata, with the entry it names.
+            continue;
+        }
         for (key, value) in &pax {
-            let xattr_name = match key.as_str() {
+            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                xattr::set(&path, name, value)?;
+            }
+            let acl_name = match key.as_str() {
                 "SCHILY.acl.access" => acl::ACCESS_XATTR,
                 "SCHILY.acl.default" => acl::DEFAULT_XATTR,
                 _ => continue,
             };
-            let text = String::from_utf8_lossy(value);
-            let encoded = acl::text_to_xattr(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            xattr::set(&path, xattr_name, &encoded)?;
+            let encoded = acl::text_to_xattr(&String::from_utf8_lossy(value))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            xattr::set(&path, acl_name, &encoded)?;
         }
         let mtime = pax
             .iter()
             .find(|(k, _)| k == "mtime")
-            .and_then(|(_, v)| parse_pax_time(&String::from_utf8_lossy(v)))
+            .and_then(|(_, v)| pax::parse_time(&String::from_utf8_lossy(v)))
             .unwrap_or((header.mtime()? as i64, 0));
         if kind == EntryType::Directory {
             dir_times.push((path, mtime));
-        } else if kind != EntryType::Link {
+        } else {
             set_mtime(&path, mtime)?;
         }
     }
@@ -253,6 +256,12 @@ pub fn extract_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
         set_mtime(&path, mtime)?;
     }
     Ok(())
+}
+
+/// Owner first, then mode: chown clears setuid and setgid bits.
+fn set_owner_and_mode(path: &Path, header: &tar::Header) -> io::Result<()> {
+    chown(path, Some(header.uid()? as u32), Some(header.gid()? as u32))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(header.mode()?))
 }
 
 /// The entry's path inside the destination, or `None` for a path that would leave it.
@@ -266,22 +275,6 @@ fn safe_relative(path: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
-}
-
-fn parse_pax_time(text: &str) -> Option<(i64, i64)> {
-    let (negative, text) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: i64 = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse().ok()? };
-    Some(match (negative, nanos) {
-        (false, _) => (secs, nanos),
-        (true, 0) => (-secs, 0),
-        (true, _) => (-secs - 1, 1_000_000_000 - nanos),
-    })
 }
 
 fn set_mtime(path: &Path, (secs, nanos): (i64, i64)) -> io::Result<()> {
@@ -301,15 +294,6 @@ fn set_mtime(path: &Path, (secs, nanos): (i64, i64)) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_pax_times() {
-        assert_eq!(parse_pax_time("1620284889.123456789"), Some((1_620_284_889, 123_456_789)));
-        assert_eq!(parse_pax_time("5.5"), Some((5, 500_000_000)));
-        assert_eq!(parse_pax_time("7"), Some((7, 0)));
-        assert_eq!(parse_pax_time("-1.500000000"), Some((-2, 500_000_000)));
-        assert_eq!(parse_pax_time("x"), None);
-    }
 
     #[test]
     fn refuses_paths_that_leave_the_destination() {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use archiver_core::manifest::EntryCounts;
 use tar::{EntryType, Header, HeaderMode};
 
-use crate::acl;
+use crate::{acl, pax};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
@@ -40,6 +40,11 @@ pub enum TreeError {
     #[error("cannot finish the tar stream: {0}")]
     Finish(#[source] io::Error),
 }
+
+/// XFS shows root its ACLs a second time under these names; `SCHILY.acl.*` already carries
+/// them, and written back as plain xattrs elsewhere they would be stray copies. libattr skips
+/// them too (/etc/xattr.conf).
+const XFS_ACL_XATTRS: [&str; 2] = ["trusted.SGI_ACL_FILE", "trusted.SGI_ACL_DEFAULT"];
 
 /// Writes the tree under `root` to `out` as a tar stream and returns the counts and `out`.
 /// Directories that are mount points of other filesystems are stored, their contents are not.
@@ -134,7 +139,7 @@ fn pax_records(path: &Path, meta: &Metadata) -> Result<Vec<(String, Vec<u8>)>, T
     let mut records = Vec::new();
     let (secs, nanos) = (meta.mtime(), meta.mtime_nsec());
     if nanos != 0 || secs < 0 {
-        records.push(("mtime".to_string(), format_pax_time(secs, nanos).into_bytes()));
+        records.push(("mtime".to_string(), pax::format_time(secs, nanos).into_bytes()));
     }
     let names = match xattr::list(path) {
         Ok(names) => names.collect::<Vec<_>>(),
@@ -156,7 +161,7 @@ fn pax_records(path: &Path, meta: &Metadata) -> Result<Vec<(String, Vec<u8>)>, T
         if let Some(key) = acl_key {
             let text = acl::xattr_to_text(&value).map_err(|source| TreeError::Acl { path: path.into(), source })?;
             records.push((key.to_string(), text.into_bytes()));
-        } else if !name_text.starts_with("system.") {
+        } else if !name_text.starts_with("system.") && !XFS_ACL_XATTRS.contains(&name_text.as_ref()) {
             records.push((format!("SCHILY.xattr.{name_text}"), value));
         }
     }
@@ -167,20 +172,11 @@ fn unsupported(e: &io::Error) -> bool {
     e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) || e.raw_os_error() == Some(nix::libc::ENOTSUP)
 }
 
-/// PAX time: seconds and a fraction, the fraction counted forward even for negative times.
-fn format_pax_time(secs: i64, nanos: i64) -> String {
-    if secs < 0 && nanos > 0 {
-        format!("-{}.{:09}", -(secs + 1), 1_000_000_000 - nanos)
-    } else {
-        format!("{secs}.{nanos:09}")
-    }
-}
-
 /// Appends a PAX extended header (typeflag `x`) holding `records`, which applies to the next entry.
 fn append_pax<W: Write>(builder: &mut tar::Builder<W>, records: &[(String, Vec<u8>)]) -> io::Result<()> {
     let mut data = Vec::new();
     for (key, value) in records {
-        encode_pax_record(&mut data, key, value);
+        pax::encode_record(&mut data, key, value);
     }
     let mut header = Header::new_ustar();
     header.set_path("././@PaxHeader")?;
@@ -191,40 +187,9 @@ fn append_pax<W: Write>(builder: &mut tar::Builder<W>, records: &[(String, Vec<u
     builder.append(&header, data.as_slice())
 }
 
-/// One PAX record: `"<length> <key>=<value>\n"`, where the length counts its own digits.
-fn encode_pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
-    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
-    let mut len = rest + 1;
-    while len.to_string().len() + rest != len {
-        len = len.to_string().len() + rest;
-    }
-    out.extend_from_slice(format!("{len} {key}=").as_bytes());
-    out.extend_from_slice(value);
-    out.push(b'\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pax_record_length_counts_itself() {
-        for value_len in [0, 1, 5, 6, 7, 90, 94, 95, 96, 100, 994, 995, 996, 10_000] {
-            let mut out = Vec::new();
-            encode_pax_record(&mut out, "SCHILY.xattr.user.k", &vec![b'v'; value_len]);
-            let (len, _) = std::str::from_utf8(&out[..out.iter().position(|b| *b == b' ').unwrap()])
-                .map(|s| (s.parse::<usize>().unwrap(), ()))
-                .unwrap();
-            assert_eq!(len, out.len(), "value length {value_len}");
-        }
-    }
-
-    #[test]
-    fn formats_pax_times_before_and_after_the_epoch() {
-        assert_eq!(format_pax_time(1_620_284_889, 123_456_789), "1620284889.123456789");
-        assert_eq!(format_pax_time(5, 0), "5.000000000");
-        assert_eq!(format_pax_time(-2, 500_000_000), "-1.500000000");
-    }
 
     #[test]
     fn archives_a_tree_that_the_tar_crate_reads_back() {

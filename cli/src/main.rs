@@ -8,10 +8,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExitCode;
 
-use archiver_core::manifest::{Compression, ModeRequest};
-use archiver_core::part_size::DEFAULT_PART_SIZE;
 use archiver_core::s3_location::S3Location;
-use clap::{Parser, Subcommand, ValueEnum};
+use batch_worker::options::PipelineArgs;
+use clap::{Parser, Subcommand};
 
 mod commands;
 mod output;
@@ -64,26 +63,8 @@ pub struct ArchiveArgs {
     /// Where the archive goes: s3://BUCKET/PREFIX.
     #[arg(long)]
     pub to: S3Location,
-    /// files: tar of each filesystem; raw: the bytes; auto: files where a filesystem mounts.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub mode: ModeArg,
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
-    pub compression: CompressionArg,
-    /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
-    #[arg(long)]
-    pub level: Option<u32>,
-    /// Size of the first multipart parts (e.g. 16MiB); later parts grow if the source is huge.
-    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
-    pub part_size: u64,
-    /// Parts uploaded at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
-    /// Encrypt objects with this KMS key (SSE-KMS).
-    #[arg(long)]
-    pub sse_kms_key_id: Option<String>,
-    /// S3 storage class of the archive objects (the manifest stays STANDARD).
-    #[arg(long, value_parser = parse_storage_class)]
-    pub storage_class: Option<String>,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -108,54 +89,9 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ModeArg {
-    Auto,
-    Files,
-    Raw,
-}
-
-impl From<ModeArg> for ModeRequest {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Auto => ModeRequest::Auto,
-            ModeArg::Files => ModeRequest::Files,
-            ModeArg::Raw => ModeRequest::Raw,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum CompressionArg {
-    Gzip,
-    Zstd,
-}
-
-impl From<CompressionArg> for Compression {
-    fn from(c: CompressionArg) -> Self {
-        match c {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-        }
-    }
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    text.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("{text:?} is not a size like 16MiB: {e}"))
-}
-
-fn parse_storage_class(text: &str) -> Result<String, String> {
-    let known = aws_sdk_s3::types::StorageClass::values();
-    if known.contains(&text) {
-        Ok(text.to_string())
-    } else {
-        Err(format!("unknown storage class {text:?}; one of {}", known.join(", ")))
-    }
-}
-
 fn main() -> ProcessExitCode {
     let cli = Cli::parse();
-    output::init_logging();
+    batch_worker::logging::init();
     let progress = !cli.no_progress && std::io::stderr().is_terminal();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let code = runtime.block_on(async {
@@ -191,6 +127,3 @@ impl Failure {
         Failure { code: ExitCode::No, message: e.to_string() }
     }
 }
-
-/// The default part size, checked against the CLI's literal default.
-const _: () = assert!(DEFAULT_PART_SIZE == 16 * 1024 * 1024);

@@ -1,27 +1,10 @@
 //! What people and scripts see: logging setup, progress bars, and the text summaries.
 
-use std::io::IsTerminal;
-
 use batch_worker::archive::ArchiveReport;
 use batch_worker::restore::RestoredObject;
 use batch_worker::verify::VerifyReport;
 use bytesize::ByteSize;
 use indicatif::{ProgressBar, ProgressStyle};
-
-/// Human-readable logs (warnings and up) on a terminal; JSON lines (info and up) otherwise, for
-/// log collectors. `RUST_LOG` overrides the level.
-pub fn init_logging() {
-    let terminal = std::io::stderr().is_terminal();
-    let default = if terminal { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if terminal {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
-}
 
 pub fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);

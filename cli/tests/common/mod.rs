@@ -1,0 +1,378 @@
+//! Shared harness of the end-to-end tests: a moto S3 server per test, disk images built with the
+//! real tools on loop devices, a tree comparator, a fault-injecting HTTP proxy, and a runner for
+//! the `backup-archiver` binary with an environment that can only reach the loopback server.
+//!
+//! Layout:
+//! - [`s3`]: `moto_server` on a free loopback port, killed on drop; an S3 client for assertions.
+//! - [`image`]: image files, loop devices and mounts (each behind a guard), mkfs, partition tables.
+//! - [`populate`]: fills a tree with every kind of metadata issue 2 item 5 lists.
+//! - [`tree`]: compares two trees entry by entry and lists every difference.
+//! - [`proxy`]: an HTTP/1.1 proxy that fails or drops chosen UploadPart requests.
+//! - [`cli`]: runs `backup-archiver` with a bounded time and a sealed environment.
+//!
+//! Everything here runs as root and fails (never skips) when a tool is missing: `scripts/setup`
+//! installs them all.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod image;
+pub mod populate;
+pub mod proxy;
+pub mod s3;
+pub mod tree;
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+/// Where `scripts/setup` puts the venv (and where the cargo target dir lives).
+pub fn ba_home() -> PathBuf {
+    std::env::var_os("BA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/backup-archiver"))
+}
+
+/// The PATH given to every tool and to the binary under test: the system directories only, so
+/// the tests use Debian's tools whatever the caller's PATH holds.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests need root (loop devices, mount, mknod): run them with scripts/test as root"
+    );
+}
+
+/// Panics naming the first tool that is not installed.
+pub fn require_tools(tools: &[&str]) {
+    for tool in tools {
+        let found = SYSTEM_PATH
+            .split(':')
+            .any(|dir| Path::new(dir).join(tool).is_file());
+        assert!(
+            found,
+            "required tool `{tool}` is not installed: run scripts/setup"
+        );
+    }
+}
+
+/// The tools every image-building test uses.
+pub const IMAGE_TOOLS: &[&str] = &[
+    "losetup",
+    "mount",
+    "umount",
+    "blkid",
+    "truncate",
+    "mkfs.ext4",
+    "mkfs.xfs",
+    "mkfs.btrfs",
+    "mkfs.vfat",
+    "sgdisk",
+    "sfdisk",
+    "setfattr",
+    "setfacl",
+    "getfacl",
+    "tar",
+    "gzip",
+    "zstd",
+    "mcopy",
+    "mmd",
+];
+
+/// Root, the image tools, and the loop driver: what every loop-device test needs.
+pub fn require_image_prerequisites() {
+    require_root();
+    require_tools(IMAGE_TOOLS);
+    assert!(
+        Path::new("/dev/loop-control").exists(),
+        "/dev/loop-control is missing: the kernel has no loop driver"
+    );
+}
+
+// Tests that check that nothing is left behind (`losetup -a`, /proc/mounts before and after) take
+// the write side; every other test that attaches loop devices or mounts takes the read side, so
+// the global state they compare is theirs alone. Test binaries run one after another, so a
+// process-wide lock covers the whole suite.
+static SYSTEM_STATE: RwLock<()> = RwLock::new(());
+
+/// Held by a test that attaches loop devices or mounts filesystems.
+pub fn shared_system() -> RwLockReadGuard<'static, ()> {
+    SYSTEM_STATE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by a test that compares the system's loop devices and mounts before and after.
+pub fn exclusive_system() -> RwLockWriteGuard<'static, ()> {
+    SYSTEM_STATE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a leak check compares: attached loop devices and mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemState {
+    pub loops: Vec<String>,
+    pub mounts: Vec<String>,
+}
+
+pub fn system_state() -> SystemState {
+    let loops = String::from_utf8_lossy(&run_ok(Command::new("losetup").arg("-a")))
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    let mounts = std::fs::read_to_string("/proc/mounts")
+        .expect("read /proc/mounts")
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    let mut state = SystemState { loops, mounts };
+    state.loops.sort();
+    state.mounts.sort();
+    state
+}
+
+/// A temporary directory for one test's images, mount points and downloads, on the root
+/// filesystem (ext4 here), which stores every kind of metadata the comparisons need.
+pub fn workdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ba-test-{tag}-"))
+        .tempdir_in(std::env::temp_dir())
+        .expect("create workdir")
+}
+
+/// The command line of `cmd`, for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&shell_quote(a));
+    }
+    s
+}
+
+fn shell_quote(a: &OsStr) -> String {
+    let s = a.to_string_lossy();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs a tool to completion with the system PATH; panics with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = run_timeout(cmd.env("PATH", SYSTEM_PATH), TOOL_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "`{}` failed ({}):\n{}{}",
+        describe(cmd),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Shorthand for [`run_ok`] on a program and arguments.
+pub fn sh<I, S>(program: &str, args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_ok(Command::new(program).args(args))
+}
+
+/// Arbitrary bound on one helper tool (mkfs, tar, losetup): each takes seconds at most here.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` with stdin closed, kills it if it outlives `timeout`, and returns its output.
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    Running::spawn(cmd).wait(timeout)
+}
+
+/// A child process whose stdout and stderr are being collected.
+pub struct Running {
+    pub child: std::process::Child,
+    pub cmdline: String,
+    out_thread: std::thread::JoinHandle<Vec<u8>>,
+    err_thread: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    pub fn spawn(cmd: &mut Command) -> Running {
+        let cmdline = describe(cmd);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let out_thread = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = stdout.read_to_end(&mut v);
+            v
+        });
+        let err_thread = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = stderr.read_to_end(&mut v);
+            v
+        });
+        Running {
+            child,
+            cmdline,
+            out_thread,
+            err_thread,
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory effects; the PID is our own child, not yet reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill {}: {}",
+            self.child.id(),
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Waits for the process, killing it (and panicking) if it outlives `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        let started = Instant::now();
+        let status: ExitStatus = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for child") {
+                break status;
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                let status = self.child.wait().expect("wait for killed child");
+                let stderr = self.err_thread.join().unwrap_or_default();
+                panic!(
+                    "`{}` did not finish within {timeout:?} and was killed ({status}); stderr:\n{}",
+                    self.cmdline,
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: self.out_thread.join().unwrap_or_default(),
+            stderr: self.err_thread.join().unwrap_or_default(),
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*): incompressible data that is the same on
+/// every run, so a failure reproduces.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Hex SHA-256 of a file, via coreutils (the CLI's own hashing is what is under test).
+pub fn sha256_file(path: &Path) -> String {
+    let out = sh("sha256sum", [path]);
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string()
+}
+
+/// Reads `len` bytes at `offset` of a file.
+pub fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, offset)
+        .unwrap_or_else(|e| panic!("read {}@{offset}: {e}", path.display()));
+    buf
+}
+
+/// Panics with a short description when two large byte strings differ (never prints them).
+pub fn assert_bytes_equal(what: &str, actual: &[u8], expected: &[u8]) {
+    if actual == expected {
+        return;
+    }
+    let first = actual
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(actual.len().min(expected.len()));
+    panic!(
+        "{what}: {} bytes, expected {} bytes; first difference at byte {first}",
+        actual.len(),
+        expected.len()
+    );
+}
+
+/// Checks `archive --json` against the bucket: every object is under `prefix/`, its size and
+/// SHA-256 are those of the stored bytes, and the prefix holds exactly these objects and the
+/// manifest.
+#[track_caller]
+pub fn check_archive_output(out: &cli::ArchiveOutput, t: &s3::TestS3, prefix: &str) {
+    let mut expected: Vec<String> = out.objects.iter().map(|o| o.key.clone()).collect();
+    expected.push(format!("{prefix}/manifest.json"));
+    expected.sort();
+    assert_eq!(
+        t.keys(&format!("{prefix}/")),
+        expected,
+        "objects under the prefix; --json said {}",
+        out.json
+    );
+    for o in &out.objects {
+        assert!(
+            o.key.starts_with(&format!("{prefix}/")),
+            "{} is not under {prefix}/",
+            o.key
+        );
+        let bytes = t.s3.get(&t.bucket, &o.key);
+        assert_eq!(bytes.len() as u64, o.size, "size of {} in --json", o.key);
+        assert!(
+            o.sha256.len() == 64 && o.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+            "sha256 {:?}",
+            o.sha256
+        );
+        let tmp = workdir("sha");
+        let f = tmp.path().join("object");
+        std::fs::write(&f, &bytes).expect("write object");
+        assert_eq!(
+            sha256_file(&f),
+            o.sha256.to_lowercase(),
+            "sha256 of {} in --json",
+            o.key
+        );
+    }
+    assert!(out.bytes_read > 0, "bytes_read is 0: {}", out.json);
+    assert!(
+        out.seconds >= 0.0 && out.seconds < cli::CLI_TIMEOUT.as_secs_f64(),
+        "seconds: {}",
+        out.json
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&t.s3.get(&t.bucket, &format!("{prefix}/manifest.json")))
+            .expect("manifest is JSON");
+    assert_eq!(
+        manifest["objects"].as_array().map(Vec::len),
+        Some(out.objects.len()),
+        "the manifest lists the objects --json printed: {manifest}"
+    );
+}
