@@ -1,0 +1,97 @@
+"""Each defect that launcher.py patches, shown on an unpatched moto 5.2.5 (BA_EMULATOR_PATCHES=none).
+
+When one of these fails after a moto upgrade, moto has fixed that defect: drop its patch from launcher.py.
+The patched behaviour is tested in the other files.
+"""
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import ROLE_ARN, create_role, create_state_machine, emulator_env, finished, run_state_machine, unique
+
+from emulator.control import running
+
+PASS_THEN_CHOICE = {"StartAt": "P", "States": {
+    "P": {"Type": "Pass", "Parameters": {"Volumes": [{"State": "available"}]}, "Next": "C"},
+    "C": {"Type": "Choice", "Choices": [{"Variable": "$.Volumes[0].State", "StringEquals": "available",
+                                         "Next": "Yes"}], "Default": "No"},
+    "Yes": {"Type": "Succeed"}, "No": {"Type": "Fail", "Error": "NoMatch"}}}
+
+
+def task(resource: str, parameters: dict) -> dict:
+    return {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": resource, "Parameters": parameters,
+                                             "End": True}}}
+
+
+@pytest.fixture(scope="module")
+def unpatched(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("unpatched")
+    with running(tmp / "state", {**emulator_env(tmp), "BA_EMULATOR_PATCHES": "none"}) as emulator:
+        create_role(emulator)
+        yield emulator
+
+
+def test_1_definite_path_yields_a_list(unpatched):
+    execution = run_state_machine(unpatched, PASS_THEN_CHOICE)
+    assert (execution["status"], execution["error"]) == ("FAILED", "NoMatch")
+
+
+def test_2_integration_parameters_are_not_normalised(unpatched):
+    execution = run_state_machine(unpatched, task("arn:aws:states:::batch:submitJob",
+                                                  {"JobName": "j", "JobQueue": "q", "JobDefinition": "d"}))
+    assert execution["status"] == "FAILED" and "'JobName'" in execution["cause"]
+    execution = run_state_machine(unpatched, task("arn:aws:states:::aws-sdk:rds:describeDBInstances",
+                                                  {"DbInstanceIdentifier": "db"}))
+    assert execution["status"] == "FAILED" and "'DbInstanceIdentifier'" in execution["cause"]
+
+
+def test_3_datetime_in_a_result_breaks_describe_execution(unpatched):
+    volume_id = unpatched.client("ec2").create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    arn = create_state_machine(unpatched, task("arn:aws:states:::aws-sdk:ec2:describeVolumes",
+                                               {"VolumeIds": [volume_id]}))
+    sfn = unpatched.client("stepfunctions")
+    execution_arn = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    with pytest.raises(ClientError, match=r"\(500\)"):
+        finished(unpatched, execution_arn)
+
+
+def test_4_export_task_status_is_lower_case(unpatched):
+    rds, s3 = unpatched.client("rds"), unpatched.client("s3")
+    rds.create_db_instance(DBInstanceIdentifier="db1", DBInstanceClass="db.t3.micro", Engine="postgres",
+                           MasterUsername="admin1", MasterUserPassword="password-1", AllocatedStorage=20)
+    snapshot = rds.create_db_snapshot(DBSnapshotIdentifier="snap1", DBInstanceIdentifier="db1")["DBSnapshot"]
+    s3.create_bucket(Bucket="exports")
+    rds.start_export_task(ExportTaskIdentifier="e1", SourceArn=snapshot["DBSnapshotArn"], S3BucketName="exports",
+                          IamRoleArn=ROLE_ARN, KmsKeyId="k")
+    assert rds.describe_export_tasks()["ExportTasks"][0]["Status"] == "complete"
+
+
+def test_5_put_events_to_a_state_machine_target_fails(unpatched):
+    events = unpatched.client("events")
+    arn = create_state_machine(unpatched, {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    source = unique("test.source")
+    events.put_rule(Name="r", EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule="r", Targets=[{"Id": "1", "Arn": arn, "RoleArn": ROLE_ARN}])
+    with pytest.raises(ClientError, match=r"\(500\)"):
+        events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}"}])
+
+
+def test_6_unnamed_executions_are_all_named_none(unpatched):
+    sfn = unpatched.client("stepfunctions")
+    arn = create_state_machine(unpatched, {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    assert sfn.start_execution(stateMachineArn=arn)["executionArn"].endswith(":None")
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=arn)
+
+
+def test_found_string_output_is_not_json_encoded(unpatched):
+    execution = run_state_machine(unpatched, {"StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Result": "available", "End": True}}})
+    assert execution["output"] == "available"  # AWS: "\"available\""
+
+
+def test_found_aws_sdk_error_service_name_is_lower_case(unpatched):
+    execution = run_state_machine(unpatched, task("arn:aws:states:::aws-sdk:ec2:describeVolumes",
+                                                  {"VolumeIds": ["vol-0123456789abcdef0"]}))
+    assert execution["error"] == "ec2.ec2Exception"  # AWS: Ec2.Ec2Exception
