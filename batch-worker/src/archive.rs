@@ -125,7 +125,7 @@ pub async fn archive_device(
         Ok((source, layout))
     })
     .await??;
-    tracing::info!(device = %source.given.display(), size = layout.size, targets = layout.targets.len(), partition_table = ?layout.partition_table, "read layout");
+    tracing::info!(device = %source.given.display(), size = layout.size, targets = layout.targets.len(), partition_table = layout.partition_table.as_deref().unwrap_or("none"), "read layout");
     if let Some(bar) = &progress {
         bar.set_length(layout.size);
     }
@@ -194,7 +194,14 @@ async fn archive_target(
     let (mode, mounted, raw_reason) = choose_mode(target, source.read_only, options.mode).await?;
     let partition_number = target.partition.as_ref().map(|p| p.number);
     let key = dest.key(&object_name(partition_number, mode, options.compression));
-    let span = tracing::info_span!("target", device = %target.device.display(), ?mode, fs_type = ?target.fs_type, key);
+    let span = tracing::info_span!(
+        "target",
+        device = %target.device.display(),
+        partition = partition_number,
+        mode = ?mode,
+        fs_type = target.fs_type.as_deref().unwrap_or("none"),
+        key
+    );
     let _enter = span.enter();
     if let Some(reason) = &raw_reason {
         tracing::warn!(reason, "archiving raw bytes");

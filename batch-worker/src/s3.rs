@@ -38,6 +38,9 @@ pub async fn load_config() -> SdkConfig {
 pub fn client(config: &SdkConfig) -> Client {
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
+        // Multipart objects carry part-level checksums the SDK cannot check on download; every
+        // download here is checked against the manifest's SHA-256 instead.
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
         .build();
     Client::from_conf(s3_config)
 }

@@ -21,7 +21,7 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
 
 pub fn print_archive(report: &ArchiveReport) {
     println!(
-        "archived {} read into {} in {:.1} s",
+        "archived {} into {} in {:.1} s",
         ByteSize::b(report.bytes_read),
         report.location,
         report.seconds
