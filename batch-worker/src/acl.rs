@@ -32,7 +32,7 @@ pub enum AclError {
 
 /// Decodes a `system.posix_acl_*` value into tar's text form.
 pub fn xattr_to_text(value: &[u8]) -> Result<String, AclError> {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return Err(AclError::Length(value.len()));
     }
     let version = u32::from_le_bytes(value[..4].try_into().expect("4 bytes"));

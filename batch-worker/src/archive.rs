@@ -31,7 +31,7 @@ use crate::mount::{self, MountError, ReadOnlyMount};
 use crate::raw::{self, RawError};
 use crate::source::{LoopDevice, Source, SourceError};
 use crate::tree::{self, TreeError};
-use crate::upload::{self, UploadError, UploadSettings};
+use crate::upload::{self, ObjectSpec, UploadError, UploadSettings};
 
 /// Chunks queued between the tar writer and the compressors: enough to ride out a slow file.
 const TAR_QUEUE_CHUNKS: usize = 4;
@@ -227,6 +227,7 @@ async fn archive_target(
         Compression::Gzip => "application/gzip",
         Compression::Zstd => "application/zstd",
     };
+    let object = ObjectSpec { key: key.clone(), metadata, content_type };
     let schedule = PartSchedule::for_source(target.size, options.part_size)?;
     let meter = Arc::new(Mutex::new(InputMeter::default()));
 
@@ -244,7 +245,7 @@ async fn archive_target(
             });
             let chunks = tokio_stream_from(rx);
             let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
-            let uploaded = upload::upload_stream(client, &options.upload, &key, metadata, content_type, schedule, body, cancel).await;
+            let uploaded = upload::upload_stream(client, &options.upload, object, schedule, body, cancel).await;
             let produced = producer.await?;
             match (produced, uploaded) {
                 (Ok(counts), Ok(uploaded)) => (uploaded, Some(counts)),
@@ -256,7 +257,7 @@ async fn archive_target(
         None => {
             let chunks = raw::read_device::<ArchiveError>(&target.device, target.offset, target.size)?;
             let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
-            let uploaded = upload::upload_stream(client, &options.upload, &key, metadata, content_type, schedule, body, cancel).await?;
+            let uploaded = upload::upload_stream(client, &options.upload, object, schedule, body, cancel).await?;
             (uploaded, None)
         }
     };

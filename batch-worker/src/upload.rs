@@ -51,6 +51,14 @@ pub struct UploadSettings {
     pub concurrency: usize,
 }
 
+/// The object to write: its key, user metadata and content type.
+#[derive(Debug, Clone)]
+pub struct ObjectSpec {
+    pub key: String,
+    pub metadata: HashMap<String, String>,
+    pub content_type: &'static str,
+}
+
 /// What a completed upload holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadedObject {
@@ -59,14 +67,12 @@ pub struct UploadedObject {
     pub sha256: String,
 }
 
-/// Uploads `body` as `key`. `body` yields the object's bytes in order; an `Err` item (the
+/// Uploads `body` as `object`. `body` yields the object's bytes in order; an `Err` item (the
 /// source or compressor failed) aborts the upload and is returned.
 pub async fn upload_stream<S, E>(
     client: &Client,
     settings: &UploadSettings,
-    key: &str,
-    metadata: HashMap<String, String>,
-    content_type: &str,
+    object: ObjectSpec,
     schedule: PartSchedule,
     body: S,
     cancel: &CancellationToken,
@@ -76,6 +82,8 @@ where
     E: From<UploadError>,
 {
     let bucket = settings.bucket.as_str();
+    let ObjectSpec { key, metadata, content_type } = object;
+    let key = key.as_str();
     let mut create = client
         .create_multipart_upload()
         .bucket(bucket)

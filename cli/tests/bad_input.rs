@@ -82,7 +82,7 @@ fn file_that_is_not_a_disk_image_is_a_usage_error() {
     let text = work.path().join("notes.txt");
     std::fs::write(
         &text,
-        "not a disk image\n".repeat(59).as_bytes()[..1000].to_vec(),
+        &"not a disk image\n".repeat(59).as_bytes()[..1000],
     )
     .expect("write");
     run_bad(&t, &env, &archive_args(&text, &t.url("p")), &["notes.txt"]);
