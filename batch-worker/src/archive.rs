@@ -255,7 +255,7 @@ async fn archive_target(
             }
         }
         None => {
-            let chunks = raw::read_device::<ArchiveError>(&target.device, target.offset, target.size)?;
+            let chunks = raw::read_device::<ArchiveError>(&source.bytes, target.offset, target.size)?;
             let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
             let uploaded = upload::upload_stream(client, &options.upload, object, schedule, body, cancel).await?;
             (uploaded, None)

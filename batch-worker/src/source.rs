@@ -40,6 +40,9 @@ pub struct Source {
     pub given: PathBuf,
     /// The block device to read.
     pub device: PathBuf,
+    /// Where raw bytes are read from: the image file itself rather than its loop device, whose
+    /// requests all pass through one kernel worker thread and a second page cache.
+    pub bytes: PathBuf,
     /// Whether partitions must be attached read-only too: an image is the operator's data, a
     /// device given as is (a restored volume) may have its journal replayed.
     pub read_only: bool,
@@ -53,10 +56,16 @@ impl Source {
     /// skipped by mounting with `noload`/`norecovery` rather than replayed).
     pub fn open(path: &Path) -> Result<Source, SourceError> {
         if validate(path)? == SourceKind::BlockDevice {
-            return Ok(Source { given: path.into(), device: path.into(), read_only: false, _loop_device: None });
+            return Ok(Source { given: path.into(), device: path.into(), bytes: path.into(), read_only: false, _loop_device: None });
         }
         let loop_device = LoopDevice::attach(path, None, true)?;
-        Ok(Source { given: path.into(), device: loop_device.path.clone(), read_only: true, _loop_device: Some(loop_device) })
+        Ok(Source {
+            given: path.into(),
+            device: loop_device.path.clone(),
+            bytes: path.into(),
+            read_only: true,
+            _loop_device: Some(loop_device),
+        })
     }
 }
 

@@ -203,6 +203,7 @@ impl Upload {
         if part_number > MAX_PARTS {
             return Err(UploadError::TooManyParts { bucket: self.bucket.clone(), key: self.key.clone() });
         }
+        let data_len = data.len();
         let request = self
             .client
             .upload_part()
@@ -213,6 +214,7 @@ impl Upload {
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .body(ByteStream::from(data));
         let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        tracing::debug!(part_number, bytes = data_len, "uploading part");
         tasks.spawn(async move {
             let output = request.send().await.map_err(|e| UploadError::UploadPart {
                 bucket,
