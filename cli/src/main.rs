@@ -13,6 +13,7 @@ use batch_worker::options::PipelineArgs;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod flow;
 mod output;
 
 /// The exit codes, one meaning each.
@@ -53,6 +54,14 @@ enum Command {
     },
     /// Restore an archive: files to a directory, or a raw object to an image file.
     Restore(RestoreArgs),
+    /// Dry run of the state machines' plan step: exit 0 planned, 1 skipped, 2 rejected.
+    Plan(flow::PlanArgs),
+    /// Archive one EBS snapshot now: start the state machine with {"snapshot": …}.
+    Start(flow::StartArgs),
+    /// Run a finished archive again with the same input (refused while one of the same snapshot runs).
+    Replay(flow::ReplayArgs),
+    /// Recent executions, or one execution step by step.
+    Status(flow::StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +108,10 @@ fn main() -> ProcessExitCode {
             Command::Archive(args) => commands::archive(args, progress).await,
             Command::Verify { location, json } => commands::verify(location, json).await,
             Command::Restore(args) => commands::restore(args).await,
+            Command::Plan(args) => flow::plan(args),
+            Command::Start(args) => flow::start(args).await,
+            Command::Replay(args) => flow::replay(args).await,
+            Command::Status(args) => flow::status(args).await,
         };
         match result {
             Ok(code) => code,

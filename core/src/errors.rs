@@ -58,6 +58,27 @@ pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
 /// A transient failure of an AWS call (throttling, 5xx, timeout) that the Lambda's SDK retries
 /// did not absorb. Retryable with backoff.
 pub const RETRYABLE: &str = "Retryable";
+/// Another execution is already archiving the same snapshot (a duplicate event, or an SNS and an
+/// EventBridge delivery of one backup job): it owns the temporary volume. Not a failure: the
+/// EBS flow ends in its `Duplicate` Succeed state.
+pub const DUPLICATE_ARCHIVE: &str = "DuplicateArchive";
+/// The Batch job ended FAILED: the worker exited non-zero, was killed, or ran past the job's
+/// timeout. The cause is the job's description (exit code, `statusReason`). The ASL renames
+/// Step Functions' `States.TaskFailed` of the job step to this, so the execution can end with a
+/// name that says which step failed (a Fail state may not re-raise a `States.` name).
+pub const JOB_FAILED: &str = "JobFailed";
+/// A state failed with one of Step Functions' own errors (`States.Timeout`, `States.Runtime`, …),
+/// which a Fail state may not re-raise; the cause starts with the original name.
+pub const STEP_FAILED: &str = "StepFailed";
+/// AWS Backup refused to delete the recovery point (a copy or restore is using it, a vault lock
+/// forbids it, a permission is missing). The archive is verified; the recovery point is kept.
+pub const RECOVERY_POINT_NOT_DELETED: &str = "RecoveryPointNotDeleted";
+/// An EC2 call about the temporary volume failed for a reason that is not transient (a
+/// permission, a quota, a parameter): the cause carries EC2's code and message.
+pub const VOLUME_OPERATION_FAILED: &str = "VolumeOperationFailed";
+/// The archive's bucket could not be read (a permission, a missing bucket): the cause carries
+/// S3's code and message.
+pub const STORAGE_ACCESS_FAILED: &str = "StorageAccessFailed";
 
 /// One error name with how the state machines treat it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,15 +106,40 @@ pub const ALL: &[ErrorName] = &[
     ErrorName { name: ARCHIVE_INCOMPLETE, retryable: false },
     ErrorName { name: NOTIFICATION_FAILED, retryable: false },
     ErrorName { name: RETRYABLE, retryable: true },
+    ErrorName { name: DUPLICATE_ARCHIVE, retryable: false },
+    ErrorName { name: JOB_FAILED, retryable: false },
+    ErrorName { name: STEP_FAILED, retryable: false },
+    ErrorName { name: RECOVERY_POINT_NOT_DELETED, retryable: false },
+    ErrorName { name: VOLUME_OPERATION_FAILED, retryable: false },
+    ErrorName { name: STORAGE_ACCESS_FAILED, retryable: false },
 ];
+
+/// Errors the Lambda *service* raises before or around a function (not our handlers): a `Retry`
+/// names them so a throttled or briefly unavailable Lambda does not fail an archive.
+/// <https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html>
+pub const LAMBDA_SERVICE_ERRORS: &[&str] = &[
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
+/// Errors of the Batch integration's own calls (SubmitJob, DescribeJobs) that are worth a retry:
+/// Step Functions names them `Batch.<code>`.
+/// <https://docs.aws.amazon.com/step-functions/latest/dg/connect-batch.html>
+pub const BATCH_SERVICE_ERRORS: &[&str] = &["Batch.AWSBatchException", "Batch.ServerException", "Batch.BatchException"];
 
 /// Step Functions' reserved prefix (`States.ALL`, `States.TaskFailed`, …).
 /// <https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html>
 pub const STATES_PREFIX: &str = "States.";
 
-/// True for a name an `ErrorEquals` may use: one of ours or one of Step Functions'.
+/// True for a name an `ErrorEquals` may use: one of ours, one of Step Functions', or one of the
+/// Lambda and Batch service errors listed above.
 pub fn is_known(name: &str) -> bool {
-    name.starts_with(STATES_PREFIX) || ALL.iter().any(|e| e.name == name)
+    name.starts_with(STATES_PREFIX)
+        || ALL.iter().any(|e| e.name == name)
+        || LAMBDA_SERVICE_ERRORS.contains(&name)
+        || BATCH_SERVICE_ERRORS.contains(&name)
 }
 
 /// True for our names that belong in a `Retry`.

@@ -9,14 +9,21 @@
 //! - [`request`]: the `plan` step: an event becomes an [`request::ArchiveRequest`] or a skip.
 //! - [`naming`]: archive key prefixes, idempotency keys, RDS export task identifiers.
 //! - [`errors`]: the stable Lambda error names that the ASL's `ErrorEquals` match.
+//! - [`aws_error`]: which AWS error codes are transient, "not found", or permanent.
+//! - [`flow`]: the EBS flow's states: their inputs and outputs, and the volume, job and
+//!   verification decisions of its Lambdas.
+//! - [`message`]: the notification an execution ends with, for Slack and SNS.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
 //! Lambdas, the CLI and the ASL files agree on one set of field names.
 
 pub mod arn;
+pub mod aws_error;
 pub mod errors;
 pub mod event;
+pub mod flow;
 pub mod manifest;
+pub mod message;
 pub mod naming;
 pub mod part_size;
 pub mod request;

@@ -276,6 +276,11 @@ pub struct VolumeSpec {
     pub throughput_mibps: u32,
     /// How fast EBS fetches the snapshot's blocks (`null`: EBS's default, uneven rate).
     pub initialization_rate_mibps: Option<u32>,
+    /// The Batch job queue whose compute runs in `availability_zone` (`null` when the
+    /// configuration names no queues, as in the CLI's dry run): a volume can only be attached to
+    /// an instance in its own AZ.
+    #[serde(default)]
+    pub job_queue: Option<String>,
 }
 
 /// Options that change what a flow does after archiving.
@@ -444,6 +449,10 @@ pub struct PlanConfig {
     /// EBS's provisioned rate for volume initialization, 100-300 MiB/s; `None` for EBS's default.
     #[serde(default)]
     pub volume_initialization_rate_mibps: Option<u32>,
+    /// The Batch job queue of each AZ in `availability_zones` (`{"eu-west-1a": "arn:…"}`). Empty
+    /// only where no job is submitted (the CLI's dry run); otherwise every AZ needs one.
+    #[serde(default)]
+    pub job_queues: BTreeMap<String, String>,
 }
 
 impl PlanConfig {
@@ -467,6 +476,14 @@ impl PlanConfig {
             }
             if self.availability_zones[..i].contains(az) {
                 return Err(PlanError::config("availability_zones", format!("lists {az} twice")));
+            }
+        }
+        if !self.job_queues.is_empty() {
+            if let Some(az) = self.availability_zones.iter().find(|az| !self.job_queues.contains_key(*az)) {
+                return Err(PlanError::config("job_queues", format!("has no queue for {az}, one of the availability_zones")));
+            }
+            if let Some((az, _)) = self.job_queues.iter().find(|(_, queue)| queue.trim().is_empty()) {
+                return Err(PlanError::config("job_queues", format!("names an empty queue for {az}")));
             }
         }
         for (engine, method) in &self.db_methods {
@@ -1101,6 +1118,7 @@ fn plan_target(
             iops: performance.iops,
             throughput_mibps: performance.throughput_mibps,
             initialization_rate_mibps: config.volume_initialization_rate_mibps,
+            job_queue: config.job_queues.get(availability_zone).cloned(),
         })
     } else {
         None
@@ -1161,6 +1179,7 @@ mod tests {
             db_methods: BTreeMap::new(),
             delete_recovery_point: false,
             volume_initialization_rate_mibps: None,
+            job_queues: BTreeMap::new(),
         }
     }
 
@@ -1320,6 +1339,20 @@ mod tests {
             (Box::new(|c| c.allowed_vaults = vec!["".into()]), "allowed_vaults"),
             (Box::new(|c| c.availability_zones.push("eu-west-1a".into())), "availability_zones"),
             (Box::new(|c| c.availability_zones.push(" ".into())), "availability_zones"),
+            (
+                Box::new(|c| {
+                    c.job_queues.insert("eu-west-1a".into(), "queue-a".into());
+                }),
+                "job_queues",
+            ),
+            (
+                Box::new(|c| {
+                    for az in c.availability_zones.clone() {
+                        c.job_queues.insert(az, " ".into());
+                    }
+                }),
+                "job_queues",
+            ),
             (
                 Box::new(|c| {
                     c.db_methods.insert("oracle-ee".into(), DbMethod::Export);

@@ -31,6 +31,7 @@ fn config() -> PlanConfig {
         db_methods: BTreeMap::new(),
         delete_recovery_point: true,
         volume_initialization_rate_mibps: Some(300),
+        job_queues: BTreeMap::new(),
     }
 }
 

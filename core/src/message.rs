@@ -1,0 +1,377 @@
+//! The notification an execution ends with: one message, built here once and rendered for Slack
+//! (an incoming webhook, mrkdwn) and for SNS (a subject and plain text), plus the Slack
+//! delivery's retry policy. The `notify` Lambda only sends what this module builds.
+//!
+//! A message names the snapshot, the outcome, the archive's location and size, the duration, and
+//! on failure the error, its cause in a sentence, and whether the temporary volume was cleaned up.
+//! <https://api.slack.com/messaging/webhooks>, <https://api.slack.com/reference/surfaces/formatting>
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde_json::{json, Value};
+
+use crate::errors;
+use crate::flow::{FlowOutcome, FlowView, StateError};
+
+/// Causes longer than this are cut in messages: a Batch job description is several KiB of JSON,
+/// and Slack truncates a section's text at 3,000 characters.
+/// <https://api.slack.com/reference/block-kit/blocks#section>
+pub const MAX_CAUSE_CHARS: usize = 600;
+/// SNS subjects: at most 100 printable ASCII characters.
+/// <https://docs.aws.amazon.com/sns/latest/api/API_Publish.html>
+pub const MAX_SNS_SUBJECT_CHARS: usize = 100;
+
+/// One notification, independent of where it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub outcome: FlowOutcome,
+    /// One line: "Archived snap-… to s3://…" or "Archive of snap-… FAILED: JobFailed".
+    pub title: String,
+    /// Label and value pairs, values plain text (rendering escapes them).
+    pub fields: Vec<(String, String)>,
+    /// The execution, for the footer.
+    pub execution_id: String,
+}
+
+/// Builds the notification of an execution that ended with `outcome`, having run `duration`.
+pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, duration: Duration) -> Notification {
+    let snapshot = view.snapshot_id().unwrap_or("an unknown snapshot").to_string();
+    let location = view
+        .verification
+        .as_ref()
+        .map(|v| v.location.clone())
+        .or_else(|| view.request.as_ref().map(|r| r.destination.to_string()));
+    let mut fields = vec![("Snapshot".to_string(), snapshot.clone())];
+    if let Some(request) = &view.request {
+        fields.push(("Source".to_string(), request.source_resource_id.clone()));
+        if let Some(job) = &request.backup_job_id {
+            fields.push(("Backup job".to_string(), job.clone()));
+        }
+    }
+    let title = match outcome {
+        FlowOutcome::Succeeded => format!("Archived {snapshot} to {}", location.as_deref().unwrap_or("S3")),
+        FlowOutcome::Failed => format!(
+            "Archive of {snapshot} FAILED: {}",
+            view.error.as_ref().map_or(errors::STEP_FAILED, |e| e.error.as_str())
+        ),
+    };
+    match outcome {
+        FlowOutcome::Succeeded => {
+            if let Some(location) = &location {
+                fields.push(("Archive".to_string(), location.clone()));
+            }
+            if let Some(v) = &view.verification {
+                let objects = if v.objects == 1 { "object" } else { "objects" };
+                fields.push((
+                    "Size".to_string(),
+                    format!("{} in {} {objects}, verified", ByteSize::b(v.total_size), v.objects),
+                ));
+            }
+            let recovery_point = match (&view.recovery_point_deletion, view.request.as_ref()) {
+                (Some(d), _) => format!("deleted ({})", d.recovery_point_arn),
+                (None, Some(r)) if r.recovery_point_arn.is_some() => "kept".to_string(),
+                _ => "none (not an AWS Backup recovery point)".to_string(),
+            };
+            fields.push(("Recovery point".to_string(), recovery_point));
+        }
+        FlowOutcome::Failed => {
+            if let Some(error) = &view.error {
+                fields.push(("Error".to_string(), error.error.clone()));
+                fields.push(("Cause".to_string(), summarize_cause(error)));
+            }
+            if let Some(location) = &location {
+                fields.push(("Destination".to_string(), location.clone()));
+            }
+            let volume = match (&view.cleanup_error, &view.temporary_volume) {
+                (Some(e), Some(v)) => format!("{} MAY BE LEFT OVER: {}", v.volume_id, summarize_cause(e)),
+                (Some(e), None) => format!("cleanup failed, a volume may be left over: {}", summarize_cause(e)),
+                (None, Some(v)) => format!("{} deleted", v.volume_id),
+                (None, None) => "none was created".to_string(),
+            };
+            fields.push(("Temporary volume".to_string(), volume));
+            if view.request.as_ref().is_some_and(|r| r.recovery_point_arn.is_some()) {
+                fields.push(("Recovery point".to_string(), "kept".to_string()));
+            }
+        }
+    }
+    fields.push(("Duration".to_string(), human_duration(duration)));
+    Notification { outcome, title, fields, execution_id: execution_id.to_string() }
+}
+
+/// A cause in one readable sentence. Batch job failures carry the job's description as JSON: its
+/// `StatusReason` and exit code are what a reader needs. Other causes are cut to
+/// [`MAX_CAUSE_CHARS`].
+pub fn summarize_cause(error: &StateError) -> String {
+    let Some(cause) = error.cause.as_deref() else { return "(no cause given)".to_string() };
+    if let Ok(job) = serde_json::from_str::<Value>(cause) {
+        if let Some(summary) = batch_job_summary(&job) {
+            return summary;
+        }
+    }
+    truncate(cause.trim(), MAX_CAUSE_CHARS)
+}
+
+/// "Batch job JOB_ID FAILED: exit code 137: Essential container in task exited", from a job
+/// description in Step Functions' casing (`JobId`, `Container.ExitCode`) or Batch's (`jobId`).
+fn batch_job_summary(job: &Value) -> Option<String> {
+    let get = |pascal: &str, camel: &str| job.get(pascal).or_else(|| job.get(camel));
+    let id = get("JobId", "jobId")?.as_str()?;
+    let status = get("Status", "status").and_then(Value::as_str).unwrap_or("FAILED");
+    let reason = get("StatusReason", "statusReason").and_then(Value::as_str);
+    let exit_code = get("Container", "container")
+        .and_then(|c| c.get("ExitCode").or_else(|| c.get("exitCode")))
+        .and_then(Value::as_i64);
+    let mut summary = format!("Batch job {id} {status}");
+    if let Some(code) = exit_code {
+        summary.push_str(&format!(": exit code {code}"));
+    }
+    if let Some(reason) = reason {
+        summary.push_str(&format!(": {reason}"));
+    }
+    Some(summary)
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max_chars).collect();
+    format!("{cut}…")
+}
+
+/// `1 h 02 min`, `3 min 05 s`, `42 s`.
+pub fn human_duration(duration: Duration) -> String {
+    let s = duration.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, s) => format!("{m} min {s:02} s"),
+        (h, m, _) => format!("{h} h {m:02} min"),
+    }
+}
+
+/// Escapes the three characters Slack's mrkdwn reserves.
+/// <https://api.slack.com/reference/surfaces/formatting#escaping>
+pub fn escape_mrkdwn(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+impl Notification {
+    /// The incoming-webhook payload: `text` (the fallback shown in notifications) and blocks: a
+    /// header, the fields as mrkdwn, and a context line naming the execution.
+    pub fn slack_payload(&self) -> Value {
+        let emoji = match self.outcome {
+            FlowOutcome::Succeeded => ":white_check_mark:",
+            FlowOutcome::Failed => ":x:",
+        };
+        let fields: Vec<Value> = self
+            .fields
+            .iter()
+            .map(|(label, value)| json!({"type": "mrkdwn", "text": format!("*{label}:*\n{}", code_span(value))}))
+            .collect();
+        // A section holds at most 10 fields.
+        let sections: Vec<Value> =
+            fields.chunks(10).map(|chunk| json!({"type": "section", "fields": chunk})).collect();
+        let mut blocks = vec![json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("{emoji} *{}*", escape_mrkdwn(&self.title))}
+        })];
+        blocks.extend(sections);
+        blocks.push(json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": format!("backup-archiver | execution `{}`", escape_mrkdwn(&self.execution_id))}]
+        }));
+        json!({"text": format!("{emoji} {}", escape_mrkdwn(&self.title)), "blocks": blocks})
+    }
+
+    /// The SNS subject: the title, cut to SNS's 100 ASCII characters.
+    pub fn sns_subject(&self) -> String {
+        let ascii: String = self.title.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+        ascii.chars().take(MAX_SNS_SUBJECT_CHARS).collect()
+    }
+
+    /// The SNS message: the title and one `Label: value` line per field.
+    pub fn sns_message(&self) -> String {
+        let mut text = format!("{}\n\n", self.title);
+        for (label, value) in &self.fields {
+            text.push_str(&format!("{label}: {value}\n"));
+        }
+        text.push_str(&format!("\nExecution: {}\n", self.execution_id));
+        text
+    }
+}
+
+/// Ids, URLs and ARNs read best as code; prose (a cause, a size) does not.
+fn code_span(value: &str) -> String {
+    let looks_like_an_id = !value.contains(' ') && !value.is_empty() && !value.contains('`');
+    if looks_like_an_id {
+        format!("`{}`", escape_mrkdwn(value))
+    } else {
+        escape_mrkdwn(value)
+    }
+}
+
+/// Slack delivery attempts in all, the first included: a 429 or 5xx is retried, bounded, inside
+/// the one `notify` invocation (the ASL does not retry `notify`, so a message is sent at most
+/// once per execution).
+pub const SLACK_MAX_ATTEMPTS: u32 = 4;
+/// The longest `Retry-After` honoured; a longer one gives up. Slack's rate limit for incoming
+/// webhooks is about one message per second per channel, so its waits are short; the `notify`
+/// Lambda's timeout must cover the attempts' waits.
+/// <https://api.slack.com/apis/rate-limits>
+pub const SLACK_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How long to wait before attempt `attempt + 1` after attempt `attempt` (1-based) got
+/// `status`, or `None` to stop: after success, on a client error (a bad URL or payload will not
+/// get better), or after [`SLACK_MAX_ATTEMPTS`].
+pub fn slack_retry_delay(attempt: u32, status: Option<u16>, retry_after: Option<&str>) -> Option<Duration> {
+    if attempt >= SLACK_MAX_ATTEMPTS {
+        return None;
+    }
+    match status {
+        Some(429) => {
+            let wait = retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+            match wait {
+                Some(wait) if wait > SLACK_MAX_RETRY_AFTER => None,
+                Some(wait) => Some(wait),
+                None => Some(backoff(attempt)),
+            }
+        }
+        // No answer (a timeout, a reset connection), or Slack's own trouble.
+        None => Some(backoff(attempt)),
+        Some(status) if status >= 500 => Some(backoff(attempt)),
+        Some(_) => None,
+    }
+}
+
+/// 1 s, 2 s, 4 s, …
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1 << attempt.saturating_sub(1).min(4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{ArchiveJob, CreatedVolume, Verification};
+    use crate::request::{plan_archive, PlanConfig, PlanOutcome, SnapshotFacts};
+    use std::collections::BTreeMap;
+
+    fn planned_view() -> FlowView {
+        let event = crate::event::TriggerEvent::from_json(include_bytes!(
+            "../tests/fixtures/eventbridge-backup-job-completed-ebs.json"
+        ))
+        .unwrap();
+        let config = PlanConfig {
+            destination: "s3://example-archive/backups".parse().unwrap(),
+            allowed_vaults: vec![],
+            availability_zones: vec!["eu-west-1a".into()],
+            db_methods: BTreeMap::new(),
+            delete_recovery_point: false,
+            volume_initialization_rate_mibps: None,
+            job_queues: BTreeMap::new(),
+        };
+        let now = "2025-03-04T03:00:00Z".parse().unwrap();
+        let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &SnapshotFacts::default(), &config, now) else {
+            panic!("the EBS fixture plans")
+        };
+        FlowView { request: Some(*request), ..FlowView::default() }
+    }
+
+    fn field<'a>(n: &'a Notification, label: &str) -> &'a str {
+        &n.fields.iter().find(|(l, _)| l == label).unwrap_or_else(|| panic!("no {label} in {:?}", n.fields)).1
+    }
+
+    #[test]
+    fn success_names_snapshot_location_size_and_duration() {
+        let mut view = planned_view();
+        view.verification = Some(Verification {
+            location: "s3://example-archive/backups/ebs/vol-0fedcba9876543210/2025/03/04/snap-0a1b2c3d4e5f67890".into(),
+            manifest_key: "k".into(),
+            objects: 2,
+            total_size: 3 * 1024 * 1024,
+        });
+        let n = notification(FlowOutcome::Succeeded, &view, "arn:exec", Duration::from_secs(125));
+        assert!(n.title.starts_with("Archived snap-0a1b2c3d4e5f67890 to s3://example-archive/backups/ebs/"), "{}", n.title);
+        assert_eq!(field(&n, "Size"), "3.0 MiB in 2 objects, verified");
+        assert_eq!(field(&n, "Duration"), "2 min 05 s");
+        assert_eq!(field(&n, "Recovery point"), "kept");
+        let slack = n.slack_payload();
+        assert!(slack["text"].as_str().unwrap().contains("Archived snap-0a1b2c3d4e5f67890"));
+        let text = slack.to_string();
+        assert!(text.contains("*Archive:*\\n`s3://example-archive/backups/ebs/"), "{text}");
+        assert!(text.contains("execution `arn:exec`"), "{text}");
+    }
+
+    #[test]
+    fn failure_names_the_error_the_cause_and_the_volume() {
+        let mut view = planned_view();
+        view.error = Some(StateError {
+            error: "JobFailed".into(),
+            cause: Some(r#"{"JobId":"j-1","Status":"FAILED","StatusReason":"Essential container in task exited","Container":{"ExitCode":137}}"#.into()),
+        });
+        view.temporary_volume = Some(CreatedVolume {
+            volume_id: "vol-9".into(),
+            availability_zone: "eu-west-1a".into(),
+            job: ArchiveJob { queue: "q".into(), name: "n".into(), parameters: BTreeMap::new() },
+        });
+        let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(7));
+        assert_eq!(n.title, "Archive of snap-0a1b2c3d4e5f67890 FAILED: JobFailed");
+        assert_eq!(field(&n, "Cause"), "Batch job j-1 FAILED: exit code 137: Essential container in task exited");
+        assert_eq!(field(&n, "Temporary volume"), "vol-9 deleted");
+        assert_eq!(field(&n, "Recovery point"), "kept");
+        view.cleanup_error = Some(StateError { error: "VolumeStillAttached".into(), cause: Some("still attached".into()) });
+        let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(7));
+        assert_eq!(field(&n, "Temporary volume"), "vol-9 MAY BE LEFT OVER: still attached");
+    }
+
+    #[test]
+    fn failure_before_planning_names_the_events_snapshot_or_says_unknown() {
+        let view = FlowView {
+            event_snapshot_id: Some("snap-1".into()),
+            error: Some(StateError { error: "SnapshotNotFound".into(), cause: None }),
+            ..FlowView::default()
+        };
+        let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
+        assert_eq!(n.title, "Archive of snap-1 FAILED: SnapshotNotFound");
+        assert_eq!(field(&n, "Cause"), "(no cause given)");
+        assert_eq!(field(&n, "Temporary volume"), "none was created");
+        let n = notification(FlowOutcome::Failed, &FlowView::default(), "e", Duration::ZERO);
+        assert!(n.title.contains("an unknown snapshot"), "{}", n.title);
+    }
+
+    #[test]
+    fn long_causes_are_cut_and_markup_is_escaped() {
+        let long = StateError { error: "X".into(), cause: Some("<b>".repeat(1000)) };
+        let summary = summarize_cause(&long);
+        assert_eq!(summary.chars().count(), MAX_CAUSE_CHARS + 1);
+        assert_eq!(escape_mrkdwn("a<b>&c"), "a&lt;b&gt;&amp;c");
+        let view = FlowView { error: Some(long), ..FlowView::default() };
+        let payload = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO).slack_payload().to_string();
+        assert!(!payload.contains("<b>"), "markup must not reach Slack unescaped");
+    }
+
+    #[test]
+    fn sns_subject_is_short_ascii() {
+        let view = FlowView { event_snapshot_id: Some(format!("snap-{}", "é".repeat(200))), ..FlowView::default() };
+        let subject = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO).sns_subject();
+        assert!(subject.len() <= MAX_SNS_SUBJECT_CHARS && subject.is_ascii(), "{subject}");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_secs(42)), "42 s");
+        assert_eq!(human_duration(Duration::from_secs(3600 + 120 + 5)), "1 h 02 min");
+    }
+
+    #[test]
+    fn slack_retries_honour_retry_after_and_stop_on_client_errors() {
+        assert_eq!(slack_retry_delay(1, Some(429), Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(slack_retry_delay(1, Some(429), Some("3600")), None, "too long to wait inside a Lambda");
+        assert_eq!(slack_retry_delay(1, Some(429), None), Some(Duration::from_secs(1)));
+        assert_eq!(slack_retry_delay(2, Some(503), None), Some(Duration::from_secs(2)));
+        assert_eq!(slack_retry_delay(1, None, None), Some(Duration::from_secs(1)));
+        assert_eq!(slack_retry_delay(1, Some(404), None), None);
+        assert_eq!(slack_retry_delay(1, Some(400), None), None);
+        assert_eq!(slack_retry_delay(SLACK_MAX_ATTEMPTS, Some(429), Some("1")), None, "bounded");
+    }
+}

@@ -1,0 +1,430 @@
+//! The state machines under `state-machines/` against the core crate: every `ErrorEquals` name is
+//! one of [`errors`]'s (or Step Functions', Lambda's, Batch's), every JSONPath resolves in the
+//! execution's document as [`EbsArchiveState`] serializes it, every Lambda's `Parameters` build
+//! exactly its input type, and the graph has no loop, no dead end and no Task without a
+//! catch-all. A renamed field or error name fails here, not in an execution.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use archiver_core::errors;
+use archiver_core::event::TriggerEvent;
+use archiver_core::flow::{
+    ArchiveJob, CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteRecoveryPointInput, DeleteVolumeInput,
+    DeletedVolumes, EbsArchiveState, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
+    Verification, VerifyInput, JOB_PARAMETERS,
+};
+use archiver_core::request::{plan_archive, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn load(relative: &str) -> Value {
+    let path = repo().join(relative);
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn ebs_asl() -> Value {
+    load("state-machines/ebs-archive.asl.json")
+}
+
+/// The placeholders the ASL may use: what infra's DefinitionSubstitutions and the emulator deploy fill.
+const PLACEHOLDERS: &[&str] = &[
+    "PlanFunctionArn",
+    "CreateVolumeFunctionArn",
+    "CheckVolumeFunctionArn",
+    "DeleteVolumeFunctionArn",
+    "VerifyFunctionArn",
+    "DeleteRecoveryPointFunctionArn",
+    "NotifyFunctionArn",
+    "JobDefinitionArn",
+];
+
+/// What `batch:submitJob.sync` returns (the job's description in Step Functions' casing) that
+/// the ASL may select. <https://docs.aws.amazon.com/batch/latest/APIReference/API_JobDetail.html>
+const BATCH_JOB_FIELDS: &[&str] = &["JobId", "JobName", "Status", "StatusReason", "JobArn"];
+
+/// The execution's document with every field present, built from the core's types.
+fn full_state() -> Value {
+    let event = TriggerEvent::from_json(include_bytes!("fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap();
+    let config: PlanConfig = serde_json::from_value(json!({
+        "destination": {"bucket": "example-archive", "prefix": "backups"},
+        "availability_zones": ["eu-west-1a"],
+        "job_queues": {"eu-west-1a": "arn:aws:batch:eu-west-1:111122223333:job-queue/archive-a"},
+        "delete_recovery_point": true
+    }))
+    .unwrap();
+    let Ok(PlanOutcome::Planned(request)) =
+        plan_archive(&event, &SnapshotFacts::default(), &config, "2025-03-04T03:00:00Z".parse().unwrap())
+    else {
+        panic!("the EBS fixture plans")
+    };
+    let error = || Some(StateError { error: "JobFailed".into(), cause: Some("{}".into()) });
+    let state = EbsArchiveState {
+        outcome: "planned".into(),
+        temporary_volume: Some(CreatedVolume {
+            volume_id: "vol-1".into(),
+            availability_zone: "eu-west-1a".into(),
+            job: ArchiveJob {
+                queue: "q".into(),
+                name: request.idempotency_key.clone(),
+                parameters: JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
+            },
+        }),
+        job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+        deleted_volumes: Some(DeletedVolumes::default()),
+        verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
+        recovery_point_deletion: Some(RecoveryPointDeletion {
+            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
+            deleted: true,
+        }),
+        notification: Some(NotificationReport::default()),
+        duplicate: error(),
+        error: error(),
+        cleanup_error: error(),
+        notify_error: error(),
+        request: *request,
+    };
+    let value = serde_json::to_value(&state).unwrap();
+    assert_eq!(serde_json::from_value::<EbsArchiveState>(value.clone()).unwrap(), state, "the document round-trips");
+    value
+}
+
+/// The context object (`$$`) as far as the ASL reads it.
+fn context() -> Value {
+    json!({
+        "Execution": {"Id": "arn:aws:states:eu-west-1:111122223333:execution:ebs-archive:e1", "Name": "e1",
+                      "StartTime": "2025-03-04T03:00:00.000Z"},
+        "State": {"Name": "S", "EnteredTime": "2025-03-04T03:00:01.000Z", "RetryCount": 0}
+    })
+}
+
+/// Resolves a definite JSONPath (`$`, `$.a.b`, `$$.Execution.Id`), the only kind the ASL uses.
+fn resolve(path: &str, document: &Value, context: &Value) -> Result<Value, String> {
+    let (mut node, rest) = if let Some(rest) = path.strip_prefix("$$") {
+        (context, rest)
+    } else if let Some(rest) = path.strip_prefix('$') {
+        (document, rest)
+    } else {
+        return Err(format!("{path:?} is not a JSONPath"));
+    };
+    for segment in rest.split('.').skip(1) {
+        if segment.is_empty() || segment.contains(['[', '*']) {
+            return Err(format!("{path:?}: only definite paths of names are used here"));
+        }
+        node = node.get(segment).ok_or_else(|| format!("{path:?}: no field {segment:?}"))?;
+    }
+    Ok(node.clone())
+}
+
+/// The paths an intrinsic function's arguments name: `States.Format('{}', $.a)` gives `$.a`.
+fn intrinsic_paths(expression: &str) -> Vec<String> {
+    expression
+        .split(['(', ',', ')'])
+        .map(str::trim)
+        .filter(|arg| arg.starts_with('$'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Evaluates a `Parameters`/`ResultSelector` template the way Step Functions does.
+fn evaluate(template: &Value, document: &Value, context: &Value) -> Result<Value, String> {
+    match template {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in map {
+                match key.strip_suffix(".$") {
+                    Some(name) => {
+                        let expression = value.as_str().ok_or(format!("{key}: a path must be a string"))?;
+                        let resolved = if expression.starts_with("States.") {
+                            for path in intrinsic_paths(expression) {
+                                resolve(&path, document, context)?;
+                            }
+                            Value::String("<intrinsic>".into())
+                        } else {
+                            resolve(expression, document, context)?
+                        };
+                        out.insert(name.to_string(), resolved);
+                    }
+                    None => {
+                        out.insert(key.clone(), evaluate(value, document, context)?);
+                    }
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+fn states(asl: &Value) -> &serde_json::Map<String, Value> {
+    asl["States"].as_object().expect("States is an object")
+}
+
+fn placeholder_of(resource: &str) -> Option<&str> {
+    resource.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+}
+
+/// Deserializes `input` into `T` and checks that the Parameters named exactly `T`'s fields.
+fn check_input<T: serde::de::DeserializeOwned + serde::Serialize>(state: &str, input: &Value) {
+    let typed: T = serde_json::from_value(input.clone())
+        .unwrap_or_else(|e| panic!("{state}: Parameters do not build {}: {e}\n{input:#}", std::any::type_name::<T>()));
+    let names = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(
+        names(input),
+        names(&serde_json::to_value(typed).unwrap()),
+        "{state}: Parameters must name exactly the fields of {}",
+        std::any::type_name::<T>()
+    );
+}
+
+#[test]
+fn every_error_name_is_known_to_core() {
+    for entry in std::fs::read_dir(repo().join("state-machines")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".asl.json") {
+            continue;
+        }
+        let asl: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut checked = 0;
+        for (name, state) in states(&asl) {
+            for clause in ["Retry", "Catch"] {
+                for rule in state[clause].as_array().into_iter().flatten() {
+                    for error in rule["ErrorEquals"].as_array().expect("ErrorEquals is a list") {
+                        let error = error.as_str().unwrap();
+                        assert!(errors::is_known(error), "{}: {name}: unknown error name {error:?}", path.display());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 0, "{}: no ErrorEquals at all?", path.display());
+    }
+}
+
+#[test]
+fn retried_names_are_retryable_and_verdicts_are_never_retried() {
+    for (name, state) in states(&ebs_asl()) {
+        for rule in state["Retry"].as_array().into_iter().flatten() {
+            for error in rule["ErrorEquals"].as_array().unwrap() {
+                let error = error.as_str().unwrap();
+                let ours = errors::ALL.iter().any(|e| e.name == error);
+                assert!(!ours || errors::is_retryable(error), "{name}: retries {error}, which is a verdict");
+                assert_ne!(error, "States.ALL", "{name}: retrying everything would retry verdicts");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_json_path_resolves_in_the_documents_core_defines() {
+    let asl = ebs_asl();
+    let document = full_state();
+    let context = context();
+    for (name, state) in states(&asl) {
+        let at = |what: &str| format!("{name}.{what}");
+        for key in ["InputPath", "OutputPath"] {
+            if let Some(path) = state[key].as_str() {
+                resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+            }
+        }
+        for choice in state["Choices"].as_array().into_iter().flatten() {
+            let path = choice["Variable"].as_str().expect("Choices use Variable");
+            resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
+        }
+        for key in ["ErrorPath", "CausePath"] {
+            if let Some(expression) = state[key].as_str() {
+                let paths = if expression.starts_with("States.") { intrinsic_paths(expression) } else { vec![expression.into()] };
+                for path in paths {
+                    resolve(&path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+                }
+            }
+        }
+        // Where a state writes must be a field of the document (or nothing at all).
+        let mut result_paths: Vec<&Value> = vec![&state["ResultPath"]];
+        result_paths.extend(state["Catch"].as_array().into_iter().flatten().map(|c| &c["ResultPath"]));
+        for result_path in result_paths {
+            match result_path {
+                Value::Null => {}
+                Value::String(path) if path == "$" => {}
+                Value::String(path) => {
+                    resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
+                }
+                other => panic!("{}: {other}", at("ResultPath")),
+            }
+        }
+        if let Some(parameters) = state.get("Parameters") {
+            let input = evaluate(parameters, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
+            let resource = state["Resource"].as_str().unwrap_or("");
+            match placeholder_of(resource) {
+                Some("CreateVolumeFunctionArn") => check_input::<CreateVolumeInput>(name, &input),
+                Some("CheckVolumeFunctionArn") => check_input::<CheckVolumeInput>(name, &input),
+                Some("DeleteVolumeFunctionArn") => check_input::<DeleteVolumeInput>(name, &input),
+                Some("VerifyFunctionArn") => check_input::<VerifyInput>(name, &input),
+                Some("DeleteRecoveryPointFunctionArn") => check_input::<DeleteRecoveryPointInput>(name, &input),
+                Some("NotifyFunctionArn") => check_input::<NotifyInput>(name, &input),
+                Some(other) => panic!("{name}: Parameters for {other}, which takes the raw event"),
+                None if resource == "arn:aws:states:::batch:submitJob.sync" => {
+                    let parameters = input["Parameters"].as_object().expect("the job's parameters are an object");
+                    let names: BTreeSet<&str> = parameters.keys().map(String::as_str).collect();
+                    assert_eq!(names, JOB_PARAMETERS.iter().copied().collect(), "{name}: job parameters");
+                    assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
+                }
+                None if state["Type"] == "Pass" => {
+                    serde_json::from_value::<StateError>(input.clone())
+                        .unwrap_or_else(|e| panic!("{name}: a Pass here builds a StateError: {e}"));
+                }
+                None => panic!("{name}: Parameters for an unexpected resource {resource:?}"),
+            }
+        }
+        if let Some(selector) = state.get("ResultSelector") {
+            assert_eq!(state["Resource"], "arn:aws:states:::batch:submitJob.sync", "{name}");
+            let job: Value = BATCH_JOB_FIELDS.iter().map(|f| (f.to_string(), json!("x"))).collect::<serde_json::Map<_, _>>().into();
+            let selected = evaluate(selector, &job, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
+            serde_json::from_value::<JobResult>(selected).unwrap_or_else(|e| panic!("{name}: JobResult: {e}"));
+        }
+    }
+}
+
+#[test]
+fn choices_compare_with_the_values_core_serializes() {
+    let asl = ebs_asl();
+    let route = &states(&asl)["Route"]["Choices"];
+    let skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
+        resource_type: "EFS".into(),
+    }))
+    .unwrap();
+    assert_eq!(route[0]["Variable"], "$.outcome");
+    assert_eq!(route[0]["StringEquals"], skipped["outcome"]);
+    assert_eq!(route[1]["Variable"], "$.flow");
+    assert_eq!(route[1]["StringEquals"], serde_json::to_value(Flow::EbsArchive).unwrap());
+}
+
+#[test]
+fn plan_output_is_the_document_later_states_read() {
+    // Plan replaces the document with its output: the rest of the ASL reads it at the top level.
+    let asl = ebs_asl();
+    let plan = &states(&asl)["Plan"];
+    assert!(plan.get("Parameters").is_none() && plan.get("ResultPath").is_none(), "{plan}");
+    assert_eq!(placeholder_of(plan["Resource"].as_str().unwrap()), Some("PlanFunctionArn"));
+}
+
+#[test]
+fn placeholders_are_the_documented_ones() {
+    let text = serde_json::to_string(&ebs_asl()).unwrap();
+    let mut used = BTreeSet::new();
+    for piece in text.split("${").skip(1) {
+        used.insert(piece.split('}').next().unwrap().to_string());
+    }
+    let known: BTreeSet<String> = PLACEHOLDERS.iter().map(|p| p.to_string()).collect();
+    assert_eq!(used, known);
+}
+
+/// Every state a state can go to next, with why.
+fn transitions(state: &Value) -> Vec<String> {
+    let mut next: Vec<String> = Vec::new();
+    for key in ["Next", "Default"] {
+        if let Some(n) = state[key].as_str() {
+            next.push(n.into());
+        }
+    }
+    for list in ["Choices", "Catch"] {
+        for item in state[list].as_array().into_iter().flatten() {
+            next.push(item["Next"].as_str().expect("a choice or catch names its Next").into());
+        }
+    }
+    next
+}
+
+#[test]
+fn graph_has_no_loop_no_dead_end_and_no_unreachable_state() {
+    let asl = ebs_asl();
+    let all = states(&asl);
+    let graph: BTreeMap<&str, Vec<String>> = all.iter().map(|(name, s)| (name.as_str(), transitions(s))).collect();
+    for (name, next) in &graph {
+        for target in next {
+            assert!(all.contains_key(target), "{name} goes to a missing state {target}");
+        }
+        let terminal = matches!(all[*name]["Type"].as_str(), Some("Succeed" | "Fail")) || all[*name]["End"] == true;
+        assert!(terminal || !next.is_empty(), "{name} is a dead end");
+    }
+    // Depth-first search from StartAt: every state reached, none on its own path (no cycle, so
+    // no loop can run unbounded; waiting is done by Retry, which is bounded below).
+    fn visit<'a>(
+        name: &'a str,
+        graph: &'a BTreeMap<&str, Vec<String>>,
+        path: &mut Vec<&'a str>,
+        seen: &mut BTreeSet<&'a str>,
+    ) {
+        assert!(!path.contains(&name), "loop: {} -> {name}", path.join(" -> "));
+        if !seen.insert(name) {
+            return;
+        }
+        path.push(name);
+        for next in &graph[name] {
+            visit(next, graph, path, seen);
+        }
+        path.pop();
+    }
+    let mut seen = BTreeSet::new();
+    visit(asl["StartAt"].as_str().unwrap(), &graph, &mut Vec::new(), &mut seen);
+    let unreachable: Vec<_> = graph.keys().filter(|s| !seen.contains(*s)).collect();
+    assert!(unreachable.is_empty(), "unreachable: {unreachable:?}");
+}
+
+#[test]
+fn every_task_catches_everything_and_every_retry_is_bounded() {
+    for (name, state) in states(&ebs_asl()) {
+        if state["Type"] != "Task" {
+            continue;
+        }
+        let catches_all = state["Catch"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
+        assert!(catches_all, "{name} has no catch-all: an error would end the execution without cleanup");
+        for rule in state["Retry"].as_array().into_iter().flatten() {
+            let attempts = rule["MaxAttempts"].as_u64().unwrap_or_else(|| panic!("{name}: MaxAttempts must be explicit"));
+            assert!((1..=12).contains(&attempts), "{name}: {attempts} attempts");
+        }
+    }
+}
+
+#[test]
+fn every_failure_reaches_the_cleanup_before_failing() {
+    // The one cleanup path: every catch-all of a state before DeleteVolume's success goes to
+    // Cleanup, and the only Fail states come after NotifyFailure.
+    let asl = ebs_asl();
+    for (name, state) in states(&asl) {
+        for catch in state["Catch"].as_array().into_iter().flatten() {
+            let target = catch["Next"].as_str().unwrap();
+            let allowed: &[&str] = match name.as_str() {
+                "Cleanup" => &["NotifyFailure"],
+                "NotifyFailure" => &["FailureRoute"],
+                "NotifySuccess" => &["Archived"],
+                "CreateVolume" => &["Duplicate", "Cleanup"],
+                "ArchiveJob" => &["JobFailed", "Cleanup"],
+                _ => &["Cleanup"],
+            };
+            assert!(allowed.contains(&target), "{name} catches into {target}");
+        }
+    }
+    assert_eq!(states(&asl)["JobFailed"]["Next"], "Cleanup");
+    assert_eq!(states(&asl)["NotThisFlow"]["Next"], "Cleanup");
+}
+
+#[test]
+fn event_patterns_match_completed_jobs_of_the_configured_vaults() {
+    let backup = load("state-machines/events/backup-job-completed.json");
+    assert_eq!(backup["detail-type"], json!([archiver_core::event::BACKUP_JOB_STATE_CHANGE]));
+    assert_eq!(backup["source"], json!([archiver_core::event::SOURCE_BACKUP]));
+    assert_eq!(backup["detail"]["state"], json!(["COMPLETED"]));
+    assert_eq!(backup["detail"]["backupVaultName"], "${ArchiveVaultNames}");
+    let copy = load("state-machines/events/copy-job-completed.json");
+    assert_eq!(copy["detail-type"], json!([archiver_core::event::COPY_JOB_STATE_CHANGE]));
+    assert_eq!(copy["detail"]["destinationBackupVaultArn"], "${ArchiveVaultArns}");
+}

@@ -1,0 +1,163 @@
+//! The `plan` Lambda, first state of every flow: any trigger (EventBridge, SNS, manual input)
+//! becomes an [`ArchiveRequest`](archiver_core::request::ArchiveRequest), a skip, or an error
+//! with a stable name. The one AWS call is DescribeSnapshots, for the size and encryption of an
+//! EBS snapshot; everything else is [`archiver_core::request`]'s.
+//!
+//! Configuration: `PLAN_CONFIG`, the JSON of [`PlanConfig`], read once at start. A bad one fails
+//! every invocation with `InvalidConfig` and a message naming the setting.
+
+use archiver_core::aws_error::AwsErrorClass;
+use archiver_core::errors;
+use archiver_core::event::TriggerEvent;
+use archiver_core::request::{
+    archive_target, plan_archive, PlanConfig, PlanError, PlanOutcome, ResourceKind, SnapshotFacts, Targeting,
+};
+use aws_sdk_ec2::Client;
+use chrono::{DateTime, Utc};
+use lambda_common::{required_env, AwsFailure, StepError};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+/// The environment variable holding [`PlanConfig`] as JSON.
+const PLAN_CONFIG_ENV: &str = "PLAN_CONFIG";
+/// EC2 reports volume sizes in GiB.
+const GIB: u64 = 1 << 30;
+/// The volume id EC2 gives snapshots copied from another region or account: not a real volume.
+/// <https://docs.aws.amazon.com/ebs/latest/userguide/ebs-copy-snapshot.html>
+const PLACEHOLDER_VOLUME_ID: &str = "vol-ffffffff";
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = plan_config();
+    if let Err(error) = &config {
+        tracing::error!(%error, "bad configuration: every invocation will fail");
+    }
+    let ec2 = Client::new(&lambda_common::aws_config().await);
+    let (ec2, config) = (&ec2, &config);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        plan(ec2, config.as_ref().map_err(Clone::clone)?, &event.payload, Utc::now()).await
+    }))
+    .await
+}
+
+fn plan_config() -> Result<PlanConfig, StepError> {
+    let text = required_env(PLAN_CONFIG_ENV)?;
+    let config: PlanConfig = serde_json::from_str(&text)
+        .map_err(|e| StepError::config(format!("{PLAN_CONFIG_ENV} is not a plan configuration: {e}")))?;
+    config.validate().map_err(plan_error)?;
+    Ok(config)
+}
+
+fn plan_error(error: PlanError) -> StepError {
+    StepError::new(error.error_name(), error.to_string())
+}
+
+/// Plans the archive `payload` asks for. Skips and malformed events make no AWS call.
+#[tracing::instrument(skip_all)]
+async fn plan(ec2: &Client, config: &PlanConfig, payload: &Value, now: DateTime<Utc>) -> Result<PlanOutcome, StepError> {
+    let event = TriggerEvent::from_value(payload).map_err(|e| plan_error(PlanError::InvalidEvent(e)))?;
+    let target = match archive_target(&event, config).map_err(plan_error)? {
+        Targeting::Skip(reason) => {
+            tracing::info!(shape = event.shape(), %reason, "skipped");
+            return Ok(PlanOutcome::skipped(reason));
+        }
+        Targeting::Target(target) => target,
+    };
+    let facts = match target.kind {
+        ResourceKind::Ebs => describe_snapshot(ec2, &target.snapshot_id).await?,
+        // The database flows describe their snapshots with their own clients (RDS, DynamoDB).
+        _ => SnapshotFacts::default(),
+    };
+    let outcome = plan_archive(&event, &facts, config, now).map_err(plan_error)?;
+    match &outcome {
+        PlanOutcome::Planned(request) => tracing::info!(
+            snapshot_id = request.snapshot_id,
+            idempotency_key = request.idempotency_key,
+            destination = %request.destination,
+            "planned"
+        ),
+        PlanOutcome::Skipped { message, .. } => tracing::info!(message, "skipped"),
+    }
+    Ok(outcome)
+}
+
+/// The facts of an EBS snapshot: state, size, encryption, source volume, start time.
+async fn describe_snapshot(ec2: &Client, snapshot_id: &str) -> Result<SnapshotFacts, StepError> {
+    let output = ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.map_err(|e| {
+        let failure = AwsFailure::of(&format!("DescribeSnapshots {snapshot_id}"), &e);
+        match failure.class {
+            AwsErrorClass::NotFound => StepError::new(errors::SNAPSHOT_NOT_FOUND, failure.message),
+            _ => failure.into_step_error(errors::LOOKUP_INCOMPLETE),
+        }
+    })?;
+    let snapshot = output.snapshots().first().ok_or_else(|| {
+        StepError::new(errors::SNAPSHOT_NOT_FOUND, format!("DescribeSnapshots {snapshot_id}: no such snapshot"))
+    })?;
+    Ok(SnapshotFacts {
+        status: snapshot.state().map(|s| s.as_str().to_string()),
+        size_bytes: snapshot.volume_size().and_then(|gib| u64::try_from(gib).ok()).map(|gib| gib * GIB),
+        encrypted: snapshot.encrypted(),
+        kms_key_id: snapshot.kms_key_id().map(str::to_string),
+        source_resource_id: snapshot.volume_id().filter(|id| *id != PLACEHOLDER_VOLUME_ID).map(str::to_string),
+        vault_name: None,
+        engine: None,
+        created_at: snapshot.start_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that must not be called: these events need no lookup.
+    fn offline_client() -> Client {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        Client::from_conf(config)
+    }
+
+    fn config() -> PlanConfig {
+        serde_json::from_value(serde_json::json!({
+            "destination": {"bucket": "example-archive", "prefix": "backups"},
+            "availability_zones": ["eu-west-1a"],
+            "job_queues": {"eu-west-1a": "arn:aws:batch:eu-west-1:111122223333:job-queue/archive-a"}
+        }))
+        .unwrap()
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/../../core/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn efs_backup_is_skipped_without_a_lookup() {
+        let mut event = fixture("eventbridge-backup-job-completed-ebs.json");
+        event["detail"]["resourceType"] = "EFS".into();
+        let outcome = plan(&offline_client(), &config(), &event, Utc::now()).await.unwrap();
+        let json = serde_json::to_value(outcome).unwrap();
+        assert_eq!(json["outcome"], "skipped");
+        assert_eq!(json["reason"]["code"], "unsupported_resource_type");
+    }
+
+    #[tokio::test]
+    async fn malformed_event_is_rejected_with_the_field_named() {
+        let mut event = fixture("eventbridge-backup-job-completed-ebs.json");
+        event["detail"].as_object_mut().unwrap().remove("backupJobId");
+        let error = plan(&offline_client(), &config(), &event, Utc::now()).await.unwrap_err();
+        assert_eq!(error.name, errors::INVALID_EVENT);
+        assert!(error.message.contains("detail.backupJobId"), "{error}");
+    }
+
+    #[test]
+    fn configuration_errors_name_the_setting() {
+        std::env::set_var(PLAN_CONFIG_ENV, r#"{"destination": {"bucket": "b", "prefix": ""}, "availability_zones": ["a"], "job_queues": {"b": "q"}}"#);
+        let error = plan_config().unwrap_err();
+        assert_eq!(error.name, errors::INVALID_CONFIG);
+        assert!(error.message.contains("job_queues"), "{error}");
+    }
+}

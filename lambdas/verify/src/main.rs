@@ -1,0 +1,86 @@
+//! The `verify` Lambda (state `Verify`): the archive counts only if its manifest is present and
+//! every object it lists exists with the manifest's size; otherwise `ArchiveIncomplete`, and the
+//! recovery point is kept. One GetObject and one listing, no download: the worker hashed every
+//! byte on the way up, and `backup-archiver verify` re-hashes them on demand.
+//! Decisions: [`verify_listing`].
+
+use std::collections::BTreeMap;
+
+use archiver_core::aws_error::AwsErrorClass;
+use archiver_core::errors;
+use archiver_core::flow::{missing_manifest, verify_listing, Verification, VerifyInput};
+use archiver_core::manifest::{Manifest, MANIFEST_NAME};
+use archiver_core::s3_location::S3Location;
+use aws_sdk_s3::Client;
+use lambda_common::{parse_input, AwsFailure, StepError};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = lambda_common::aws_config().await;
+    // Path-style addressing works with every S3-compatible endpoint, the emulator's included.
+    let s3 = Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = &s3;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        verify(s3, parse_input(event.payload)?).await
+    }))
+    .await
+}
+
+fn storage_error(failure: AwsFailure) -> StepError {
+    failure.into_step_error(errors::STORAGE_ACCESS_FAILED)
+}
+
+#[tracing::instrument(skip_all, fields(destination = %input.destination))]
+async fn verify(s3: &Client, input: VerifyInput) -> Result<Verification, StepError> {
+    let destination = &input.destination;
+    let manifest = read_manifest(s3, destination).await?;
+    let listing = list(s3, destination).await?;
+    let verification = verify_listing(destination, &manifest, &listing)
+        .map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
+    tracing::info!(objects = verification.objects, total_size = verification.total_size, "verified");
+    Ok(verification)
+}
+
+async fn read_manifest(s3: &Client, destination: &S3Location) -> Result<Manifest, StepError> {
+    let key = destination.key(MANIFEST_NAME);
+    let incomplete = |why: String| {
+        let e = missing_manifest(destination, &why);
+        StepError::new(e.error_name(), e.to_string())
+    };
+    let output = match s3.get_object().bucket(&destination.bucket).key(&key).send().await {
+        Ok(output) => output,
+        Err(e) => {
+            let failure = AwsFailure::of(&format!("GetObject {}", destination.url_of(&key)), &e);
+            return Err(match failure.class {
+                AwsErrorClass::NotFound => incomplete("does not exist".into()),
+                _ => storage_error(failure),
+            });
+        }
+    };
+    let bytes = output
+        .body
+        .collect()
+        .await
+        .map_err(|e| StepError::new(errors::RETRYABLE, format!("reading {}: {e}", destination.url_of(&key))))?
+        .into_bytes();
+    Manifest::from_json(&bytes).map_err(|e| incomplete(format!("is not a valid manifest: {e}")))
+}
+
+/// Every key under the archive's prefix with its size.
+async fn list(s3: &Client, destination: &S3Location) -> Result<BTreeMap<String, u64>, StepError> {
+    let prefix = if destination.prefix.is_empty() { String::new() } else { format!("{}/", destination.prefix) };
+    let mut pages = s3.list_objects_v2().bucket(&destination.bucket).prefix(&prefix).into_paginator().send();
+    let mut listing = BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| storage_error(AwsFailure::of(&format!("ListObjectsV2 {destination}/"), &e)))?;
+        for object in page.contents() {
+            if let Some(key) = object.key() {
+                listing.insert(key.to_string(), object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0));
+            }
+        }
+    }
+    Ok(listing)
+}

@@ -1,0 +1,261 @@
+"""Fixtures of the end-to-end flows: one emulator for the session (stopped at the end, also after a failure),
+the project deployed into it twice (recovery points kept / deleted), a real ext4 image on a loop device for the
+worker, a Slack webhook stand-in and a fault-injecting proxy in front of the emulator for the Lambdas and the
+worker. Helpers to emit events and read executions follow."""
+
+import copy
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from emulator.control import running
+from emulator.deploy import REGION, Settings, deploy, target_dir
+
+from faults import FaultProxy, wait_until
+from images import loop_device, populate
+from slack import FakeSlack
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "core" / "tests" / "fixtures"
+TIME_SCALE = 0.01  # Wait states and Retry intervals: a 60 s backoff takes 0.6 s
+BINARIES = ["backup-archiver", "batch-worker", "lambda-plan", "lambda-create-volume", "lambda-check-volume",
+            "lambda-delete-volume", "lambda-verify", "lambda-delete-recovery-point", "lambda-notify"]
+EXECUTION_TIMEOUT = 60  # seconds for one flow, end to end (they take a few)
+
+KEEP_VAULT = "archive-vault"  # the "keep" stack's vault: recovery points are kept
+DELETE_VAULT = "delete-vault"  # the "delete" stack's vault: recovery points are deleted once verified
+
+
+def bin_dir() -> Path:
+    return target_dir() / "debug"
+
+
+@pytest.fixture(scope="session")
+def binaries():
+    missing = [name for name in BINARIES if not os.access(bin_dir() / name, os.X_OK)]
+    if missing:
+        pytest.fail(f"missing in {bin_dir()}: {', '.join(missing)}; run `cargo build --workspace --bins` first")
+    return bin_dir()
+
+
+@pytest.fixture(scope="session")
+def source_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("disk") / "root"
+    root.mkdir()
+    return root, populate(root)
+
+
+@pytest.fixture(scope="session")
+def device(tmp_path_factory, source_tree):
+    image = tmp_path_factory.mktemp("image") / "disk.img"
+    with loop_device(image, source_tree[0]) as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def slack():
+    server = FakeSlack()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(tmp_path_factory, binaries):
+    tmp = tmp_path_factory.mktemp("emulator")
+    lambda_map = tmp / "lambdas.json"
+    lambda_map.write_text("{}\n")
+    env = {"BA_EMULATOR_TIME_SCALE": str(TIME_SCALE), "BA_LAMBDA_MAP": str(lambda_map), "BA_BIN_DIR": str(binaries)}
+    with running(tmp / "state", env) as emulator:
+        emulator.lambda_map = lambda_map
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def proxy(aws):
+    server = FaultProxy(int(aws.endpoint.rsplit(":", 1)[1])).start()
+    yield server
+    server.stop()
+
+
+def settings(name: str, vault: str, delete: bool, device: str, proxy, slack) -> Settings:
+    return Settings(
+        device=device, name=name, vaults=[vault], bucket=f"{name}-archive", delete_recovery_point=delete,
+        lambda_endpoint=proxy.endpoint, job_endpoint=proxy.endpoint, slack_webhook_url=slack.url, sns_topic=True,
+        # One SDK attempt: an injected transient fault reaches the state machine's Retry instead of being
+        # absorbed by the SDK's own retries (3 attempts in production).
+        lambda_environment={"AWS_MAX_ATTEMPTS": "1"}, job_timeout_seconds=60, bin_dir=str(bin_dir()),
+    )
+
+
+@pytest.fixture(scope="session")
+def keep_stack(aws, proxy, slack, device):
+    s = settings("keep", KEEP_VAULT, False, device, proxy, slack)
+    stack = deploy(aws, s, aws.lambda_map)
+    stack.settings = s
+    return stack
+
+
+@pytest.fixture(scope="session")
+def delete_stack(aws, proxy, slack, device):
+    s = settings("delete", DELETE_VAULT, True, device, proxy, slack)
+    stack = deploy(aws, s, aws.lambda_map)
+    stack.settings = s
+    return stack
+
+
+@pytest.fixture(autouse=True)
+def fresh_faults(request):
+    """Every test starts with no faults armed and no Slack messages recorded."""
+    if "proxy" in request.fixturenames:
+        request.getfixturevalue("proxy").reset()
+    if "slack" in request.fixturenames:
+        request.getfixturevalue("slack").reset()
+    yield
+    if "proxy" in request.fixturenames:
+        request.getfixturevalue("proxy").reset()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers.
+
+def snapshot(aws) -> tuple[str, str]:
+    """A volume and its snapshot in moto: the recovery point an AWS Backup job would have made."""
+    ec2 = aws.client("ec2")
+    volume_id = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=1, VolumeType="gp3")["VolumeId"]
+    snapshot_id = ec2.create_snapshot(VolumeId=volume_id, Description="AWS Backup recovery point")["SnapshotId"]
+    return volume_id, snapshot_id
+
+
+def backup_event(snapshot_id: str, volume_id: str, vault: str, resource_type: str = "EBS") -> dict:
+    """The reference EventBridge `Backup Job State Change` (COMPLETED, EBS), about this snapshot and vault."""
+    event = json.loads((FIXTURES / "eventbridge-backup-job-completed-ebs.json").read_text())
+    event = copy.deepcopy(event)
+    detail = event["detail"]
+    detail["backupJobId"] = str(uuid.uuid4()).upper()
+    detail["backupVaultName"] = vault
+    detail["backupVaultArn"] = f"arn:aws:backup:{REGION}:123456789012:backup-vault:{vault}"
+    detail["resourceArn"] = f"arn:aws:ec2:{REGION}:123456789012:volume/{volume_id}"
+    detail["resourceType"] = resource_type
+    detail["backupSizeInBytes"] = str(1 << 30)
+    event["resources"] = [f"arn:aws:ec2:{REGION}::snapshot/{snapshot_id}"]
+    event["region"] = REGION
+    event["account"] = "123456789012"
+    return event
+
+
+def put_event(aws, event: dict) -> None:
+    answer = aws.client("events").put_events(Entries=[{
+        "Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"]),
+        "Resources": event["resources"],
+    }])
+    assert answer["FailedEntryCount"] == 0, answer
+
+
+def executions(aws, stack) -> list[str]:
+    sfn = aws.client("stepfunctions")
+    return [e["executionArn"] for e in sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]]
+
+
+def new_executions(aws, stack, before: list[str], count: int = 1, timeout: float = 10) -> list[str]:
+    return wait_until(lambda: (lambda new: new if len(new) >= count else None)(
+        [arn for arn in executions(aws, stack) if arn not in before]), timeout, f"{count} new execution(s)")
+
+
+def finished(aws, execution_arn: str, timeout: float = EXECUTION_TIMEOUT) -> dict:
+    sfn = aws.client("stepfunctions")
+
+    def done():
+        d = sfn.describe_execution(executionArn=execution_arn)
+        return d if d["status"] != "RUNNING" else None
+
+    return wait_until(done, timeout, f"execution {execution_arn}")
+
+
+def history(aws, execution_arn: str) -> list[dict]:
+    sfn = aws.client("stepfunctions")
+    events, token = [], None
+    while True:
+        page = sfn.get_execution_history(executionArn=execution_arn, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
+def states_entered(aws, execution_arn: str) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in history(aws, execution_arn)
+            if e["type"].endswith("StateEntered")]
+
+
+def submitted_jobs(aws, execution_arn: str) -> list[str]:
+    return [json.loads(e["taskSubmittedEventDetails"]["output"])["JobId"] for e in history(aws, execution_arn)
+            if e["type"] == "TaskSubmitted"]
+
+
+def volumes_of(aws, execution_arn: str) -> list[dict]:
+    """Volumes tagged with the execution that still exist (moto forgets deleted volumes)."""
+    return aws.client("ec2").describe_volumes(
+        Filters=[{"Name": "tag:backup-archiver:execution", "Values": [execution_arn]}])["Volumes"]
+
+
+def created_volume_ids(aws, execution_arn: str) -> list[str]:
+    """The volumes CreateVolume returned, from the history."""
+    ids = []
+    for e in history(aws, execution_arn):
+        if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "CreateVolume":
+            output = json.loads(e["stateExitedEventDetails"]["output"])
+            if "temporary_volume" in output:
+                ids.append(output["temporary_volume"]["volume_id"])
+    return ids
+
+
+def sns_messages(aws, stack) -> list[str]:
+    sqs = aws.client("sqs")
+    messages = []
+    while True:
+        got = sqs.receive_message(QueueUrl=stack.sns_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return messages
+        for m in got:
+            messages.append(m["Body"])
+            sqs.delete_message(QueueUrl=stack.sns_queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def cli(aws, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
+    for unwanted in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        env.pop(unwanted, None)
+    return subprocess.run([str(bin_dir() / "backup-archiver"), "--no-progress", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def output_of(execution: dict) -> dict:
+    return json.loads(execution.get("output") or "null")
+
+
+def wait_for_running_job(aws, timeout: float = 20) -> dict:
+    """The one Batch job the router reports RUNNING, with its pid."""
+    import http.client
+
+    host, port = aws.endpoint.removeprefix("http://").split(":")
+
+    def running_job():
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)
+        connection.request("GET", "/_emulator/jobs")
+        jobs = json.loads(connection.getresponse().read())
+        connection.close()
+        live = [dict(job, job_id=job_id) for job_id, job in jobs.items() if job["status"] == "RUNNING"]
+        return live[0] if live else None
+
+    return wait_until(running_job, timeout, "a running Batch job")
+
+
+def settle(seconds: float = 1.0) -> None:
+    """Give asynchronous deliveries (EventBridge targets) a moment before asserting that nothing happened."""
+    time.sleep(seconds)

@@ -1,0 +1,189 @@
+"""A fault-injecting proxy in front of the emulator, for the Lambdas' and the worker's AWS calls.
+
+The Lambdas and the worker of the test deployment use it as their AWS_ENDPOINT_URL; everything passes through
+to the emulator's router unchanged unless a test has armed a rule:
+
+  - `fail(action, times, ...)`: answer the next `times` calls of an EC2 action (`DeleteVolume`) with an error;
+  - `report_volumes_creating()`: DescribeVolumes says `creating` instead of `available` (moto's volumes are
+    available at once, so this is how "never becomes available" is shown);
+  - `fail_uploads()`: S3 PUTs (parts, objects) answer 403 AccessDenied;
+  - `stall_uploads()`: S3 PUTs are held until `release()` (or a deadline), so a test can act while the worker is
+    mid-archive with the volume attached.
+
+Every EC2 action and every AWS Backup DeleteRecoveryPoint is recorded in `calls`. DeleteRecoveryPoint is answered
+here (moto 5.2.5 has no recovery points), which makes this proxy the witness of whether the flow deleted one.
+"""
+
+import http.client
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+from emulator import httpbase
+from emulator.router import RouterHandler
+
+STALL_LIMIT_SECONDS = 60  # a stalled request is answered 503 after this, whatever the test does
+
+
+@dataclass
+class Call:
+    service: str
+    action: str
+    params: dict
+    faulted: bool = False
+
+
+@dataclass
+class Rules:
+    fail: dict = field(default_factory=dict)  # EC2 action -> [remaining, status, code, message]
+    volumes_creating: bool = False
+    uploads_fail: bool = False
+    stall: threading.Event | None = None  # set = released
+
+
+class FaultProxy(httpbase.Server):
+    def __init__(self, upstream_port: int):
+        super().__init__(("127.0.0.1", 0), FaultHandler)
+        self.upstream_port = upstream_port
+        self.endpoint = f"http://127.0.0.1:{self.server_address[1]}"
+        self.rules = Rules()
+        self.lock = threading.Lock()
+        self.calls: list[Call] = []
+        self.stalled = threading.Event()  # set once a request is being held
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    # The RouterHandler's proxy() reads these.
+    @property
+    def moto_port(self):
+        return self.upstream_port
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.release()
+        self.shutdown()
+        self.server_close()
+
+    def reset(self):
+        with self.lock:
+            self.release()
+            self.rules = Rules()
+            self.calls.clear()
+            self.stalled.clear()
+
+    def fail(self, action: str, times: int = 1, status: int = 503, code: str = "ServiceUnavailable",
+             message: str = "injected by the test's fault proxy"):
+        with self.lock:
+            self.rules.fail[action] = [times, status, code, message]
+
+    def report_volumes_creating(self):
+        self.rules.volumes_creating = True
+
+    def fail_uploads(self):
+        self.rules.uploads_fail = True
+
+    def stall_uploads(self):
+        self.rules.stall = threading.Event()
+
+    def release(self):
+        if self.rules.stall is not None:
+            self.rules.stall.set()
+
+    def record(self, call: Call):
+        with self.lock:
+            self.calls.append(call)
+
+    def actions(self, name: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.action == name]
+
+
+def service_of(headers) -> str:
+    """The service of a SigV4-signed request: `Credential=KEY/DATE/REGION/SERVICE/aws4_request`."""
+    authorization = headers.get("Authorization", "")
+    try:
+        return authorization.split("Credential=", 1)[1].split("/")[3]
+    except IndexError:
+        return ""
+
+
+class FaultHandler(RouterHandler):
+    server: FaultProxy
+
+    def log_request(self, code="-", size="-"):
+        pass  # the router logs every request already
+
+    def route(self):
+        service = service_of(self.headers)
+        path = self.path.split("?", 1)[0]
+        if service == "ec2" and self.command == "POST":
+            return self.ec2()
+        if service == "backup" and self.command == "DELETE" and "/recovery-points/" in path:
+            return self.delete_recovery_point(path)
+        if service == "s3" and self.command == "PUT":
+            rules = self.server.rules
+            if rules.uploads_fail:
+                self.read_body()
+                self.server.record(Call("s3", "PutObject", {"path": path}, faulted=True))
+                return self.send(403, b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                                      b"<Message>Access Denied (injected)</Message></Error>",
+                                 {"Content-Type": "application/xml"})
+            if rules.stall is not None and not rules.stall.is_set():
+                self.server.stalled.set()
+                if not rules.stall.wait(STALL_LIMIT_SECONDS):
+                    self.read_body()
+                    return self.send(503, b"<Error><Code>SlowDown</Code><Message>stalled</Message></Error>")
+        return self.proxy(self.server.upstream_port)
+
+    def ec2(self):
+        body = self.read_body()
+        params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        action = params.get("Action", "")
+        with self.server.lock:
+            rule = self.server.rules.fail.get(action)
+            faulted = bool(rule and rule[0] > 0)
+            if faulted:
+                rule[0] -= 1
+        self.server.record(Call("ec2", action, params, faulted))
+        if faulted:
+            _, status, code, message = rule
+            error = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+                     f"<Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>")
+            return self.send(status, error.encode(), {"Content-Type": "text/xml"})
+        status, headers, answer = self.forward(body)
+        if action == "DescribeVolumes" and self.server.rules.volumes_creating:
+            answer = answer.replace(b"<status>available</status>", b"<status>creating</status>")
+        self.send(status, answer, {k: v for k, v in headers if k.lower() not in {"content-length", "transfer-encoding",
+                                                                                  "connection"}})
+
+    def forward(self, body: bytes):
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=60)
+        headers = {k: v for k, v in self.forwarded_headers() if k.lower() != "content-length"}
+        upstream.request(self.command, self.path, body, headers)
+        response = upstream.getresponse()
+        answer = response.read()
+        upstream.close()
+        return response.status, response.getheaders(), answer
+
+    def delete_recovery_point(self, path: str):
+        self.read_body()
+        # /backup-vaults/{name}/recovery-points/{arn}
+        parts = path.split("/")
+        vault = urllib.parse.unquote(parts[2])
+        arn = urllib.parse.unquote("/".join(parts[4:]))
+        self.server.record(Call("backup", "DeleteRecoveryPoint", {"BackupVaultName": vault, "RecoveryPointArn": arn}))
+        self.send(200, b"{}", {"Content-Type": "application/json"})
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

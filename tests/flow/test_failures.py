@@ -1,0 +1,195 @@
+"""Every way the EBS flow can go wrong, on the stack configured to delete recovery points: each shows that the
+temporary volume is gone (no leak), that the recovery point was not deleted, that one failure notification was
+sent, and the execution's status and error."""
+
+import json
+import os
+import signal
+
+from conftest import (
+    DELETE_VAULT, backup_event, cli, created_volume_ids, executions, finished, new_executions, output_of,
+    put_event, settle, snapshot, states_entered, submitted_jobs, volumes_of, wait_for_running_job,
+)
+from emulator.deploy import register_job_definition
+from faults import wait_until
+
+
+def start(aws, stack, vault=DELETE_VAULT, resource_type="EBS"):
+    volume_id, snapshot_id = snapshot(aws)
+    event = backup_event(snapshot_id, volume_id, vault, resource_type)
+    before = executions(aws, stack)
+    put_event(aws, event)
+    [arn] = new_executions(aws, stack, before)
+    return arn, snapshot_id, event
+
+
+def assert_failed_cleanly(aws, proxy, slack, execution, error, snapshot_id, volume_created=True):
+    arn = execution["executionArn"]
+    assert execution["status"] == "FAILED", execution
+    assert execution.get("error") == error, execution
+    entered = states_entered(aws, arn)
+    assert entered[-3:] == ["Cleanup", "NotifyFailure", "FailureRoute"] or entered[-4:-1] == [
+        "Cleanup", "NotifyFailure", "FailureRoute"], entered
+    assert "DeleteRecoveryPoint" not in entered
+    assert proxy.actions("DeleteRecoveryPoint") == [], "the recovery point must be kept"
+    assert aws.client("ec2").describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"], "the snapshot still exists"
+    assert volumes_of(aws, arn) == [], "no temporary volume is left"
+    if volume_created:
+        assert created_volume_ids(aws, arn) or proxy.actions("CreateVolume"), "a volume had been created"
+    [message] = slack.delivered()
+    assert f"FAILED: {error}" in message["text"], message
+    return message
+
+
+def test_volume_that_never_becomes_available_is_deleted_and_no_job_runs(aws, delete_stack, proxy, slack):
+    proxy.report_volumes_creating()
+    arn, snapshot_id, _ = start(aws, delete_stack)
+    execution = finished(aws, arn)
+    message = assert_failed_cleanly(aws, proxy, slack, execution, "VolumeNotReady", snapshot_id)
+    assert submitted_jobs(aws, arn) == []
+    # The bounded poll: CheckVolume's Retry ran out (12 attempts) rather than looping.
+    assert len(proxy.actions("DescribeVolumes")) >= 12
+    [deleted] = [c.params["VolumeId"] for c in proxy.actions("DeleteVolume")]
+    assert f"{deleted} deleted" in json.dumps(message)
+
+
+def test_worker_that_exits_non_zero_fails_the_execution_after_cleanup(aws, delete_stack, proxy, slack):
+    proxy.fail_uploads()  # S3 refuses the worker's uploads: it aborts, detaches and exits 1
+    arn, snapshot_id, event = start(aws, delete_stack)
+    execution = finished(aws, arn)
+    message = assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    assert "exit code 1" in execution["cause"] or '"ExitCode": 1' in execution["cause"], execution["cause"]
+    assert "exit code 1" in json.dumps(message)
+    assert proxy.actions("DetachVolume"), "the worker detached the volume itself"
+    # No manifest: the failed archive is not an archive.
+    listed = aws.client("s3").list_objects_v2(Bucket=delete_stack.bucket).get("Contents", [])
+    assert not [o for o in listed if o["Key"].endswith("manifest.json") and snapshot_id in o["Key"]]
+
+    # The operator fixes the cause and replays the same input: it archives.
+    proxy.reset()
+    slack.reset()
+    replayed = cli(aws, "replay", arn, "--wait", "--json")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    report = json.loads(replayed.stdout)
+    assert report["status"] == "SUCCEEDED" and report["snapshot_id"] == snapshot_id
+    assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "deleted once the replay verified the archive"
+
+
+def test_replay_by_batch_job_is_refused_while_the_snapshot_is_being_archived(aws, delete_stack, proxy, slack):
+    proxy.stall_uploads()
+    arn, snapshot_id, _ = start(aws, delete_stack)
+    job = wait_for_running_job(aws)
+    refused = cli(aws, "replay", "--batch-job", job["job_id"])
+    assert refused.returncode == 1 and "still running" in refused.stderr, refused.stderr
+    started = cli(aws, "start", "--snapshot", snapshot_id, "--state-machine", delete_stack.state_machine_arn)
+    assert started.returncode == 1 and f"is archiving {snapshot_id}" in started.stderr, started.stderr
+    proxy.release()
+    assert finished(aws, arn)["status"] == "SUCCEEDED"
+
+
+def test_killed_worker_leaves_an_attached_volume_that_the_cleanup_detaches_and_deletes(aws, delete_stack, proxy,
+                                                                                        slack):
+    proxy.stall_uploads()
+    arn, snapshot_id, _ = start(aws, delete_stack)
+    job = wait_for_running_job(aws)
+    wait_until(proxy.stalled.is_set, 20, "the worker's first upload")
+    [volume_id] = created_volume_ids(aws, arn)
+    attached = aws.client("ec2").describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+    assert attached["State"] == "in-use", attached
+    os.killpg(job["pid"], signal.SIGKILL)  # as an OOM kill or a lost host would: no detach, no abort
+    proxy.release()
+    execution = finished(aws, arn)
+    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    assert "137" in execution["cause"], execution["cause"]
+    detaches = proxy.actions("DetachVolume")
+    assert detaches and all(d.params["VolumeId"] == volume_id for d in detaches), "the cleanup detached it"
+
+
+def test_delete_volume_failing_once_is_retried_and_the_archive_completes(aws, delete_stack, proxy, slack):
+    proxy.fail("DeleteVolume", times=1, status=503, code="ServiceUnavailable")
+    arn, snapshot_id, event = start(aws, delete_stack)
+    execution = finished(aws, arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    deletes = proxy.actions("DeleteVolume")
+    assert [d.faulted for d in deletes] == [True, False], "failed once, then retried by the ASL"
+    assert volumes_of(aws, arn) == []
+    entered = states_entered(aws, arn)
+    assert "Cleanup" not in entered and entered.count("DeleteVolume") == 1
+    assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "verified, so deleted: exactly once"
+    [message] = slack.delivered()
+    assert f"Archived {snapshot_id}" in message["text"]
+
+
+def test_job_that_times_out_is_stopped_and_its_volume_deleted(aws, delete_stack, proxy, slack):
+    s = delete_stack.settings
+    register_job_definition(aws, s, delete_stack.job_definition, delete_stack.instance_id, timeout_seconds=3)
+    try:
+        proxy.stall_uploads()  # the worker is stuck mid-archive until Batch's timeout stops it
+        arn, snapshot_id, _ = start(aws, delete_stack)
+        execution = finished(aws, arn)
+    finally:
+        proxy.release()
+        register_job_definition(aws, s, delete_stack.job_definition, delete_stack.instance_id)
+    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    assert "Job attempt duration exceeded timeout" in execution["cause"], execution["cause"]
+
+
+def test_duplicate_event_archives_once(aws, delete_stack, proxy, slack):
+    volume_id, snapshot_id = snapshot(aws)
+    event = backup_event(snapshot_id, volume_id, DELETE_VAULT)
+    before = executions(aws, delete_stack)
+    put_event(aws, event)
+    put_event(aws, event)  # EventBridge delivers at least once
+    arns = new_executions(aws, delete_stack, before, count=2)
+    results = [finished(aws, arn) for arn in arns]
+    assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"], results
+    ends = sorted(states_entered(aws, r["executionArn"])[-1] for r in results)
+    assert ends == ["Archived", "Duplicate"], ends
+    duplicate = next(r for r in results if states_entered(aws, r["executionArn"])[-1] == "Duplicate")
+    assert output_of(duplicate)["duplicate"]["Error"] == "DuplicateArchive"
+    assert sum(len(submitted_jobs(aws, r["executionArn"])) for r in results) == 1, "one archive job"
+    assert len(proxy.actions("DeleteRecoveryPoint")) == 1
+    assert all(volumes_of(aws, r["executionArn"]) == [] for r in results)
+    assert len(slack.delivered()) == 1, "one notification: the duplicate is silent"
+
+
+def test_malformed_event_fails_with_the_field_named(aws, delete_stack, proxy, slack):
+    volume_id, snapshot_id = snapshot(aws)
+    event = backup_event(snapshot_id, volume_id, DELETE_VAULT)
+    del event["detail"]["backupJobId"]
+    before = executions(aws, delete_stack)
+    put_event(aws, event)
+    [arn] = new_executions(aws, delete_stack, before)
+    execution = finished(aws, arn)
+    assert_failed_cleanly(aws, proxy, slack, execution, "InvalidEvent", snapshot_id, volume_created=False)
+    assert "detail.backupJobId" in execution["cause"]
+    assert proxy.actions("CreateVolume") == [] and submitted_jobs(aws, arn) == []
+
+
+def test_unsupported_resource_type_starts_nothing_and_is_skipped_if_started(aws, delete_stack, proxy, slack):
+    volume_id, snapshot_id = snapshot(aws)
+    event = backup_event(snapshot_id, volume_id, DELETE_VAULT, resource_type="EFS")
+    event["detail"]["resourceArn"] = "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-0123456789abcdef0"
+    before = executions(aws, delete_stack)
+    put_event(aws, event)
+    settle()
+    assert [a for a in executions(aws, delete_stack) if a not in before] == [], "the rule takes EBS only"
+    # Started by other means (a broader rule, an operator), the plan skips it without a lookup.
+    sfn = aws.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=delete_stack.state_machine_arn, input=json.dumps(event))["executionArn"]
+    execution = finished(aws, arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert states_entered(aws, arn) == ["Plan", "Route", "Skipped"]
+    output = output_of(execution)
+    assert output["outcome"] == "skipped" and output["reason"] == {"code": "unsupported_resource_type", "resource_type": "EFS"}
+    assert proxy.actions("CreateVolume") == [] and proxy.actions("DescribeSnapshots") == []
+    assert proxy.actions("DeleteRecoveryPoint") == []
+    assert slack.delivered() == [], "skips page nobody"
+
+
+def test_event_from_another_vault_starts_nothing(aws, delete_stack):
+    before = executions(aws, delete_stack)
+    start_event = backup_event(*snapshot(aws), "some-other-vault")
+    put_event(aws, start_event)
+    settle()
+    assert [a for a in executions(aws, delete_stack) if a not in before] == []
