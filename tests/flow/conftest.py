@@ -250,7 +250,8 @@ def wait_for_running_job(aws, timeout: float = 20) -> dict:
         connection.request("GET", "/_emulator/jobs")
         jobs = json.loads(connection.getresponse().read())
         connection.close()
-        live = [dict(job, job_id=job_id) for job_id, job in jobs.items() if job["status"] == "RUNNING"]
+        # The router marks a job RUNNING a moment before its process (and pid) exists.
+        live = [dict(job, job_id=job_id) for job_id, job in jobs.items() if job["status"] == "RUNNING" and job["pid"]]
         return live[0] if live else None
 
     return wait_until(running_job, timeout, "a running Batch job")
