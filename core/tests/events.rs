@@ -1,6 +1,8 @@
 //! Every fixture under `tests/fixtures` (sources in its README) parses into the expected variant
 //! and serializes back to the same JSON, as the `aws_lambda_events` tests do for theirs.
 
+mod common;
+
 use std::path::PathBuf;
 
 use archiver_core::event::{EventError, JobState, ManualSnapshot, SnsMessage, TriggerEvent};
@@ -25,25 +27,7 @@ fn round_trip(name: &str) -> TriggerEvent {
     event
 }
 
-const TRIGGERS: &[&str] = &[
-    "eventbridge-backup-job-completed-aurora.json",
-    "eventbridge-backup-job-completed-ebs.json",
-    "eventbridge-backup-job-completed-rds.json",
-    "eventbridge-backup-job-failed.json",
-    "eventbridge-copy-job-completed.json",
-    "eventbridge-copy-job-failed.json",
-    "eventbridge-rds-db-cluster-snapshot-event-created.json",
-    "eventbridge-rds-db-cluster-snapshot-export-completed.json",
-    "eventbridge-rds-db-snapshot-event-created.json",
-    "sns-backup-vault-backup-job-completed.json",
-    "sns-backup-vault-backup-job-expired.json",
-    "sns-backup-vault-backup-job-failed.json",
-    "sns-rds-event-cluster-snapshot-automated-created.json",
-    "sns-rds-event-cluster-snapshot-manual-created.json",
-    "sns-rds-event-db-snapshot-automated-created.json",
-    "manual-ebs-snapshot.json",
-    "manual-aurora-snapshot-dump.json",
-];
+use common::TRIGGERS;
 
 const NOT_TRIGGERS: &[&str] =
     &["rds-start-export-task-request.json", "slack-incoming-webhook-payload.json", "chatbot-custom-notification.json"];

@@ -1,6 +1,8 @@
 //! The `plan` step end to end over the fixtures: what each trigger becomes, which are skipped and
 //! why, and that duplicates of one backup, however delivered, plan the same archive.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -682,25 +684,7 @@ fn every_trigger_fixture_is_planned_or_skipped_with_full_facts() {
         ..rds_facts("postgres")
     };
     let config = PlanConfig { allowed_vaults: vec![], ..config() };
-    for name in [
-        "eventbridge-backup-job-completed-aurora.json",
-        "eventbridge-backup-job-completed-ebs.json",
-        "eventbridge-backup-job-completed-rds.json",
-        "eventbridge-backup-job-failed.json",
-        "eventbridge-copy-job-completed.json",
-        "eventbridge-copy-job-failed.json",
-        "eventbridge-rds-db-cluster-snapshot-event-created.json",
-        "eventbridge-rds-db-cluster-snapshot-export-completed.json",
-        "eventbridge-rds-db-snapshot-event-created.json",
-        "sns-backup-vault-backup-job-completed.json",
-        "sns-backup-vault-backup-job-expired.json",
-        "sns-backup-vault-backup-job-failed.json",
-        "sns-rds-event-cluster-snapshot-automated-created.json",
-        "sns-rds-event-cluster-snapshot-manual-created.json",
-        "sns-rds-event-db-snapshot-automated-created.json",
-        "manual-ebs-snapshot.json",
-        "manual-aurora-snapshot-dump.json",
-    ] {
+    for name in common::TRIGGERS.iter().copied() {
         let outcome = plan_archive(&event(name), &facts, &config, now());
         assert!(outcome.is_ok(), "{name}: {outcome:?}");
     }
