@@ -141,13 +141,16 @@ pub async fn archive_device(
             }
         }
     }
+    // Every target is read: detach the image's loop device before the manifest is written.
+    let device = source.given.display().to_string();
+    let released = tokio::task::spawn_blocking(move || drop(source)).await;
     let manifest_key = dest.key(MANIFEST_NAME);
     if result.is_ok() {
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             source: SourceInfo {
-                device: source.given.display().to_string(),
+                device,
                 size: layout.size,
                 partition_table: layout.partition_table.clone(),
                 partition_table_dump: layout.partition_table_dump.clone(),
@@ -166,10 +169,9 @@ pub async fn archive_device(
                 tracing::error!(key = %object.key, error = %DisplayErrorContext(delete), "failed to delete an object of the failed archive");
             }
         }
-        drop(tokio::task::spawn_blocking(move || drop(source)).await);
         return Err(e);
     }
-    tokio::task::spawn_blocking(move || drop(source)).await?;
+    released?;
     Ok(ArchiveReport {
         location: dest.to_string(),
         manifest_key,
