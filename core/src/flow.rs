@@ -62,6 +62,8 @@ pub enum FlowError {
     InvalidInput { field: &'static str, reason: String },
     #[error("snapshot {snapshot_id} is already being archived by {execution} (volume {volume_id})")]
     Duplicate { snapshot_id: String, execution: String, volume_id: String },
+    #[error("snapshot {snapshot_id} is already archived: {manifest_url} exists (delete that archive to make a new one)")]
+    AlreadyArchived { snapshot_id: String, manifest_url: String },
     #[error("volume {volume_id} is {state}, not available yet")]
     VolumeNotReady { volume_id: String, state: String },
     #[error("volume {volume_id} is {state} and will not become available")]
@@ -77,7 +79,7 @@ impl FlowError {
         match self {
             FlowError::InvalidConfig { .. } => errors::INVALID_CONFIG,
             FlowError::InvalidInput { .. } => errors::INVALID_EVENT,
-            FlowError::Duplicate { .. } => errors::DUPLICATE_ARCHIVE,
+            FlowError::Duplicate { .. } | FlowError::AlreadyArchived { .. } => errors::DUPLICATE_ARCHIVE,
             FlowError::VolumeNotReady { .. } => errors::VOLUME_NOT_READY,
             FlowError::VolumeFailed { .. } => errors::VOLUME_FAILED,
             FlowError::VolumeStillAttached { .. } => errors::VOLUME_STILL_ATTACHED,
@@ -507,7 +509,10 @@ pub struct EbsArchiveState {
     pub recovery_point_deletion: Option<RecoveryPointDeletion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<NotificationReport>,
-    /// `DuplicateArchive`: another execution owns the snapshot (ends in `Duplicate`).
+    /// The execution of the snapshot's own flow, when this one handed the trigger over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
+    /// The handoff's refusal: the snapshot's flow already has an execution of this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<StateError>,
     /// The error that sent the execution to the cleanup path.
@@ -519,6 +524,12 @@ pub struct EbsArchiveState {
     /// The notification's failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_error: Option<StateError>,
+}
+
+/// What the `Handoff` state keeps of StartExecution's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub execution_arn: String,
 }
 
 /// What the `notify` and `delete-volume` Lambdas can read from any document the cleanup path

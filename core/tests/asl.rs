@@ -11,7 +11,7 @@ use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
 use archiver_core::flow::{
     ArchiveJob, CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteRecoveryPointInput, DeleteVolumeInput,
-    DeletedVolumes, EbsArchiveState, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
+    DeletedVolumes, EbsArchiveState, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
     Verification, VerifyInput, JOB_PARAMETERS,
 };
 use archiver_core::request::{plan_archive, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
@@ -41,7 +41,14 @@ const PLACEHOLDERS: &[&str] = &[
     "DeleteRecoveryPointFunctionArn",
     "NotifyFunctionArn",
     "JobDefinitionArn",
+    "StateMachineArnPrefix",
 ];
+
+/// The AWS SDK integration that hands a trigger to another flow's state machine, and what it
+/// returns that the ASL may select.
+/// <https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html>
+const HANDOFF_RESOURCE: &str = "arn:aws:states:::aws-sdk:sfn:startExecution";
+const START_EXECUTION_FIELDS: &[&str] = &["ExecutionArn", "StartDate"];
 
 /// What `batch:submitJob.sync` returns (the job's description in Step Functions' casing) that
 /// the ASL may select. <https://docs.aws.amazon.com/batch/latest/APIReference/API_JobDetail.html>
@@ -82,6 +89,7 @@ fn full_state() -> Value {
             deleted: true,
         }),
         notification: Some(NotificationReport::default()),
+        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-export:k".into() }),
         duplicate: error(),
         error: error(),
         cleanup_error: error(),
@@ -93,11 +101,33 @@ fn full_state() -> Value {
     value
 }
 
+/// The document after a Plan that skipped: the skip's fields, and what the failure path adds.
+fn skipped_state() -> Value {
+    let mut skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
+        resource_type: "EFS".into(),
+    }))
+    .unwrap();
+    for field in ["deleted_volumes", "notification", "cleanup_error", "notify_error"] {
+        skipped[field] = full_state()[field].clone();
+    }
+    skipped
+}
+
+/// The states that read the skipped document rather than a plan.
+const SKIP_STATES: &[&str] = &["Unarchivable"];
+
+/// Every Choice rule's `Variable`, within `And`/`Or`/`Not` too.
+fn choice_variables(rule: &Value) -> Vec<&str> {
+    let nested = ["And", "Or"].iter().flat_map(|k| rule[*k].as_array().into_iter().flatten()).chain(rule.get("Not"));
+    rule["Variable"].as_str().into_iter().chain(nested.flat_map(choice_variables)).collect()
+}
+
 /// The context object (`$$`) as far as the ASL reads it.
 fn context() -> Value {
     json!({
         "Execution": {"Id": "arn:aws:states:eu-west-1:111122223333:execution:ebs-archive:e1", "Name": "e1",
-                      "StartTime": "2025-03-04T03:00:00.000Z"},
+                      "StartTime": "2025-03-04T03:00:00.000Z",
+                      "Input": serde_json::from_slice::<Value>(include_bytes!("fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap()},
         "State": {"Name": "S", "EnteredTime": "2025-03-04T03:00:01.000Z", "RetryCount": 0}
     })
 }
@@ -222,24 +252,31 @@ fn retried_names_are_retryable_and_verdicts_are_never_retried() {
 #[test]
 fn every_json_path_resolves_in_the_documents_core_defines() {
     let asl = ebs_asl();
-    let document = full_state();
+    let (planned, skipped) = (full_state(), skipped_state());
     let context = context();
     for (name, state) in states(&asl) {
+        let document = if SKIP_STATES.contains(&name.as_str()) { &skipped } else { &planned };
         let at = |what: &str| format!("{name}.{what}");
         for key in ["InputPath", "OutputPath"] {
             if let Some(path) = state[key].as_str() {
-                resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+                resolve(path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
             }
         }
         for choice in state["Choices"].as_array().into_iter().flatten() {
-            let path = choice["Variable"].as_str().expect("Choices use Variable");
-            resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
+            let paths = choice_variables(choice);
+            assert!(!paths.is_empty(), "{}: a rule without a Variable", at("Choices"));
+            for path in paths {
+                // A skip's fields exist on the skipped document only.
+                resolve(path, document, &context)
+                    .or_else(|_| resolve(path, &skipped, &context))
+                    .unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
+            }
         }
         for key in ["ErrorPath", "CausePath"] {
             if let Some(expression) = state[key].as_str() {
                 let paths = if expression.starts_with("States.") { intrinsic_paths(expression) } else { vec![expression.into()] };
                 for path in paths {
-                    resolve(&path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+                    resolve(&path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
                 }
             }
         }
@@ -251,13 +288,13 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
                 Value::Null => {}
                 Value::String(path) if path == "$" => {}
                 Value::String(path) => {
-                    resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
+                    resolve(path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
                 }
                 other => panic!("{}: {other}", at("ResultPath")),
             }
         }
         if let Some(parameters) = state.get("Parameters") {
-            let input = evaluate(parameters, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
+            let input = evaluate(parameters, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
             let resource = state["Resource"].as_str().unwrap_or("");
             match placeholder_of(resource) {
                 Some("CreateVolumeFunctionArn") => check_input::<CreateVolumeInput>(name, &input),
@@ -273,6 +310,11 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
                     assert_eq!(names, JOB_PARAMETERS.iter().copied().collect(), "{name}: job parameters");
                     assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
                 }
+                None if resource == HANDOFF_RESOURCE => {
+                    for field in ["StateMachineArn", "Name", "Input"] {
+                        assert!(input[field].is_string(), "{name}: {field} in {input}");
+                    }
+                }
                 None if state["Type"] == "Pass" => {
                     serde_json::from_value::<StateError>(input.clone())
                         .unwrap_or_else(|e| panic!("{name}: a Pass here builds a StateError: {e}"));
@@ -281,10 +323,22 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
             }
         }
         if let Some(selector) = state.get("ResultSelector") {
-            assert_eq!(state["Resource"], "arn:aws:states:::batch:submitJob.sync", "{name}");
-            let job: Value = BATCH_JOB_FIELDS.iter().map(|f| (f.to_string(), json!("x"))).collect::<serde_json::Map<_, _>>().into();
-            let selected = evaluate(selector, &job, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
-            serde_json::from_value::<JobResult>(selected).unwrap_or_else(|e| panic!("{name}: JobResult: {e}"));
+            let answer = |fields: &[&str]| -> Value {
+                fields.iter().map(|f| (f.to_string(), json!("x"))).collect::<serde_json::Map<_, _>>().into()
+            };
+            match state["Resource"].as_str() {
+                Some("arn:aws:states:::batch:submitJob.sync") => {
+                    let selected = evaluate(selector, &answer(BATCH_JOB_FIELDS), &context)
+                        .unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
+                    serde_json::from_value::<JobResult>(selected).unwrap_or_else(|e| panic!("{name}: JobResult: {e}"));
+                }
+                Some(HANDOFF_RESOURCE) => {
+                    let selected = evaluate(selector, &answer(START_EXECUTION_FIELDS), &context)
+                        .unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
+                    serde_json::from_value::<Handoff>(selected).unwrap_or_else(|e| panic!("{name}: Handoff: {e}"));
+                }
+                other => panic!("{name}: ResultSelector on an unexpected resource {other:?}"),
+            }
         }
     }
 }
@@ -292,15 +346,25 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
 #[test]
 fn choices_compare_with_the_values_core_serializes() {
     let asl = ebs_asl();
-    let route = &states(&asl)["Route"]["Choices"];
-    let skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
+    let route = &states(&asl)["Route"];
+    let unsupported = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
         resource_type: "EFS".into(),
     }))
     .unwrap();
-    assert_eq!(route[0]["Variable"], "$.outcome");
-    assert_eq!(route[0]["StringEquals"], skipped["outcome"]);
-    assert_eq!(route[1]["Variable"], "$.flow");
-    assert_eq!(route[1]["StringEquals"], serde_json::to_value(Flow::EbsArchive).unwrap());
+    let quiet = serde_json::to_value(PlanOutcome::skipped(SkipReason::VaultNotAllowed { vault_name: "v".into() })).unwrap();
+    let [attention, skip, own_flow] = route["Choices"].as_array().unwrap().as_slice() else {
+        panic!("Route has three rules: {route}")
+    };
+    assert_eq!(attention["And"][0], json!({"Variable": "$.outcome", "StringEquals": unsupported["outcome"]}));
+    assert_eq!(attention["And"][1], json!({"Variable": "$.attention", "BooleanEquals": unsupported["attention"]}));
+    assert_eq!(attention["Next"], "Unarchivable");
+    assert_eq!(quiet["attention"], false, "a quiet skip does not match the first rule");
+    assert_eq!(skip["Variable"], "$.outcome");
+    assert_eq!(skip["StringEquals"], quiet["outcome"]);
+    assert_eq!(skip["Next"], "Skipped");
+    assert_eq!(own_flow["Variable"], "$.flow");
+    assert_eq!(own_flow["StringEquals"], serde_json::to_value(Flow::EbsArchive).unwrap());
+    assert_eq!(route["Default"], "Handoff", "another flow's plan is handed over");
 }
 
 #[test]
@@ -406,7 +470,7 @@ fn every_failure_reaches_the_cleanup_before_failing() {
                 "Cleanup" => &["NotifyFailure"],
                 "NotifyFailure" => &["FailureRoute"],
                 "NotifySuccess" => &["Archived"],
-                "CreateVolume" => &["Duplicate", "Cleanup"],
+                "Handoff" => &["AlreadyHandedOff", "Cleanup"],
                 "ArchiveJob" => &["JobFailed", "Cleanup"],
                 _ => &["Cleanup"],
             };
@@ -414,7 +478,9 @@ fn every_failure_reaches_the_cleanup_before_failing() {
         }
     }
     assert_eq!(states(&asl)["JobFailed"]["Next"], "Cleanup");
-    assert_eq!(states(&asl)["NotThisFlow"]["Next"], "Cleanup");
+    for pass in ["Unarchivable", "AlreadyHandedOff"] {
+        assert_eq!(states(&asl)[pass]["Next"], "Cleanup", "{pass}");
+    }
 }
 
 #[test]
