@@ -269,7 +269,8 @@ def deploy_functions(aws, settings: Settings, role_arn: str, environment: dict, 
         executable = bin_dir / f"lambda-{step}"
         if not os.access(executable, os.X_OK):
             raise RuntimeError(f"{executable} is missing: build it first (cargo build --workspace --bins)")
-        variables = {"RUST_LOG": "info", **settings.lambda_environment, **environment.get(step, {})}
+        variables = {"RUST_LOG": "info", "DEPLOYMENT_NAME": settings.name, **settings.lambda_environment,
+                     **environment.get(step, {})}
         if settings.lambda_endpoint:
             variables["AWS_ENDPOINT_URL"] = settings.lambda_endpoint
         try:
