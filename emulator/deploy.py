@@ -50,6 +50,7 @@ SHARED_CRATE = "common"
 RULE_TARGETS = {
     "backup-job-completed": "ebs-archive",
     "copy-job-completed": "ebs-archive",
+    "dynamodb-backup-job-completed": "dynamodb-export",
 }
 # The notify step waits out Slack's Retry-After inside one invocation (core::message::SLACK_MAX_RETRY_AFTER).
 FUNCTION_TIMEOUT_SECONDS = 120

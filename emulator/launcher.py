@@ -5,8 +5,9 @@
 moto listens on <moto port>; MOTO_PORT is where its Step Functions interpreter sends its own AWS calls, and
 it must be the router's port so that Lambda and Batch calls reach the local Lambda host and local jobs.
 
-Each patch below fixes one defect of moto 5.2.5 found by running it: shared/DESIGN.md lists seven, two more
-were found while writing the tests, and tests/test_moto_defects.py shows each on an unpatched moto.
+Each patch below fixes one defect of moto 5.2.5 found by running it: shared/DESIGN.md lists seven, three more
+were found while writing the tests and the DynamoDB flow, and tests/test_moto_defects.py shows each on an
+unpatched moto.
 BA_EMULATOR_PATCHES chooses the patches ("all", the default, "none", or a comma-separated list of names from
 PATCHES), which is how that test starts an unpatched moto. BA_EMULATOR_TIME_SCALE (default 1) scales Wait
 states and Retry intervals.
@@ -268,6 +269,160 @@ def scaled_time() -> None:
     retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * scale))
 
 
+def dynamodb_exports() -> None:
+    """Found while writing the DynamoDB flow (not in DESIGN's list): moto's table exports finish at once, ignore
+    ExportTime and ClientToken (a retried call starts a second export), are named `…:table/<table ARN>/import/…`,
+    write one data object and no manifests, and cannot fail on demand; PITR's LatestRestorableDateTime stays at
+    the moment PITR was enabled, so no later backup is ever covered. As AWS does: the export is
+    `…:table/T/export/<id>`, IN_PROGRESS for a few DescribeExport calls (moto's state manager, model
+    `dynamodb::export`, default 2 calls) then COMPLETED, and writes `_started`, `data/*.json.gz`,
+    `manifest-files.json` and, last, `manifest-summary.json` under `<prefix>/AWSDynamoDB/<id>/`; ExportTime must be
+    inside the PITR window (InvalidExportTimeException); a ClientToken returns its first export; the latest
+    restorable time is now. moto keeps no item history: the export holds the table's items at ExportTableToPointInTime.
+    POST /moto-api/static/dynamodb/export-failures {"failures": [{"FailureCode": …, "FailureMessage": …}]} makes the
+    next exports end FAILED, one per entry."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.core.utils import gzip_compress, unix_time
+    from moto.dynamodb.exceptions import PointInTimeRecoveryUnavailable, TableNotFoundException
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.utilities import dynamo_json_dump
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.moto_api import state_manager
+    from moto.moto_api._internal import urls as moto_api_urls
+    from moto.moto_api._internal.managed_state_model import ManagedState
+
+    model = "dynamodb::export"
+    state_manager.register_default_transition(model, {"progression": "manual", "times": 2})
+    failures: list[dict] = []
+
+    class InvalidExportTime(JsonRESTError):
+        def __init__(self, message: str):
+            super().__init__("com.amazonaws.dynamodb.v20120810#InvalidExportTimeException", message)
+
+    def utc(epoch: float) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+
+    def epoch(value) -> float:  # moto parses request timestamps into datetimes and keeps its own as floats
+        return value.timestamp() if isinstance(value, datetime.datetime) else float(value)
+
+    class Export(ManagedState):
+        def __init__(self, table, body: dict, account_id: str):
+            failure = failures.pop(0) if failures else None
+            super().__init__(model, [("IN_PROGRESS", "FAILED" if failure else "COMPLETED")])
+            self.failure = failure or {}
+            self.table, self.account_id, self.body = table, account_id, body
+            self.id = f"{int(time.time() * 1000):014d}-{uuid.uuid4().hex[:8]}"
+            self.arn = f"{table.table_arn}/export/{self.id}"
+            self.prefix = body.get("S3Prefix") or ""
+            self.directory = "/".join(p for p in (self.prefix, "AWSDynamoDB", self.id) if p)
+            self.start_time = time.time()
+            self.export_time = epoch(body.get("ExportTime") or self.start_time)
+            self.end_time = None
+            # The content at the export's start: moto keeps no history to read the ExportTime from.
+            self.lines = [dynamo_json_dump(item.to_json(root_attr_name="Item")) + "\n" for item in table.all_items()]
+            self.item_count, self.billed = 0, 0
+            self.put("_started", b"")
+
+        def put(self, name: str, content: bytes) -> bool:
+            from moto.s3.models import s3_backends
+
+            try:
+                backend = s3_backends[self.account_id]["aws"]
+                backend.put_object(bucket_name=self.body["S3Bucket"], key_name=f"{self.directory}/{name}", value=content)
+                return True
+            except Exception as error:  # a missing bucket, as AWS reports it
+                self.failure = {"FailureCode": "S3NoSuchBucket", "FailureMessage": str(error)}
+                return False
+
+        def finish(self) -> None:
+            self.end_time = time.time()
+            if self._status == "FAILED":
+                return
+            data = "".join(self.lines).encode()
+            data_name = f"data/{uuid.uuid4().hex}.json.gz"
+            data_key = f"{self.directory}/{data_name}"
+            self.item_count, self.billed = len(self.lines), len(data)
+            manifest_files = json.dumps({"itemCount": self.item_count, "dataFileS3Key": data_key}) + "\n"
+            summary = {
+                "version": "2020-06-30", "exportArn": self.arn, "startTime": utc(self.start_time).isoformat(),
+                "endTime": utc(self.end_time).isoformat(), "tableArn": self.table.table_arn,
+                "exportTime": utc(self.export_time).isoformat(), "s3Bucket": self.body["S3Bucket"],
+                "s3Prefix": self.prefix, "manifestFilesS3Key": f"{self.directory}/manifest-files.json",
+                "billedSizeBytes": self.billed, "itemCount": self.item_count, "outputFormat": "DYNAMODB_JSON",
+                "exportType": "FULL_EXPORT",
+            }
+            written = (self.put(data_name, gzip_compress(data))
+                       and self.put("manifest-files.json", manifest_files.encode())
+                       and self.put("manifest-summary.json", json.dumps(summary).encode()))
+            if not written:
+                self._status = "FAILED"
+
+        def response(self) -> dict:
+            self.advance()
+            status = self.status
+            if status != "IN_PROGRESS" and self.end_time is None:
+                self.finish()
+                status = self._status
+            description = {
+                "ExportArn": self.arn, "ExportStatus": status, "StartTime": utc(self.start_time),
+                "TableArn": self.table.table_arn, "ExportTime": utc(self.export_time),
+                "ClientToken": self.body.get("ClientToken"), "S3Bucket": self.body["S3Bucket"],
+                "S3BucketOwner": self.account_id, "S3Prefix": self.prefix,
+                "ExportFormat": self.body.get("ExportFormat", "DYNAMODB_JSON"), "ExportType": "FULL_EXPORT",
+            }
+            if status == "COMPLETED":
+                description.update(EndTime=utc(self.end_time), ItemCount=self.item_count, BilledSizeBytes=self.billed,
+                                   ExportManifest=f"{self.directory.removeprefix(self.prefix).lstrip('/')}/manifest-summary.json")
+            if status == "FAILED":
+                description.update(EndTime=utc(self.end_time), FailureCode=self.failure.get("FailureCode", "UNKNOWN"),
+                                   FailureMessage=self.failure.get("FailureMessage", "failed"))
+            return description
+
+    def export_table_to_point_in_time(self) -> ActionResult:
+        backend, body = self.dynamodb_backend, self.body
+        token = body.get("ClientToken")
+        for existing in backend.table_exports.values():
+            if token and isinstance(existing, Export) and existing.body.get("ClientToken") == token:
+                return ActionResult({"ExportDescription": existing.response()})
+        table = next((t for t in backend.tables.values() if t.table_arn == body["TableArn"]), None)
+        if table is None:
+            raise TableNotFoundException(name=body["TableArn"])
+        pitr = backend.describe_continuous_backups(table.name)["PointInTimeRecoveryDescription"]
+        if pitr["PointInTimeRecoveryStatus"] != "ENABLED":
+            raise PointInTimeRecoveryUnavailable(name=table.name)
+        if "ExportTime" in body:
+            earliest, latest = epoch(pitr["EarliestRestorableDateTime"]), epoch(pitr["LatestRestorableDateTime"])
+            if not earliest <= epoch(body["ExportTime"]) <= latest:
+                raise InvalidExportTime(f"ExportTime {body['ExportTime']} is outside the PITR window [{earliest}, {latest}]")
+        export = Export(table, body, self.current_account)
+        backend.table_exports[export.arn] = export
+        return ActionResult({"ExportDescription": export.response()})
+
+    def describe_export(self) -> ActionResult:
+        return ActionResult({"ExportDescription": self.dynamodb_backend.describe_export(self.body["ExportArn"]).response()})
+
+    original_continuous_backups = DynamoDBBackend.describe_continuous_backups
+
+    def describe_continuous_backups(self, table_name: str) -> dict:
+        backups = original_continuous_backups(self, table_name)
+        pitr = backups["PointInTimeRecoveryDescription"]
+        if pitr["PointInTimeRecoveryStatus"] == "ENABLED":
+            pitr["LatestRestorableDateTime"] = unix_time()
+        return backups
+
+    def set_export_failures(self, request, full_url, headers):
+        failures.extend(self._get_body(headers, request).get("failures", []))
+        return 201, {}, ""
+
+    DynamoHandler.export_table_to_point_in_time = export_table_to_point_in_time
+    DynamoHandler.describe_export = describe_export
+    DynamoDBBackend.describe_continuous_backups = describe_continuous_backups
+    response = moto_api_urls.response_instance
+    response.set_dynamodb_export_failures = types.MethodType(set_export_failures, response)
+    moto_api_urls.url_paths["{0}/moto-api/static/dynamodb/export-failures"] = response.set_dynamodb_export_failures
+
+
 PATCHES = {
     "definite_json_paths": definite_json_paths,
     "integration_key_normalisation": integration_key_normalisation,
@@ -278,6 +433,7 @@ PATCHES = {
     "unnamed_executions": unnamed_executions,
     "aws_sdk_error_names": aws_sdk_error_names,
     "scaled_time": scaled_time,
+    "dynamodb_exports": dynamodb_exports,
 }
 
 

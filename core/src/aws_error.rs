@@ -49,11 +49,15 @@ const TRANSIENT_CODES: &[&str] = &[
     "ServiceFailureException",
 ];
 
-/// Codes that say the resource is gone, per service: EC2 volumes and snapshots, AWS Backup, S3.
+/// Codes that say the resource is gone, per service: EC2 volumes and snapshots, AWS Backup, S3,
+/// DynamoDB tables, backups and exports.
 const NOT_FOUND_CODES: &[&str] = &[
     "InvalidVolume.NotFound",
     "InvalidSnapshot.NotFound",
     "ResourceNotFoundException",
+    "TableNotFoundException",
+    "BackupNotFoundException",
+    "ExportNotFoundException",
     "NoSuchKey",
     "NoSuchBucket",
     "NotFound",

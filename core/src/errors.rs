@@ -45,9 +45,10 @@ pub const DB_NOT_READY: &str = "DbNotReady";
 /// The account's limit of concurrent RDS exports is reached. Retryable with a long backoff:
 /// waiting is the remedy, failing is not.
 pub const EXPORT_QUOTA_EXCEEDED: &str = "ExportQuotaExceeded";
-/// The export task is STARTING or IN_PROGRESS. Retryable: the polling loop's bounded retry.
+/// The export task (RDS) or table export (DynamoDB) is STARTING or IN_PROGRESS. Retryable: the polling loop's bounded retry.
 pub const EXPORT_IN_PROGRESS: &str = "ExportInProgress";
-/// The export task ended FAILED or CANCELED; the message carries RDS's `FailureCause`.
+/// The export ended FAILED or CANCELED; the message carries RDS's `FailureCause`, or DynamoDB's
+/// `FailureCode` and `FailureMessage`.
 pub const EXPORT_FAILED: &str = "ExportFailed";
 /// `verify` found no manifest, or objects that do not match it: the archive must not count, and
 /// the recovery point must not be deleted.
@@ -86,6 +87,16 @@ pub const VOLUME_OPERATION_FAILED: &str = "VolumeOperationFailed";
 /// S3's code and message.
 pub const STORAGE_ACCESS_FAILED: &str = "StorageAccessFailed";
 
+/// The temporary DynamoDB table restored from a backup is still `CREATING` (or `UPDATING`), so it
+/// can be neither exported nor deleted yet. Retryable, a bounded number of times.
+pub const TABLE_NOT_READY: &str = "TableNotReady";
+/// Point-in-time recovery is not usable yet: being enabled on the temporary table, or the source
+/// table's window has not reached the backup's time (it trails the present by minutes). Retryable.
+pub const PITR_NOT_READY: &str = "PitrNotReady";
+/// A DynamoDB call about a table failed for a reason that is not transient (a permission, a
+/// quota, a table in a state it will not leave): the cause carries DynamoDB's code and message.
+pub const TABLE_OPERATION_FAILED: &str = "TableOperationFailed";
+
 /// One error name with how the state machines treat it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorName {
@@ -120,6 +131,9 @@ pub const ALL: &[ErrorName] = &[
     ErrorName { name: RECOVERY_POINT_NOT_DELETED, retryable: false },
     ErrorName { name: VOLUME_OPERATION_FAILED, retryable: false },
     ErrorName { name: STORAGE_ACCESS_FAILED, retryable: false },
+    ErrorName { name: TABLE_NOT_READY, retryable: true },
+    ErrorName { name: PITR_NOT_READY, retryable: true },
+    ErrorName { name: TABLE_OPERATION_FAILED, retryable: false },
 ];
 
 /// Errors the Lambda *service* raises before or around a function (not our handlers): a `Retry`

@@ -11,7 +11,8 @@
 //!   (<https://docs.aws.amazon.com/aws-backup/latest/devguide/backup-notifications.html>), the JSON
 //!   of an RDS event notification (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_Events.html>),
 //!   or an EventBridge event that a rule forwarded to a topic.
-//! - The manual input `{"snapshot": "snap-…" | "<RDS snapshot ARN>", "method": …, "mode": …}`.
+//! - The manual input `{"snapshot": "snap-…" | "<RDS snapshot ARN>" | "<DynamoDB backup ARN>", "method": …,
+//!   "mode": …}`.
 //!
 //! Parsing validates everything the planner will rely on and names the offending field in the
 //! error (`detail.resourceArn`, `Records[0].Sns.Message`), because the person reading a failed
@@ -506,6 +507,8 @@ pub enum ManualSnapshot {
     RdsDb { arn: Arn },
     /// An Aurora (DB cluster) snapshot ARN (`…:cluster-snapshot:…`).
     RdsCluster { arn: Arn },
+    /// A DynamoDB backup ARN (`…:table/T/backup/ID`).
+    DynamoDb { arn: Arn },
 }
 
 impl fmt::Display for ManualSnapshot {
@@ -513,7 +516,9 @@ impl fmt::Display for ManualSnapshot {
         match self {
             ManualSnapshot::Ebs { arn: Some(arn), .. } => arn.fmt(f),
             ManualSnapshot::Ebs { snapshot_id, arn: None } => f.write_str(snapshot_id),
-            ManualSnapshot::RdsDb { arn } | ManualSnapshot::RdsCluster { arn } => arn.fmt(f),
+            ManualSnapshot::RdsDb { arn } | ManualSnapshot::RdsCluster { arn } | ManualSnapshot::DynamoDb { arn } => {
+                arn.fmt(f)
+            }
         }
     }
 }
@@ -1141,10 +1146,14 @@ fn parse_manual(obj: &Obj<'_>) -> Result<ManualInput, EventError> {
             ManualSnapshot::RdsDb { arn }
         } else if arn.id_of("rds", "cluster-snapshot").is_some() {
             ManualSnapshot::RdsCluster { arn }
+        } else if arn.id_of("dynamodb", "table").is_some_and(|path| {
+            path.split_once("/backup/").is_some_and(|(table, id)| !table.is_empty() && !id.is_empty())
+        }) {
+            ManualSnapshot::DynamoDb { arn }
         } else {
             return Err(EventError::invalid(
                 field,
-                format!("{arn} is neither an EBS snapshot nor an RDS DB or cluster snapshot"),
+                format!("{arn} is neither an EBS snapshot, an RDS DB or cluster snapshot, nor a DynamoDB backup"),
             ));
         }
     } else {
@@ -1173,7 +1182,10 @@ fn parse_manual(obj: &Obj<'_>) -> Result<ManualInput, EventError> {
         (ManualSnapshot::Ebs { .. }, Some(_), _) => {
             Err(EventError::invalid(obj.at("method"), "applies to RDS and Aurora snapshots only, not to EBS"))
         }
-        (ManualSnapshot::RdsDb { .. } | ManualSnapshot::RdsCluster { .. }, _, Some(_)) => {
+        (ManualSnapshot::DynamoDb { .. }, Some(_), _) => {
+            Err(EventError::invalid(obj.at("method"), "applies to RDS and Aurora snapshots only; DynamoDB is exported"))
+        }
+        (ManualSnapshot::RdsDb { .. } | ManualSnapshot::RdsCluster { .. } | ManualSnapshot::DynamoDb { .. }, _, Some(_)) => {
             Err(EventError::invalid(obj.at("mode"), "applies to EBS snapshots only; use `method` for databases"))
         }
         _ => Ok(ManualInput { snapshot, method, mode }),

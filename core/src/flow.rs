@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::arn::Arn;
+use crate::dynamodb::{DeletedTables, ExportResult, TableSource};
 use crate::errors;
 use crate::event::TriggerEvent;
 use crate::manifest::{Manifest, MANIFEST_NAME};
@@ -160,8 +161,9 @@ pub fn volume_request(request: &ArchiveRequest, execution_id: &str, deployment: 
     })
 }
 
-/// `<idempotency key cut short>-<hash of key and execution>`: readable, at most 64 characters.
-fn client_token(idempotency_key: &str, execution_id: &str) -> String {
+/// `<idempotency key cut short>-<hash of key and execution>`: readable, at most 64 characters of
+/// `[a-z0-9-]`. Also the DynamoDB export's client token and the temporary table's name.
+pub(crate) fn client_token(idempotency_key: &str, execution_id: &str) -> String {
     let hash = short_hash(&format!("{idempotency_key}\n{execution_id}"));
     let room = MAX_CLIENT_TOKEN_LEN - hash.len() - 1;
     let readable = &idempotency_key[..idempotency_key.len().min(room)];
@@ -537,7 +539,7 @@ pub struct Handoff {
     pub execution_arn: String,
 }
 
-/// What the `notify` and `delete-volume` Lambdas can read from any document the cleanup path
+/// What the `notify`, `delete-volume` and `delete-table` Lambdas can read from any document the cleanup path
 /// may carry: a full state, a plan, or the raw trigger event of a Plan that failed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowView {
@@ -550,6 +552,10 @@ pub struct FlowView {
     pub recovery_point_deletion: Option<RecoveryPointDeletion>,
     pub error: Option<StateError>,
     pub cleanup_error: Option<StateError>,
+    /// DynamoDB flow: where the export read from, what it wrote, which temporary table went.
+    pub table_source: Option<TableSource>,
+    pub export_result: Option<ExportResult>,
+    pub deleted_tables: Option<DeletedTables>,
 }
 
 impl FlowView {
@@ -568,6 +574,9 @@ impl FlowView {
             recovery_point_deletion: field(state, "recovery_point_deletion"),
             error: field(state, "error"),
             cleanup_error: field(state, "cleanup_error"),
+            table_source: field(state, "table_source"),
+            export_result: field(state, "export_result"),
+            deleted_tables: field(state, "deleted_tables"),
         }
     }
 
@@ -581,7 +590,7 @@ impl FlowView {
 /// that failed), if it parses. Any fields a Catch added are ignored.
 pub fn trigger_snapshot_id(state: &Value) -> Option<String> {
     let mut event = state.clone();
-    for added in ["error", "cleanup_error", "notify_error", "deleted_volumes", "notification"] {
+    for added in ["error", "cleanup_error", "notify_error", "deleted_volumes", "deleted_tables", "notification"] {
         event.as_object_mut()?.remove(added);
     }
     let event = TriggerEvent::from_value(&event).ok()?;

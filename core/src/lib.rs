@@ -13,6 +13,8 @@
 //! - [`aws_error`]: which AWS error codes are transient, "not found", or permanent.
 //! - [`flow`]: the EBS flow's states: their inputs and outputs, and the volume, job and
 //!   verification decisions of its Lambdas.
+//! - [`dynamodb`]: the DynamoDB export flow's states: point-in-time or temporary-table exports,
+//!   the temporary table's name and cleanup, the export's status.
 //! - [`message`]: the notification an execution ends with, for Slack and SNS.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
@@ -21,6 +23,7 @@
 pub mod arn;
 pub mod aws_error;
 pub mod dump;
+pub mod dynamodb;
 pub mod errors;
 pub mod event;
 pub mod flow;

@@ -2,8 +2,9 @@
 //! (an incoming webhook, mrkdwn) and for SNS (a subject and plain text), plus the Slack
 //! delivery's retry policy. The `notify` Lambda only sends what this module builds.
 //!
-//! A message names the snapshot, the outcome, the archive's location and size, the duration, and
-//! on failure the error, its cause in a sentence, and whether the temporary volume was cleaned up.
+//! A message names the snapshot (or DynamoDB backup), the outcome, the archive's location and size,
+//! the duration, and on failure the error, its cause in a sentence, and whether the temporary
+//! volume or table was cleaned up.
 //! <https://api.slack.com/messaging/webhooks>, <https://api.slack.com/reference/surfaces/formatting>
 
 use std::time::Duration;
@@ -11,8 +12,10 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde_json::{json, Value};
 
+use crate::dynamodb::{ExportSource, TableSource};
 use crate::errors;
 use crate::flow::{FlowOutcome, FlowView, StateError};
+use crate::request::ResourceKind;
 
 /// Causes longer than this are cut in messages: a Batch job description is several KiB of JSON,
 /// and Slack truncates a section's text at 3,000 characters.
@@ -37,14 +40,17 @@ pub struct Notification {
 /// Builds the notification of an execution that ended with `outcome`, having run `duration`.
 pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, duration: Duration) -> Notification {
     let snapshot = view.snapshot_id().unwrap_or("an unknown snapshot").to_string();
+    let dynamodb = view.request.as_ref().is_some_and(|r| r.kind == ResourceKind::DynamoDb);
     let location = view
         .verification
         .as_ref()
         .map(|v| v.location.clone())
+        .or_else(|| view.export_result.as_ref().map(|e| e.location.clone()))
         .or_else(|| view.request.as_ref().map(|r| r.destination.to_string()));
-    let mut fields = vec![("Snapshot".to_string(), snapshot.clone())];
+    let (snapshot_label, source_label) = if dynamodb { ("Backup", "Table") } else { ("Snapshot", "Source") };
+    let mut fields = vec![(snapshot_label.to_string(), snapshot.clone())];
     if let Some(request) = &view.request {
-        fields.push(("Source".to_string(), request.source_resource_id.clone()));
+        fields.push((source_label.to_string(), request.source_resource_id.clone()));
         if let Some(job) = &request.backup_job_id {
             fields.push(("Backup job".to_string(), job.clone()));
         }
@@ -68,6 +74,16 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
                     format!("{} in {} {objects}, verified", ByteSize::b(v.total_size), v.objects),
                 ));
             }
+            if let Some(export) = &view.export_result {
+                let items = if export.item_count == 1 { "item" } else { "items" };
+                fields.push((
+                    "Size".to_string(),
+                    format!("{} {items}, {} billed, verified", export.item_count, ByteSize::b(export.billed_size_bytes)),
+                ));
+            }
+            if let Some(source) = &view.table_source {
+                fields.push(("Exported from".to_string(), export_source(source)));
+            }
             let recovery_point = match (&view.recovery_point_deletion, view.request.as_ref()) {
                 (Some(d), _) => format!("deleted ({})", d.recovery_point_arn),
                 (None, Some(r)) if r.recovery_point_arn.is_some() => "kept".to_string(),
@@ -83,13 +99,17 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
             if let Some(location) = &location {
                 fields.push(("Destination".to_string(), location.clone()));
             }
-            let volume = match (&view.cleanup_error, &view.temporary_volume) {
-                (Some(e), Some(v)) => format!("{} MAY BE LEFT OVER: {}", v.volume_id, summarize_cause(e)),
-                (Some(e), None) => format!("cleanup failed, a volume may be left over: {}", summarize_cause(e)),
-                (None, Some(v)) => format!("{} deleted", v.volume_id),
-                (None, None) => "none was created".to_string(),
-            };
-            fields.push(("Temporary volume".to_string(), volume));
+            if dynamodb {
+                fields.push(("Temporary table".to_string(), temporary_table_outcome(view)));
+            } else {
+                let volume = match (&view.cleanup_error, &view.temporary_volume) {
+                    (Some(e), Some(v)) => format!("{} MAY BE LEFT OVER: {}", v.volume_id, summarize_cause(e)),
+                    (Some(e), None) => format!("cleanup failed, a volume may be left over: {}", summarize_cause(e)),
+                    (None, Some(v)) => format!("{} deleted", v.volume_id),
+                    (None, None) => "none was created".to_string(),
+                };
+                fields.push(("Temporary volume".to_string(), volume));
+            }
             if view.request.as_ref().is_some_and(|r| r.recovery_point_arn.is_some()) {
                 fields.push(("Recovery point".to_string(), "kept".to_string()));
             }
@@ -97,6 +117,29 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
     }
     fields.push(("Duration".to_string(), human_duration(duration)));
     Notification { outcome, title, fields, execution_id: execution_id.to_string() }
+}
+
+/// "Orders at 2025-03-04T02:00:00+00:00 (point-in-time recovery)" or "temporary table … restored
+/// from the backup".
+fn export_source(source: &TableSource) -> String {
+    match (source.source, source.export_time) {
+        (ExportSource::PointInTime, Some(time)) => {
+            format!("{} at {} (point-in-time recovery)", source.table_name, time.to_rfc3339())
+        }
+        _ => format!("temporary table {} restored from the backup", source.table_name),
+    }
+}
+
+/// What became of the DynamoDB flow's temporary table, as far as the document says.
+fn temporary_table_outcome(view: &FlowView) -> String {
+    let deleted = view.deleted_tables.as_ref().and_then(|d| d.deleted.first());
+    let restored = view.table_source.as_ref().filter(|s| s.source == ExportSource::TemporaryTable);
+    match (&view.cleanup_error, deleted, restored) {
+        (Some(e), _, Some(t)) => format!("{} MAY BE LEFT OVER: {}", t.table_name, summarize_cause(e)),
+        (Some(e), _, None) => format!("cleanup failed, a table may be left over: {}", summarize_cause(e)),
+        (None, Some(name), _) => format!("{name} deleted"),
+        (None, None, _) => "none was left".to_string(),
+    }
 }
 
 /// A cause in one readable sentence. Batch job failures carry the job's description as JSON: its
@@ -348,6 +391,70 @@ mod tests {
         let view = FlowView { error: Some(long), ..FlowView::default() };
         let payload = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO).slack_payload().to_string();
         assert!(!payload.contains("<b>"), "markup must not reach Slack unescaped");
+    }
+
+    fn dynamodb_view() -> FlowView {
+        let event = crate::event::TriggerEvent::from_value(&serde_json::json!({
+            "snapshot": "arn:aws:dynamodb:us-east-1:111122223333:table/Orders/backup/01568804569000-d3306d76"
+        }))
+        .unwrap();
+        let config: PlanConfig =
+            serde_json::from_value(serde_json::json!({"destination": {"bucket": "archive", "prefix": ""}})).unwrap();
+        let now = "2025-03-04T03:00:00Z".parse().unwrap();
+        let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &SnapshotFacts::default(), &config, now) else {
+            panic!("a DynamoDB backup plans")
+        };
+        FlowView { request: Some(*request), ..FlowView::default() }
+    }
+
+    fn table_source(source: ExportSource) -> TableSource {
+        TableSource {
+            source,
+            table_name: if source == ExportSource::PointInTime { "Orders".into() } else { "backup-archiver-k-1".into() },
+            table_arn: "arn:aws:dynamodb:us-east-1:111122223333:table/Orders".into(),
+            export_time: (source == ExportSource::PointInTime).then(|| "2025-03-04T02:00:00Z".parse().unwrap()),
+            backup_arn: "b".into(),
+            backup_created_at: "2025-03-04T02:00:00Z".parse().unwrap(),
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn dynamodb_success_names_table_backup_location_items_and_size() {
+        let mut view = dynamodb_view();
+        view.table_source = Some(table_source(ExportSource::PointInTime));
+        view.export_result = Some(crate::dynamodb::ExportResult {
+            export_arn: "arn:aws:dynamodb:us-east-1:111122223333:table/Orders/export/0169-2d87".into(),
+            location: "s3://archive/dynamodb/Orders/2025/03/04/01568804569000-d3306d76".into(),
+            manifest_summary_key: "k".into(),
+            item_count: 3,
+            billed_size_bytes: 2048,
+            export_time: None,
+        });
+        let n = notification(FlowOutcome::Succeeded, &view, "arn:exec", Duration::from_secs(61));
+        assert_eq!(n.title, "Archived 01568804569000-d3306d76 to s3://archive/dynamodb/Orders/2025/03/04/01568804569000-d3306d76");
+        assert_eq!(field(&n, "Backup"), "01568804569000-d3306d76");
+        assert_eq!(field(&n, "Table"), "Orders");
+        assert_eq!(field(&n, "Size"), "3 items, 2.0 KiB billed, verified");
+        assert_eq!(field(&n, "Exported from"), "Orders at 2025-03-04T02:00:00+00:00 (point-in-time recovery)");
+        assert_eq!(field(&n, "Duration"), "1 min 01 s");
+    }
+
+    #[test]
+    fn dynamodb_failure_names_the_error_and_the_temporary_table() {
+        let mut view = dynamodb_view();
+        view.error = Some(StateError { error: "ExportFailed".into(), cause: Some("export x FAILED: UNKNOWN: boom".into()) });
+        let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
+        assert_eq!(n.title, "Archive of 01568804569000-d3306d76 FAILED: ExportFailed");
+        assert_eq!(field(&n, "Temporary table"), "none was left");
+        view.table_source = Some(table_source(ExportSource::TemporaryTable));
+        view.deleted_tables = Some(crate::dynamodb::DeletedTables { deleted: vec!["backup-archiver-k-1".into()], already_gone: vec![] });
+        let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
+        assert_eq!(field(&n, "Temporary table"), "backup-archiver-k-1 deleted");
+        view.cleanup_error = Some(StateError { error: "TableNotReady".into(), cause: Some("still creating".into()) });
+        let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
+        assert_eq!(field(&n, "Temporary table"), "backup-archiver-k-1 MAY BE LEFT OVER: still creating");
+        assert!(!n.fields.iter().any(|(label, _)| label == "Temporary volume"));
     }
 
     #[test]

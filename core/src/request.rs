@@ -1019,6 +1019,30 @@ fn target_manual(input: &ManualInput) -> Targeting {
         ManualSnapshot::RdsCluster { arn } => {
             (ResourceKind::Aurora, arn.resource_type_and_id().1.to_string(), Some(arn.clone()))
         }
+        ManualSnapshot::DynamoDb { arn } => {
+            // `table/T/backup/ID` (checked when parsed) names its table: `table/T`.
+            let (table, backup_id) = arn
+                .id_of("dynamodb", "table")
+                .and_then(|path| path.split_once("/backup/"))
+                .expect("a manual DynamoDB backup ARN is table/T/backup/ID (checked when parsed)");
+            return Targeting::Target(Box::new(ArchiveTarget {
+                trigger: TriggerKind::Manual,
+                kind: ResourceKind::DynamoDb,
+                snapshot_id: backup_id.to_string(),
+                snapshot_arn: Some(arn.clone()),
+                source_resource_arn: Some(Arn { resource: format!("table/{table}"), ..arn.clone() }),
+                source_resource_id: Some(table.to_string()),
+                recovery_point_arn: None,
+                vault_name: None,
+                backup_job_id: None,
+                copy_job_id: None,
+                size_bytes: None,
+                snapshot_time: None,
+                event_time: None,
+                requested_method: None,
+                mode: None,
+            }));
+        }
     };
     Targeting::Target(Box::new(ArchiveTarget {
         trigger: TriggerKind::Manual,

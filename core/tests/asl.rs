@@ -1,12 +1,16 @@
 //! The state machines under `state-machines/` against the core crate: every `ErrorEquals` name is
 //! one of [`errors`]'s (or Step Functions', Lambda's, Batch's), every JSONPath resolves in the
-//! execution's document as [`EbsArchiveState`] serializes it, every Lambda's `Parameters` build
+//! execution's document as [`EbsArchiveState`] or [`DynamodbExportState`] serializes it, every Lambda's `Parameters` build
 //! exactly its input type, and the graph has no loop, no dead end and no Task without a
 //! catch-all. A renamed field or error name fails here, not in an execution.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use archiver_core::dynamodb::{
+    CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportState, ExportResult, ExportSource,
+    ExportTableInput, PrepareTableInput, StartTableExportInput, TableExport, TableSource,
+};
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
 use archiver_core::flow::{
@@ -31,6 +35,25 @@ fn ebs_asl() -> Value {
     load("state-machines/ebs-archive.asl.json")
 }
 
+fn dynamodb_asl() -> Value {
+    load("state-machines/dynamodb-export.asl.json")
+}
+
+/// Every state machine under `state-machines/`, by file name.
+fn all_asl() -> Vec<(String, Value)> {
+    let mut all: Vec<(String, Value)> = std::fs::read_dir(repo().join("state-machines"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.ends_with(".asl.json"))
+        .map(|name| {
+            let asl = load(&format!("state-machines/{name}"));
+            (name, asl)
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
 /// The placeholders the ASL may use: what infra's DefinitionSubstitutions and the emulator deploy fill.
 const PLACEHOLDERS: &[&str] = &[
     "PlanFunctionArn",
@@ -42,6 +65,11 @@ const PLACEHOLDERS: &[&str] = &[
     "NotifyFunctionArn",
     "JobDefinitionArn",
     "StateMachineArnPrefix",
+    "StartTableExportFunctionArn",
+    "PrepareTableFunctionArn",
+    "ExportTableFunctionArn",
+    "CheckTableExportFunctionArn",
+    "DeleteTableFunctionArn",
 ];
 
 /// The AWS SDK integration that hands a trigger to another flow's state machine, and what it
@@ -98,6 +126,65 @@ fn full_state() -> Value {
     };
     let value = serde_json::to_value(&state).unwrap();
     assert_eq!(serde_json::from_value::<EbsArchiveState>(value.clone()).unwrap(), state, "the document round-trips");
+    value
+}
+
+/// The DynamoDB flow's document with every field present, built from the core's types.
+fn dynamodb_full_state() -> Value {
+    let event = TriggerEvent::from_value(&json!({
+        "snapshot": "arn:aws:dynamodb:eu-west-1:111122223333:table/Orders/backup/01568804569000-d3306d76"
+    }))
+    .unwrap();
+    let config: PlanConfig = serde_json::from_value(json!({
+        "destination": {"bucket": "example-archive", "prefix": "backups"},
+        "delete_recovery_point": true
+    }))
+    .unwrap();
+    let Ok(PlanOutcome::Planned(mut request)) =
+        plan_archive(&event, &SnapshotFacts::default(), &config, "2025-03-04T03:00:00Z".parse().unwrap())
+    else {
+        panic!("the DynamoDB backup plans")
+    };
+    // As from a vault's event: the recovery point and vault the deletion names.
+    request.recovery_point_arn = request.snapshot_arn.clone();
+    request.vault_name = Some("archive-vault".into());
+    let error = || Some(StateError { error: "ExportFailed".into(), cause: Some("c".into()) });
+    let time = "2025-03-04T02:00:00Z".parse().unwrap();
+    let state = DynamodbExportState {
+        outcome: "planned".into(),
+        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:m:e".into() }),
+        duplicate: error(),
+        table_source: Some(TableSource {
+            source: ExportSource::TemporaryTable,
+            table_name: "backup-archiver-t".into(),
+            table_arn: "arn:aws:dynamodb:eu-west-1:111122223333:table/backup-archiver-t".into(),
+            export_time: Some(time),
+            backup_arn: "b".into(),
+            backup_created_at: time,
+            reason: "r".into(),
+        }),
+        table_export: Some(TableExport { export_arn: "e".into(), table_arn: "t".into(), export_time: Some(time) }),
+        export_result: Some(ExportResult {
+            export_arn: "e".into(),
+            location: "s3://b/p".into(),
+            manifest_summary_key: "p/AWSDynamoDB/1/manifest-summary.json".into(),
+            item_count: 1,
+            billed_size_bytes: 1,
+            export_time: Some(time),
+        }),
+        deleted_tables: Some(DeletedTables::default()),
+        recovery_point_deletion: Some(RecoveryPointDeletion {
+            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
+            deleted: true,
+        }),
+        notification: Some(NotificationReport::default()),
+        error: error(),
+        cleanup_error: error(),
+        notify_error: error(),
+        request: *request,
+    };
+    let value = serde_json::to_value(&state).unwrap();
+    assert_eq!(serde_json::from_value::<DynamodbExportState>(value.clone()).unwrap(), state, "the document round-trips");
     value
 }
 
@@ -237,13 +324,15 @@ fn every_error_name_is_known_to_core() {
 
 #[test]
 fn retried_names_are_retryable_and_verdicts_are_never_retried() {
-    for (name, state) in states(&ebs_asl()) {
-        for rule in state["Retry"].as_array().into_iter().flatten() {
-            for error in rule["ErrorEquals"].as_array().unwrap() {
-                let error = error.as_str().unwrap();
-                let ours = errors::ALL.iter().any(|e| e.name == error);
-                assert!(!ours || errors::is_retryable(error), "{name}: retries {error}, which is a verdict");
-                assert_ne!(error, "States.ALL", "{name}: retrying everything would retry verdicts");
+    for (file, asl) in all_asl() {
+        for (name, state) in states(&asl) {
+            for rule in state["Retry"].as_array().into_iter().flatten() {
+                for error in rule["ErrorEquals"].as_array().unwrap() {
+                    let error = error.as_str().unwrap();
+                    let ours = errors::ALL.iter().any(|e| e.name == error);
+                    assert!(!ours || errors::is_retryable(error), "{file}: {name}: retries {error}, which is a verdict");
+                    assert_ne!(error, "States.ALL", "{file}: {name}: retrying everything would retry verdicts");
+                }
             }
         }
     }
@@ -251,10 +340,16 @@ fn retried_names_are_retryable_and_verdicts_are_never_retried() {
 
 #[test]
 fn every_json_path_resolves_in_the_documents_core_defines() {
-    let asl = ebs_asl();
-    let (planned, skipped) = (full_state(), skipped_state());
+    check_paths(&ebs_asl(), &full_state());
+    check_paths(&dynamodb_asl(), &dynamodb_full_state());
+}
+
+/// Every JSONPath of `asl` resolves in `planned` (or, for [`SKIP_STATES`], in a skip's document), and
+/// every Lambda's Parameters build exactly its input type.
+fn check_paths(asl: &Value, planned: &Value) {
+    let (planned, skipped) = (planned.clone(), skipped_state());
     let context = context();
-    for (name, state) in states(&asl) {
+    for (name, state) in states(asl) {
         let document = if SKIP_STATES.contains(&name.as_str()) { &skipped } else { &planned };
         let at = |what: &str| format!("{name}.{what}");
         for key in ["InputPath", "OutputPath"] {
@@ -303,6 +398,11 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
                 Some("VerifyFunctionArn") => check_input::<VerifyInput>(name, &input),
                 Some("DeleteRecoveryPointFunctionArn") => check_input::<DeleteRecoveryPointInput>(name, &input),
                 Some("NotifyFunctionArn") => check_input::<NotifyInput>(name, &input),
+                Some("StartTableExportFunctionArn") => check_input::<StartTableExportInput>(name, &input),
+                Some("PrepareTableFunctionArn") => check_input::<PrepareTableInput>(name, &input),
+                Some("ExportTableFunctionArn") => check_input::<ExportTableInput>(name, &input),
+                Some("CheckTableExportFunctionArn") => check_input::<CheckTableExportInput>(name, &input),
+                Some("DeleteTableFunctionArn") => check_input::<DeleteTableInput>(name, &input),
                 Some(other) => panic!("{name}: Parameters for {other}, which takes the raw event"),
                 None if resource == "arn:aws:states:::batch:submitJob.sync" => {
                     let parameters = input["Parameters"].as_object().expect("the job's parameters are an object");
@@ -378,7 +478,7 @@ fn plan_output_is_the_document_later_states_read() {
 
 #[test]
 fn placeholders_are_the_documented_ones() {
-    let text = serde_json::to_string(&ebs_asl()).unwrap();
+    let text: String = all_asl().iter().map(|(_, asl)| serde_json::to_string(asl).unwrap()).collect();
     let mut used = BTreeSet::new();
     for piece in text.split("${").skip(1) {
         used.insert(piece.split('}').next().unwrap().to_string());
@@ -405,8 +505,13 @@ fn transitions(state: &Value) -> Vec<String> {
 
 #[test]
 fn graph_has_no_loop_no_dead_end_and_no_unreachable_state() {
-    let asl = ebs_asl();
-    let all = states(&asl);
+    for (_, asl) in all_asl() {
+        check_graph(&asl);
+    }
+}
+
+fn check_graph(asl: &Value) {
+    let all = states(asl);
     let graph: BTreeMap<&str, Vec<String>> = all.iter().map(|(name, s)| (name.as_str(), transitions(s))).collect();
     for (name, next) in &graph {
         for target in next {
@@ -441,19 +546,23 @@ fn graph_has_no_loop_no_dead_end_and_no_unreachable_state() {
 
 #[test]
 fn every_task_catches_everything_and_every_retry_is_bounded() {
-    for (name, state) in states(&ebs_asl()) {
-        if state["Type"] != "Task" {
-            continue;
-        }
-        let catches_all = state["Catch"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
-        assert!(catches_all, "{name} has no catch-all: an error would end the execution without cleanup");
-        for rule in state["Retry"].as_array().into_iter().flatten() {
-            let attempts = rule["MaxAttempts"].as_u64().unwrap_or_else(|| panic!("{name}: MaxAttempts must be explicit"));
-            assert!((1..=12).contains(&attempts), "{name}: {attempts} attempts");
+    for (file, asl) in all_asl() {
+        for (name, state) in states(&asl) {
+            let name = format!("{file}: {name}");
+            if state["Type"] != "Task" {
+                continue;
+            }
+            let catches_all = state["Catch"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
+            assert!(catches_all, "{name} has no catch-all: an error would end the execution without cleanup");
+            for rule in state["Retry"].as_array().into_iter().flatten() {
+                let attempts =
+                    rule["MaxAttempts"].as_u64().unwrap_or_else(|| panic!("{name}: MaxAttempts must be explicit"));
+                assert!((1..=12).contains(&attempts), "{name}: {attempts} attempts");
+            }
         }
     }
 }
@@ -493,4 +602,51 @@ fn event_patterns_match_completed_jobs_of_the_configured_vaults() {
     let copy = load("state-machines/events/copy-job-completed.json");
     assert_eq!(copy["detail-type"], json!([archiver_core::event::COPY_JOB_STATE_CHANGE]));
     assert_eq!(copy["detail"]["destinationBackupVaultArn"], "${ArchiveVaultArns}");
+}
+
+#[test]
+fn every_dynamodb_failure_deletes_the_temporary_table_before_failing() {
+    let asl = dynamodb_asl();
+    let all = states(&asl);
+    for (name, state) in all {
+        for catch in state["Catch"].as_array().into_iter().flatten() {
+            let target = catch["Next"].as_str().unwrap();
+            let allowed: &[&str] = match name.as_str() {
+                "Cleanup" => &["NotifyFailure"],
+                "NotifyFailure" => &["FailureRoute"],
+                "NotifySuccess" => &["Archived"],
+                "Handoff" => &["AlreadyHandedOff", "Cleanup"],
+                _ => &["Cleanup"],
+            };
+            assert!(allowed.contains(&target), "{name} catches into {target}");
+        }
+    }
+    assert_eq!(all["Cleanup"]["Resource"], all["DeleteTable"]["Resource"], "the cleanup is the same deletion");
+    for pass in ["Unarchivable", "AlreadyHandedOff"] {
+        assert_eq!(all[pass]["Next"], "Cleanup", "{pass}");
+    }
+    // Only a temporary table needs PrepareTable; the point-in-time path goes straight to ExportTable.
+    let choice = &all["NeedsTemporaryTable"]["Choices"][0];
+    assert_eq!(choice["Variable"], "$.table_source.source");
+    assert_eq!(choice["StringEquals"], serde_json::to_value(ExportSource::TemporaryTable).unwrap());
+    assert_eq!(choice["Next"], "WaitForTable");
+    assert_eq!(all["NeedsTemporaryTable"]["Default"], "ExportTable");
+    let own_flow = &all["Route"]["Choices"][2];
+    assert_eq!(own_flow["StringEquals"], serde_json::to_value(Flow::DynamodbExport).unwrap());
+    assert_eq!(own_flow["Next"], "StartTableExport");
+    // The first three states are the EBS flow's, so every flow plans, routes and hands off alike.
+    let ebs = ebs_asl();
+    for state in ["Plan", "Unarchivable", "Handoff", "AlreadyHandedOff", "NotifyFailure", "FailureRoute", "Failed"] {
+        assert_eq!(all[state], states(&ebs)[state], "{state} differs from the EBS flow's");
+    }
+}
+
+#[test]
+fn the_dynamodb_pattern_matches_completed_dynamodb_jobs_of_the_configured_vaults() {
+    let pattern = load("state-machines/events/dynamodb-backup-job-completed.json");
+    assert_eq!(pattern["detail-type"], json!([archiver_core::event::BACKUP_JOB_STATE_CHANGE]));
+    assert_eq!(pattern["source"], json!([archiver_core::event::SOURCE_BACKUP]));
+    assert_eq!(pattern["detail"]["state"], json!(["COMPLETED"]));
+    assert_eq!(pattern["detail"]["resourceType"], json!(["DynamoDB"]));
+    assert_eq!(pattern["detail"]["backupVaultName"], "${ArchiveVaultNames}");
 }

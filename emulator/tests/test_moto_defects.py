@@ -95,3 +95,37 @@ def test_found_aws_sdk_error_service_name_is_lower_case(unpatched):
     execution = run_state_machine(unpatched, task("arn:aws:states:::aws-sdk:ec2:describeVolumes",
                                                   {"VolumeIds": ["vol-0123456789abcdef0"]}))
     assert execution["error"] == "ec2.ec2Exception"  # AWS: Ec2.Ec2Exception
+
+
+def pitr_table_with_backup(emulator) -> tuple[str, dict]:
+    dynamodb, name = emulator.client("dynamodb"), unique("table")
+    dynamodb.create_table(TableName=name, KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+    dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
+        "PointInTimeRecoveryEnabled": True})
+    dynamodb.put_item(TableName=name, Item={"k": {"S": "1"}})
+    return dynamodb.describe_table(TableName=name)["Table"]["TableArn"], dynamodb.create_backup(
+        TableName=name, BackupName=f"{name}-backup")["BackupDetails"]
+
+
+def test_found_dynamodb_exports_are_misnamed_instant_and_without_manifests(unpatched):
+    table_arn, _ = pitr_table_with_backup(unpatched)
+    dynamodb, s3, bucket = unpatched.client("dynamodb"), unpatched.client("s3"), unique("bucket")
+    s3.create_bucket(Bucket=bucket)
+    first = dynamodb.export_table_to_point_in_time(TableArn=table_arn, S3Bucket=bucket, S3Prefix="p",
+                                                   ClientToken="token")["ExportDescription"]
+    again = dynamodb.export_table_to_point_in_time(TableArn=table_arn, S3Bucket=bucket, S3Prefix="p",
+                                                   ClientToken="token")["ExportDescription"]
+    assert first["ExportArn"] != again["ExportArn"], "the client token is ignored"
+    assert f"table/{table_arn}/import/" in first["ExportArn"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert not [k for k in keys if k.endswith("manifest-summary.json")], keys
+
+
+def test_found_pitr_window_never_moves(unpatched):
+    dynamodb = unpatched.client("dynamodb")
+    table_arn, backup = pitr_table_with_backup(unpatched)
+    pitr = dynamodb.describe_continuous_backups(TableName=table_arn.rsplit("/", 1)[1])[
+        "ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert pitr["LatestRestorableDateTime"] < backup["BackupCreationDateTime"], "a later backup is never covered"

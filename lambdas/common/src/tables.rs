@@ -1,0 +1,55 @@
+//! The DynamoDB flow's tables as its Lambdas see them: DescribeTable reduced to an
+//! [`ExistingTable`], for `prepare-table` and `delete-table`, continuous backups reduced to a
+//! [`PitrWindow`], and the SDK's times as chrono's.
+
+use archiver_core::aws_error::AwsErrorClass;
+use archiver_core::dynamodb::{ExistingTable, PitrWindow};
+use archiver_core::errors;
+use aws_sdk_dynamodb::types::ContinuousBackupsDescription;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use crate::{AwsFailure, StepError};
+
+/// A DynamoDB error of `operation` as the step's error: `Retryable` or `TableOperationFailed`.
+pub fn table_error(failure: AwsFailure) -> StepError {
+    failure.into_step_error(errors::TABLE_OPERATION_FAILED)
+}
+
+/// One table by name; `None` when DynamoDB says it does not exist.
+pub async fn describe(client: &Client, table_name: &str) -> Result<Option<ExistingTable>, StepError> {
+    match client.describe_table().table_name(table_name).send().await {
+        Ok(output) => Ok(output.table().map(|table| ExistingTable {
+            table_name: table.table_name().unwrap_or(table_name).to_string(),
+            table_arn: table.table_arn().unwrap_or_default().to_string(),
+            status: table.table_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            restored_from: table.restore_summary().and_then(|r| r.source_backup_arn()).map(str::to_string),
+        })),
+        Err(e) => {
+            let failure = AwsFailure::of(&format!("DescribeTable {table_name}"), &e);
+            match failure.class {
+                AwsErrorClass::NotFound => Ok(None),
+                _ => Err(table_error(failure)),
+            }
+        }
+    }
+}
+
+/// An SDK timestamp as a UTC instant.
+pub fn utc(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
+/// The PITR window DescribeContinuousBackups or UpdateContinuousBackups reports (`DISABLED` when
+/// it reports none).
+pub fn pitr_window(description: Option<&ContinuousBackupsDescription>) -> PitrWindow {
+    let pitr = description.and_then(|d| d.point_in_time_recovery_description());
+    PitrWindow {
+        status: pitr
+            .and_then(|p| p.point_in_time_recovery_status())
+            .map_or("DISABLED", |s| s.as_str())
+            .to_string(),
+        earliest: pitr.and_then(|p| p.earliest_restorable_date_time()).and_then(utc),
+        latest: pitr.and_then(|p| p.latest_restorable_date_time()).and_then(utc),
+    }
+}
