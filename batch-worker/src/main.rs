@@ -18,28 +18,40 @@ use batch_worker::password::{Password, PasswordError};
 use batch_worker::{archive, ebs, nvme, s3, signal};
 use clap::Parser;
 
-/// The volume flags stay at the top level, where the EBS job definition passes them; `dump` is a
-/// subcommand beside them.
+/// The first argument that selects the dump mode; every other invocation archives a volume.
+const DUMP_COMMAND: &str = "dump";
+
+/// The volume flags at the top level, where the EBS job definition passes them. `dump` is parsed
+/// by its own parser ([`DumpCli`]) rather than as a clap subcommand beside flattened top-level
+/// flags, which clap (4.5) cannot combine: the flattened volume flags came back as `None`.
 #[derive(Debug, Parser)]
 #[command(
     name = "batch-worker",
     version,
-    about = "Archives an EBS volume (or, with `dump`, an RDS database server) to S3 from an AWS Batch job.",
-    after_help = "Exit codes: 0 archived; 1 failed; 2 bad arguments or configuration; 130 interrupted.",
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    about = "Archives an EBS volume to S3 from an AWS Batch job. `batch-worker dump --help`: the RDS dump mode.",
+    after_help = "Exit codes: 0 archived; 1 failed; 2 bad arguments or configuration; 130 interrupted."
 )]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
+struct VolumeCli {
     #[command(flatten)]
-    volume: Option<Args>,
+    volume: Args,
 }
 
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    /// Dump every database of a server (the RDS flow's temporary instance) with pg_dump or
-    /// mysqldump, one compressed object per database, and the manifest last.
+/// `batch-worker dump …`: dump every database of a server (the RDS flow's temporary instance)
+/// with pg_dump or mysqldump, one compressed object per database, and the manifest last.
+#[derive(Debug, Parser)]
+#[command(
+    name = "batch-worker dump",
+    bin_name = "batch-worker dump",
+    version,
+    after_help = "Exit codes: 0 archived; 1 failed; 2 bad arguments or configuration; 130 interrupted."
+)]
+struct DumpCli {
+    #[command(flatten)]
+    dump: DumpArgs,
+}
+
+enum Mode {
+    Volume(Args),
     Dump(DumpArgs),
 }
 
@@ -119,13 +131,18 @@ fn failed(code: u8) -> impl Fn(&dyn std::fmt::Display) -> Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let dump = std::env::args_os().nth(1).is_some_and(|first| first == DUMP_COMMAND);
+    // Parsed before logging starts, so --help and usage errors print plainly.
+    let mode = if dump {
+        Mode::Dump(DumpCli::parse_from(std::env::args_os().skip(1)).dump)
+    } else {
+        Mode::Volume(VolumeCli::parse().volume)
+    };
     batch_worker::logging::init();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    let result = match (cli.command, cli.volume) {
-        (Some(Command::Dump(args)), _) => runtime.block_on(run_dump(args)),
-        (None, Some(args)) => runtime.block_on(run(args)),
-        (None, None) => unreachable!("clap requires the volume flags when there is no subcommand"),
+    let result = match mode {
+        Mode::Volume(args) => runtime.block_on(run(args)),
+        Mode::Dump(args) => runtime.block_on(run_dump(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,7 +35,7 @@ use serde_json::Value;
 use crate::arn::Arn;
 use crate::errors;
 use crate::flow::{
-    client_token, Handoff, NotificationReport, RecoveryPointDeletion, StateError, MANAGED_BY, TAG_EXECUTION,
+    client_token, Handoff, NotificationReport, RecoveryPointDeletion, StateError, TAG_EXECUTION,
     TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
 };
 use crate::request::{ArchiveRequest, ResourceKind};
@@ -198,10 +198,15 @@ pub fn temporary_table_name(idempotency_key: &str, execution_id: &str) -> String
     name
 }
 
-/// Tags that mark a temporary table as ours, as [`crate::flow`]'s volumes are tagged.
-pub fn temporary_table_tags(execution_id: &str, idempotency_key: &str, snapshot_id: &str) -> Vec<(String, String)> {
+/// Tags that mark a temporary table as the deployment's, as [`crate::flow`]'s volumes are tagged.
+pub fn temporary_table_tags(
+    deployment: &str,
+    execution_id: &str,
+    idempotency_key: &str,
+    snapshot_id: &str,
+) -> Vec<(String, String)> {
     vec![
-        (TAG_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (TAG_MANAGED_BY.to_string(), deployment.to_string()),
         (TAG_EXECUTION.to_string(), execution_id.to_string()),
         (TAG_IDEMPOTENCY_KEY.to_string(), idempotency_key.to_string()),
         (TAG_SNAPSHOT_ID.to_string(), snapshot_id.to_string()),
@@ -668,8 +673,8 @@ mod tests {
 
     #[test]
     fn temporary_tables_are_tagged_like_volumes() {
-        let tags = temporary_table_tags(EXECUTION, "key", "backup-1");
-        assert!(tags.contains(&(TAG_MANAGED_BY.to_string(), MANAGED_BY.to_string())));
+        let tags = temporary_table_tags("archiver-prod", EXECUTION, "key", "backup-1");
+        assert!(tags.contains(&(TAG_MANAGED_BY.to_string(), "archiver-prod".to_string())));
         assert!(tags.contains(&(TAG_EXECUTION.to_string(), EXECUTION.to_string())));
     }
 

@@ -8,23 +8,24 @@ use archiver_core::dynamodb::{prepare_table, temporary_table_tags, PrepareTableI
 use aws_sdk_dynamodb::types::{PointInTimeRecoverySpecification, Tag};
 use aws_sdk_dynamodb::Client;
 use lambda_common::tables::{self, table_error};
-use lambda_common::{parse_input, AwsFailure, StepError};
+use lambda_common::{parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let deployment = required_env(DEPLOYMENT_NAME_ENV);
     let dynamodb = Client::new(&lambda_common::aws_config().await);
-    let dynamodb = &dynamodb;
+    let (dynamodb, deployment) = (&dynamodb, &deployment);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        prepare(dynamodb, parse_input(event.payload)?).await
+        prepare(dynamodb, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
 }
 
 #[tracing::instrument(skip_all, fields(table_name = input.table_name))]
-async fn prepare(dynamodb: &Client, input: PrepareTableInput) -> Result<Value, StepError> {
+async fn prepare(dynamodb: &Client, deployment: &str, input: PrepareTableInput) -> Result<Value, StepError> {
     let name = &input.table_name;
     let decide = |table_status: &str, pitr: Option<&str>| {
         prepare_table(name, table_status, pitr).map_err(|e| StepError::new(e.error_name(), e.to_string()))
@@ -33,7 +34,7 @@ async fn prepare(dynamodb: &Client, input: PrepareTableInput) -> Result<Value, S
     if status != "ACTIVE" {
         decide(&status, None)?;
     }
-    tag(dynamodb, &input).await?;
+    tag(dynamodb, deployment, &input).await?;
     let pitr = pitr_status(dynamodb, name).await?;
     let pitr = match decide(&status, Some(&pitr))? {
         TablePreparation::Ready => pitr,
@@ -47,8 +48,8 @@ async fn prepare(dynamodb: &Client, input: PrepareTableInput) -> Result<Value, S
     Ok(json!({"table_name": name, "status": status, "pitr": pitr}))
 }
 
-async fn tag(dynamodb: &Client, input: &PrepareTableInput) -> Result<(), StepError> {
-    let tags = temporary_table_tags(&input.execution_id, &input.idempotency_key, &input.snapshot_id)
+async fn tag(dynamodb: &Client, deployment: &str, input: &PrepareTableInput) -> Result<(), StepError> {
+    let tags = temporary_table_tags(deployment, &input.execution_id, &input.idempotency_key, &input.snapshot_id)
         .into_iter()
         .map(|(key, value)| Tag::builder().key(key).value(value).build().expect("key and value are set"));
     dynamodb
