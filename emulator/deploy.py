@@ -50,6 +50,8 @@ SHARED_CRATE = "common"
 RULE_TARGETS = {
     "backup-job-completed": "ebs-archive",
     "copy-job-completed": "ebs-archive",
+    "rds-backup-job-completed": "rds-export",
+    "rds-snapshot-ready": "rds-export",
 }
 # The notify step waits out Slack's Retry-After inside one invocation (core::message::SLACK_MAX_RETRY_AFTER).
 FUNCTION_TIMEOUT_SECONDS = 120

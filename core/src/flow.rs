@@ -28,6 +28,7 @@ use serde_json::Value;
 use crate::arn::Arn;
 use crate::errors;
 use crate::event::TriggerEvent;
+use crate::export::{ExportedFiles, StartedExport};
 use crate::manifest::{Manifest, MANIFEST_NAME};
 use crate::naming::short_hash;
 use crate::request::{archive_target, ArchiveRequest, PlanConfig, Targeting};
@@ -538,7 +539,7 @@ pub struct Handoff {
 }
 
 /// What the `notify` and `delete-volume` Lambdas can read from any document the cleanup path
-/// may carry: a full state, a plan, or the raw trigger event of a Plan that failed.
+/// may carry, in any flow: a full state, a plan, or the raw trigger event of a Plan that failed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowView {
     pub request: Option<ArchiveRequest>,
@@ -547,6 +548,9 @@ pub struct FlowView {
     pub temporary_volume: Option<CreatedVolume>,
     pub job: Option<JobResult>,
     pub verification: Option<Verification>,
+    /// The RDS export flow's export, once started, and its files, once checked.
+    pub export: Option<StartedExport>,
+    pub exported: Option<ExportedFiles>,
     pub recovery_point_deletion: Option<RecoveryPointDeletion>,
     pub error: Option<StateError>,
     pub cleanup_error: Option<StateError>,
@@ -565,6 +569,8 @@ impl FlowView {
             temporary_volume: field(state, "temporary_volume"),
             job: field(state, "job"),
             verification: field(state, "verification"),
+            export: field(state, "export"),
+            exported: field(state, "exported"),
             recovery_point_deletion: field(state, "recovery_point_deletion"),
             error: field(state, "error"),
             cleanup_error: field(state, "cleanup_error"),

@@ -13,6 +13,8 @@
 //! - [`aws_error`]: which AWS error codes are transient, "not found", or permanent.
 //! - [`flow`]: the EBS flow's states: their inputs and outputs, and the volume, job and
 //!   verification decisions of its Lambdas.
+//! - [`export`]: the RDS export flow's states: starting an export, reading its status, checking
+//!   its files.
 //! - [`message`]: the notification an execution ends with, for Slack and SNS.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
@@ -23,6 +25,7 @@ pub mod aws_error;
 pub mod dump;
 pub mod errors;
 pub mod event;
+pub mod export;
 pub mod flow;
 pub mod manifest;
 pub mod message;

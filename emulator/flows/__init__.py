@@ -7,4 +7,6 @@ It creates what its flow needs and returns {"values": {ASL placeholder: value}, 
 {VAR: value}}}. List the module in FLOWS.
 """
 
-FLOWS: list = []  # modules, e.g. `from emulator.flows import rds_export` then [rds_export]
+from emulator.flows import rds_export
+
+FLOWS: list = [rds_export]

@@ -14,6 +14,8 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_runtime::Diagnostic;
 
+#[cfg(feature = "s3")]
+pub mod storage;
 #[cfg(feature = "ec2")]
 pub mod volumes;
 
