@@ -20,6 +20,7 @@ BA_LAMBDA_DIR, BA_LAMBDA_MAP (lambda_host.py); relative paths are taken from the
 
 import contextlib
 import http.client
+import json
 import os
 import socket
 import sys
@@ -57,6 +58,20 @@ class Emulator:
 
         return boto3.client(service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id="test",
                             aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
+
+    def fail_next_export(self, cause: str) -> None:
+        """Make the next RDS export started end FAILED with this FailureCause (launcher.py's export_progress)."""
+        from emulator.launcher import EXPORT_FAILURES_PATH
+
+        host, port = self.endpoint.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", EXPORT_FAILURES_PATH, json.dumps({"cause": cause}),
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        if response.status != 200:
+            raise RuntimeError(f"the emulator refused the export failure: HTTP {response.status}")
 
     def job_log(self, job_id: str) -> Path:
         return self.state_dir / "logs" / "jobs" / f"{job_id}.log"

@@ -51,6 +51,8 @@ RULE_TARGETS = {
     "backup-job-completed": "ebs-archive",
     "copy-job-completed": "ebs-archive",
     "dynamodb-backup-job-completed": "dynamodb-export",
+    "rds-backup-job-completed": "rds-export",
+    "rds-snapshot-ready": "rds-export",
 }
 # The notify step waits out Slack's Retry-After inside one invocation (core::message::SLACK_MAX_RETRY_AFTER).
 FUNCTION_TIMEOUT_SECONDS = 120

@@ -166,6 +166,97 @@ def export_task_status_case() -> None:
     )
 
 
+# What an export reports on its 1st, 2nd and 3rd DescribeExportTasks (and after): AWS's exports take minutes to
+# hours in these states; here each lasts one poll, so a flow's polling loop runs and ends in a test.
+# <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ExportTask.html>
+EXPORT_PROGRESS = ("STARTING", "IN_PROGRESS", "COMPLETE")
+# The moto-api path a test POSTs {"cause": "..."} to: the next export started ends FAILED with that cause.
+EXPORT_FAILURES_PATH = "/moto-api/backup-archiver/export-failures"
+
+
+def export_progress() -> None:
+    """Addition (not a defect of moto's API, a gap in what it emulates): moto finishes an export the moment it
+    starts and writes nothing to S3. Make an export report STARTING, then IN_PROGRESS, then COMPLETE on
+    successive DescribeExportTasks calls, and on COMPLETE write into moto's S3 what RDS writes under
+    `<S3Prefix>/<ExportTaskIdentifier>/`: export_info_<id>.json, export_tables_info_<id>_from_1_to_N.json and
+    one `<database>/<schema.table>/1/part-00000-<uuid>.gz.parquet` per table (the layout of
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ExportSnapshot.FileNames.html). POST
+    {"cause": "..."} to EXPORT_FAILURES_PATH and the next export started ends FAILED with that FailureCause."""
+    from moto.moto_api._internal import urls
+    from moto.rds.models import ExportTask, RDSBackend
+    from moto.s3.models import s3_backends
+
+    failures: list[str] = []  # the causes of the next exports to fail, oldest first
+    tables = {"appdb": ["public.orders", "public.customers"]}  # what every emulated snapshot holds
+
+    original_init = ExportTask.__init__
+
+    def __init__(self, backend, snapshot, kwargs):
+        original_init(self, backend, snapshot, kwargs)
+        self.status = "STARTING"
+        self.polls = 0
+        self.planned_failure = failures.pop(0) if failures else None
+        self.failure_cause = None
+        self.percent_progress = 0
+        self.total_extracted_data_in_gb = 0
+        self.task_start_time = self.created_at
+        self.snapshot_time = getattr(snapshot, "created", None) or self.created_at
+
+    def write_files(task) -> None:
+        s3 = s3_backends[task.backend.account_id]["global"]
+        root = "/".join(part for part in (task.s3_prefix.strip("/"), task.export_task_identifier) if part)
+        identifier = task.export_task_identifier
+        count = sum(len(names) for names in tables.values())
+        info = {"exportTaskIdentifier": identifier, "sourceArn": task.source_arn, "exportOnly": task.export_only,
+                "snapshotTime": str(task.snapshot_time), "status": "COMPLETE", "percentProgress": 100,
+                "totalExportedDataInGB": 0}
+        s3.put_object(task.s3_bucket, f"{root}/export_info_{identifier}.json", json.dumps(info).encode())
+        listing = {"perTableStatus": [{"target": f"{db}.{name}", "status": "COMPLETE", "sizeGB": 0}
+                                      for db, names in tables.items() for name in names]}
+        s3.put_object(task.s3_bucket, f"{root}/export_tables_info_{identifier}_from_1_to_{count}.json",
+                      json.dumps(listing).encode())
+        for db, names in tables.items():
+            for name in names:
+                s3.put_object(task.s3_bucket, f"{root}/{db}/{name}/1/part-00000-{uuid.uuid4()}.gz.parquet",
+                              b"PAR1" + bytes(1024) + b"PAR1")
+
+    def advance(task) -> None:
+        if task.status not in EXPORT_PROGRESS[:-1]:
+            return  # ended (COMPLETE, FAILED) or canceled
+        task.polls += 1
+        task.status = EXPORT_PROGRESS[min(task.polls - 1, len(EXPORT_PROGRESS) - 1)]
+        task.percent_progress = 50 if task.status == "IN_PROGRESS" else task.percent_progress
+        if task.status != "COMPLETE":
+            return
+        task.task_end_time = utcnow()
+        if task.planned_failure is not None:
+            task.status, task.failure_cause = "FAILED", task.planned_failure
+            return
+        write_files(task)
+        task.percent_progress = 100
+
+    original_describe = RDSBackend.describe_export_tasks
+
+    def describe_export_tasks(self, export_task_identifier):
+        tasks = list(original_describe(self, export_task_identifier))
+        for task in tasks:
+            advance(task)
+        return tasks
+
+    def plan_failure(request, full_url, headers):
+        if request.method == "POST":
+            body = json.loads(request.environ["wsgi.input"].read(int(headers.get("Content-Length") or 0)) or b"{}")
+            failures.append(body.get("cause") or "The export failed (injected by the emulator).")
+        return 200, {"Content-Type": "application/json"}, json.dumps({"failures": failures}).encode()
+
+    def utcnow():
+        return datetime.datetime.now(datetime.UTC)
+
+    ExportTask.__init__ = __init__
+    RDSBackend.describe_export_tasks = describe_export_tasks
+    urls.url_paths["{0}" + EXPORT_FAILURES_PATH] = plan_failure
+
+
 def state_machine_targets() -> None:
     """Defect 5: PutEvents returns 500 when a matching rule targets a state machine. Deliver such targets as
     EventBridge does: start an execution whose input is the event (with an ISO-8601 `time`), or the target's
@@ -429,6 +520,7 @@ PATCHES = {
     "json_task_results": json_task_results,
     "json_execution_output": json_execution_output,
     "export_task_status_case": export_task_status_case,
+    "export_progress": export_progress,
     "state_machine_targets": state_machine_targets,
     "unnamed_executions": unnamed_executions,
     "aws_sdk_error_names": aws_sdk_error_names,

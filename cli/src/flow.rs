@@ -14,9 +14,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use archiver_core::event::TriggerEvent;
+use archiver_core::event::{ManualInput, ManualSnapshot, TriggerEvent};
 use archiver_core::flow::trigger_snapshot_id;
-use archiver_core::request::{archive_target, plan_archive, PlanConfig, PlanError, PlanOutcome, SnapshotFacts, Targeting};
+use archiver_core::request::{
+    archive_target, plan_archive, DbMethod, PlanConfig, PlanError, PlanOutcome, SnapshotFacts, Targeting,
+};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -59,12 +61,16 @@ pub struct PlanArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    /// The EBS snapshot to archive (snap-…).
+    /// The snapshot to archive: an EBS snapshot (snap-…) or the ARN of an RDS DB or cluster snapshot.
     #[arg(long)]
     pub snapshot: String,
-    /// What to do with each filesystem (default: files where it mounts, raw bytes otherwise).
+    /// EBS: what to do with each filesystem (default: files where it mounts, raw bytes otherwise).
     #[arg(long, value_parser = ["auto", "files", "raw"])]
     pub mode: Option<String>,
+    /// RDS and Aurora: RDS's export to S3 (Parquet) or a native dump (default: the configured
+    /// method for the engine, else export where the engine supports it).
+    #[arg(long, value_parser = ["export", "dump"])]
+    pub method: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -404,6 +410,26 @@ fn aws_failure(operation: &str, error: impl std::error::Error + 'static) -> Fail
 
 /// The state machine to use: the flag, the environment, or the only one named *ebs-archive.
 async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>) -> Result<String, Failure> {
+    state_machine_arn_for(sfn, flag, EBS_STATE_MACHINE_SUFFIX).await
+}
+
+/// The state machine (ASL stem) a manual input starts: the EBS flow for EBS snapshots; for
+/// databases the dump flow when asked for, else the export flow, whose plan hands the request
+/// on to the dump flow when the engine or the configuration wants a dump.
+fn entry_state_machine(input: &ManualInput) -> &'static str {
+    match (&input.snapshot, input.method) {
+        (ManualSnapshot::Ebs { .. }, _) => EBS_STATE_MACHINE_SUFFIX,
+        (_, Some(DbMethod::Dump)) => "rds-dump",
+        (_, _) => "rds-export",
+    }
+}
+
+/// The state machine to use: the flag, the environment, or the only one named *`suffix`.
+async fn state_machine_arn_for(
+    sfn: &aws_sdk_sfn::Client,
+    flag: Option<&str>,
+    suffix: &str,
+) -> Result<String, Failure> {
     if let Some(arn) = flag.map(str::to_string).or_else(|| std::env::var(STATE_MACHINE_ENV).ok().filter(|v| !v.is_empty())) {
         return Ok(arn);
     }
@@ -414,17 +440,17 @@ async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>) -> Res
         found.extend(
             page.state_machines()
                 .iter()
-                .filter(|m| m.name().ends_with(EBS_STATE_MACHINE_SUFFIX))
+                .filter(|m| m.name().ends_with(suffix))
                 .map(|m| m.state_machine_arn().to_string()),
         );
     }
     match found.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Failure::usage(format!(
-            "no state machine named *{EBS_STATE_MACHINE_SUFFIX}: pass --state-machine ARN or set ${STATE_MACHINE_ENV}"
+            "no state machine named *{suffix}: pass --state-machine ARN or set ${STATE_MACHINE_ENV}"
         ))),
         several => Err(Failure::usage(format!(
-            "{} state machines are named *{EBS_STATE_MACHINE_SUFFIX} ({}): pass --state-machine ARN",
+            "{} state machines are named *{suffix} ({}): pass --state-machine ARN",
             several.len(),
             several.join(", ")
         ))),
@@ -467,10 +493,14 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Failure> {
     if let Some(mode) = &args.mode {
         input["mode"] = json!(mode);
     }
+    if let Some(method) = &args.method {
+        input["method"] = json!(method);
+    }
     // The same check as the plan step's, before anything starts.
-    TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?;
+    let event = TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?;
+    let TriggerEvent::Manual(manual) = &event else { unreachable!("{{\"snapshot\": …}} is a manual input") };
     let sfn = sfn_client().await;
-    let machine = state_machine_arn(&sfn, args.target.state_machine.as_deref()).await?;
+    let machine = state_machine_arn_for(&sfn, args.target.state_machine.as_deref(), entry_state_machine(manual)).await?;
     run(&sfn, &machine, input, None, &args.target).await
 }
 
@@ -795,6 +825,20 @@ mod tests {
         assert_eq!(steps[1].error.as_deref(), Some("VolumeNotReady"));
         assert_eq!(steps[2].error.as_deref(), Some("States.TaskFailed"));
         assert!(step_line(&steps[1]).contains("1 retry after VolumeNotReady"), "{}", step_line(&steps[1]));
+    }
+
+    #[test]
+    fn manual_inputs_start_the_flow_of_their_snapshot() {
+        let entry = |input: Value| {
+            let TriggerEvent::Manual(manual) = TriggerEvent::from_value(&input).unwrap() else { panic!("{input}") };
+            entry_state_machine(&manual)
+        };
+        assert_eq!(entry(json!({"snapshot": "snap-0a1b2c3d4e5f67890"})), "ebs-archive");
+        let db = "arn:aws:rds:eu-west-1:111122223333:snapshot:orders-2025";
+        let cluster = "arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:billing-2025";
+        assert_eq!(entry(json!({"snapshot": db})), "rds-export");
+        assert_eq!(entry(json!({"snapshot": cluster, "method": "export"})), "rds-export");
+        assert_eq!(entry(json!({"snapshot": cluster, "method": "dump"})), "rds-dump");
     }
 
     #[test]

@@ -50,7 +50,8 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 /// Codes that say the resource is gone, per service: EC2 volumes and snapshots, AWS Backup, S3,
-/// DynamoDB tables, backups and exports.
+/// DynamoDB tables, backups and exports, RDS snapshots and export tasks.
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBSnapshots.html#API_DescribeDBSnapshots_Errors>
 const NOT_FOUND_CODES: &[&str] = &[
     "InvalidVolume.NotFound",
     "InvalidSnapshot.NotFound",
@@ -61,6 +62,11 @@ const NOT_FOUND_CODES: &[&str] = &[
     "NoSuchKey",
     "NoSuchBucket",
     "NotFound",
+    "DBSnapshotNotFound",
+    "DBSnapshotNotFoundFault",
+    "DBClusterSnapshotNotFoundFault",
+    "ExportTaskNotFound",
+    "ExportTaskNotFoundFault",
 ];
 
 /// Classifies an AWS error by its code (when the service sent one) and its HTTP status (absent
@@ -106,6 +112,8 @@ mod tests {
         assert_eq!(classify(Some("InvalidVolume.NotFound"), Some(400)), AwsErrorClass::NotFound);
         assert_eq!(classify(Some("InvalidSnapshot.NotFound"), Some(400)), AwsErrorClass::NotFound);
         assert_eq!(classify(Some("ResourceNotFoundException"), Some(400)), AwsErrorClass::NotFound);
+        assert_eq!(classify(Some("DBSnapshotNotFound"), Some(404)), AwsErrorClass::NotFound);
+        assert_eq!(classify(Some("DBClusterSnapshotNotFoundFault"), Some(404)), AwsErrorClass::NotFound);
         assert_eq!(classify(None, Some(404)), AwsErrorClass::NotFound, "a HEAD has no body, hence no code");
     }
 

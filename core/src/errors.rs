@@ -50,8 +50,13 @@ pub const EXPORT_IN_PROGRESS: &str = "ExportInProgress";
 /// The export ended FAILED or CANCELED; the message carries RDS's `FailureCause`, or DynamoDB's
 /// `FailureCode` and `FailureMessage`.
 pub const EXPORT_FAILED: &str = "ExportFailed";
-/// `verify` found no manifest, or objects that do not match it: the archive must not count, and
-/// the recovery point must not be deleted.
+/// An RDS export call (StartExportTask, DescribeExportTasks) was refused for a reason that is
+/// not transient: the export role or its permissions, the KMS key, the bucket, a snapshot in
+/// the wrong state. The cause carries RDS's code and message.
+pub const EXPORT_OPERATION_FAILED: &str = "ExportOperationFailed";
+/// `verify` found no manifest, or objects that do not match it, or `check-export` found no
+/// `export_info` file or no data under a COMPLETE export: the archive must not count, and the
+/// recovery point must not be deleted.
 pub const ARCHIVE_INCOMPLETE: &str = "ArchiveIncomplete";
 /// `notify` could not deliver (Slack or SNS) after its own retries. Raised last, after the
 /// archive's outcome is settled, so it never triggers cleanup of a good archive.
@@ -120,6 +125,7 @@ pub const ALL: &[ErrorName] = &[
     ErrorName { name: EXPORT_QUOTA_EXCEEDED, retryable: true },
     ErrorName { name: EXPORT_IN_PROGRESS, retryable: true },
     ErrorName { name: EXPORT_FAILED, retryable: false },
+    ErrorName { name: EXPORT_OPERATION_FAILED, retryable: false },
     ErrorName { name: ARCHIVE_INCOMPLETE, retryable: false },
     ErrorName { name: NOTIFICATION_FAILED, retryable: false },
     ErrorName { name: RETRYABLE, retryable: true },

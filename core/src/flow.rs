@@ -29,6 +29,7 @@ use crate::arn::Arn;
 use crate::dynamodb::{DeletedTables, ExportResult, TableSource};
 use crate::errors;
 use crate::event::TriggerEvent;
+use crate::export::{ExportedFiles, StartedExport};
 use crate::manifest::{Manifest, MANIFEST_NAME};
 use crate::naming::short_hash;
 use crate::request::{archive_target, ArchiveRequest, PlanConfig, Targeting};
@@ -539,8 +540,9 @@ pub struct Handoff {
     pub execution_arn: String,
 }
 
-/// What the `notify`, `delete-volume` and `delete-table` Lambdas can read from any document the cleanup path
-/// may carry: a full state, a plan, or the raw trigger event of a Plan that failed.
+/// What the `notify`, `delete-volume` and `delete-table` Lambdas can read from any document the
+/// cleanup path may carry, in any flow: a full state, a plan, or the raw trigger event of a Plan
+/// that failed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowView {
     pub request: Option<ArchiveRequest>,
@@ -549,6 +551,9 @@ pub struct FlowView {
     pub temporary_volume: Option<CreatedVolume>,
     pub job: Option<JobResult>,
     pub verification: Option<Verification>,
+    /// The RDS export flow's export, once started, and its files, once checked.
+    pub export: Option<StartedExport>,
+    pub exported: Option<ExportedFiles>,
     pub recovery_point_deletion: Option<RecoveryPointDeletion>,
     pub error: Option<StateError>,
     pub cleanup_error: Option<StateError>,
@@ -571,6 +576,8 @@ impl FlowView {
             temporary_volume: field(state, "temporary_volume"),
             job: field(state, "job"),
             verification: field(state, "verification"),
+            export: field(state, "export"),
+            exported: field(state, "exported"),
             recovery_point_deletion: field(state, "recovery_point_deletion"),
             error: field(state, "error"),
             cleanup_error: field(state, "cleanup_error"),

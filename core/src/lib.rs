@@ -15,6 +15,8 @@
 //!   verification decisions of its Lambdas.
 //! - [`dynamodb`]: the DynamoDB export flow's states: point-in-time or temporary-table exports,
 //!   the temporary table's name and cleanup, the export's status.
+//! - [`export`]: the RDS export flow's states: starting an export, reading its status, checking
+//!   its files.
 //! - [`message`]: the notification an execution ends with, for Slack and SNS.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
@@ -26,6 +28,7 @@ pub mod dump;
 pub mod dynamodb;
 pub mod errors;
 pub mod event;
+pub mod export;
 pub mod flow;
 pub mod manifest;
 pub mod message;

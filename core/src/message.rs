@@ -3,8 +3,9 @@
 //! delivery's retry policy. The `notify` Lambda only sends what this module builds.
 //!
 //! A message names the snapshot (or DynamoDB backup), the outcome, the archive's location and size,
-//! the duration, and on failure the error, its cause in a sentence, and whether the temporary
-//! volume or table was cleaned up.
+//! the duration, and on failure the error, its cause in a sentence (an RDS export's
+//! `FailureCause`), and whether the cleanup worked (the temporary volume or table, the export's
+//! cancellation).
 //! <https://api.slack.com/messaging/webhooks>, <https://api.slack.com/reference/surfaces/formatting>
 
 use std::time::Duration;
@@ -42,11 +43,15 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
     let snapshot = view.snapshot_id().unwrap_or("an unknown snapshot").to_string();
     let dynamodb = view.request.as_ref().is_some_and(|r| r.kind == ResourceKind::DynamoDb);
     let location = view
-        .verification
+        .exported
         .as_ref()
-        .map(|v| v.location.clone())
+        .map(|e| e.location.clone())
+        .or_else(|| view.export.as_ref().map(|e| format!("{}/", e.location)))
         .or_else(|| view.export_result.as_ref().map(|e| e.location.clone()))
+        .or_else(|| view.verification.as_ref().map(|v| v.location.clone()))
         .or_else(|| view.request.as_ref().map(|r| r.destination.to_string()));
+    // The EBS flow reads through a temporary volume; the export flows have an export instead.
+    let ebs = view.request.as_ref().is_none_or(|r| r.kind == ResourceKind::Ebs);
     let (snapshot_label, source_label) = if dynamodb { ("Backup", "Table") } else { ("Snapshot", "Source") };
     let mut fields = vec![(snapshot_label.to_string(), snapshot.clone())];
     if let Some(request) = &view.request {
@@ -54,6 +59,12 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
         if let Some(job) = &request.backup_job_id {
             fields.push(("Backup job".to_string(), job.clone()));
         }
+        if let (Some(engine), Some(method)) = (&request.engine, request.method) {
+            fields.push(("Method".to_string(), format!("{method} ({engine})")));
+        }
+    }
+    if let Some(export) = &view.export {
+        fields.push(("Export task".to_string(), export.export_task_identifier.clone()));
     }
     let title = match outcome {
         FlowOutcome::Succeeded => format!("Archived {snapshot} to {}", location.as_deref().unwrap_or("S3")),
@@ -67,12 +78,14 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
             if let Some(location) = &location {
                 fields.push(("Archive".to_string(), location.clone()));
             }
-            if let Some(v) = &view.verification {
-                let objects = if v.objects == 1 { "object" } else { "objects" };
-                fields.push((
-                    "Size".to_string(),
-                    format!("{} in {} {objects}, verified", ByteSize::b(v.total_size), v.objects),
-                ));
+            let stored = view
+                .verification
+                .as_ref()
+                .map(|v| (v.total_size, v.objects))
+                .or_else(|| view.exported.as_ref().map(|e| (e.total_size, e.objects)));
+            if let Some((total_size, count)) = stored {
+                let objects = if count == 1 { "object" } else { "objects" };
+                fields.push(("Size".to_string(), format!("{} in {count} {objects}, verified", ByteSize::b(total_size))));
             }
             if let Some(export) = &view.export_result {
                 let items = if export.item_count == 1 { "item" } else { "items" };
@@ -101,7 +114,7 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
             }
             if dynamodb {
                 fields.push(("Temporary table".to_string(), temporary_table_outcome(view)));
-            } else {
+            } else if ebs {
                 let volume = match (&view.cleanup_error, &view.temporary_volume) {
                     (Some(e), Some(v)) => format!("{} MAY BE LEFT OVER: {}", v.volume_id, summarize_cause(e)),
                     (Some(e), None) => format!("cleanup failed, a volume may be left over: {}", summarize_cause(e)),
@@ -109,6 +122,8 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
                     (None, None) => "none was created".to_string(),
                 };
                 fields.push(("Temporary volume".to_string(), volume));
+            } else if let Some(e) = &view.cleanup_error {
+                fields.push(("Cleanup".to_string(), format!("FAILED, an export may still run: {}", summarize_cause(e))));
             }
             if view.request.as_ref().is_some_and(|r| r.recovery_point_arn.is_some()) {
                 fields.push(("Recovery point".to_string(), "kept".to_string()));
@@ -295,7 +310,9 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::{ExportedFiles, StartedExport};
     use crate::flow::{ArchiveJob, CreatedVolume, Verification};
+    use crate::s3_location::S3Location;
     use crate::request::{plan_archive, PlanConfig, PlanOutcome, SnapshotFacts};
     use std::collections::BTreeMap;
 
@@ -365,6 +382,63 @@ mod tests {
         view.cleanup_error = Some(StateError { error: "VolumeStillAttached".into(), cause: Some("still attached".into()) });
         let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(7));
         assert_eq!(field(&n, "Temporary volume"), "vol-9 MAY BE LEFT OVER: still attached");
+    }
+
+    fn export_view() -> FlowView {
+        let event = crate::event::TriggerEvent::from_json(include_bytes!(
+            "../tests/fixtures/eventbridge-backup-job-completed-rds.json"
+        ))
+        .unwrap();
+        let config: PlanConfig =
+            serde_json::from_value(serde_json::json!({"destination": {"bucket": "example-archive", "prefix": "backups"}}))
+                .unwrap();
+        let facts = SnapshotFacts { engine: Some("postgres".into()), ..SnapshotFacts::default() };
+        let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &facts, &config, "2025-03-04T04:00:00Z".parse().unwrap())
+        else {
+            panic!("the RDS fixture plans")
+        };
+        let export = StartedExport {
+            export_task_identifier: request.export_task_identifier.clone().unwrap(),
+            location: S3Location { bucket: "example-archive".into(), prefix: "backups/rds/x/awsbackup-job-1".into() },
+            started: true,
+        };
+        FlowView { request: Some(*request), export: Some(export), ..FlowView::default() }
+    }
+
+    #[test]
+    fn export_success_names_location_size_and_task() {
+        let mut view = export_view();
+        view.exported = Some(ExportedFiles {
+            location: "s3://example-archive/backups/rds/x/awsbackup-job-1/".into(),
+            export_info_key: "k".into(),
+            objects: 4,
+            total_size: 5 * 1024 * 1024,
+        });
+        let n = notification(FlowOutcome::Succeeded, &view, "arn:exec", Duration::from_secs(3 * 3600));
+        assert_eq!(n.title, "Archived awsbackup:job-3e4f5a6b-7c8d-9e0f-1a2b-3c4d5e6f7a8b to s3://example-archive/backups/rds/x/awsbackup-job-1/");
+        assert_eq!(field(&n, "Size"), "5.0 MiB in 4 objects, verified");
+        assert_eq!(field(&n, "Method"), "export (postgres)");
+        assert!(field(&n, "Export task").starts_with("awsbackup-job-3e4f5a6b"), "{:?}", n.fields);
+        assert_eq!(field(&n, "Recovery point"), "kept");
+        assert_eq!(field(&n, "Duration"), "3 h 00 min");
+    }
+
+    #[test]
+    fn export_failure_carries_the_failure_cause_and_no_volume() {
+        let mut view = export_view();
+        view.error = Some(StateError {
+            error: "ExportFailed".into(),
+            cause: Some("export awsbackup-job-1 ended FAILED: The IAM role cannot write the bucket.".into()),
+        });
+        let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(60));
+        assert!(n.title.ends_with("FAILED: ExportFailed"), "{}", n.title);
+        assert!(field(&n, "Cause").ends_with("The IAM role cannot write the bucket."));
+        assert_eq!(field(&n, "Destination"), "s3://example-archive/backups/rds/x/awsbackup-job-1/");
+        assert!(n.fields.iter().all(|(label, _)| label != "Temporary volume"), "{:?}", n.fields);
+        assert_eq!(field(&n, "Recovery point"), "kept");
+        view.cleanup_error = Some(StateError { error: "Rds.InvalidExportTaskStateFault".into(), cause: Some("ended".into()) });
+        let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(60));
+        assert_eq!(field(&n, "Cleanup"), "FAILED, an export may still run: ended");
     }
 
     #[test]

@@ -485,6 +485,14 @@ pub const CLUSTER_SNAPSHOT_READY_EVENTS: &[&str] = &[
     "RDS-EVENT-0169", // Automated cluster snapshot created
 ];
 
+/// The `SnapshotType` to describe an RDS snapshot by id with: RDS names automated snapshots
+/// `rds:<instance>-<date>`, and DescribeDBSnapshots and DescribeDBClusterSnapshots find an
+/// automated snapshot by id only when asked for that type. `None`: the default types do.
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBSnapshots.html>
+pub fn rds_snapshot_type(snapshot_id: &str) -> Option<&'static str> {
+    snapshot_id.starts_with("rds:").then_some("automated")
+}
+
 fn ready_event_list() -> String {
     DB_SNAPSHOT_READY_EVENTS.iter().chain(CLUSTER_SNAPSHOT_READY_EVENTS).copied().collect::<Vec<_>>().join(", ")
 }
@@ -1418,6 +1426,13 @@ mod tests {
         for never in ["error", "recoverable", "deleted", "DELETED", "failed", "incompatible-restore", ""] {
             assert_eq!(snapshot_readiness(never), Readiness::Unusable, "{never}");
         }
+    }
+
+    #[test]
+    fn automated_rds_snapshots_are_described_as_automated() {
+        assert_eq!(rds_snapshot_type("rds:orders-postgres-2025-03-04-04-00"), Some("automated"));
+        assert_eq!(rds_snapshot_type("awsbackup:job-3e4f5a6b"), None);
+        assert_eq!(rds_snapshot_type("orders-before-migration"), None);
     }
 
     #[test]

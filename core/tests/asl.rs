@@ -1,8 +1,10 @@
 //! The state machines under `state-machines/` against the core crate: every `ErrorEquals` name is
 //! one of [`errors`]'s (or Step Functions', Lambda's, Batch's), every JSONPath resolves in the
-//! execution's document as [`EbsArchiveState`] or [`DynamodbExportState`] serializes it, every Lambda's `Parameters` build
-//! exactly its input type, and the graph has no loop, no dead end and no Task without a
-//! catch-all. A renamed field or error name fails here, not in an execution.
+//! execution's document as core serializes it ([`EbsArchiveState`], [`RdsExportState`], [`DynamodbExportState`]), every
+//! Lambda's `Parameters` build exactly its input type, and the graph has no loop, no dead end, no
+//! Task without a catch-all and no Retry without a bound. Every `*.asl.json` is checked; a new
+//! flow needs its document in [`flows`]. A renamed field or error name fails here, not in an
+//! execution.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -13,12 +15,14 @@ use archiver_core::dynamodb::{
 };
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
+use archiver_core::export::{CheckExportInput, ExportedFiles, RdsExportState, StartExportInput, StartedExport};
 use archiver_core::flow::{
     ArchiveJob, CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteRecoveryPointInput, DeleteVolumeInput,
     DeletedVolumes, EbsArchiveState, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
     Verification, VerifyInput, JOB_PARAMETERS,
 };
-use archiver_core::request::{plan_archive, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
+use archiver_core::request::{plan_archive, ArchiveRequest, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
+use archiver_core::s3_location::S3Location;
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -31,27 +35,41 @@ fn load(relative: &str) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// One state machine: its ASL, the document its states read (every field present), and the
+/// value of `$.flow` that its `Route` keeps.
+struct FlowFile {
+    stem: String,
+    asl: Value,
+    document: Value,
+    flow: Flow,
+}
+
+/// Every `state-machines/*.asl.json` with its document; a file without one fails here.
+fn flows() -> Vec<FlowFile> {
+    let mut flows = Vec::new();
+    for entry in std::fs::read_dir(repo().join("state-machines")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let Some(stem) = name.strip_suffix(".asl.json") else { continue };
+        let (document, flow) = match stem {
+            "ebs-archive" => (full_state(), Flow::EbsArchive),
+            "rds-export" => (full_export_state(), Flow::RdsExport),
+            "dynamodb-export" => (dynamodb_full_state(), Flow::DynamodbExport),
+            other => panic!("{other}.asl.json: no document for it in core/tests/asl.rs::flows"),
+        };
+        assert_eq!(flow.state_machine(), stem, "the file is named after its flow");
+        flows.push(FlowFile { asl: load(&format!("state-machines/{name}")), stem: stem.to_string(), document, flow });
+    }
+    assert!(flows.len() >= 2, "no state machines found");
+    flows
+}
+
 fn ebs_asl() -> Value {
     load("state-machines/ebs-archive.asl.json")
 }
 
 fn dynamodb_asl() -> Value {
     load("state-machines/dynamodb-export.asl.json")
-}
-
-/// Every state machine under `state-machines/`, by file name.
-fn all_asl() -> Vec<(String, Value)> {
-    let mut all: Vec<(String, Value)> = std::fs::read_dir(repo().join("state-machines"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|name| name.ends_with(".asl.json"))
-        .map(|name| {
-            let asl = load(&format!("state-machines/{name}"));
-            (name, asl)
-        })
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
 }
 
 /// The placeholders the ASL may use: what infra's DefinitionSubstitutions and the emulator deploy fill.
@@ -63,6 +81,8 @@ const PLACEHOLDERS: &[&str] = &[
     "VerifyFunctionArn",
     "DeleteRecoveryPointFunctionArn",
     "NotifyFunctionArn",
+    "StartExportFunctionArn",
+    "CheckExportFunctionArn",
     "JobDefinitionArn",
     "StateMachineArnPrefix",
     "StartTableExportFunctionArn",
@@ -77,6 +97,9 @@ const PLACEHOLDERS: &[&str] = &[
 /// <https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html>
 const HANDOFF_RESOURCE: &str = "arn:aws:states:::aws-sdk:sfn:startExecution";
 const START_EXECUTION_FIELDS: &[&str] = &["ExecutionArn", "StartDate"];
+
+/// The cleanup of the RDS export flow: cancel an export the execution gave up on.
+const CANCEL_EXPORT_RESOURCE: &str = "arn:aws:states:::aws-sdk:rds:cancelExportTask";
 
 /// What `batch:submitJob.sync` returns (the job's description in Step Functions' casing) that
 /// the ASL may select. <https://docs.aws.amazon.com/batch/latest/APIReference/API_JobDetail.html>
@@ -188,17 +211,78 @@ fn dynamodb_full_state() -> Value {
     value
 }
 
+/// The RDS export flow's document with every field present.
+fn full_export_state() -> Value {
+    let event = TriggerEvent::from_json(include_bytes!("fixtures/eventbridge-backup-job-completed-rds.json")).unwrap();
+    let config: PlanConfig = serde_json::from_value(json!({
+        "destination": {"bucket": "example-archive", "prefix": "backups"},
+        "delete_recovery_point": true
+    }))
+    .unwrap();
+    let facts = SnapshotFacts { engine: Some("postgres".into()), ..SnapshotFacts::default() };
+    let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &facts, &config, "2025-03-04T03:00:00Z".parse().unwrap())
+    else {
+        panic!("the RDS fixture plans an export")
+    };
+    let request: ArchiveRequest = *request;
+    let error = || Some(StateError { error: "ExportFailed".into(), cause: Some("c".into()) });
+    let state = RdsExportState {
+        outcome: "planned".into(),
+        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-dump:k".into() }),
+        export: Some(StartedExport {
+            export_task_identifier: request.export_task_identifier.clone().unwrap(),
+            location: S3Location { bucket: "example-archive".into(), prefix: "backups/x".into() },
+            started: true,
+        }),
+        exported: Some(ExportedFiles { location: "s3://b/p/".into(), export_info_key: "k".into(), objects: 1, total_size: 1 }),
+        recovery_point_deletion: Some(RecoveryPointDeletion {
+            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
+            deleted: true,
+        }),
+        notification: Some(NotificationReport::default()),
+        duplicate: error(),
+        error: error(),
+        cleanup_error: error(),
+        notify_error: error(),
+        request,
+    };
+    let value = serde_json::to_value(&state).unwrap();
+    assert_eq!(serde_json::from_value::<RdsExportState>(value.clone()).unwrap(), state, "the document round-trips");
+    value
+}
+
 /// The document after a Plan that skipped: the skip's fields, and what the failure path adds.
-fn skipped_state() -> Value {
+fn skipped_state(full: &Value) -> Value {
     let mut skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
         resource_type: "EFS".into(),
     }))
     .unwrap();
     for field in ["deleted_volumes", "notification", "cleanup_error", "notify_error"] {
-        skipped[field] = full_state()[field].clone();
+        if let Some(value) = full.get(field) {
+            skipped[field] = value.clone();
+        }
     }
     skipped
 }
+
+/// The most time a Retry rule can wait in all: its MaxAttempts intervals, each the previous one
+/// times BackoffRate, capped at MaxDelaySeconds (before jitter, which only shortens them).
+fn retry_budget_seconds(rule: &Value) -> f64 {
+    let attempts = rule["MaxAttempts"].as_u64().unwrap_or(3);
+    let mut interval = rule["IntervalSeconds"].as_f64().unwrap_or(1.0);
+    let backoff = rule["BackoffRate"].as_f64().unwrap_or(2.0);
+    let cap = rule["MaxDelaySeconds"].as_f64().unwrap_or(f64::INFINITY);
+    let mut total = 0.0;
+    for _ in 0..attempts {
+        total += interval.min(cap);
+        interval *= backoff;
+    }
+    total
+}
+
+/// The longest any Retry may wait in all: an RDS export of a large database takes hours, and the
+/// export flow polls it for about a day; anything longer is a loop that counts nothing.
+const MAX_RETRY_BUDGET_SECONDS: f64 = 25.0 * 3600.0;
 
 /// The states that read the skipped document rather than a plan.
 const SKIP_STATES: &[&str] = &["Unarchivable"];
@@ -300,38 +384,34 @@ fn check_input<T: serde::de::DeserializeOwned + serde::Serialize>(state: &str, i
 
 #[test]
 fn every_error_name_is_known_to_core() {
-    for entry in std::fs::read_dir(repo().join("state-machines")).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.to_string_lossy().ends_with(".asl.json") {
-            continue;
-        }
-        let asl: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for flow in flows() {
+        let (asl, path) = (&flow.asl, &flow.stem);
         let mut checked = 0;
-        for (name, state) in states(&asl) {
+        for (name, state) in states(asl) {
             for clause in ["Retry", "Catch"] {
                 for rule in state[clause].as_array().into_iter().flatten() {
                     for error in rule["ErrorEquals"].as_array().expect("ErrorEquals is a list") {
                         let error = error.as_str().unwrap();
-                        assert!(errors::is_known(error), "{}: {name}: unknown error name {error:?}", path.display());
+                        assert!(errors::is_known(error), "{path}: {name}: unknown error name {error:?}");
                         checked += 1;
                     }
                 }
             }
         }
-        assert!(checked > 0, "{}: no ErrorEquals at all?", path.display());
+        assert!(checked > 0, "{path}: no ErrorEquals at all?");
     }
 }
 
 #[test]
 fn retried_names_are_retryable_and_verdicts_are_never_retried() {
-    for (file, asl) in all_asl() {
-        for (name, state) in states(&asl) {
+    for flow in flows() {
+        for (name, state) in states(&flow.asl) {
             for rule in state["Retry"].as_array().into_iter().flatten() {
                 for error in rule["ErrorEquals"].as_array().unwrap() {
                     let error = error.as_str().unwrap();
                     let ours = errors::ALL.iter().any(|e| e.name == error);
-                    assert!(!ours || errors::is_retryable(error), "{file}: {name}: retries {error}, which is a verdict");
-                    assert_ne!(error, "States.ALL", "{file}: {name}: retrying everything would retry verdicts");
+                    assert!(!ours || errors::is_retryable(error), "{}: {name}: retries {error}, a verdict", flow.stem);
+                    assert_ne!(error, "States.ALL", "{}: {name}: retrying everything would retry verdicts", flow.stem);
                 }
             }
         }
@@ -340,18 +420,17 @@ fn retried_names_are_retryable_and_verdicts_are_never_retried() {
 
 #[test]
 fn every_json_path_resolves_in_the_documents_core_defines() {
-    check_paths(&ebs_asl(), &full_state());
-    check_paths(&dynamodb_asl(), &dynamodb_full_state());
+    for flow in flows() {
+        json_paths_resolve(&flow);
+    }
 }
 
-/// Every JSONPath of `asl` resolves in `planned` (or, for [`SKIP_STATES`], in a skip's document), and
-/// every Lambda's Parameters build exactly its input type.
-fn check_paths(asl: &Value, planned: &Value) {
-    let (planned, skipped) = (planned.clone(), skipped_state());
+fn json_paths_resolve(flow: &FlowFile) {
+    let (planned, skipped) = (&flow.document, skipped_state(&flow.document));
     let context = context();
-    for (name, state) in states(asl) {
-        let document = if SKIP_STATES.contains(&name.as_str()) { &skipped } else { &planned };
-        let at = |what: &str| format!("{name}.{what}");
+    for (name, state) in states(&flow.asl) {
+        let document = if SKIP_STATES.contains(&name.as_str()) { &skipped } else { planned };
+        let at = |what: &str| format!("{}: {name}.{what}", flow.stem);
         for key in ["InputPath", "OutputPath"] {
             if let Some(path) = state[key].as_str() {
                 resolve(path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
@@ -403,12 +482,20 @@ fn check_paths(asl: &Value, planned: &Value) {
                 Some("ExportTableFunctionArn") => check_input::<ExportTableInput>(name, &input),
                 Some("CheckTableExportFunctionArn") => check_input::<CheckTableExportInput>(name, &input),
                 Some("DeleteTableFunctionArn") => check_input::<DeleteTableInput>(name, &input),
+                Some("StartExportFunctionArn") => check_input::<StartExportInput>(name, &input),
+                Some("CheckExportFunctionArn") => check_input::<CheckExportInput>(name, &input),
                 Some(other) => panic!("{name}: Parameters for {other}, which takes the raw event"),
                 None if resource == "arn:aws:states:::batch:submitJob.sync" => {
                     let parameters = input["Parameters"].as_object().expect("the job's parameters are an object");
                     let names: BTreeSet<&str> = parameters.keys().map(String::as_str).collect();
                     assert_eq!(names, JOB_PARAMETERS.iter().copied().collect(), "{name}: job parameters");
                     assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
+                }
+                // <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CancelExportTask.html>
+                None if resource == CANCEL_EXPORT_RESOURCE => {
+                    let names: BTreeSet<&str> = input.as_object().unwrap().keys().map(String::as_str).collect();
+                    assert_eq!(names, BTreeSet::from(["ExportTaskIdentifier"]), "{name}: {input}");
+                    assert!(input["ExportTaskIdentifier"].is_string(), "{name}: {input}");
                 }
                 None if resource == HANDOFF_RESOURCE => {
                     for field in ["StateMachineArn", "Name", "Input"] {
@@ -445,8 +532,13 @@ fn check_paths(asl: &Value, planned: &Value) {
 
 #[test]
 fn choices_compare_with_the_values_core_serializes() {
-    let asl = ebs_asl();
-    let route = &states(&asl)["Route"];
+    for flow in flows() {
+        route_compares_with_core(&flow);
+    }
+}
+
+fn route_compares_with_core(flow: &FlowFile) {
+    let route = &states(&flow.asl)["Route"];
     let unsupported = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
         resource_type: "EFS".into(),
     }))
@@ -463,28 +555,34 @@ fn choices_compare_with_the_values_core_serializes() {
     assert_eq!(skip["StringEquals"], quiet["outcome"]);
     assert_eq!(skip["Next"], "Skipped");
     assert_eq!(own_flow["Variable"], "$.flow");
-    assert_eq!(own_flow["StringEquals"], serde_json::to_value(Flow::EbsArchive).unwrap());
+    assert_eq!(own_flow["StringEquals"], serde_json::to_value(flow.flow).unwrap(), "{}", flow.stem);
     assert_eq!(route["Default"], "Handoff", "another flow's plan is handed over");
 }
 
 #[test]
 fn plan_output_is_the_document_later_states_read() {
     // Plan replaces the document with its output: the rest of the ASL reads it at the top level.
-    let asl = ebs_asl();
-    let plan = &states(&asl)["Plan"];
-    assert!(plan.get("Parameters").is_none() && plan.get("ResultPath").is_none(), "{plan}");
-    assert_eq!(placeholder_of(plan["Resource"].as_str().unwrap()), Some("PlanFunctionArn"));
+    for flow in flows() {
+        assert_eq!(flow.asl["StartAt"], "Plan", "{}", flow.stem);
+        let plan = &states(&flow.asl)["Plan"];
+        assert!(plan.get("Parameters").is_none() && plan.get("ResultPath").is_none(), "{}: {plan}", flow.stem);
+        assert_eq!(placeholder_of(plan["Resource"].as_str().unwrap()), Some("PlanFunctionArn"));
+    }
 }
 
 #[test]
 fn placeholders_are_the_documented_ones() {
-    let text: String = all_asl().iter().map(|(_, asl)| serde_json::to_string(asl).unwrap()).collect();
-    let mut used = BTreeSet::new();
-    for piece in text.split("${").skip(1) {
-        used.insert(piece.split('}').next().unwrap().to_string());
-    }
     let known: BTreeSet<String> = PLACEHOLDERS.iter().map(|p| p.to_string()).collect();
-    assert_eq!(used, known);
+    let mut used = BTreeSet::new();
+    for flow in flows() {
+        let text = serde_json::to_string(&flow.asl).unwrap();
+        for piece in text.split("${").skip(1) {
+            let placeholder = piece.split('}').next().unwrap().to_string();
+            assert!(known.contains(&placeholder), "{}: unknown placeholder ${{{placeholder}}}", flow.stem);
+            used.insert(placeholder);
+        }
+    }
+    assert_eq!(used, known, "every documented placeholder is used by some flow");
 }
 
 /// Every state a state can go to next, with why.
@@ -505,12 +603,12 @@ fn transitions(state: &Value) -> Vec<String> {
 
 #[test]
 fn graph_has_no_loop_no_dead_end_and_no_unreachable_state() {
-    for (_, asl) in all_asl() {
-        check_graph(&asl);
+    for flow in flows() {
+        graph_is_a_bounded_tree(&flow.asl);
     }
 }
 
-fn check_graph(asl: &Value) {
+fn graph_is_a_bounded_tree(asl: &Value) {
     let all = states(asl);
     let graph: BTreeMap<&str, Vec<String>> = all.iter().map(|(name, s)| (name.as_str(), transitions(s))).collect();
     for (name, next) in &graph {
@@ -546,9 +644,8 @@ fn check_graph(asl: &Value) {
 
 #[test]
 fn every_task_catches_everything_and_every_retry_is_bounded() {
-    for (file, asl) in all_asl() {
-        for (name, state) in states(&asl) {
-            let name = format!("{file}: {name}");
+    for flow in flows() {
+        for (name, state) in states(&flow.asl) {
             if state["Type"] != "Task" {
                 continue;
             }
@@ -557,39 +654,64 @@ fn every_task_catches_everything_and_every_retry_is_bounded() {
                 .into_iter()
                 .flatten()
                 .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
-            assert!(catches_all, "{name} has no catch-all: an error would end the execution without cleanup");
+            assert!(catches_all, "{}: {name} has no catch-all: an error would end the execution without cleanup", flow.stem);
             for rule in state["Retry"].as_array().into_iter().flatten() {
-                let attempts =
-                    rule["MaxAttempts"].as_u64().unwrap_or_else(|| panic!("{name}: MaxAttempts must be explicit"));
-                assert!((1..=12).contains(&attempts), "{name}: {attempts} attempts");
+                assert!(rule["MaxAttempts"].as_u64().is_some(), "{}: {name}: MaxAttempts must be explicit", flow.stem);
+                let budget = retry_budget_seconds(rule);
+                assert!(budget <= MAX_RETRY_BUDGET_SECONDS, "{}: {name}: a Retry may wait {budget} s", flow.stem);
             }
         }
     }
 }
 
 #[test]
+fn export_polling_waits_about_a_day_and_the_quota_most_of_one() {
+    // RDS exports of large databases take hours; five may run per account at once.
+    let asl = load("state-machines/rds-export.asl.json");
+    let rule = |state: &str, error: &str| {
+        states(&asl)[state]["Retry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ErrorEquals"].as_array().unwrap().iter().any(|e| e == error))
+            .unwrap_or_else(|| panic!("{state} does not retry {error}"))
+            .clone()
+    };
+    let polling = retry_budget_seconds(&rule("CheckExport", errors::EXPORT_IN_PROGRESS));
+    assert!((22.0 * 3600.0..=MAX_RETRY_BUDGET_SECONDS).contains(&polling), "CheckExport polls for {polling} s");
+    let quota = retry_budget_seconds(&rule("StartExport", errors::EXPORT_QUOTA_EXCEEDED));
+    assert!((12.0 * 3600.0..=MAX_RETRY_BUDGET_SECONDS).contains(&quota), "StartExport waits for a slot {quota} s");
+}
+
+#[test]
 fn every_failure_reaches_the_cleanup_before_failing() {
-    // The one cleanup path: every catch-all of a state before DeleteVolume's success goes to
-    // Cleanup, and the only Fail states come after NotifyFailure.
-    let asl = ebs_asl();
-    for (name, state) in states(&asl) {
-        for catch in state["Catch"].as_array().into_iter().flatten() {
-            let target = catch["Next"].as_str().unwrap();
-            let allowed: &[&str] = match name.as_str() {
-                "Cleanup" => &["NotifyFailure"],
-                "NotifyFailure" => &["FailureRoute"],
-                "NotifySuccess" => &["Archived"],
-                "Handoff" => &["AlreadyHandedOff", "Cleanup"],
-                "ArchiveJob" => &["JobFailed", "Cleanup"],
-                _ => &["Cleanup"],
-            };
-            assert!(allowed.contains(&target), "{name} catches into {target}");
+    // The one failure path: every catch-all goes to Cleanup (the EBS flow's volume deletion, the
+    // export flow's cancellation), and the only Fail states come after NotifyFailure.
+    for flow in flows() {
+        let all = states(&flow.asl);
+        for (name, state) in all {
+            for catch in state["Catch"].as_array().into_iter().flatten() {
+                let target = catch["Next"].as_str().unwrap();
+                let allowed: &[&str] = match name.as_str() {
+                    "Cleanup" | "CancelExport" => &["NotifyFailure"],
+                    "NotifyFailure" => &["FailureRoute"],
+                    "NotifySuccess" => &["Archived", "Exported"],
+                    "Handoff" => &["AlreadyHandedOff", "Cleanup"],
+                    "ArchiveJob" => &["JobFailed", "Cleanup"],
+                    _ => &["Cleanup"],
+                };
+                assert!(allowed.contains(&target), "{}: {name} catches into {target}", flow.stem);
+            }
+            if state["Type"] == "Fail" {
+                let from: Vec<&String> = all.iter().filter(|(_, s)| transitions(s).contains(name)).map(|(n, _)| n).collect();
+                assert_eq!(from, ["FailureRoute"], "{}: {name} is reached only after NotifyFailure", flow.stem);
+            }
+        }
+        for pass in ["Unarchivable", "AlreadyHandedOff"] {
+            assert_eq!(all[pass]["Next"], "Cleanup", "{}: {pass}", flow.stem);
         }
     }
-    assert_eq!(states(&asl)["JobFailed"]["Next"], "Cleanup");
-    for pass in ["Unarchivable", "AlreadyHandedOff"] {
-        assert_eq!(states(&asl)[pass]["Next"], "Cleanup", "{pass}");
-    }
+    assert_eq!(states(&load("state-machines/ebs-archive.asl.json"))["JobFailed"]["Next"], "Cleanup");
 }
 
 #[test]
@@ -649,4 +771,21 @@ fn the_dynamodb_pattern_matches_completed_dynamodb_jobs_of_the_configured_vaults
     assert_eq!(pattern["detail"]["state"], json!(["COMPLETED"]));
     assert_eq!(pattern["detail"]["resourceType"], json!(["DynamoDB"]));
     assert_eq!(pattern["detail"]["backupVaultName"], "${ArchiveVaultNames}");
+}
+
+#[test]
+fn rds_patterns_match_ready_snapshots_and_database_backup_jobs() {
+    use archiver_core::event::{RDS_DB_CLUSTER_SNAPSHOT_EVENT, RDS_DB_SNAPSHOT_EVENT, SOURCE_RDS};
+    use archiver_core::request::{CLUSTER_SNAPSHOT_READY_EVENTS, DB_SNAPSHOT_READY_EVENTS};
+    let ready = load("state-machines/events/rds-snapshot-ready.json");
+    assert_eq!(ready["source"], json!([SOURCE_RDS]));
+    assert_eq!(ready["detail-type"], json!([RDS_DB_SNAPSHOT_EVENT, RDS_DB_CLUSTER_SNAPSHOT_EVENT]));
+    let ids: BTreeSet<&str> = ready["detail"]["EventID"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let core: BTreeSet<&str> = DB_SNAPSHOT_READY_EVENTS.iter().chain(CLUSTER_SNAPSHOT_READY_EVENTS).copied().collect();
+    assert_eq!(ids, core, "the rule sends exactly the events plan takes as 'snapshot ready'");
+    let backup = load("state-machines/events/rds-backup-job-completed.json");
+    assert_eq!(backup["detail-type"], json!([archiver_core::event::BACKUP_JOB_STATE_CHANGE]));
+    assert_eq!(backup["detail"]["state"], json!(["COMPLETED"]));
+    assert_eq!(backup["detail"]["resourceType"], json!(["RDS", "Aurora"]));
+    assert_eq!(backup["detail"]["backupVaultName"], "${ArchiveVaultNames}");
 }

@@ -65,6 +65,8 @@ def test_4_export_task_status_is_lower_case(unpatched):
     rds.start_export_task(ExportTaskIdentifier="e1", SourceArn=snapshot["DBSnapshotArn"], S3BucketName="exports",
                           IamRoleArn=ROLE_ARN, KmsKeyId="k")
     assert rds.describe_export_tasks()["ExportTasks"][0]["Status"] == "complete"
+    # And (export_progress) complete at once, having written nothing.
+    assert "Contents" not in s3.list_objects_v2(Bucket="exports")
 
 
 def test_5_put_events_to_a_state_machine_target_fails(unpatched):

@@ -78,8 +78,38 @@ def test_rds_export_task_status_is_upper_case(aws):
     s3.create_bucket(Bucket="export-bucket")
     rds.start_export_task(ExportTaskIdentifier="export-1", SourceArn=snapshot["DBSnapshot"]["DBSnapshotArn"],
                           S3BucketName="export-bucket", IamRoleArn="arn:aws:iam::123456789012:role/x", KmsKeyId="k")
-    tasks = rds.describe_export_tasks(ExportTaskIdentifier="export-1")["ExportTasks"]
-    assert [task["Status"] for task in tasks] == ["COMPLETE"]
+    statuses = [rds.describe_export_tasks(ExportTaskIdentifier="export-1")["ExportTasks"][0]["Status"]
+                for _ in range(4)]
+    assert statuses == ["STARTING", "IN_PROGRESS", "COMPLETE", "COMPLETE"]
+
+
+def test_rds_export_writes_its_files_when_complete_or_fails_as_told(aws):
+    # Addition: export_progress. RDS's layout under <S3Prefix>/<ExportTaskIdentifier>/.
+    rds, s3 = aws.client("rds"), aws.client("s3")
+    rds.create_db_instance(DBInstanceIdentifier="files-db", DBInstanceClass="db.t3.micro", Engine="mysql",
+                           MasterUsername="admin1", MasterUserPassword="password-1", AllocatedStorage=20)
+    snapshot = rds.create_db_snapshot(DBSnapshotIdentifier="files-snap", DBInstanceIdentifier="files-db")
+    s3.create_bucket(Bucket="files-bucket")
+
+    def export(identifier):
+        rds.start_export_task(ExportTaskIdentifier=identifier, SourceArn=snapshot["DBSnapshot"]["DBSnapshotArn"],
+                              S3BucketName="files-bucket", S3Prefix="archive/rds", KmsKeyId="k",
+                              IamRoleArn="arn:aws:iam::123456789012:role/x")
+        for _ in range(3):
+            task = rds.describe_export_tasks(ExportTaskIdentifier=identifier)["ExportTasks"][0]
+        return task
+
+    assert export("files-1")["Status"] == "COMPLETE"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="files-bucket", Prefix="archive/rds/files-1/")["Contents"]]
+    assert "archive/rds/files-1/export_info_files-1.json" in keys
+    assert any(k.startswith("archive/rds/files-1/export_tables_info_files-1_from_1_to_") for k in keys)
+    assert any(k.endswith(".gz.parquet") for k in keys), keys
+
+    aws.fail_next_export("The S3 bucket is not in the snapshot's Region.")
+    failed = export("files-2")
+    assert (failed["Status"], failed["FailureCause"]) == ("FAILED", "The S3 bucket is not in the snapshot's Region.")
+    assert "Contents" not in s3.list_objects_v2(Bucket="files-bucket", Prefix="archive/rds/files-2/")
+    assert export("files-3")["Status"] == "COMPLETE", "only the next export fails"
 
 
 def test_unnamed_executions_get_distinct_uuid_names(aws):

@@ -3,14 +3,16 @@
 The Lambdas and the worker of the test deployment use it as their AWS_ENDPOINT_URL; everything passes through
 to the emulator's router unchanged unless a test has armed a rule:
 
-  - `fail(action, times, ...)`: answer the next `times` calls of an EC2 action (`DeleteVolume`) with an error;
+  - `fail(action, times, ...)`: answer the next `times` calls of an EC2 or RDS action (`DeleteVolume`,
+    `StartExportTask`) with an error; with `after_forward=True` the call reaches the emulator first and only its
+    answer is replaced (a call that worked but whose answer was lost);
   - `report_volumes_creating()`: DescribeVolumes says `creating` instead of `available` (moto's volumes are
     available at once, so this is how "never becomes available" is shown);
   - `fail_uploads()`: S3 PUTs (parts, objects) answer 403 AccessDenied;
   - `stall_uploads()`: S3 PUTs are held until `release()` (or a deadline), so a test can act while the worker is
     mid-archive with the volume attached.
 
-Every EC2 action and every AWS Backup DeleteRecoveryPoint is recorded in `calls`. DeleteRecoveryPoint is answered
+Every EC2 and RDS action and every AWS Backup DeleteRecoveryPoint is recorded in `calls`. DeleteRecoveryPoint is answered
 here (moto 5.2.5 has no recovery points), which makes this proxy the witness of whether the flow deleted one.
 """
 
@@ -36,7 +38,7 @@ class Call:
 
 @dataclass
 class Rules:
-    fail: dict = field(default_factory=dict)  # EC2 action -> [remaining, status, code, message]
+    fail: dict = field(default_factory=dict)  # EC2/RDS action -> [remaining, status, code, message, after_forward]
     volumes_creating: bool = False
     uploads_fail: bool = False
     stall: threading.Event | None = None  # set = released
@@ -75,9 +77,9 @@ class FaultProxy(httpbase.Server):
             self.stalled.clear()
 
     def fail(self, action: str, times: int = 1, status: int = 503, code: str = "ServiceUnavailable",
-             message: str = "injected by the test's fault proxy"):
+             message: str = "injected by the test's fault proxy", after_forward: bool = False):
         with self.lock:
-            self.rules.fail[action] = [times, status, code, message]
+            self.rules.fail[action] = [times, status, code, message, after_forward]
 
     def report_volumes_creating(self):
         self.rules.volumes_creating = True
@@ -119,8 +121,8 @@ class FaultHandler(RouterHandler):
     def route(self):
         service = service_of(self.headers)
         path = self.path.split("?", 1)[0]
-        if service == "ec2" and self.command == "POST":
-            return self.ec2()
+        if service in ("ec2", "rds") and self.command == "POST":
+            return self.query(service)
         if service == "backup" and self.command == "DELETE" and "/recovery-points/" in path:
             return self.delete_recovery_point(path)
         if service == "s3" and self.command == "PUT":
@@ -138,7 +140,8 @@ class FaultHandler(RouterHandler):
                     return self.send(503, b"<Error><Code>SlowDown</Code><Message>stalled</Message></Error>")
         return self.proxy(self.server.upstream_port)
 
-    def ec2(self):
+    def query(self, service: str):
+        """EC2 and RDS speak the query protocol: the action is a form field, errors are XML (in each its own)."""
         body = self.read_body()
         params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
         action = params.get("Action", "")
@@ -147,12 +150,12 @@ class FaultHandler(RouterHandler):
             faulted = bool(rule and rule[0] > 0)
             if faulted:
                 rule[0] -= 1
-        self.server.record(Call("ec2", action, params, faulted))
+        self.server.record(Call(service, action, params, faulted))
         if faulted:
-            _, status, code, message = rule
-            error = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
-                     f"<Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>")
-            return self.send(status, error.encode(), {"Content-Type": "text/xml"})
+            _, status, code, message, after_forward = rule
+            if after_forward:
+                self.forward(body)
+            return self.send(status, query_error(service, code, message).encode(), {"Content-Type": "text/xml"})
         status, headers, answer = self.forward(body)
         if action == "DescribeVolumes" and self.server.rules.volumes_creating:
             answer = answer.replace(b"<status>available</status>", b"<status>creating</status>")
@@ -176,6 +179,15 @@ class FaultHandler(RouterHandler):
         arn = urllib.parse.unquote("/".join(parts[4:]))
         self.server.record(Call("backup", "DeleteRecoveryPoint", {"BackupVaultName": vault, "RecoveryPointArn": arn}))
         self.send(200, b"{}", {"Content-Type": "application/json"})
+
+
+def query_error(service: str, code: str, message: str) -> str:
+    """An error document as EC2 or RDS writes it."""
+    if service == "ec2":
+        return (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+                f"<Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>")
+    return (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+            f"<RequestId>fault-proxy</RequestId></ErrorResponse>")
 
 
 def wait_until(condition, timeout: float, what: str):

@@ -16,6 +16,8 @@ use lambda_runtime::Diagnostic;
 
 #[cfg(feature = "dynamodb")]
 pub mod tables;
+#[cfg(feature = "s3")]
+pub mod storage;
 #[cfg(feature = "ec2")]
 pub mod volumes;
 

@@ -1,7 +1,8 @@
 //! The `plan` Lambda, first state of every flow: any trigger (EventBridge, SNS, manual input)
 //! becomes an [`ArchiveRequest`](archiver_core::request::ArchiveRequest), a skip, or an error
-//! with a stable name. Its AWS calls are lookups: DescribeSnapshots, for the size and encryption
-//! of an EBS snapshot, and a HeadObject of the planned archive's manifest, whose presence makes a
+//! with a stable name. Its AWS calls are lookups: the snapshot the event names, described with
+//! DescribeSnapshots (EBS), DescribeDBSnapshots (RDS) or DescribeDBClusterSnapshots (Aurora) for its
+//! state, size, encryption, engine and source, and a HeadObject of the planned archive's manifest, whose presence makes a
 //! later duplicate of the trigger a `DuplicateArchive` instead of a second archive. Every
 //! decision is [`archiver_core::request`]'s.
 //!
@@ -14,10 +15,13 @@ use archiver_core::event::TriggerEvent;
 use archiver_core::flow::FlowError;
 use archiver_core::manifest::MANIFEST_NAME;
 use archiver_core::request::{
-    archive_target, plan_archive, ArchiveRequest, PlanConfig, PlanError, PlanOutcome, ResourceKind, SnapshotFacts,
-    Targeting,
+    archive_target, plan_archive, rds_snapshot_type, ArchiveRequest, PlanConfig, PlanError, PlanOutcome, ResourceKind,
+    SnapshotFacts, Targeting,
 };
 use aws_sdk_ec2::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 use lambda_common::{required_env, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -25,7 +29,7 @@ use serde_json::Value;
 
 /// The environment variable holding [`PlanConfig`] as JSON.
 const PLAN_CONFIG_ENV: &str = "PLAN_CONFIG";
-/// EC2 reports volume sizes in GiB.
+/// EC2 reports volume sizes, and RDS allocated storage, in GiB.
 const GIB: u64 = 1 << 30;
 /// The volume id EC2 gives snapshots copied from another region or account: not a real volume.
 /// <https://docs.aws.amazon.com/ebs/latest/userguide/ebs-copy-snapshot.html>
@@ -39,7 +43,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(%error, "bad configuration: every invocation will fail");
     }
     let aws = lambda_common::aws_config().await;
-    let clients = Clients { ec2: Client::new(&aws), s3: lambda_common::s3_client(&aws) };
+    let clients =
+        Clients { ec2: Client::new(&aws), rds: aws_sdk_rds::Client::new(&aws), s3: lambda_common::s3_client(&aws) };
     let (clients, config) = (&clients, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         plan(clients, config.as_ref().map_err(Clone::clone)?, &event.payload, Utc::now()).await
@@ -50,6 +55,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 /// The services `plan` looks things up in.
 struct Clients {
     ec2: Client,
+    rds: aws_sdk_rds::Client,
     s3: aws_sdk_s3::Client,
 }
 
@@ -78,8 +84,10 @@ async fn plan(clients: &Clients, config: &PlanConfig, payload: &Value, now: Date
     };
     let facts = match target.kind {
         ResourceKind::Ebs => describe_snapshot(&clients.ec2, &target.snapshot_id).await?,
-        // The database flows describe their snapshots with their own clients (RDS, DynamoDB).
-        _ => SnapshotFacts::default(),
+        ResourceKind::Rds => describe_db_snapshot(&clients.rds, &target.snapshot_id).await?,
+        ResourceKind::Aurora => describe_cluster_snapshot(&clients.rds, &target.snapshot_id).await?,
+        // A DynamoDB backup's plan needs no fact beyond the event's.
+        ResourceKind::DynamoDb => SnapshotFacts::default(),
     };
     let outcome = plan_archive(&event, &facts, config, now).map_err(plan_error)?;
     if let PlanOutcome::Planned(request) = &outcome {
@@ -124,26 +132,92 @@ async fn refuse_if_archived(s3: &aws_sdk_s3::Client, request: &ArchiveRequest) -
 
 /// The facts of an EBS snapshot: state, size, encryption, source volume, start time.
 async fn describe_snapshot(ec2: &Client, snapshot_id: &str) -> Result<SnapshotFacts, StepError> {
-    let output = ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.map_err(|e| {
-        let failure = AwsFailure::of(&format!("DescribeSnapshots {snapshot_id}"), &e);
-        match failure.class {
-            AwsErrorClass::NotFound => StepError::new(errors::SNAPSHOT_NOT_FOUND, failure.message),
-            _ => failure.into_step_error(errors::LOOKUP_INCOMPLETE),
-        }
-    })?;
-    let snapshot = output.snapshots().first().ok_or_else(|| {
-        StepError::new(errors::SNAPSHOT_NOT_FOUND, format!("DescribeSnapshots {snapshot_id}: no such snapshot"))
-    })?;
+    let operation = format!("DescribeSnapshots {snapshot_id}");
+    let output = ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.map_err(|e| lookup_error(&operation, &e))?;
+    let snapshot = output.snapshots().first().ok_or_else(|| no_such_snapshot(&operation))?;
     Ok(SnapshotFacts {
         status: snapshot.state().map(|s| s.as_str().to_string()),
-        size_bytes: snapshot.volume_size().and_then(|gib| u64::try_from(gib).ok()).map(|gib| gib * GIB),
+        size_bytes: snapshot.volume_size().and_then(gib_to_bytes),
         encrypted: snapshot.encrypted(),
         kms_key_id: snapshot.kms_key_id().map(str::to_string),
         source_resource_id: snapshot.volume_id().filter(|id| *id != PLACEHOLDER_VOLUME_ID).map(str::to_string),
         vault_name: None,
         engine: None,
-        created_at: snapshot.start_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+        created_at: snapshot.start_time().and_then(utc),
     })
+}
+
+/// The facts of an RDS DB snapshot: status, engine, allocated storage, encryption, DB instance,
+/// creation time. By identifier: the ARN names a snapshot of this account and region, where
+/// the identifier is unique.
+async fn describe_db_snapshot(rds: &aws_sdk_rds::Client, snapshot_id: &str) -> Result<SnapshotFacts, StepError> {
+    let operation = format!("DescribeDBSnapshots {snapshot_id}");
+    let output = rds
+        .describe_db_snapshots()
+        .db_snapshot_identifier(snapshot_id)
+        .set_snapshot_type(rds_snapshot_type(snapshot_id).map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| lookup_error(&operation, &e))?;
+    let snapshot = output.db_snapshots().first().ok_or_else(|| no_such_snapshot(&operation))?;
+    Ok(SnapshotFacts {
+        status: snapshot.status().map(str::to_string),
+        size_bytes: snapshot.allocated_storage().and_then(gib_to_bytes),
+        encrypted: snapshot.encrypted(),
+        kms_key_id: snapshot.kms_key_id().map(str::to_string),
+        engine: snapshot.engine().map(str::to_string),
+        source_resource_id: snapshot.db_instance_identifier().map(str::to_string),
+        vault_name: None,
+        created_at: snapshot.snapshot_create_time().and_then(utc),
+    })
+}
+
+/// The facts of an Aurora (DB cluster) snapshot, as [`describe_db_snapshot`]'s.
+async fn describe_cluster_snapshot(rds: &aws_sdk_rds::Client, snapshot_id: &str) -> Result<SnapshotFacts, StepError> {
+    let operation = format!("DescribeDBClusterSnapshots {snapshot_id}");
+    let output = rds
+        .describe_db_cluster_snapshots()
+        .db_cluster_snapshot_identifier(snapshot_id)
+        .set_snapshot_type(rds_snapshot_type(snapshot_id).map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| lookup_error(&operation, &e))?;
+    let snapshot = output.db_cluster_snapshots().first().ok_or_else(|| no_such_snapshot(&operation))?;
+    Ok(SnapshotFacts {
+        status: snapshot.status().map(str::to_string),
+        size_bytes: snapshot.allocated_storage().and_then(gib_to_bytes),
+        encrypted: snapshot.storage_encrypted(),
+        kms_key_id: snapshot.kms_key_id().map(str::to_string),
+        engine: snapshot.engine().map(str::to_string),
+        source_resource_id: snapshot.db_cluster_identifier().map(str::to_string),
+        vault_name: None,
+        created_at: snapshot.snapshot_create_time().and_then(utc),
+    })
+}
+
+/// A describe call's error: `SnapshotNotFound` when the service says so, else transient or
+/// `LookupIncomplete`.
+fn lookup_error<E>(operation: &str, error: &SdkError<E, HttpResponse>) -> StepError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let failure = AwsFailure::of(operation, error);
+    match failure.class {
+        AwsErrorClass::NotFound => StepError::new(errors::SNAPSHOT_NOT_FOUND, failure.message),
+        _ => failure.into_step_error(errors::LOOKUP_INCOMPLETE),
+    }
+}
+
+fn no_such_snapshot(operation: &str) -> StepError {
+    StepError::new(errors::SNAPSHOT_NOT_FOUND, format!("{operation}: no such snapshot"))
+}
+
+fn gib_to_bytes(gib: i32) -> Option<u64> {
+    u64::try_from(gib).ok().map(|gib| gib * GIB)
+}
+
+fn utc(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(time.secs(), time.subsec_nanos())
 }
 
 #[cfg(test)]
@@ -157,7 +231,7 @@ mod tests {
             .region(aws_config::Region::new("eu-west-1"))
             .endpoint_url("http://127.0.0.1:9")
             .build();
-        Clients { ec2: Client::new(&config), s3: lambda_common::s3_client(&config) }
+        Clients { ec2: Client::new(&config), rds: aws_sdk_rds::Client::new(&config), s3: lambda_common::s3_client(&config) }
     }
 
     fn config() -> PlanConfig {

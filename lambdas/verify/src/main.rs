@@ -4,15 +4,13 @@
 //! byte on the way up, and `backup-archiver verify` re-hashes them on demand.
 //! Decisions: [`verify_listing`].
 
-use std::collections::BTreeMap;
-
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flow::{missing_manifest, verify_listing, Verification, VerifyInput};
 use archiver_core::manifest::{Manifest, MANIFEST_NAME};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;
-use lambda_common::{parse_input, AwsFailure, StepError};
+use lambda_common::{parse_input, storage, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -35,7 +33,7 @@ fn storage_error(failure: AwsFailure) -> StepError {
 async fn verify(s3: &Client, input: VerifyInput) -> Result<Verification, StepError> {
     let destination = &input.destination;
     let manifest = read_manifest(s3, destination).await?;
-    let listing = list(s3, destination).await?;
+    let listing = storage::list(s3, destination).await?;
     let verification = verify_listing(destination, &manifest, &listing)
         .map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
     tracing::info!(objects = verification.objects, total_size = verification.total_size, "verified");
@@ -65,20 +63,4 @@ async fn read_manifest(s3: &Client, destination: &S3Location) -> Result<Manifest
         .map_err(|e| StepError::new(errors::RETRYABLE, format!("reading {}: {e}", destination.url_of(&key))))?
         .into_bytes();
     Manifest::from_json(&bytes).map_err(|e| incomplete(format!("is not a valid manifest: {e}")))
-}
-
-/// Every key under the archive's prefix with its size.
-async fn list(s3: &Client, destination: &S3Location) -> Result<BTreeMap<String, u64>, StepError> {
-    let prefix = if destination.prefix.is_empty() { String::new() } else { format!("{}/", destination.prefix) };
-    let mut pages = s3.list_objects_v2().bucket(&destination.bucket).prefix(&prefix).into_paginator().send();
-    let mut listing = BTreeMap::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| storage_error(AwsFailure::of(&format!("ListObjectsV2 {destination}/"), &e)))?;
-        for object in page.contents() {
-            if let Some(key) = object.key() {
-                listing.insert(key.to_string(), object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0));
-            }
-        }
-    }
-    Ok(listing)
 }
