@@ -2,24 +2,30 @@
 
 The template is written by hand (each role is least privilege for its one function), so these
 tests keep it honest as the flows grow: it deploys exactly the state machines in
-state-machines/ and one function per Lambda crate in lambdas/, every `${Placeholder}` of an ASL
-file has a substitution and every substitution a placeholder, and the IAM invariants that a
-security reviewer relies on hold (volume actions only on tagged volumes, PassRole only with
+state-machines/ and one function per directory in lambdas/, every `${Placeholder}` of every ASL
+file has a substitution and every substitution a placeholder, every event pattern in
+state-machines/events/ has a rule that targets the state machine emulator/deploy.py's RULE_TARGETS
+names, and the IAM invariants that a security reviewer relies on hold (volume, database, table
+and password actions only on resources tagged with the stack's name, PassRole only with
 iam:PassedToService, no wildcard actions).
 
 Runs with the standard library and cfn-lint's template decoder (it understands !Ref, !Sub, ...).
+
+BA_INFRA_ROOT=DIR checks this template against another checkout's state-machines/, lambdas/,
+emulator/deploy.py and core/ (a preview of a merge, say) instead of this repository's.
 """
 
+import ast
 import json
+import os
 import re
-import subprocess
 import unittest
 from pathlib import Path
 
 from cfnlint.decode import decode
 
 INFRA = Path(__file__).resolve().parents[1]
-ROOT = INFRA.parent
+ROOT = Path(os.environ.get("BA_INFRA_ROOT") or INFRA.parent).resolve()
 TEMPLATE = INFRA / "template.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 # The tag the flow puts on every temporary volume (core::flow TAG_MANAGED_BY, valued with the stack name), and
@@ -28,6 +34,18 @@ VOLUME_TAG = "backup-archiver:managed-by"
 STACK_TAG = "backup-archiver:stack"
 # Actions on temporary volumes that must be limited to the flow's own volumes and instances.
 TAGGED_VOLUME_ACTIONS = {"ec2:attachvolume", "ec2:detachvolume", "ec2:deletevolume"}
+# Actions that change or delete what the database flows create at run time (temporary DB instances
+# and clusters, their password parameters, temporary DynamoDB tables): allowed only on resources
+# tagged with the stack's name.
+TAGGED_RUNTIME_ACTIONS = {
+    "rds:deletedbinstance", "rds:deletedbcluster", "rds:modifydbinstance", "rds:modifydbcluster",
+    "ssm:deleteparameter", "ssm:getparameter", "dynamodb:deletetable", "dynamodb:updatecontinuousbackups",
+}
+# Actions that create them: allowed only with the stack's tag in the request.
+TAGGED_CREATE_ACTIONS = {
+    "rds:restoredbinstancefromdbsnapshot", "rds:restoredbclusterfromsnapshot", "rds:createdbinstance",
+    "rds:addtagstoresource", "ssm:putparameter", "ssm:addtagstoresource", "dynamodb:tagresource",
+}
 
 
 def load_template():
@@ -41,28 +59,43 @@ def resources(template, kind):
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def lambda_crates():
-    """Package names of the workspace members under lambdas/ that have a binary target."""
-    meta = json.loads(
-        subprocess.run(
-            ["cargo", "metadata", "--no-deps", "--format-version", "1", "--manifest-path", str(ROOT / "Cargo.toml")],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
-    prefix = str(ROOT / "lambdas") + "/"
-    return {
-        p["name"]
-        for p in meta["packages"]
-        if p["manifest_path"].startswith(prefix) and any("bin" in t["kind"] for t in p["targets"])
-    }
+def lambda_dirs():
+    """The directories under lambdas/ that are functions: a crate with a binary (src/main.rs);
+    lambdas/common is a library. Each builds the binary lambda-<dir> (the flows contract), which
+    infra/build-lambdas zips as .build/lambdas/lambda-<dir>.zip."""
+    return {p.parent.name for p in (ROOT / "lambdas").glob("*/Cargo.toml") if (p.parent / "src" / "main.rs").exists()}
 
 
-def logical_id(crate):
-    """Package lambda-delete-volume -> DeleteVolumeFunction: the template's naming rule."""
-    name = crate.removeprefix("lambda-")
-    return "".join(part.capitalize() for part in re.split(r"[-_]", name)) + "Function"
+def pascal(name):
+    """delete-volume -> DeleteVolume: the template's (and the emulator's) naming rule."""
+    return "".join(part.capitalize() for part in re.split(r"[-_]", name))
+
+
+def logical_id(directory):
+    """lambdas/delete-volume -> DeleteVolumeFunction."""
+    return pascal(directory) + "Function"
+
+
+def definition_path(location):
+    """DefinitionS3Location (relative to infra/, `../state-machines/X.asl.json`) in ROOT."""
+    return (ROOT / location.removeprefix("../")).resolve() if location.startswith("../") else (INFRA / location).resolve()
+
+
+def rule_targets():
+    """emulator/deploy.py's RULE_TARGETS: event pattern stem -> state machine stem."""
+    tree = ast.parse((ROOT / "emulator" / "deploy.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RULE_TARGETS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("emulator/deploy.py has no RULE_TARGETS")
+
+
+def rust_str_list(path, const):
+    """The strings of `pub const NAME: &[&str] = &[...]` in a Rust file, or None."""
+    if not path.exists():
+        return None
+    match = re.search(rf"pub const {const}: &\[&str\] =\s*&\[([^\]]*)\]", path.read_text())
+    return set(re.findall(r'"([a-z_]+)"', match.group(1))) if match else None
 
 
 def statements(template, with_condition=False):
@@ -94,7 +127,7 @@ class StateMachines(unittest.TestCase):
             self.assertNotIn("DefinitionString", props, f"{name}: the definition comes from its file")
             location = props.get("DefinitionS3Location")
             self.assertIsInstance(location, str, f"{name}: DefinitionS3Location must be a local path for `package`")
-            deployed[(INFRA / location).resolve()] = name
+            deployed[definition_path(location)] = name
         files = {p.resolve() for p in (ROOT / "state-machines").glob("*.asl.json")}
         self.assertEqual(
             set(deployed),
@@ -103,17 +136,39 @@ class StateMachines(unittest.TestCase):
         )
         self.assertEqual(len(deployed), len(self.machines), "two state machines deploy the same file")
 
-    def test_every_placeholder_has_a_substitution_and_every_substitution_a_placeholder(self):
+    def test_every_placeholder_of_every_asl_file_has_a_substitution_and_every_substitution_a_placeholder(self):
+        by_file = {definition_path(m["Properties"]["DefinitionS3Location"]): (n, m) for n, m in self.machines.items()}
+        files = sorted((ROOT / "state-machines").glob("*.asl.json"))
+        self.assertTrue(files, "no state-machines/*.asl.json")
+        for path in files:
+            with self.subTest(file=path.name):
+                self.assertIn(path.resolve(), by_file, f"{path.name} is not deployed")
+                name, machine = by_file[path.resolve()]
+                used = set(PLACEHOLDER.findall(path.read_text()))
+                given = set(machine["Properties"].get("DefinitionSubstitutions", {}))
+                self.assertEqual(used - given, set(), f"{name}: placeholders of {path.name} without a substitution")
+                self.assertEqual(given - used, set(), f"{name}: substitutions no placeholder of {path.name} uses")
+
+    def test_state_machines_are_standard_and_named_after_their_file(self):
         for name, machine in self.machines.items():
             props = machine["Properties"]
-            path = (INFRA / props["DefinitionS3Location"]).resolve()
-            if not path.exists():
-                self.fail(f"{name}: {path} does not exist")
-            text = path.read_text()
-            used = set(PLACEHOLDER.findall(text))
-            given = set(props.get("DefinitionSubstitutions", {}))
-            self.assertEqual(used - given, set(), f"{name}: placeholders without a substitution")
-            self.assertEqual(given - used, set(), f"{name}: substitutions no placeholder uses")
+            stem = definition_path(props["DefinitionS3Location"]).name.removesuffix(".asl.json")
+            self.assertEqual(props["StateMachineType"], "STANDARD", name)
+            self.assertEqual(props["StateMachineName"], {"Fn::Sub": f"${{AWS::StackName}}-{stem}"}, name)
+            self.assertEqual(name, pascal(stem) + "StateMachine", name)
+
+    def test_handoff_prefix_is_built_from_the_naming_rule_not_a_reference(self):
+        # A !Ref or !GetAtt of another state machine here would make the machines depend on each
+        # other in a cycle (each may hand off to every other).
+        for name, machine in self.machines.items():
+            prefix = machine["Properties"].get("DefinitionSubstitutions", {}).get("StateMachineArnPrefix")
+            if prefix is None:
+                continue
+            self.assertEqual(
+                prefix,
+                {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-"},
+                name,
+            )
 
     def test_definitions_are_json(self):
         for path in (ROOT / "state-machines").glob("*.asl.json"):
@@ -129,25 +184,54 @@ class StateMachines(unittest.TestCase):
 
 
 class Triggers(unittest.TestCase):
-    """The rules match the project's own patterns, state-machines/events/*.json (the ones the local
-    emulator uses), apart from the vault field, which the template fills from VaultNames."""
+    """One rule per pattern in state-machines/events/ (the ones the local emulator uses), named
+    STACK-<pattern stem>, with the same pattern apart from the vault field (which the template
+    fills from VaultNames), targeting the state machine RULE_TARGETS names for it."""
 
-    RULES = {"backup-job-completed.json": "BackupJobRule", "copy-job-completed.json": "CopyJobRule"}
     VAULT_FIELDS = {"backupVaultName", "destinationBackupVaultArn"}
 
+    def setUp(self):
+        self.template = load_template()
+        self.rules = {}
+        for name, rule in resources(self.template, "AWS::Events::Rule").items():
+            sub = rule["Properties"]["Name"]["Fn::Sub"]
+            self.assertTrue(sub.startswith("${AWS::StackName}-"), name)
+            self.rules[sub.removeprefix("${AWS::StackName}-")] = name
+
+    def test_every_pattern_has_a_rule_and_every_rule_a_pattern(self):
+        patterns = {p.stem for p in (ROOT / "state-machines" / "events").glob("*.json")}
+        self.assertEqual(set(self.rules), patterns, "template rules and state-machines/events/ disagree")
+
     def test_rules_use_the_projects_event_patterns(self):
-        template = load_template()
         events = ROOT / "state-machines" / "events"
-        if not events.is_dir():
-            self.skipTest("no state-machines/events/ yet")
-        for file, rule in self.RULES.items():
-            project = json.loads((events / file).read_text())
-            ours = template["Resources"][rule]["Properties"]["EventPattern"]
+        for stem, rule in self.rules.items():
+            project = json.loads((events / f"{stem}.json").read_text())
+            ours = self.template["Resources"][rule]["Properties"]["EventPattern"]
             self.assertEqual(ours["source"], project["source"], rule)
             self.assertEqual(ours["detail-type"], project["detail-type"], rule)
             strip = lambda detail: {k: v for k, v in detail.items() if k not in self.VAULT_FIELDS}
             self.assertEqual(strip(ours["detail"]), strip(project["detail"]), rule)
             self.assertEqual(set(ours["detail"]) & self.VAULT_FIELDS, set(project["detail"]) & self.VAULT_FIELDS, rule)
+
+    def test_rules_target_the_state_machine_rule_targets_names(self):
+        targets = rule_targets()
+        machines = resources(self.template, "AWS::StepFunctions::StateMachine")
+        for stem, rule in self.rules.items():
+            self.assertIn(stem, targets, f"emulator/deploy.py RULE_TARGETS has no entry for {stem}")
+            (target,) = self.template["Resources"][rule]["Properties"]["Targets"]
+            machine = machines[target["Arn"]["Ref"]]["Properties"]["DefinitionS3Location"]
+            self.assertEqual(definition_path(machine).name, f"{targets[stem]}.asl.json", rule)
+            self.assertEqual(target["RoleArn"], {"Fn::GetAtt": ["EventsRole", "Arn"]}, rule)
+            self.assertIn("DeadLetterConfig", target, rule)
+
+    def test_the_events_role_may_start_every_rule_target(self):
+        allowed = []
+        for role, statement in statements(self.template):
+            if role == "EventsRole" and "states:StartExecution" in as_list(statement["Action"]):
+                allowed += as_list(statement["Resource"])
+        for rule in self.rules.values():
+            (target,) = self.template["Resources"][rule]["Properties"]["Targets"]
+            self.assertIn(target["Arn"], allowed, rule)
 
 
 class Functions(unittest.TestCase):
@@ -155,12 +239,21 @@ class Functions(unittest.TestCase):
         self.template = load_template()
         self.functions = resources(self.template, "AWS::Lambda::Function")
 
-    def test_one_function_per_lambda_crate(self):
-        crates = lambda_crates()
-        expected = {logical_id(c): c for c in crates}
+    def test_every_lambda_directory_has_a_function_and_every_function_a_directory(self):
+        expected = {logical_id(d): d for d in lambda_dirs()}
         self.assertEqual(set(self.functions), set(expected), "template and lambdas/ disagree")
-        for name, crate in expected.items():
-            self.assertEqual(self.functions[name]["Properties"]["Code"], f".build/lambdas/{crate}.zip", name)
+        for name, directory in expected.items():
+            props = self.functions[name]["Properties"]
+            self.assertEqual(props["Code"], f".build/lambdas/lambda-{directory}.zip", name)
+            self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{directory}"}, name)
+
+    def test_the_state_machines_may_invoke_every_function(self):
+        invokable = []
+        for role, statement in statements(self.template):
+            if role == "StateMachineRole" and "lambda:InvokeFunction" in as_list(statement["Action"]):
+                invokable += as_list(statement["Resource"])
+        for name in self.functions:
+            self.assertIn({"Fn::GetAtt": [name, "Arn"]}, invokable, name)
 
     def test_functions_run_on_provided_al2023_x86_64(self):
         for name, function in self.functions.items():
@@ -203,6 +296,37 @@ class Iam(unittest.TestCase):
                                  f"{role}: CreateVolume without the stack's tag")
         self.assertGreater(checked, 0)
 
+    def test_database_table_and_password_actions_require_our_tag(self):
+        checked = 0
+        for role, statement in statements(self.template):
+            actions = {a.lower() for a in as_list(statement["Action"])}
+            resources_ = json.dumps(statement["Resource"])
+            condition = statement.get("Condition", {}).get("StringEquals", {})
+            for action in actions & TAGGED_RUNTIME_ACTIONS:
+                checked += 1
+                self.assertNotEqual(statement["Resource"], "*", f"{role}: {action}")
+                self.assertEqual(condition.get(f"aws:ResourceTag/{VOLUME_TAG}"), {"Ref": "AWS::StackName"},
+                                 f"{role}: {action} only on what this stack tagged")
+            for action in actions & TAGGED_CREATE_ACTIONS:
+                if not any(kind in resources_ for kind in (":db:", ":cluster:", ":parameter/", ":table/")):
+                    continue  # the other side of a create (the snapshot read, the subnet group)
+                checked += 1
+                tagged = condition.get(f"aws:RequestTag/{VOLUME_TAG}") == {"Ref": "AWS::StackName"} or (
+                    condition.get(f"aws:ResourceTag/{VOLUME_TAG}") == {"Ref": "AWS::StackName"})
+                self.assertTrue(tagged, f"{role}: {action} without the stack's tag")
+        self.assertGreater(checked, 0)
+
+    def test_temporary_tables_and_passwords_stay_under_the_flows_names(self):
+        for role, statement in statements(self.template):
+            for action in as_list(statement["Action"]):
+                text = json.dumps(statement["Resource"])
+                if action.startswith("ssm:"):
+                    self.assertIn(":parameter/backup-archiver/*", text, f"{role}: {action}")
+                if action in {"dynamodb:DeleteTable", "dynamodb:UpdateContinuousBackups", "dynamodb:TagResource",
+                              "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}:
+                    self.assertIn(":table/backup-archiver-*", text, f"{role}: {action}")
+                    self.assertNotIn('table/*"', text, f"{role}: {action}")
+
     def test_instances_carry_the_stack_tag(self):
         for name, environment in resources(self.template, "AWS::Batch::ComputeEnvironment").items():
             self.assertIn(STACK_TAG, environment["Properties"]["ComputeResources"]["Tags"], name)
@@ -230,7 +354,7 @@ class Iam(unittest.TestCase):
 class Worker(unittest.TestCase):
     def setUp(self):
         self.template = load_template()
-        (self.job,) = resources(self.template, "AWS::Batch::JobDefinition").values()
+        self.job = self.template["Resources"]["WorkerJobDefinition"]
 
     def test_retries_spot_interruptions_and_nothing_else(self):
         rules = self.job["Properties"]["RetryStrategy"]["EvaluateOnExit"]
@@ -258,6 +382,9 @@ class Worker(unittest.TestCase):
         self.assertEqual(refs - passed - defaults, set())
         self.assertIn("volume_id", refs)
 
+    def test_job_definitions_are_the_volume_job_and_the_dump_job(self):
+        self.assertEqual(set(resources(self.template, "AWS::Batch::JobDefinition")), {"WorkerJobDefinition", "DumpJobDefinition"})
+
     def test_one_spot_queue_per_availability_zone(self):
         queues = resources(self.template, "AWS::Batch::JobQueue")
         environments = self.template["Resources"]
@@ -268,6 +395,42 @@ class Worker(unittest.TestCase):
             self.assertEqual((first["Type"], first["AllocationStrategy"]), ("SPOT", "SPOT_PRICE_CAPACITY_OPTIMIZED"), name)
             self.assertEqual(second["Type"], "EC2", name)
             self.assertEqual(len(first["Subnets"]), 1, f"{name}: one AZ per queue")
+
+
+class DumpJob(unittest.TestCase):
+    def setUp(self):
+        self.template = load_template()
+        self.job = self.template["Resources"]["DumpJobDefinition"]["Properties"]
+        self.worker = self.template["Resources"]["WorkerJobDefinition"]["Properties"]
+
+    def test_same_image_timeout_and_spot_only_retry_as_the_volume_job(self):
+        self.assertEqual(self.job["ContainerProperties"]["Image"], self.worker["ContainerProperties"]["Image"])
+        self.assertEqual(self.job["Timeout"], self.worker["Timeout"])
+        self.assertEqual(self.job["RetryStrategy"], self.worker["RetryStrategy"])
+
+    def test_network_only_not_privileged_no_host_devices(self):
+        container = self.job["ContainerProperties"]
+        self.assertFalse(container.get("Privileged", False))
+        self.assertNotIn("Volumes", container)
+        self.assertNotIn("MountPoints", container)
+
+    def test_own_role_without_volume_actions(self):
+        role = self.job["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0]
+        self.assertNotEqual(role, self.worker["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0])
+        for name, statement in statements(self.template):
+            if name == role:
+                self.assertFalse(any(a.startswith("ec2:") for a in as_list(statement["Action"])), statement)
+
+    def test_command_is_batch_worker_dump_with_the_parameters_the_flow_passes(self):
+        command = self.job["ContainerProperties"]["Command"]
+        self.assertEqual(command[0], "dump")
+        refs = {arg.removeprefix("Ref::") for arg in command if arg.startswith("Ref::")}
+        passed = rust_str_list(ROOT / "core" / "src" / "database.rs", "DUMP_JOB_PARAMETERS")
+        if passed is None:
+            self.skipTest("core::database DUMP_JOB_PARAMETERS not here yet (the rds-dump branch)")
+        defaults = set(self.job.get("Parameters", {}))
+        self.assertEqual(refs - passed - defaults, set(), "Ref:: to a parameter nobody passes")
+        self.assertEqual(passed - refs, set(), "a parameter the flow passes that the command ignores")
 
 
 class Bucket(unittest.TestCase):
