@@ -149,8 +149,8 @@ pub fn idempotency_key(basis: IdempotencyBasis<'_>) -> String {
     }
 }
 
-/// The `ExportTaskIdentifier` of StartExportTask for one snapshot, given the snapshot's ARN (or,
-/// failing that, its identifier).
+/// The `ExportTaskIdentifier` of StartExportTask for one snapshot exported to one destination,
+/// given the snapshot's ARN (or, failing that, its identifier) and the archive's `s3://` URL.
 ///
 /// RDS requires a letter first, only letters, digits and hyphens, no `--` and no trailing `-`;
 /// we also keep it to 60 characters. Snapshot names break every one of these rules
@@ -161,12 +161,16 @@ pub fn idempotency_key(basis: IdempotencyBasis<'_>) -> String {
 /// stores identifiers, and the ARN is hashed lowercased, so an ARN typed in another case by an
 /// operator still finds the export that an event started (and `ExportTaskAlreadyExists` on a
 /// retry then means "already started").
-pub fn export_task_identifier(snapshot_arn: &str) -> String {
+///
+/// The destination is hashed too: export identifiers are per account and region, and two
+/// deployments that archive the same snapshot into different buckets must each get an export of
+/// their own, never poll (or, on failure, cancel) the other's.
+pub fn export_task_identifier(snapshot_arn: &str, destination: &str) -> String {
     let name = ["cluster-snapshot:", ":snapshot:"]
         .iter()
         .find_map(|marker| snapshot_arn.find(marker).map(|at| &snapshot_arn[at + marker.len()..]))
         .unwrap_or(snapshot_arn);
-    let hash = short_hash(&snapshot_arn.to_ascii_lowercase());
+    let hash = short_hash(&format!("{}\n{destination}", snapshot_arn.to_ascii_lowercase()));
     let mut readable = slug(name);
     if !readable.starts_with(|c: char| c.is_ascii_lowercase()) {
         readable = if readable.is_empty() { "export".to_string() } else { format!("export-{readable}") };
@@ -178,6 +182,8 @@ pub fn export_task_identifier(snapshot_arn: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DESTINATION: &str = "s3://example-archive/backups/rds/orders/2025/03/04/snap";
     use std::collections::HashMap;
 
     /// A small deterministic generator (xorshift64*): the tests need many awkward strings, not
@@ -366,7 +372,7 @@ mod tests {
 
     #[test]
     fn export_identifier_of_an_automated_snapshot() {
-        let id = export_task_identifier(ARN);
+        let id = export_task_identifier(ARN, DESTINATION);
         assert!(id.starts_with("rds-orders-postgres-2025-03-04-02-17-"), "{id}");
         assert!(is_valid_export_identifier(&id), "{id}");
         assert_eq!(id.len(), "rds-orders-postgres-2025-03-04-02-17-".len() + HASH_LEN);
@@ -376,17 +382,17 @@ mod tests {
     fn export_identifier_of_an_aws_backup_cluster_snapshot() {
         let arn =
             "arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:awsbackup:job-9a8b7c6d-5e4f-3a2b-1c0d-9e8f7a6b5c4d";
-        let id = export_task_identifier(arn);
+        let id = export_task_identifier(arn, DESTINATION);
         assert!(id.starts_with("awsbackup-job-9a8b7c6d-5e4f-3a2b-1c0d-9e8f7a6b5c4d-"), "{id}");
         assert!(is_valid_export_identifier(&id), "{id}");
     }
 
     #[test]
     fn export_identifier_gets_a_letter_before_leading_digits() {
-        let id = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:2025-03-04-final");
+        let id = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:2025-03-04-final", DESTINATION);
         assert!(id.starts_with("export-2025-03-04-final-"), "{id}");
         assert!(is_valid_export_identifier(&id));
-        let only_symbols = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:::--::");
+        let only_symbols = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:::--::", DESTINATION);
         assert!(only_symbols.starts_with("export-"), "{only_symbols}");
         assert!(is_valid_export_identifier(&only_symbols), "{only_symbols}");
     }
@@ -395,31 +401,38 @@ mod tests {
     fn export_identifier_truncates_long_names_and_keeps_them_apart() {
         let long_a = format!("arn:aws:rds:eu-west-1:1:snapshot:{}-a", "very-long-name".repeat(20));
         let long_b = format!("arn:aws:rds:eu-west-1:1:snapshot:{}-b", "very-long-name".repeat(20));
-        let (a, b) = (export_task_identifier(&long_a), export_task_identifier(&long_b));
+        let (a, b) = (export_task_identifier(&long_a, DESTINATION), export_task_identifier(&long_b, DESTINATION));
         assert!(is_valid_export_identifier(&a) && is_valid_export_identifier(&b), "{a} {b}");
         assert_eq!(a.len(), MAX_EXPORT_TASK_IDENTIFIER_LEN.min(a.len()));
         assert_ne!(a, b, "the same first 51 characters, different snapshots");
     }
 
     #[test]
+    fn export_identifier_is_per_destination() {
+        let ours = export_task_identifier(ARN, DESTINATION);
+        assert_eq!(ours, export_task_identifier(ARN, DESTINATION), "stable: a retry finds its export");
+        assert_ne!(ours, export_task_identifier(ARN, "s3://other-archive/backups/rds/orders"), "another deployment's");
+    }
+
+    #[test]
     fn export_identifier_separates_db_and_cluster_snapshots_of_one_name() {
-        let db = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:nightly");
-        let cluster = export_task_identifier("arn:aws:rds:eu-west-1:1:cluster-snapshot:nightly");
+        let db = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:nightly", DESTINATION);
+        let cluster = export_task_identifier("arn:aws:rds:eu-west-1:1:cluster-snapshot:nightly", DESTINATION);
         assert_ne!(db, cluster);
     }
 
     #[test]
     fn export_identifier_separates_colon_and_hyphen_names() {
-        let colon = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:rds:db-2025-03-04-02-17");
-        let hyphen = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:rds-db-2025-03-04-02-17");
+        let colon = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:rds:db-2025-03-04-02-17", DESTINATION);
+        let hyphen = export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:rds-db-2025-03-04-02-17", DESTINATION);
         assert_ne!(colon, hyphen);
     }
 
     #[test]
     fn export_identifier_ignores_the_case_an_operator_typed() {
         assert_eq!(
-            export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:Nightly-DB"),
-            export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:nightly-db")
+            export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:Nightly-DB", DESTINATION),
+            export_task_identifier("arn:aws:rds:eu-west-1:1:snapshot:nightly-db", DESTINATION)
         );
     }
 
@@ -434,9 +447,9 @@ mod tests {
                 1 => format!("arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:{name}"),
                 _ => name.clone(),
             };
-            let id = export_task_identifier(&arn);
+            let id = export_task_identifier(&arn, DESTINATION);
             assert!(is_valid_export_identifier(&id), "{arn:?} -> {id:?}");
-            assert_eq!(id, export_task_identifier(&arn), "stable");
+            assert_eq!(id, export_task_identifier(&arn, DESTINATION), "stable");
             if let Some(previous) = seen.insert(id.clone(), arn.to_ascii_lowercase()) {
                 assert_eq!(previous, arn.to_ascii_lowercase(), "two snapshots share {id}");
             }

@@ -1226,7 +1226,7 @@ fn plan_target(
             field: "snapshot_arn",
             hint: "StartExportTask needs the snapshot's ARN, and the event gave neither it nor an SNS topic ARN",
         })?;
-        Some(naming::export_task_identifier(&arn.to_string()))
+        Some(naming::export_task_identifier(&arn.to_string(), &destination.to_string()))
     } else {
         None
     };
