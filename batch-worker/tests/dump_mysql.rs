@@ -54,11 +54,6 @@ fn dump_args(db: &Mariadb, extra: &[&str]) -> Vec<String> {
     args
 }
 
-fn run(world: &World, prefix: &str, args: &[String]) -> std::process::Output {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    world.dump(prefix, &args)
-}
-
 #[test]
 fn mariadb_dump_restores_every_database_with_the_same_rows() {
     let db = Mariadb::start(PASSWORD);
@@ -66,7 +61,7 @@ fn mariadb_dump_restores_every_database_with_the_same_rows() {
     let world = World::new("mydump");
     world.put_parameter(PARAMETER, PASSWORD);
 
-    let out = run(&world, "my", &dump_args(&db, &[]));
+    let out = world.dump("my", &dump_args(&db, &[]));
     assert_success("batch-worker dump", &out);
     assert_not_leaked(PASSWORD, &out);
     assert_eq!(
@@ -108,7 +103,7 @@ fn mariadb_dump_of_a_missing_database_fails_and_leaves_nothing() {
     world.put_parameter(PARAMETER, PASSWORD);
 
     // shop is stored before the second dump fails: it must be deleted again.
-    let out = run(&world, "my", &dump_args(&db, &["--database", "shop", "--database", "gone"]));
+    let out = world.dump("my", &dump_args(&db, &["--database", "shop", "--database", "gone"]));
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(PASSWORD, &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -123,7 +118,7 @@ fn mariadb_dump_with_a_wrong_password_fails_without_printing_it() {
     let wrong = "wrong-Passw0rd-value";
     world.put_parameter(PARAMETER, wrong);
 
-    let out = run(&world, "my", &dump_args(&db, &["--database", "shop"]));
+    let out = world.dump("my", &dump_args(&db, &["--database", "shop"]));
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(wrong, &out);
     assert_not_leaked(PASSWORD, &out);

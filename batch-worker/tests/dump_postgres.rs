@@ -54,11 +54,6 @@ fn dump_args(pg: &Postgres, extra: &[&str]) -> Vec<String> {
     args
 }
 
-fn run(world: &World, prefix: &str, args: &[String]) -> std::process::Output {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    world.dump(prefix, &args)
-}
-
 #[test]
 fn postgres_dump_restores_every_database_with_the_same_rows() {
     let pg = Postgres::start(PASSWORD);
@@ -66,7 +61,7 @@ fn postgres_dump_restores_every_database_with_the_same_rows() {
     let world = World::new("pgdump");
     world.put_parameter(PARAMETER, PASSWORD);
 
-    let out = run(&world, "pg", &dump_args(&pg, &[]));
+    let out = world.dump("pg", &dump_args(&pg, &[]));
     assert_success("batch-worker dump", &out);
     assert_not_leaked(PASSWORD, &out);
     let bucket = &world.s3.bucket;
@@ -125,7 +120,7 @@ fn postgres_dump_of_a_missing_database_fails_and_leaves_nothing() {
     world.put_parameter(PARAMETER, PASSWORD);
 
     // globals and app are stored before the third dump fails: they must be deleted again.
-    let out = run(&world, "pg", &dump_args(&pg, &["--database", "app", "--database", "gone"]));
+    let out = world.dump("pg", &dump_args(&pg, &["--database", "app", "--database", "gone"]));
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(PASSWORD, &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -140,7 +135,7 @@ fn postgres_dump_with_a_wrong_password_fails_without_printing_it() {
     let wrong = "wrong-Passw0rd-value";
     world.put_parameter(PARAMETER, wrong);
 
-    let out = run(&world, "pg", &dump_args(&pg, &[]));
+    let out = world.dump("pg", &dump_args(&pg, &[]));
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(wrong, &out);
     assert_not_leaked(PASSWORD, &out);
@@ -161,7 +156,7 @@ fn postgres_dump_of_a_stopped_server_fails_and_leaves_nothing() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let out = run(&world, "pg", &args);
+    let out = world.dump("pg", &args);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(PASSWORD, &out);
     world.s3.assert_nothing_under("pg/");

@@ -80,7 +80,7 @@ impl World {
     }
 
     /// Runs `batch-worker dump ARGS --to s3://<bucket>/<prefix>`.
-    pub fn dump(&self, prefix: &str, args: &[&str]) -> Output {
+    pub fn dump(&self, prefix: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> Output {
         let mut cmd = sealed(WORKER, &self.s3.endpoint(), self.home.path());
         cmd.arg("dump").args(args).arg("--to").arg(self.s3.url(prefix));
         run_timeout(&mut cmd, WORKER_TIMEOUT)
