@@ -49,7 +49,9 @@ const TRANSIENT_CODES: &[&str] = &[
     "ServiceFailureException",
 ];
 
-/// Codes that say the resource is gone, per service: EC2 volumes and snapshots, AWS Backup, S3.
+/// Codes that say the resource is gone, per service: EC2 volumes and snapshots, AWS Backup, S3,
+/// RDS instances, clusters and snapshots, SSM parameters.
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/CommonErrors.html>
 const NOT_FOUND_CODES: &[&str] = &[
     "InvalidVolume.NotFound",
     "InvalidSnapshot.NotFound",
@@ -57,6 +59,11 @@ const NOT_FOUND_CODES: &[&str] = &[
     "NoSuchKey",
     "NoSuchBucket",
     "NotFound",
+    "DBInstanceNotFound",
+    "DBClusterNotFoundFault",
+    "DBSnapshotNotFound",
+    "DBClusterSnapshotNotFoundFault",
+    "ParameterNotFound",
 ];
 
 /// Classifies an AWS error by its code (when the service sent one) and its HTTP status (absent
@@ -102,6 +109,8 @@ mod tests {
         assert_eq!(classify(Some("InvalidVolume.NotFound"), Some(400)), AwsErrorClass::NotFound);
         assert_eq!(classify(Some("InvalidSnapshot.NotFound"), Some(400)), AwsErrorClass::NotFound);
         assert_eq!(classify(Some("ResourceNotFoundException"), Some(400)), AwsErrorClass::NotFound);
+        assert_eq!(classify(Some("DBInstanceNotFound"), Some(404)), AwsErrorClass::NotFound);
+        assert_eq!(classify(Some("ParameterNotFound"), Some(400)), AwsErrorClass::NotFound);
         assert_eq!(classify(None, Some(404)), AwsErrorClass::NotFound, "a HEAD has no body, hence no code");
     }
 

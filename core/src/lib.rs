@@ -12,6 +12,8 @@
 //! - [`aws_error`]: which AWS error codes are transient, "not found", or permanent.
 //! - [`flow`]: the EBS flow's states: their inputs and outputs, and the volume, job and
 //!   verification decisions of its Lambdas.
+//! - [`database`]: the RDS dump flow's states: the temporary database's names, class, tags,
+//!   master password, readiness and deletion, and the dump job.
 //! - [`message`]: the notification an execution ends with, for Slack and SNS.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
@@ -19,6 +21,7 @@
 
 pub mod arn;
 pub mod aws_error;
+pub mod database;
 pub mod errors;
 pub mod event;
 pub mod flow;

@@ -1,12 +1,17 @@
 //! The state machines under `state-machines/` against the core crate: every `ErrorEquals` name is
 //! one of [`errors`]'s (or Step Functions', Lambda's, Batch's), every JSONPath resolves in the
-//! execution's document as [`EbsArchiveState`] serializes it, every Lambda's `Parameters` build
-//! exactly its input type, and the graph has no loop, no dead end and no Task without a
-//! catch-all. A renamed field or error name fails here, not in an execution.
+//! execution's document as core serializes it ([`EbsArchiveState`], [`RdsDumpState`]), every
+//! Lambda's `Parameters` build exactly its input type, and the graph has no loop, no dead end and
+//! no Task without a catch-all. A renamed field or error name fails here, not in an execution.
+//! Every `*.asl.json` must be listed in [`MACHINES`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use archiver_core::database::{
+    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase,
+    RdsDumpState, RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
+};
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
 use archiver_core::flow::{
@@ -27,21 +32,68 @@ fn load(relative: &str) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn ebs_asl() -> Value {
-    load("state-machines/ebs-archive.asl.json")
+/// One state machine, with what its checks need to know.
+struct Machine {
+    file: &'static str,
+    flow: Flow,
+    /// The execution's document with every field present.
+    document: fn() -> Value,
+    /// The placeholders it may use: what infra's DefinitionSubstitutions and the emulator deploy fill.
+    placeholders: &'static [&'static str],
+    /// The names of its Batch job's parameters.
+    job_parameters: &'static [&'static str],
+    /// Where a state's `Catch` may go besides `Cleanup`.
+    catches: &'static [(&'static str, &'static [&'static str])],
 }
 
-/// The placeholders the ASL may use: what infra's DefinitionSubstitutions and the emulator deploy fill.
-const PLACEHOLDERS: &[&str] = &[
-    "PlanFunctionArn",
-    "CreateVolumeFunctionArn",
-    "CheckVolumeFunctionArn",
-    "DeleteVolumeFunctionArn",
-    "VerifyFunctionArn",
-    "DeleteRecoveryPointFunctionArn",
-    "NotifyFunctionArn",
-    "JobDefinitionArn",
+const MACHINES: &[Machine] = &[
+    Machine {
+        file: "state-machines/ebs-archive.asl.json",
+        flow: Flow::EbsArchive,
+        document: full_state,
+        placeholders: &[
+            "PlanFunctionArn",
+            "CreateVolumeFunctionArn",
+            "CheckVolumeFunctionArn",
+            "DeleteVolumeFunctionArn",
+            "VerifyFunctionArn",
+            "DeleteRecoveryPointFunctionArn",
+            "NotifyFunctionArn",
+            "JobDefinitionArn",
+        ],
+        job_parameters: JOB_PARAMETERS,
+        catches: &[("CreateVolume", &["Duplicate", "Cleanup"]), ("ArchiveJob", &["JobFailed", "Cleanup"])],
+    },
+    Machine {
+        file: "state-machines/rds-dump.asl.json",
+        flow: Flow::RdsDump,
+        document: dump_state,
+        placeholders: &[
+            "PlanFunctionArn",
+            "RestoreDatabaseFunctionArn",
+            "CheckDatabaseFunctionArn",
+            "SetDatabasePasswordFunctionArn",
+            "DeleteDatabaseFunctionArn",
+            "VerifyFunctionArn",
+            "DeleteRecoveryPointFunctionArn",
+            "NotifyFunctionArn",
+            "DumpJobDefinitionArn",
+        ],
+        job_parameters: DUMP_JOB_PARAMETERS,
+        catches: &[("RestoreDatabase", &["Duplicate", "Cleanup"]), ("DumpJob", &["JobFailed", "Cleanup"])],
+    },
 ];
+
+#[test]
+fn every_state_machine_is_checked_here() {
+    for entry in std::fs::read_dir(repo().join("state-machines")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if name.ends_with(".asl.json") {
+            let file = format!("state-machines/{name}");
+            assert!(MACHINES.iter().any(|m| m.file == file), "{file} is not in MACHINES");
+        }
+    }
+}
 
 /// What `batch:submitJob.sync` returns (the job's description in Step Functions' casing) that
 /// the ASL may select. <https://docs.aws.amazon.com/batch/latest/APIReference/API_JobDetail.html>
@@ -76,7 +128,12 @@ fn full_state() -> Value {
         }),
         job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
         deleted_volumes: Some(DeletedVolumes::default()),
-        verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
+        verification: Some(Verification {
+            location: "s3://b/p".into(),
+            manifest_key: "p/manifest.json".into(),
+            objects: 1,
+            total_size: 1,
+        }),
         recovery_point_deletion: Some(RecoveryPointDeletion {
             recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
             deleted: true,
@@ -90,6 +147,75 @@ fn full_state() -> Value {
     };
     let value = serde_json::to_value(&state).unwrap();
     assert_eq!(serde_json::from_value::<EbsArchiveState>(value.clone()).unwrap(), state, "the document round-trips");
+    value
+}
+
+/// The dump flow's document with every field present.
+fn dump_state() -> Value {
+    let event = TriggerEvent::from_json(include_bytes!("fixtures/manual-aurora-snapshot-dump.json")).unwrap();
+    let config: PlanConfig = serde_json::from_value(json!({
+        "destination": {"bucket": "example-archive", "prefix": "backups"},
+        "availability_zones": ["eu-west-1a"],
+        "job_queues": {"eu-west-1a": "arn:aws:batch:eu-west-1:111122223333:job-queue/archive-a"},
+        "delete_recovery_point": true
+    }))
+    .unwrap();
+    let facts = SnapshotFacts { source_resource_id: Some("billing".into()), ..SnapshotFacts::default() };
+    let Ok(PlanOutcome::Planned(mut request)) =
+        plan_archive(&event, &facts, &config, "2025-03-04T03:00:00Z".parse().unwrap())
+    else {
+        panic!("the Aurora dump fixture plans")
+    };
+    // A manual snapshot has no recovery point; the document may still carry one (a backup job's).
+    request.recovery_point_arn =
+        Some("arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:awsbackup:job-1".parse().unwrap());
+    request.vault_name = Some("archive-vault".into());
+    let error = || Some(StateError { error: "JobFailed".into(), cause: Some("{}".into()) });
+    let job = ArchiveJob {
+        queue: "q".into(),
+        name: request.idempotency_key.clone(),
+        parameters: DUMP_JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
+    };
+    let state = RdsDumpState {
+        outcome: "planned".into(),
+        temporary_database: Some(TemporaryDatabase {
+            names: DatabaseNames {
+                shape: DatabaseShape::Cluster,
+                instance_identifier: "ba-x-1".into(),
+                cluster_identifier: Some("ba-x".into()),
+                password_parameter: "/backup-archiver/k/e/master-password".into(),
+            },
+            engine: "aurora-postgresql".into(),
+            instance_class: "db.t4g.medium".into(),
+            master_username: "postgres".into(),
+            job: job.clone(),
+        }),
+        database_endpoint: Some(DatabaseEndpoint {
+            address: "ba-x.cluster-1.eu-west-1.rds.amazonaws.com".into(),
+            port: 5432,
+            job,
+        }),
+        job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+        deleted_database: Some(DeletedDatabase::default()),
+        verification: Some(Verification {
+            location: "s3://b/p".into(),
+            manifest_key: "p/manifest.json".into(),
+            objects: 1,
+            total_size: 1,
+        }),
+        recovery_point_deletion: Some(RecoveryPointDeletion {
+            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
+            deleted: true,
+        }),
+        notification: Some(NotificationReport::default()),
+        duplicate: error(),
+        error: error(),
+        cleanup_error: error(),
+        notify_error: error(),
+        request: *request,
+    };
+    let value = serde_json::to_value(&state).unwrap();
+    assert_eq!(serde_json::from_value::<RdsDumpState>(value.clone()).unwrap(), state, "the document round-trips");
     value
 }
 
@@ -122,12 +248,7 @@ fn resolve(path: &str, document: &Value, context: &Value) -> Result<Value, Strin
 
 /// The paths an intrinsic function's arguments name: `States.Format('{}', $.a)` gives `$.a`.
 fn intrinsic_paths(expression: &str) -> Vec<String> {
-    expression
-        .split(['(', ',', ')'])
-        .map(str::trim)
-        .filter(|arg| arg.starts_with('$'))
-        .map(str::to_string)
-        .collect()
+    expression.split(['(', ',', ')']).map(str::trim).filter(|arg| arg.starts_with('$')).map(str::to_string).collect()
 }
 
 /// Evaluates a `Parameters`/`ResultSelector` template the way Step Functions does.
@@ -207,13 +328,15 @@ fn every_error_name_is_known_to_core() {
 
 #[test]
 fn retried_names_are_retryable_and_verdicts_are_never_retried() {
-    for (name, state) in states(&ebs_asl()) {
-        for rule in state["Retry"].as_array().into_iter().flatten() {
-            for error in rule["ErrorEquals"].as_array().unwrap() {
-                let error = error.as_str().unwrap();
-                let ours = errors::ALL.iter().any(|e| e.name == error);
-                assert!(!ours || errors::is_retryable(error), "{name}: retries {error}, which is a verdict");
-                assert_ne!(error, "States.ALL", "{name}: retrying everything would retry verdicts");
+    for machine in MACHINES {
+        for (name, state) in states(&load(machine.file)) {
+            for rule in state["Retry"].as_array().into_iter().flatten() {
+                for error in rule["ErrorEquals"].as_array().unwrap() {
+                    let error = error.as_str().unwrap();
+                    let ours = errors::ALL.iter().any(|e| e.name == error);
+                    assert!(!ours || errors::is_retryable(error), "{name}: retries {error}, which is a verdict");
+                    assert_ne!(error, "States.ALL", "{name}: retrying everything would retry verdicts");
+                }
             }
         }
     }
@@ -221,106 +344,129 @@ fn retried_names_are_retryable_and_verdicts_are_never_retried() {
 
 #[test]
 fn every_json_path_resolves_in_the_documents_core_defines() {
-    let asl = ebs_asl();
-    let document = full_state();
-    let context = context();
-    for (name, state) in states(&asl) {
-        let at = |what: &str| format!("{name}.{what}");
-        for key in ["InputPath", "OutputPath"] {
-            if let Some(path) = state[key].as_str() {
-                resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
-            }
-        }
-        for choice in state["Choices"].as_array().into_iter().flatten() {
-            let path = choice["Variable"].as_str().expect("Choices use Variable");
-            resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
-        }
-        for key in ["ErrorPath", "CausePath"] {
-            if let Some(expression) = state[key].as_str() {
-                let paths = if expression.starts_with("States.") { intrinsic_paths(expression) } else { vec![expression.into()] };
-                for path in paths {
-                    resolve(&path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+    for machine in MACHINES {
+        let asl = load(machine.file);
+        let document = (machine.document)();
+        let context = context();
+        for (name, state) in states(&asl) {
+            let at = |what: &str| format!("{}: {name}.{what}", machine.file);
+            for key in ["InputPath", "OutputPath"] {
+                if let Some(path) = state[key].as_str() {
+                    resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
                 }
             }
-        }
-        // Where a state writes must be a field of the document (or nothing at all).
-        let mut result_paths: Vec<&Value> = vec![&state["ResultPath"]];
-        result_paths.extend(state["Catch"].as_array().into_iter().flatten().map(|c| &c["ResultPath"]));
-        for result_path in result_paths {
-            match result_path {
-                Value::Null => {}
-                Value::String(path) if path == "$" => {}
-                Value::String(path) => {
-                    resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
-                }
-                other => panic!("{}: {other}", at("ResultPath")),
+            for choice in state["Choices"].as_array().into_iter().flatten() {
+                let path = choice["Variable"].as_str().expect("Choices use Variable");
+                resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
             }
-        }
-        if let Some(parameters) = state.get("Parameters") {
-            let input = evaluate(parameters, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
-            let resource = state["Resource"].as_str().unwrap_or("");
-            match placeholder_of(resource) {
-                Some("CreateVolumeFunctionArn") => check_input::<CreateVolumeInput>(name, &input),
-                Some("CheckVolumeFunctionArn") => check_input::<CheckVolumeInput>(name, &input),
-                Some("DeleteVolumeFunctionArn") => check_input::<DeleteVolumeInput>(name, &input),
-                Some("VerifyFunctionArn") => check_input::<VerifyInput>(name, &input),
-                Some("DeleteRecoveryPointFunctionArn") => check_input::<DeleteRecoveryPointInput>(name, &input),
-                Some("NotifyFunctionArn") => check_input::<NotifyInput>(name, &input),
-                Some(other) => panic!("{name}: Parameters for {other}, which takes the raw event"),
-                None if resource == "arn:aws:states:::batch:submitJob.sync" => {
-                    let parameters = input["Parameters"].as_object().expect("the job's parameters are an object");
-                    let names: BTreeSet<&str> = parameters.keys().map(String::as_str).collect();
-                    assert_eq!(names, JOB_PARAMETERS.iter().copied().collect(), "{name}: job parameters");
-                    assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
+            for key in ["ErrorPath", "CausePath"] {
+                if let Some(expression) = state[key].as_str() {
+                    let paths = if expression.starts_with("States.") {
+                        intrinsic_paths(expression)
+                    } else {
+                        vec![expression.into()]
+                    };
+                    for path in paths {
+                        resolve(&path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+                    }
                 }
-                None if state["Type"] == "Pass" => {
-                    serde_json::from_value::<StateError>(input.clone())
-                        .unwrap_or_else(|e| panic!("{name}: a Pass here builds a StateError: {e}"));
-                }
-                None => panic!("{name}: Parameters for an unexpected resource {resource:?}"),
             }
-        }
-        if let Some(selector) = state.get("ResultSelector") {
-            assert_eq!(state["Resource"], "arn:aws:states:::batch:submitJob.sync", "{name}");
-            let job: Value = BATCH_JOB_FIELDS.iter().map(|f| (f.to_string(), json!("x"))).collect::<serde_json::Map<_, _>>().into();
-            let selected = evaluate(selector, &job, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
-            serde_json::from_value::<JobResult>(selected).unwrap_or_else(|e| panic!("{name}: JobResult: {e}"));
+            // Where a state writes must be a field of the document (or nothing at all).
+            let mut result_paths: Vec<&Value> = vec![&state["ResultPath"]];
+            result_paths.extend(state["Catch"].as_array().into_iter().flatten().map(|c| &c["ResultPath"]));
+            for result_path in result_paths {
+                match result_path {
+                    Value::Null => {}
+                    Value::String(path) if path == "$" => {}
+                    Value::String(path) => {
+                        resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
+                    }
+                    other => panic!("{}: {other}", at("ResultPath")),
+                }
+            }
+            if let Some(parameters) = state.get("Parameters") {
+                let input =
+                    evaluate(parameters, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
+                let resource = state["Resource"].as_str().unwrap_or("");
+                match placeholder_of(resource) {
+                    Some("CreateVolumeFunctionArn") => check_input::<CreateVolumeInput>(name, &input),
+                    Some("CheckVolumeFunctionArn") => check_input::<CheckVolumeInput>(name, &input),
+                    Some("DeleteVolumeFunctionArn") => check_input::<DeleteVolumeInput>(name, &input),
+                    Some("VerifyFunctionArn") => check_input::<VerifyInput>(name, &input),
+                    Some("DeleteRecoveryPointFunctionArn") => check_input::<DeleteRecoveryPointInput>(name, &input),
+                    Some("NotifyFunctionArn") => check_input::<NotifyInput>(name, &input),
+                    Some("RestoreDatabaseFunctionArn") => check_input::<RestoreDatabaseInput>(name, &input),
+                    Some("CheckDatabaseFunctionArn" | "SetDatabasePasswordFunctionArn") => {
+                        check_input::<CheckDatabaseInput>(name, &input)
+                    }
+                    Some("DeleteDatabaseFunctionArn") => check_input::<DeleteDatabaseInput>(name, &input),
+                    Some(other) => panic!("{name}: Parameters for {other}, which takes the raw event"),
+                    None if resource == "arn:aws:states:::batch:submitJob.sync" => {
+                        let parameters = input["Parameters"].as_object().expect("the job's parameters are an object");
+                        let names: BTreeSet<&str> = parameters.keys().map(String::as_str).collect();
+                        assert_eq!(names, machine.job_parameters.iter().copied().collect(), "{name}: job parameters");
+                        assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
+                    }
+                    None if state["Type"] == "Pass" => {
+                        serde_json::from_value::<StateError>(input.clone())
+                            .unwrap_or_else(|e| panic!("{name}: a Pass here builds a StateError: {e}"));
+                    }
+                    None => panic!("{name}: Parameters for an unexpected resource {resource:?}"),
+                }
+            }
+            if let Some(selector) = state.get("ResultSelector") {
+                assert_eq!(state["Resource"], "arn:aws:states:::batch:submitJob.sync", "{name}");
+                let job: Value = BATCH_JOB_FIELDS
+                    .iter()
+                    .map(|f| (f.to_string(), json!("x")))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+                let selected =
+                    evaluate(selector, &job, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
+                serde_json::from_value::<JobResult>(selected).unwrap_or_else(|e| panic!("{name}: JobResult: {e}"));
+            }
         }
     }
 }
 
 #[test]
 fn choices_compare_with_the_values_core_serializes() {
-    let asl = ebs_asl();
-    let route = &states(&asl)["Route"]["Choices"];
-    let skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
-        resource_type: "EFS".into(),
-    }))
-    .unwrap();
-    assert_eq!(route[0]["Variable"], "$.outcome");
-    assert_eq!(route[0]["StringEquals"], skipped["outcome"]);
-    assert_eq!(route[1]["Variable"], "$.flow");
-    assert_eq!(route[1]["StringEquals"], serde_json::to_value(Flow::EbsArchive).unwrap());
+    for machine in MACHINES {
+        let asl = load(machine.file);
+        let route = &states(&asl)["Route"]["Choices"];
+        let skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
+            resource_type: "EFS".into(),
+        }))
+        .unwrap();
+        assert_eq!(route[0]["Variable"], "$.outcome");
+        assert_eq!(route[0]["StringEquals"], skipped["outcome"]);
+        assert_eq!(route[1]["Variable"], "$.flow");
+        assert_eq!(route[1]["StringEquals"], serde_json::to_value(machine.flow).unwrap());
+    }
 }
 
 #[test]
 fn plan_output_is_the_document_later_states_read() {
     // Plan replaces the document with its output: the rest of the ASL reads it at the top level.
-    let asl = ebs_asl();
-    let plan = &states(&asl)["Plan"];
-    assert!(plan.get("Parameters").is_none() && plan.get("ResultPath").is_none(), "{plan}");
-    assert_eq!(placeholder_of(plan["Resource"].as_str().unwrap()), Some("PlanFunctionArn"));
+    for machine in MACHINES {
+        let asl = load(machine.file);
+        let plan = &states(&asl)["Plan"];
+        assert!(plan.get("Parameters").is_none() && plan.get("ResultPath").is_none(), "{plan}");
+        assert_eq!(placeholder_of(plan["Resource"].as_str().unwrap()), Some("PlanFunctionArn"));
+    }
 }
 
 #[test]
 fn placeholders_are_the_documented_ones() {
-    let text = serde_json::to_string(&ebs_asl()).unwrap();
-    let mut used = BTreeSet::new();
-    for piece in text.split("${").skip(1) {
-        used.insert(piece.split('}').next().unwrap().to_string());
+    for machine in MACHINES {
+        let text = serde_json::to_string(&load(machine.file)).unwrap();
+        let mut used = BTreeSet::new();
+        for piece in text.split("${").skip(1) {
+            used.insert(piece.split('}').next().unwrap().to_string());
+        }
+        let known: BTreeSet<String> = machine.placeholders.iter().map(|p| p.to_string()).collect();
+        assert_eq!(used, known, "{}", machine.file);
     }
-    let known: BTreeSet<String> = PLACEHOLDERS.iter().map(|p| p.to_string()).collect();
-    assert_eq!(used, known);
 }
 
 /// Every state a state can go to next, with why.
@@ -341,8 +487,13 @@ fn transitions(state: &Value) -> Vec<String> {
 
 #[test]
 fn graph_has_no_loop_no_dead_end_and_no_unreachable_state() {
-    let asl = ebs_asl();
-    let all = states(&asl);
+    for machine in MACHINES {
+        graph_is_a_bounded_dag(&load(machine.file));
+    }
+}
+
+fn graph_is_a_bounded_dag(asl: &Value) {
+    let all = states(asl);
     let graph: BTreeMap<&str, Vec<String>> = all.iter().map(|(name, s)| (name.as_str(), transitions(s))).collect();
     for (name, next) in &graph {
         for target in next {
@@ -377,44 +528,47 @@ fn graph_has_no_loop_no_dead_end_and_no_unreachable_state() {
 
 #[test]
 fn every_task_catches_everything_and_every_retry_is_bounded() {
-    for (name, state) in states(&ebs_asl()) {
-        if state["Type"] != "Task" {
-            continue;
-        }
-        let catches_all = state["Catch"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
-        assert!(catches_all, "{name} has no catch-all: an error would end the execution without cleanup");
-        for rule in state["Retry"].as_array().into_iter().flatten() {
-            let attempts = rule["MaxAttempts"].as_u64().unwrap_or_else(|| panic!("{name}: MaxAttempts must be explicit"));
-            assert!((1..=12).contains(&attempts), "{name}: {attempts} attempts");
+    for machine in MACHINES {
+        for (name, state) in states(&load(machine.file)) {
+            if state["Type"] != "Task" {
+                continue;
+            }
+            let catches_all = state["Catch"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
+            assert!(catches_all, "{name} has no catch-all: an error would end the execution without cleanup");
+            for rule in state["Retry"].as_array().into_iter().flatten() {
+                let attempts =
+                    rule["MaxAttempts"].as_u64().unwrap_or_else(|| panic!("{name}: MaxAttempts must be explicit"));
+                assert!((1..=12).contains(&attempts), "{name}: {attempts} attempts");
+            }
         }
     }
 }
 
 #[test]
 fn every_failure_reaches_the_cleanup_before_failing() {
-    // The one cleanup path: every catch-all of a state before DeleteVolume's success goes to
+    // The one cleanup path: every catch-all of a state before the cleanup's success goes to
     // Cleanup, and the only Fail states come after NotifyFailure.
-    let asl = ebs_asl();
-    for (name, state) in states(&asl) {
-        for catch in state["Catch"].as_array().into_iter().flatten() {
-            let target = catch["Next"].as_str().unwrap();
-            let allowed: &[&str] = match name.as_str() {
-                "Cleanup" => &["NotifyFailure"],
-                "NotifyFailure" => &["FailureRoute"],
-                "NotifySuccess" => &["Archived"],
-                "CreateVolume" => &["Duplicate", "Cleanup"],
-                "ArchiveJob" => &["JobFailed", "Cleanup"],
-                _ => &["Cleanup"],
-            };
-            assert!(allowed.contains(&target), "{name} catches into {target}");
+    for machine in MACHINES {
+        let asl = load(machine.file);
+        for (name, state) in states(&asl) {
+            for catch in state["Catch"].as_array().into_iter().flatten() {
+                let target = catch["Next"].as_str().unwrap();
+                let allowed: &[&str] = match name.as_str() {
+                    "Cleanup" => &["NotifyFailure"],
+                    "NotifyFailure" => &["FailureRoute"],
+                    "NotifySuccess" => &["Archived"],
+                    other => machine.catches.iter().find(|(s, _)| *s == other).map_or(&["Cleanup"], |(_, to)| to),
+                };
+                assert!(allowed.contains(&target), "{}: {name} catches into {target}", machine.file);
+            }
         }
+        assert_eq!(states(&asl)["JobFailed"]["Next"], "Cleanup");
+        assert_eq!(states(&asl)["NotThisFlow"]["Next"], "Cleanup");
     }
-    assert_eq!(states(&asl)["JobFailed"]["Next"], "Cleanup");
-    assert_eq!(states(&asl)["NotThisFlow"]["Next"], "Cleanup");
 }
 
 #[test]

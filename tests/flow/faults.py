@@ -21,7 +21,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from emulator import httpbase
-from emulator.router import RouterHandler
+from emulator.router import RouterHandler, service_of
 
 STALL_LIMIT_SECONDS = 60  # a stalled request is answered 503 after this, whatever the test does
 
@@ -99,15 +99,6 @@ class FaultProxy(httpbase.Server):
     def actions(self, name: str) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.action == name]
-
-
-def service_of(headers) -> str:
-    """The service of a SigV4-signed request: `Credential=KEY/DATE/REGION/SERVICE/aws4_request`."""
-    authorization = headers.get("Authorization", "")
-    try:
-        return authorization.split("Credential=", 1)[1].split("/")[3]
-    except IndexError:
-        return ""
 
 
 class FaultHandler(RouterHandler):
