@@ -4,8 +4,8 @@
 #   docker build -t backup-archiver-worker .        # infra/deploy does this and pushes to ECR
 #
 # Two stages: the workspace is compiled in the Rust image, and only the binary and the programs
-# it runs (batch-worker/src: `command::run("losetup" | "blkid" | "blockdev" | "sfdisk", ..)`) go
-# into a slim Debian runtime. Mounting needs no mkfs/fsck tools (e2fsprogs, xfsprogs, btrfs-progs):
+# it runs (batch-worker/src: `command::run("losetup" | "blkid" | "blockdev" | "sfdisk", ..)`, and
+# core/src/dump.rs's pg_dump, pg_dumpall, psql, mysqldump, mysql) go into a slim Debian runtime. Mounting needs no mkfs/fsck tools (e2fsprogs, xfsprogs, btrfs-progs):
 # the worker calls mount(2) itself and the host's kernel reads the filesystems.
 #
 # Both stages are Debian 13 (trixie), the current stable release (bookworm left regular security
@@ -28,10 +28,19 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # --- runtime ----------------------------------------------------------------------------------
 FROM debian:trixie-slim
 # mount: losetup; util-linux: blkid, blockdev; fdisk: sfdisk (reads GPT and MBR tables);
-# ca-certificates: TLS to S3 and EC2. Versions come with the base image's Debian point release.
+# ca-certificates: TLS to S3, EC2 and SSM. Versions come with the base image's Debian point release.
+#
+# `batch-worker dump` (the RDS native-dump flow) runs the engines' own clients:
+# postgresql-client: pg_dump, pg_dumpall, psql. pg_dump refuses a server newer than itself, so
+#   the client must be >= the newest PostgreSQL engine version the flow dumps. trixie ships
+#   PostgreSQL 17, which dumps RDS PostgreSQL up to 17; for 18, add the PGDG repository's
+#   postgresql-client-18 here.
+# mariadb-client: mysqldump and mysql (trixie: MariaDB 11.8). It dumps MariaDB and MySQL 5.7/8.0
+#   (RDS MySQL, Aurora MySQL); default-mysql-client is the same package on Debian.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends mount util-linux fdisk ca-certificates \
+       postgresql-client mariadb-client \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/batch-worker /usr/local/bin/batch-worker
 # Runs as root, on purpose: the worker mounts filesystems read-only (mount(2) needs CAP_SYS_ADMIN),

@@ -90,6 +90,8 @@ def live_pid_files(state_dir: Path) -> list[Path]:
         try:
             pid, started = pid_path.read_text().split()
             alive = processes.start_time(int(pid)) == started
+        except FileNotFoundError:  # its process ended and removed it since the listing
+            continue
         except ValueError:
             alive = False
         if alive:

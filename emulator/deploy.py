@@ -13,12 +13,13 @@ What it creates, all named after `Settings.name`:
   - a Batch compute environment, one job queue for the AZ, and the worker's job definition, whose command is
     `batch-worker ... --instance-id <that instance> --device <a loop device>`: locally the "volume" the worker
     archives is a loop device made by the caller, since moto's volumes have no bytes;
-  - one Lambda function per step, mapped to the binaries `lambda-*` of the cargo target directory through the
-    emulator's BA_LAMBDA_MAP file (functions keep their configuration for their process's life: a different
-    configuration needs another `name`);
-  - the state machine, from state-machines/ebs-archive.asl.json with its placeholders filled by
-    state-machines/render.py, the substitution infra's DefinitionSubstitutions does in AWS;
-  - the EventBridge rules of state-machines/events/, targeting the state machine.
+  - one Lambda function per crate under lambdas/ (but `common`), mapped to its binary `lambda-<dir>` of the
+    cargo target directory through the emulator's BA_LAMBDA_MAP file (functions keep their configuration for
+    their process's life: a different configuration needs another `name`);
+  - one state machine per state-machines/<stem>.asl.json, named `<name>-<stem>`, with its placeholders filled
+    by state-machines/render.py, the substitution infra's DefinitionSubstitutions does in AWS;
+  - what each flow needs beyond that, from its module in emulator/flows/ (see emulator/flows/__init__.py);
+  - the EventBridge rules of state-machines/events/, each targeting the state machine RULE_TARGETS names.
 """
 
 import argparse
@@ -34,22 +35,39 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from emulator.flows import FLOWS  # noqa: E402  (after the path fix above)
+
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 
-# step -> the binary built from lambdas/<step> (its [[bin]] name), and the ASL placeholder of its ARN.
-FUNCTIONS = {
-    "plan": ("lambda-plan", "PlanFunctionArn"),
-    "create-volume": ("lambda-create-volume", "CreateVolumeFunctionArn"),
-    "check-volume": ("lambda-check-volume", "CheckVolumeFunctionArn"),
-    "delete-volume": ("lambda-delete-volume", "DeleteVolumeFunctionArn"),
-    "verify": ("lambda-verify", "VerifyFunctionArn"),
-    "delete-recovery-point": ("lambda-delete-recovery-point", "DeleteRecoveryPointFunctionArn"),
-    "notify": ("lambda-notify", "NotifyFunctionArn"),
+LAMBDAS = ROOT / "lambdas"
+STATE_MACHINES = ROOT / "state-machines"
+# The crate under lambdas/ that is a library of the others, not a function.
+SHARED_CRATE = "common"
+# EventBridge pattern (state-machines/events/<stem>.json) -> the state machine (state-machines/<stem>.asl.json)
+# its rule targets. infra/template.yaml's rules follow the same table.
+RULE_TARGETS = {
+    "backup-job-completed": "ebs-archive",
+    "copy-job-completed": "ebs-archive",
 }
 # The notify step waits out Slack's Retry-After inside one invocation (core::message::SLACK_MAX_RETRY_AFTER).
 FUNCTION_TIMEOUT_SECONDS = 120
+
+
+def pascal(stem: str) -> str:
+    """`create-volume` -> `CreateVolume`: the ASL placeholders' spelling of a file or crate name."""
+    return "".join(part[:1].upper() + part[1:] for part in stem.replace("_", "-").split("-"))
+
+
+def steps() -> list[str]:
+    """Every Lambda step: the crates under lambdas/, each built as `lambda-<dir>`."""
+    return sorted(p.name for p in LAMBDAS.iterdir() if (p / "Cargo.toml").exists() and p.name != SHARED_CRATE)
+
+
+def flows() -> list[str]:
+    """Every state machine's stem: state-machines/<stem>.asl.json."""
+    return sorted(p.name.removesuffix(".asl.json") for p in STATE_MACHINES.glob("*.asl.json"))
 
 
 def load_render():
@@ -82,6 +100,9 @@ class Settings:
     job_endpoint: str | None = None
     """AWS_ENDPOINT_URL of the worker; default: the emulator's own."""
     lambda_environment: dict = field(default_factory=dict)
+    """Environment of every function."""
+    function_environment: dict = field(default_factory=dict)
+    """Environment of one function: {step: {VAR: value}}, over the flows' own (emulator/flows)."""
     job_environment: dict = field(default_factory=dict)
     slack_webhook_url: str | None = None
     sns_topic: bool = False
@@ -92,7 +113,10 @@ class Settings:
 @dataclass
 class Stack:
     state_machine_arn: str
+    """The EBS flow's, the entry of AWS Backup's events."""
     state_machine_name: str
+    state_machines: dict
+    """Every flow's state machine: {stem: ARN}."""
     bucket: str
     vaults: list
     instance_id: str
@@ -168,11 +192,11 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
     )["Instances"][0]["InstanceId"]
 
     batch = aws.client("batch")
-    environment = batch.create_compute_environment(
+    compute = batch.create_compute_environment(
         computeEnvironmentName=f"{name}-local", type="UNMANAGED", state="ENABLED", serviceRole=role_arn)
     queue_arn = batch.create_job_queue(
         jobQueueName=f"{name}-{settings.availability_zone}", state="ENABLED", priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute["computeEnvironmentArn"]}],
     )["jobQueueArn"]
     job_definition = f"{name}-worker"
     register_job_definition(aws, settings, job_definition, instance_id)
@@ -184,49 +208,33 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
         "job_queues": {settings.availability_zone: queue_arn},
         "delete_recovery_point": settings.delete_recovery_point,
     }
-    bin_dir = Path(settings.bin_dir) if settings.bin_dir else target_dir() / "debug"
-    awslambda = aws.client("lambda")
-    functions, values, mapping = {}, {}, {}
-    for step, (binary, placeholder) in FUNCTIONS.items():
-        function_name = f"{name}-{step}"
-        executable = bin_dir / binary
-        if not os.access(executable, os.X_OK):
-            raise RuntimeError(f"{executable} is missing: build it first (cargo build --workspace --bins)")
-        variables = {"RUST_LOG": "info", **settings.lambda_environment}
-        if settings.lambda_endpoint:
-            variables["AWS_ENDPOINT_URL"] = settings.lambda_endpoint
-        if step == "plan":
-            variables["PLAN_CONFIG"] = json.dumps(plan_config)
-        if step == "notify":
-            if settings.slack_webhook_url:
-                variables["SLACK_WEBHOOK_URL"] = settings.slack_webhook_url
-            if topic_arn:
-                variables["SNS_TOPIC_ARN"] = topic_arn
-        try:
-            awslambda.delete_function(FunctionName=function_name)
-        except awslambda.exceptions.ResourceNotFoundException:
-            pass
-        arn = awslambda.create_function(
-            FunctionName=function_name, Runtime="provided.al2023", Role=role_arn, Handler="bootstrap",
-            Code={"ZipFile": minimal_zip()}, Timeout=FUNCTION_TIMEOUT_SECONDS, MemorySize=256,
-            Environment={"Variables": variables},
-        )["FunctionArn"]
-        functions[step] = function_name
-        values[placeholder] = arn
-        mapping[function_name] = str(executable)
-    update_lambda_map(lambda_map, mapping)
-    values["JobDefinitionArn"] = job_definition
+    machine_prefix = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}-"
+    values = {"JobDefinitionArn": job_definition, "StateMachineArnPrefix": machine_prefix}
+    values.update({f"{pascal(stem)}StateMachineArn": machine_prefix + stem for stem in flows()})
+    environment = {"plan": {"PLAN_CONFIG": json.dumps(plan_config)}, "notify": {}}
+    if settings.slack_webhook_url:
+        environment["notify"]["SLACK_WEBHOOK_URL"] = settings.slack_webhook_url
+    if topic_arn:
+        environment["notify"]["SNS_TOPIC_ARN"] = topic_arn
+    stack_so_far = {"name": name, "role_arn": role_arn, "instance_id": instance_id, "job_queue_arn": queue_arn,
+                    "bucket": settings.bucket, "plan_config": plan_config}
+    for flow in FLOWS:
+        extra = flow.resources(aws, settings, stack_so_far)
+        values.update(extra.get("values", {}))
+        for step, variables in extra.get("environment", {}).items():
+            environment.setdefault(step, {}).update(variables)
+    for step, variables in settings.function_environment.items():
+        environment.setdefault(step, {}).update(variables)
 
-    definition = render(json.loads((ROOT / "state-machines" / "ebs-archive.asl.json").read_text()), values)
+    functions = deploy_functions(aws, settings, role_arn, environment, lambda_map)
+    values.update({f"{pascal(step)}FunctionArn": arn for step, arn in functions.items()})
+
     sfn = aws.client("stepfunctions")
-    machine_name = f"{name}-ebs-archive"
-    existing = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if m["name"] == machine_name]
-    if existing:  # CreateStateMachine with an existing name keeps the old definition in moto
-        machine_arn = existing[0]
-        sfn.update_state_machine(stateMachineArn=machine_arn, definition=json.dumps(definition), roleArn=role_arn)
-    else:
-        machine_arn = sfn.create_state_machine(
-            name=machine_name, definition=json.dumps(definition), roleArn=role_arn)["stateMachineArn"]
+    machines = {}
+    for stem in flows():
+        definition = render(json.loads((STATE_MACHINES / f"{stem}.asl.json").read_text()), values)
+        machines[stem] = put_state_machine(sfn, f"{name}-{stem}", definition, role_arn)
+        assert machines[stem] == values[f"{pascal(stem)}StateMachineArn"], "moto names ARNs as AWS does"
 
     events = aws.client("events")
     pattern_values = {
@@ -234,19 +242,57 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
         "ArchiveVaultArns": [f"arn:aws:backup:{REGION}:{ACCOUNT}:backup-vault:{vault}" for vault in settings.vaults],
     }
     rules = []
-    for pattern_file in sorted((ROOT / "state-machines" / "events").glob("*.json")):
+    for pattern_file in sorted((STATE_MACHINES / "events").glob("*.json")):
         rule = f"{name}-{pattern_file.stem}"
+        target = RULE_TARGETS[pattern_file.stem]
         pattern = render(json.loads(pattern_file.read_text()), pattern_values)
         events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
-        events.put_targets(Rule=rule, Targets=[{"Id": "ebs-archive", "Arn": machine_arn, "RoleArn": role_arn}])
+        events.put_targets(Rule=rule, Targets=[{"Id": target, "Arn": machines[target], "RoleArn": role_arn}])
         rules.append(rule)
 
     return Stack(
-        state_machine_arn=machine_arn, state_machine_name=machine_name, bucket=settings.bucket,
+        state_machine_arn=machines["ebs-archive"], state_machine_name=f"{name}-ebs-archive", state_machines=machines,
+        bucket=settings.bucket,
         vaults=settings.vaults, instance_id=instance_id, job_queue_arn=queue_arn, job_definition=job_definition,
-        functions=functions, rules=rules, topic_arn=topic_arn, sns_queue_url=queue_url, role_arn=role_arn,
+        functions={step: f"{name}-{step}" for step in functions}, rules=rules, topic_arn=topic_arn, sns_queue_url=queue_url, role_arn=role_arn,
         plan_config=plan_config,
     )
+
+
+def deploy_functions(aws, settings: Settings, role_arn: str, environment: dict, lambda_map: Path) -> dict:
+    """One function per step, each run by the emulator from its binary; returns {step: function ARN}."""
+    bin_dir = Path(settings.bin_dir) if settings.bin_dir else target_dir() / "debug"
+    awslambda = aws.client("lambda")
+    arns, mapping = {}, {}
+    for step in steps():
+        function_name = f"{settings.name}-{step}"
+        executable = bin_dir / f"lambda-{step}"
+        if not os.access(executable, os.X_OK):
+            raise RuntimeError(f"{executable} is missing: build it first (cargo build --workspace --bins)")
+        variables = {"RUST_LOG": "info", "DEPLOYMENT_NAME": settings.name, **settings.lambda_environment,
+                     **environment.get(step, {})}
+        if settings.lambda_endpoint:
+            variables["AWS_ENDPOINT_URL"] = settings.lambda_endpoint
+        try:
+            awslambda.delete_function(FunctionName=function_name)
+        except awslambda.exceptions.ResourceNotFoundException:
+            pass
+        arns[step] = awslambda.create_function(
+            FunctionName=function_name, Runtime="provided.al2023", Role=role_arn, Handler="bootstrap",
+            Code={"ZipFile": minimal_zip()}, Timeout=FUNCTION_TIMEOUT_SECONDS, MemorySize=256,
+            Environment={"Variables": variables},
+        )["FunctionArn"]
+        mapping[function_name] = str(executable)
+    update_lambda_map(lambda_map, mapping)
+    return arns
+
+
+def put_state_machine(sfn, name: str, definition: dict, role_arn: str) -> str:
+    existing = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if m["name"] == name]
+    if existing:  # CreateStateMachine with an existing name keeps the old definition in moto
+        sfn.update_state_machine(stateMachineArn=existing[0], definition=json.dumps(definition), roleArn=role_arn)
+        return existing[0]
+    return sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=role_arn)["stateMachineArn"]
 
 
 def register_job_definition(aws, settings: Settings, job_definition: str, instance_id: str,

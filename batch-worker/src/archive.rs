@@ -1,26 +1,21 @@
 //! The whole pipeline for one device: open -> layout -> per target: mount and tar, or read raw
-//! -> compress -> multipart upload -> manifest, uploaded last. Objects of a failed run are
-//! deleted, so a prefix holds either a complete archive or nothing of this run.
+//! -> compress -> multipart upload -> manifest, uploaded last ([`crate::pipeline`]). Objects of a
+//! failed run are deleted, so a prefix holds either a complete archive or nothing of this run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use archiver_core::manifest::{
-    object_name, ArchiveMode, ArchivedObject, Compression, EntryCounts, Manifest, ModeRequest, SourceInfo,
-    MANIFEST_FORMAT, MANIFEST_NAME,
+    object_name, ArchiveMode, ArchivedObject, EntryCounts, Manifest, ModeRequest, SourceInfo, MANIFEST_FORMAT,
 };
 use archiver_core::part_size::{PartSchedule, PartSizeError};
 use archiver_core::s3_location::S3Location;
-use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use indicatif::ProgressBar;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -28,15 +23,14 @@ use crate::compress::{ChunkWriter, CompressError, Compressor};
 use crate::fat;
 use crate::layout::{self, LayoutError, Target};
 use crate::mount::{self, MountError, ReadOnlyMount};
+use crate::pipeline::{self, ManifestUploadError, PipelineOptions};
 use crate::raw::{self, RawError};
 use crate::source::{LoopDevice, Source, SourceError};
 use crate::tree::{self, TreeError};
-use crate::upload::{self, ObjectSpec, UploadError, UploadSettings};
+use crate::upload::{ObjectSpec, UploadError};
 
 /// Chunks queued between the tar writer and the compressors: enough to ride out a slow file.
 const TAR_QUEUE_CHUNKS: usize = 4;
-/// Progress is logged every this many bytes read, for runs without a terminal.
-const LOG_EVERY_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -58,8 +52,8 @@ pub enum ArchiveError {
     PartSize(#[from] PartSizeError),
     #[error("the tar writer stopped early")]
     TreeStopped,
-    #[error("failed to upload the manifest s3://{bucket}/{key}: {message}")]
-    Manifest { bucket: String, key: String, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestUploadError),
     #[error("a pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -83,17 +77,10 @@ impl ArchiveError {
 #[derive(Debug, Clone)]
 pub struct ArchiveOptions {
     pub mode: ModeRequest,
-    pub compression: Compression,
-    /// `None`: the compression's default level.
-    pub level: Option<u32>,
-    /// The first parts' size; see [`PartSchedule`].
-    pub part_size: u64,
-    pub upload: UploadSettings,
+    pub pipeline: PipelineOptions,
     /// Recorded in the manifest and object metadata when known.
     pub volume_id: Option<String>,
     pub snapshot_id: Option<String>,
-    /// Compression threads; the number of cores by default.
-    pub workers: usize,
 }
 
 /// What an archive run produced.
@@ -117,7 +104,7 @@ pub async fn archive_device(
 ) -> Result<ArchiveReport, ArchiveError> {
     let started_at = chrono::Utc::now();
     let clock = Instant::now();
-    let compressor = Compressor::new(options.compression, options.level)?;
+    let compressor = Compressor::new(options.pipeline.compression, options.pipeline.level)?;
     let device = device.to_path_buf();
     let (source, layout) = tokio::task::spawn_blocking(move || -> Result<_, ArchiveError> {
         let source = Source::open(&device)?;
@@ -144,9 +131,7 @@ pub async fn archive_device(
     // Every target is read: detach the image's loop device before the manifest is written.
     let device = source.given.display().to_string();
     let released = tokio::task::spawn_blocking(move || drop(source)).await;
-    let manifest_key = dest.key(MANIFEST_NAME);
-    if result.is_ok() {
-        let manifest = Manifest {
+    let run = result.map(|()| Manifest {
             format: MANIFEST_FORMAT,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             source: SourceInfo {
@@ -156,21 +141,13 @@ pub async fn archive_device(
                 partition_table_dump: layout.partition_table_dump.clone(),
                 volume_id: options.volume_id.clone(),
                 snapshot_id: options.snapshot_id.clone(),
+                database: None,
             },
             objects: objects.clone(),
             started_at,
             finished_at: chrono::Utc::now(),
-        };
-        result = put_manifest(client, &options.upload, &manifest_key, &manifest).await;
-    }
-    if let Err(e) = result {
-        for object in &objects {
-            if let Err(delete) = client.delete_object().bucket(&dest.bucket).key(&object.key).send().await {
-                tracing::error!(key = %object.key, error = %DisplayErrorContext(delete), "failed to delete an object of the failed archive");
-            }
-        }
-        return Err(e);
-    }
+    });
+    let manifest_key = pipeline::conclude(client, dest, &options.pipeline.upload, &objects, run).await?;
     released?;
     Ok(ArchiveReport {
         location: dest.to_string(),
@@ -195,7 +172,7 @@ async fn archive_target(
 ) -> Result<ArchivedObject, ArchiveError> {
     let (mode, mounted, raw_reason) = choose_mode(target, source.read_only, options.mode).await?;
     let partition_number = target.partition.as_ref().map(|p| p.number);
-    let key = dest.key(&object_name(partition_number, mode, options.compression));
+    let key = dest.key(&object_name(partition_number, mode, options.pipeline.compression));
     let span = tracing::info_span!(
         "target",
         device = %target.device.display(),
@@ -221,17 +198,10 @@ async fn archive_target(
         ("snapshot-id", options.snapshot_id.clone()),
     ];
     metadata.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))));
-    for value in metadata.values_mut() {
-        // S3 user metadata travels in HTTP headers: ASCII only.
-        *value = value.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-    }
-    let content_type = match options.compression {
-        Compression::Gzip => "application/gzip",
-        Compression::Zstd => "application/zstd",
-    };
-    let object = ObjectSpec { key: key.clone(), metadata, content_type };
-    let schedule = PartSchedule::for_source(target.size, options.part_size)?;
-    let meter = Arc::new(Mutex::new(InputMeter::default()));
+    let object = ObjectSpec::new(key.clone(), metadata, options.pipeline.compression);
+    let schedule = PartSchedule::for_source(target.size, options.pipeline.part_size)?;
+    let pipeline = &options.pipeline;
+
 
     let (uploaded, entries) = match mounted {
         Some(mounted) => {
@@ -246,8 +216,7 @@ async fn archive_target(
                 result
             });
             let chunks = tokio_stream_from(rx);
-            let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
-            let uploaded = upload::upload_stream(client, &options.upload, object, schedule, body, cancel).await;
+            let uploaded = pipeline::send_stream(client, pipeline, compressor, object, schedule, chunks, progress, cancel).await;
             let produced = producer.await?;
             match (produced, uploaded) {
                 (Ok(counts), Ok(uploaded)) => (uploaded, Some(counts)),
@@ -258,26 +227,25 @@ async fn archive_target(
         }
         None => {
             let chunks = raw::read_device::<ArchiveError>(&source.bytes, target.offset, target.size)?;
-            let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
-            let uploaded = upload::upload_stream(client, &options.upload, object, schedule, body, cancel).await?;
+            let uploaded = pipeline::send_stream(client, pipeline, compressor, object, schedule, chunks, progress, cancel).await?;
             (uploaded, None)
         }
     };
-    let meter = std::mem::take(&mut *meter.lock().expect("meter lock"));
-    tracing::info!(bytes_in = meter.bytes, bytes_out = uploaded.size, "archived");
+    tracing::info!(bytes_in = uploaded.bytes_in, bytes_out = uploaded.size, "archived");
     Ok(ArchivedObject {
         key,
         mode,
-        compression: options.compression,
+        compression: pipeline.compression,
         partition: target.partition.clone(),
         fs_type: target.fs_type.clone(),
         raw_reason,
         size: uploaded.size,
         sha256: uploaded.sha256,
-        bytes_in: meter.bytes,
+        bytes_in: uploaded.bytes_in,
         bytes_out: uploaded.size,
-        content_sha256: format!("{:x}", meter.hasher.finalize()),
+        content_sha256: uploaded.content_sha256,
         entries,
+        dump: None,
     })
 }
 
@@ -358,64 +326,4 @@ async fn choose_mode(
 
 fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// Bytes and SHA-256 of a target's uncompressed stream.
-#[derive(Default)]
-struct InputMeter {
-    bytes: u64,
-    hasher: Sha256,
-}
-
-fn metered<S>(
-    chunks: S,
-    meter: &Arc<Mutex<InputMeter>>,
-    progress: Option<&ProgressBar>,
-) -> impl Stream<Item = Result<Bytes, ArchiveError>>
-where
-    S: Stream<Item = Result<Bytes, ArchiveError>>,
-{
-    let meter = Arc::clone(meter);
-    let progress = progress.cloned();
-    chunks.inspect(move |chunk| {
-        if let Ok(chunk) = chunk {
-            let mut meter = meter.lock().expect("meter lock");
-            let before = meter.bytes;
-            meter.bytes += chunk.len() as u64;
-            meter.hasher.update(chunk);
-            if before / LOG_EVERY_BYTES != meter.bytes / LOG_EVERY_BYTES {
-                tracing::info!(bytes_read = meter.bytes, "progress");
-            }
-            if let Some(bar) = &progress {
-                bar.inc(chunk.len() as u64);
-            }
-        }
-    })
-}
-
-async fn put_manifest(
-    client: &Client,
-    settings: &UploadSettings,
-    key: &str,
-    manifest: &Manifest,
-) -> Result<(), ArchiveError> {
-    let body = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
-    let mut request = client
-        .put_object()
-        .bucket(&settings.bucket)
-        .key(key)
-        .content_type("application/json")
-        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32C)
-        .body(ByteStream::from(body));
-    if let Some(kms_key) = &settings.sse_kms_key_id {
-        request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms_key);
-    }
-    // The manifest stays in the default storage class whatever the objects use, so an archive
-    // can always be listed and checked without a Glacier restore.
-    request.send().await.map_err(|e| ArchiveError::Manifest {
-        bucket: settings.bucket.clone(),
-        key: key.into(),
-        message: DisplayErrorContext(e).to_string(),
-    })?;
-    Ok(())
 }

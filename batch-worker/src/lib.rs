@@ -1,4 +1,5 @@
-//! The backup-archiver worker: archives a block device to S3 and reads archives back.
+//! The backup-archiver worker: archives a block device or a database server to S3, and reads
+//! archives back.
 //!
 //! Layout, in pipeline order:
 //! - [`source`]: the device or disk image (attached read-only to a loop device).
@@ -10,7 +11,11 @@
 //! - [`raw`]: an unmountable device's bytes, read with several reads outstanding.
 //! - [`compress`]: parallel gzip members or zstd frames, all-zero chunks for free.
 //! - [`upload`]: the S3 multipart sink, aborted on any error.
-//! - [`archive`]: the stages wired together, and the manifest uploaded last.
+//! - [`pipeline`]: one stream through compression and upload, the manifest uploaded last, and
+//!   the cleanup of a failed run; shared by both kinds of archive:
+//! - [`archive`]: a device's stages wired together;
+//! - [`dump`]: dump mode, a database server's databases streamed from `pg_dump` or `mysqldump`,
+//!   with the password from [`password`].
 //! - [`verify`] and [`restore`]: reading an archive back.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //!
@@ -21,6 +26,7 @@ pub mod acl;
 pub mod archive;
 pub mod command;
 pub mod compress;
+pub mod dump;
 pub mod ebs;
 pub mod fat;
 pub mod layout;
@@ -28,7 +34,9 @@ pub mod logging;
 pub mod mount;
 pub mod nvme;
 pub mod options;
+pub mod password;
 pub mod pax;
+pub mod pipeline;
 pub mod raw;
 pub mod restore;
 pub mod s3;

@@ -1,6 +1,8 @@
-//! `batch-worker`: the AWS Batch job. Attaches the restored volume to this instance, finds its
-//! NVMe device, archives it, and detaches it again, on success, failure and SIGTERM alike.
-//! Prints the archive report as one JSON document on stdout.
+//! `batch-worker`: the AWS Batch job. Without a subcommand (the EBS flow): attaches the restored
+//! volume to this instance, finds its NVMe device, archives it, and detaches it again, on
+//! success, failure and SIGTERM alike. `batch-worker dump` (the RDS native-dump flow): dumps the
+//! databases of the restored instance with the engine's own tools. Both print the archive report
+//! as one JSON document on stdout.
 //!
 //! Exit codes: 0 archived; 1 failed; 2 bad arguments or configuration; 130 interrupted.
 
@@ -8,13 +10,71 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use archiver_core::dump::SUPPORTED_ENGINES;
 use archiver_core::s3_location::S3Location;
-use batch_worker::options::PipelineArgs;
+use batch_worker::dump::{self, DumpRequest};
+use batch_worker::options::{DeviceArgs, PipelineArgs};
+use batch_worker::password::{Password, PasswordError};
 use batch_worker::{archive, ebs, nvme, s3, signal};
 use clap::Parser;
 
+/// The volume flags stay at the top level, where the EBS job definition passes them; `dump` is a
+/// subcommand beside them.
 #[derive(Debug, Parser)]
-#[command(name = "batch-worker", version, about = "Archives an EBS volume to S3 from an AWS Batch job.")]
+#[command(
+    name = "batch-worker",
+    version,
+    about = "Archives an EBS volume (or, with `dump`, an RDS database server) to S3 from an AWS Batch job.",
+    after_help = "Exit codes: 0 archived; 1 failed; 2 bad arguments or configuration; 130 interrupted.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    volume: Option<Args>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Dump every database of a server (the RDS flow's temporary instance) with pg_dump or
+    /// mysqldump, one compressed object per database, and the manifest last.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DumpArgs {
+    /// The RDS engine name, which chooses the tools (PostgreSQL's or MySQL's).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SUPPORTED_ENGINES))]
+    engine: String,
+    /// The server's address (the restored instance's endpoint).
+    #[arg(long)]
+    host: String,
+    /// The server's port (RDS: 5432 for PostgreSQL, 3306 for MySQL and MariaDB).
+    #[arg(long)]
+    port: u16,
+    /// The user to connect as (the restored instance's master user).
+    #[arg(long)]
+    user: String,
+    /// The SSM parameter (SecureString) that holds the password; read with decryption and
+    /// passed to the tools by environment or a private option file, never by argument.
+    #[arg(long)]
+    password_parameter: String,
+    /// Where the archive goes: s3://BUCKET/PREFIX.
+    #[arg(long)]
+    to: S3Location,
+    /// A database to dump; repeat for several. Default: every database but the system ones.
+    #[arg(long = "database", value_name = "NAME")]
+    databases: Vec<String>,
+    /// The DB snapshot the server was restored from, recorded in the manifest.
+    #[arg(long)]
+    snapshot_id: Option<String>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// The restored volume to archive (vol-...).
     #[arg(long)]
@@ -41,7 +101,7 @@ struct Args {
     #[arg(long, value_parser = humantime_secs, default_value = "300")]
     wait_seconds: Duration,
     #[command(flatten)]
-    pipeline: PipelineArgs,
+    pipeline: DeviceArgs,
 }
 
 fn humantime_secs(text: &str) -> Result<Duration, String> {
@@ -59,10 +119,15 @@ fn failed(code: u8) -> impl Fn(&dyn std::fmt::Display) -> Failure {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
     batch_worker::logging::init();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    match runtime.block_on(run(args)) {
+    let result = match (cli.command, cli.volume) {
+        (Some(Command::Dump(args)), _) => runtime.block_on(run_dump(args)),
+        (None, Some(args)) => runtime.block_on(run(args)),
+        (None, None) => unreachable!("clap requires the volume flags when there is no subcommand"),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             tracing::error!(error = %failure.message, "archive failed");
@@ -96,6 +161,41 @@ async fn run(args: Args) -> Result<(), Failure> {
     let detached = attachment.detach(&ec2, args.wait_seconds).await;
     let report = result.map_err(|e| failed(interrupted(&cancel))(&e))?;
     detached.map_err(|e| failed(1)(&e))?;
+    println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
+    Ok(())
+}
+
+async fn run_dump(args: DumpArgs) -> Result<(), Failure> {
+    let usage = failed(2);
+    let options = args.pipeline.to_options(&args.to.bucket).map_err(|e| usage(&e))?;
+    let config = s3::load_config().await;
+    let s3_client = s3::client(&config);
+    s3::preflight(&config, &s3_client, &args.to.bucket).await.map_err(|e| usage(&e))?;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let password = Password::from_parameter(&ssm, &args.password_parameter).await.map_err(|e| match e {
+        PasswordError::NotFound { .. } | PasswordError::Empty { .. } => usage(&e),
+        _ => failed(1)(&e),
+    })?;
+    let cancel = signal::cancel_on_signal();
+    let request = DumpRequest {
+        engine: args.engine,
+        host: args.host,
+        port: args.port,
+        user: args.user,
+        password,
+        databases: args.databases,
+        snapshot_id: args.snapshot_id,
+    };
+    let report = dump::dump_server(&s3_client, &args.to, &request, &options, &cancel).await.map_err(|e| {
+        let code = if e.is_interrupted() || cancel.is_cancelled() {
+            130
+        } else if e.is_configuration() {
+            2
+        } else {
+            1
+        };
+        failed(code)(&e)
+    })?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
     Ok(())
 }

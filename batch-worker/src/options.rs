@@ -1,5 +1,6 @@
-//! The archive options both binaries accept (`backup-archiver archive` and `batch-worker`),
-//! defined once so their flags cannot drift apart.
+//! The archive options both binaries accept (`backup-archiver archive`, `batch-worker` and
+//! `batch-worker dump`), defined once so their flags cannot drift apart: [`DeviceArgs`] for a
+//! device archive, [`PipelineArgs`] (compression and upload) for every archive.
 
 use archiver_core::manifest::{Compression, ModeRequest};
 use archiver_core::part_size::PartSchedule;
@@ -7,13 +8,22 @@ use clap::ValueEnum;
 
 use crate::archive::ArchiveOptions;
 use crate::compress::{CompressError, Compressor};
+use crate::pipeline::PipelineOptions;
 use crate::upload::UploadSettings;
 
+/// The flags of a device archive: how each filesystem is read, and the pipeline's.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PipelineArgs {
+pub struct DeviceArgs {
     /// files: tar of each filesystem; raw: the bytes; auto: files where a filesystem mounts.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// The flags of every archive: compression and upload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelineArgs {
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub compression: CompressionArg,
     /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
@@ -54,21 +64,32 @@ pub enum OptionsError {
     PartSize(#[from] archiver_core::part_size::PartSizeError),
 }
 
-impl PipelineArgs {
-    /// The options for archiving into `bucket`, checked before anything is touched.
+impl DeviceArgs {
+    /// The options for archiving a device into `bucket`, checked before anything is touched.
     pub fn to_options(&self, bucket: &str) -> Result<ArchiveOptions, OptionsError> {
-        let compression = match self.compression {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-        };
-        Compressor::new(compression, self.level)?;
-        PartSchedule::for_source(0, self.part_size)?;
         Ok(ArchiveOptions {
             mode: match self.mode {
                 ModeArg::Auto => ModeRequest::Auto,
                 ModeArg::Files => ModeRequest::Files,
                 ModeArg::Raw => ModeRequest::Raw,
             },
+            pipeline: self.pipeline.to_options(bucket)?,
+            volume_id: None,
+            snapshot_id: None,
+        })
+    }
+}
+
+impl PipelineArgs {
+    /// The options for writing objects into `bucket`, checked before anything is touched.
+    pub fn to_options(&self, bucket: &str) -> Result<PipelineOptions, OptionsError> {
+        let compression = match self.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        };
+        Compressor::new(compression, self.level)?;
+        PartSchedule::for_source(0, self.part_size)?;
+        Ok(PipelineOptions {
             compression,
             level: self.level,
             part_size: self.part_size,
@@ -78,8 +99,6 @@ impl PipelineArgs {
                 sse_kms_key_id: self.sse_kms_key_id.clone(),
                 concurrency: self.concurrency.into(),
             },
-            volume_id: None,
-            snapshot_id: None,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         })
     }
@@ -109,13 +128,13 @@ mod tests {
     #[derive(Parser)]
     struct Harness {
         #[command(flatten)]
-        args: PipelineArgs,
+        args: DeviceArgs,
     }
 
     #[test]
     fn parses_sizes_with_binary_units() {
         let h = Harness::try_parse_from(["x", "--part-size", "5MiB"]).unwrap();
-        assert_eq!(h.args.part_size, 5 * 1024 * 1024);
+        assert_eq!(h.args.pipeline.part_size, 5 * 1024 * 1024);
         assert!(Harness::try_parse_from(["x", "--part-size", "lots"]).is_err());
     }
 

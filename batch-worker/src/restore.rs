@@ -1,5 +1,6 @@
 //! Restoring an archive: tar objects are extracted with all their metadata (one directory per
-//! partition), raw objects become image files, bit for bit. Every object's uncompressed stream
+//! partition), raw objects become image files, bit for bit, and database dumps become the files
+//! `pg_restore`, `psql` or `mysql` read. Every object's uncompressed stream
 //! is checked against the manifest's `content_sha256` as it is read.
 
 use std::fs::File;
@@ -54,7 +55,8 @@ pub struct RestoredObject {
 }
 
 /// Restores every object under `location` into `dir`: `disk/` or `partN/` trees for tar
-/// objects, `disk.img` or `partN.img` for raw ones.
+/// objects, `disk.img` or `partN.img` for raw ones, `<database>.pgdump` or `<database>.sql` for
+/// dumps (the object's name without its compression extension).
 pub async fn restore_to_dir(client: &Client, location: &S3Location, dir: &Path) -> Result<Vec<RestoredObject>, RestoreError> {
     let manifest = fetch_manifest(client, location).await?;
     let mut restored = Vec::new();
@@ -63,6 +65,11 @@ pub async fn restore_to_dir(client: &Client, location: &S3Location, dir: &Path) 
         let path = match object.mode {
             ArchiveMode::Files => dir.join(&stem),
             ArchiveMode::Raw => dir.join(format!("{stem}.img")),
+            ArchiveMode::Dump => {
+                let name = object.key.rsplit('/').next().unwrap_or(&object.key);
+                let extension = format!(".{}", object.compression.extension());
+                dir.join(name.strip_suffix(&extension).unwrap_or(name))
+            }
         };
         restored.push(restore_object(client, &location.bucket, object, path).await?);
     }
@@ -110,7 +117,7 @@ async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, 
         })?);
         let write_err = |source| RestoreError::Write { key: object.key.clone(), path: path.clone(), source };
         match object.mode {
-            ArchiveMode::Raw => {
+            ArchiveMode::Raw | ArchiveMode::Dump => {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(write_err)?;
                 }

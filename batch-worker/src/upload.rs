@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use archiver_core::manifest::Compression;
 use archiver_core::part_size::{PartSchedule, MAX_PARTS};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
@@ -57,6 +58,21 @@ pub struct ObjectSpec {
     pub key: String,
     pub metadata: HashMap<String, String>,
     pub content_type: &'static str,
+}
+
+impl ObjectSpec {
+    /// An object of `compression`'s content type. S3 user metadata travels in HTTP headers, so
+    /// every value is made printable ASCII (other characters become `?`).
+    pub fn new(key: String, mut metadata: HashMap<String, String>, compression: Compression) -> Self {
+        for value in metadata.values_mut() {
+            *value = value.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+        }
+        let content_type = match compression {
+            Compression::Gzip => "application/gzip",
+            Compression::Zstd => "application/zstd",
+        };
+        ObjectSpec { key, metadata, content_type }
+    }
 }
 
 /// What a completed upload holds.

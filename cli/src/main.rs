@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode as ProcessExitCode;
 
 use archiver_core::s3_location::S3Location;
-use batch_worker::options::PipelineArgs;
+use batch_worker::options::DeviceArgs;
 use clap::{Parser, Subcommand};
 
 mod commands;
@@ -73,7 +73,7 @@ pub struct ArchiveArgs {
     #[arg(long)]
     pub to: S3Location,
     #[command(flatten)]
-    pub pipeline: PipelineArgs,
+    pub pipeline: DeviceArgs,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,

@@ -32,8 +32,8 @@ use serde_json::Value;
 
 use crate::errors;
 use crate::flow::{
-    ArchiveJob, JobResult, NotificationReport, RecoveryPointDeletion, StateError, Verification, MANAGED_BY,
-    TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
+    ArchiveJob, Handoff, JobResult, NotificationReport, RecoveryPointDeletion, StateError, Verification, TAG_EXECUTION,
+    TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
 };
 use crate::naming::{database_identifier, password_parameter_name};
 use crate::request::{ArchiveRequest, DbMethod, ResourceKind};
@@ -155,12 +155,13 @@ pub fn database_names(request: &ArchiveRequest, execution_id: &str) -> Result<Da
     }
 }
 
-/// The tags on the temporary instance, cluster and parameter: [`TAG_EXECUTION`] is what the
-/// cleanup checks before it deletes anything, the others tell an operator whose it is.
-pub fn database_tags(request: &ArchiveRequest, execution_id: &str) -> Vec<(String, String)> {
+/// The tags on the temporary instance, cluster and parameter: [`TAG_MANAGED_BY`] (the
+/// deployment's name, which IAM limits each deployment's roles to) and [`TAG_EXECUTION`] are what
+/// the cleanup checks before it deletes anything, the others tell an operator whose it is.
+pub fn database_tags(request: &ArchiveRequest, execution_id: &str, deployment: &str) -> Vec<(String, String)> {
     vec![
         ("Name".to_string(), format!("backup-archiver dump of {}", request.snapshot_id)),
-        (TAG_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (TAG_MANAGED_BY.to_string(), deployment.to_string()),
         (TAG_EXECUTION.to_string(), execution_id.to_string()),
         (TAG_IDEMPOTENCY_KEY.to_string(), request.idempotency_key.clone()),
         (TAG_SNAPSHOT_ID.to_string(), request.snapshot_id.clone()),
@@ -233,6 +234,8 @@ pub struct RestoreConfig {
     pub db_subnet_group_name: String,
     /// Security groups that let the worker's security group in on the engine's port.
     pub vpc_security_group_ids: Vec<String>,
+    /// The deployment's (stack's) name: the value of [`TAG_MANAGED_BY`] on what it restores.
+    pub deployment: String,
 }
 
 impl RestoreConfig {
@@ -240,7 +243,14 @@ impl RestoreConfig {
     pub fn from_values(
         db_subnet_group_name: &str,
         vpc_security_group_ids: &str,
+        deployment: &str,
     ) -> Result<RestoreConfig, DatabaseError> {
+        if deployment.trim().is_empty() {
+            return Err(DatabaseError::InvalidConfig {
+                field: "deployment",
+                reason: "is empty: databases are tagged with it".into(),
+            });
+        }
         if db_subnet_group_name.trim().is_empty() {
             return Err(DatabaseError::InvalidConfig { field: "db_subnet_group_name", reason: "is empty".into() });
         }
@@ -255,6 +265,7 @@ impl RestoreConfig {
         Ok(RestoreConfig {
             db_subnet_group_name: db_subnet_group_name.trim().to_string(),
             vpc_security_group_ids: groups,
+            deployment: deployment.trim().to_string(),
         })
     }
 }
@@ -328,7 +339,7 @@ pub fn restore_request(
         port: facts.port,
         db_subnet_group_name: config.db_subnet_group_name.clone(),
         vpc_security_group_ids: config.vpc_security_group_ids.clone(),
-        tags: database_tags(request, execution_id),
+        tags: database_tags(request, execution_id, &config.deployment),
     })
 }
 
@@ -341,8 +352,15 @@ pub struct ExistingDatabase {
     pub status: String,
     /// The value of [`TAG_EXECUTION`].
     pub execution: Option<String>,
-    /// Tagged [`TAG_MANAGED_BY`] = [`MANAGED_BY`]: only such databases are ever deleted.
-    pub managed: bool,
+    /// The value of [`TAG_MANAGED_BY`]: only databases of this deployment are ever deleted.
+    pub managed_by: Option<String>,
+}
+
+impl ExistingDatabase {
+    /// Tagged as `deployment`'s and `execution_id`'s: the only databases an execution reuses or deletes.
+    pub fn is_owned_by(&self, execution_id: &str, deployment: &str) -> bool {
+        self.managed_by.as_deref() == Some(deployment) && self.execution.as_deref() == Some(execution_id)
+    }
 }
 
 /// What `restore-database` does given the database already using our identifier, if any.
@@ -359,10 +377,10 @@ pub enum DatabaseClaim {
 }
 
 /// Decides whether to restore (see [`DatabaseClaim`]).
-pub fn claim_database(existing: Option<&ExistingDatabase>, execution_id: &str) -> DatabaseClaim {
+pub fn claim_database(existing: Option<&ExistingDatabase>, execution_id: &str, deployment: &str) -> DatabaseClaim {
     match existing {
         None => DatabaseClaim::Restore,
-        Some(db) if db.managed && db.execution.as_deref() == Some(execution_id) => DatabaseClaim::Reuse,
+        Some(db) if db.is_owned_by(execution_id, deployment) => DatabaseClaim::Reuse,
         Some(db) if db.status == "deleting" => DatabaseClaim::Wait { status: db.status.clone() },
         Some(db) => DatabaseClaim::Duplicate {
             execution: db.execution.clone().unwrap_or_else(|| "something that is not backup-archiver".into()),
@@ -501,9 +519,7 @@ pub fn check_database(
         let status = status.clone().unwrap_or_else(|| "deleted".to_string());
         match database_readiness(&status) {
             DatabaseReadiness::Ready => {}
-            DatabaseReadiness::NotYet => {
-                return Err(DatabaseError::NotReady { identifier: identifier.clone(), status })
-            }
+            DatabaseReadiness::NotYet => return Err(DatabaseError::NotReady { identifier: identifier.clone(), status }),
             DatabaseReadiness::Never => return Err(DatabaseError::Failed { identifier: identifier.clone(), status }),
         }
     }
@@ -548,11 +564,11 @@ pub enum DatabaseRelease {
 }
 
 /// Decides how to get rid of `existing`, which carries one of this execution's identifiers.
-pub fn release_database(existing: Option<&ExistingDatabase>, execution_id: &str) -> DatabaseRelease {
+pub fn release_database(existing: Option<&ExistingDatabase>, execution_id: &str, deployment: &str) -> DatabaseRelease {
     match existing {
         None => DatabaseRelease::Gone,
         Some(db) if db.status == "deleting" => DatabaseRelease::Gone,
-        Some(db) if db.managed && db.execution.as_deref() == Some(execution_id) => DatabaseRelease::Delete,
+        Some(db) if db.is_owned_by(execution_id, deployment) => DatabaseRelease::Delete,
         Some(_) => DatabaseRelease::NotOurs,
     }
 }
@@ -603,7 +619,10 @@ pub struct RdsDumpState {
     pub recovery_point_deletion: Option<RecoveryPointDeletion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<NotificationReport>,
-    /// `DuplicateArchive`: another execution owns the snapshot's database.
+    /// The execution of the snapshot's own flow, when this one handed the trigger over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
+    /// The handoff's refusal: the snapshot's flow already has an execution of this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<StateError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -622,6 +641,7 @@ mod tests {
     use crate::request::{plan_archive, PlanConfig, PlanOutcome, SnapshotFacts};
 
     const EXECUTION: &str = "arn:aws:states:eu-west-1:111122223333:execution:rds-dump:e1";
+    const DEPLOYMENT: &str = "archiver-prod";
 
     fn request(fixture: &str) -> ArchiveRequest {
         let event = TriggerEvent::from_json(fixture.as_bytes()).unwrap();
@@ -649,7 +669,7 @@ mod tests {
     }
 
     fn config() -> RestoreConfig {
-        RestoreConfig::from_values("backup-archiver-dumps", "sg-1, sg-2").unwrap()
+        RestoreConfig::from_values("backup-archiver-dumps", "sg-1, sg-2", DEPLOYMENT).unwrap()
     }
 
     fn facts(engine: &str) -> DbSnapshotFacts {
@@ -671,7 +691,7 @@ mod tests {
         assert_eq!(restore.snapshot, "arn:aws:rds:eu-west-1:111122223333:snapshot:orders-2025-03-04");
         assert_eq!(restore.vpc_security_group_ids, ["sg-1", "sg-2"]);
         assert!(restore.tags.contains(&(TAG_EXECUTION.to_string(), EXECUTION.to_string())));
-        assert!(restore.tags.contains(&(TAG_MANAGED_BY.to_string(), MANAGED_BY.to_string())));
+        assert!(restore.tags.contains(&(TAG_MANAGED_BY.to_string(), DEPLOYMENT.to_string())));
         assert_eq!(restore, restore_request(&request, EXECUTION, &facts("postgres"), &config()).unwrap(), "stable");
     }
 
@@ -713,8 +733,15 @@ mod tests {
 
     #[test]
     fn restore_config_names_the_bad_setting() {
-        assert!(RestoreConfig::from_values(" ", "sg-1").unwrap_err().to_string().contains("db_subnet_group_name"));
-        assert!(RestoreConfig::from_values("g", " , ").unwrap_err().to_string().contains("vpc_security_group_ids"));
+        assert!(RestoreConfig::from_values(" ", "sg-1", DEPLOYMENT)
+            .unwrap_err()
+            .to_string()
+            .contains("db_subnet_group_name"));
+        assert!(RestoreConfig::from_values("g", " , ", DEPLOYMENT)
+            .unwrap_err()
+            .to_string()
+            .contains("vpc_security_group_ids"));
+        assert!(RestoreConfig::from_values("g", "sg-1", " ").unwrap_err().to_string().contains("deployment"));
     }
 
     #[test]
@@ -734,7 +761,10 @@ mod tests {
     fn passwords_skip_biased_bytes_and_need_enough_of_them() {
         // The first byte that would bias the choice: it and all above it are skipped.
         let first_biased = (256 - 256 % PASSWORD_CHARSET.len()) as u8;
-        assert_eq!(master_password(&[first_biased; PASSWORD_RANDOM_BYTES]).unwrap_err(), DatabaseError::ShortRandom { got: 0 });
+        assert_eq!(
+            master_password(&[first_biased; PASSWORD_RANDOM_BYTES]).unwrap_err(),
+            DatabaseError::ShortRandom { got: 0 }
+        );
         assert_eq!(master_password(&[255u8; PASSWORD_RANDOM_BYTES]).unwrap_err(), DatabaseError::ShortRandom { got: 0 });
         assert_eq!(master_password(&[0u8; 10]).unwrap_err().error_name(), errors::RETRYABLE);
         let mut random = vec![first_biased; 40];
@@ -748,16 +778,16 @@ mod tests {
             identifier: "ba-x".into(),
             status: status.into(),
             execution: Some(execution.into()),
-            managed: true,
+            managed_by: Some(DEPLOYMENT.into()),
         };
-        assert_eq!(claim_database(None, EXECUTION), DatabaseClaim::Restore);
-        assert_eq!(claim_database(Some(&db(EXECUTION, "creating")), EXECUTION), DatabaseClaim::Reuse);
+        assert_eq!(claim_database(None, EXECUTION, DEPLOYMENT), DatabaseClaim::Restore);
+        assert_eq!(claim_database(Some(&db(EXECUTION, "creating")), EXECUTION, DEPLOYMENT), DatabaseClaim::Reuse);
         assert_eq!(
-            claim_database(Some(&db("other", "available")), EXECUTION),
+            claim_database(Some(&db("other", "available")), EXECUTION, DEPLOYMENT),
             DatabaseClaim::Duplicate { execution: "other".into() }
         );
         assert_eq!(
-            claim_database(Some(&db("other", "deleting")), EXECUTION),
+            claim_database(Some(&db("other", "deleting")), EXECUTION, DEPLOYMENT),
             DatabaseClaim::Wait { status: "deleting".into() }
         );
     }
@@ -768,16 +798,22 @@ mod tests {
             identifier: "ba-x".into(),
             status: "creating".into(),
             execution: Some(EXECUTION.into()),
-            managed: true,
+            managed_by: Some(DEPLOYMENT.into()),
         };
-        assert_eq!(release_database(Some(&db), EXECUTION), DatabaseRelease::Delete, "even one stuck in creating");
-        assert_eq!(release_database(Some(&db), "another"), DatabaseRelease::NotOurs);
+        assert_eq!(
+            release_database(Some(&db), EXECUTION, DEPLOYMENT),
+            DatabaseRelease::Delete,
+            "even one stuck in creating"
+        );
+        assert_eq!(release_database(Some(&db), "another", DEPLOYMENT), DatabaseRelease::NotOurs);
         db.status = "deleting".into();
-        assert_eq!(release_database(Some(&db), EXECUTION), DatabaseRelease::Gone);
+        assert_eq!(release_database(Some(&db), EXECUTION, DEPLOYMENT), DatabaseRelease::Gone);
         db.status = "available".into();
-        db.managed = false;
-        assert_eq!(release_database(Some(&db), EXECUTION), DatabaseRelease::NotOurs);
-        assert_eq!(release_database(None, EXECUTION), DatabaseRelease::Gone);
+        db.managed_by = None;
+        assert_eq!(release_database(Some(&db), EXECUTION, DEPLOYMENT), DatabaseRelease::NotOurs);
+        db.managed_by = Some("archiver-staging".into());
+        assert_eq!(release_database(Some(&db), EXECUTION, DEPLOYMENT), DatabaseRelease::NotOurs, "another deployment's");
+        assert_eq!(release_database(None, EXECUTION, DEPLOYMENT), DatabaseRelease::Gone);
     }
 
     fn temporary(request: &ArchiveRequest, engine: &str) -> TemporaryDatabase {
@@ -797,9 +833,7 @@ mod tests {
         };
         let not_ready = check_database(&database, &seen).unwrap_err();
         assert_eq!(not_ready.error_name(), errors::DB_NOT_READY);
-        assert!(not_ready
-            .to_string()
-            .starts_with(&format!("DB {} ", database.names.cluster_identifier.as_ref().unwrap())));
+        assert!(not_ready.to_string().starts_with(&format!("DB {} ", database.names.cluster_identifier.as_ref().unwrap())));
         seen.cluster_status = Some("available".into());
         assert_eq!(check_database(&database, &seen).unwrap_err().error_name(), errors::DB_NOT_READY);
         seen.instance_status = Some("available".into());
@@ -813,10 +847,7 @@ mod tests {
         assert_eq!(names, expected);
         assert_eq!(endpoint.job.parameters["port"], "5432");
         assert_eq!(endpoint.job.parameters["password_parameter"], database.names.password_parameter);
-        assert!(
-            !serde_json::to_string(&endpoint).unwrap().contains("password\":"),
-            "only the parameter's name travels"
-        );
+        assert!(!serde_json::to_string(&endpoint).unwrap().contains("password\":"), "only the parameter's name travels");
     }
 
     #[test]

@@ -70,9 +70,15 @@ pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
 /// did not absorb. Retryable with backoff.
 pub const RETRYABLE: &str = "Retryable";
 /// Another execution is already archiving the same snapshot (a duplicate event, or an SNS and an
-/// EventBridge delivery of one backup job): it owns the temporary volume. Not a failure: the
-/// EBS flow ends in its `Duplicate` Succeed state.
+/// EventBridge delivery of one backup job), or its archive already exists. The execution makes
+/// no second archive; it fails and notifies, so a duplicate delivery is seen, never silent.
 pub const DUPLICATE_ARCHIVE: &str = "DuplicateArchive";
+/// The trigger names a resource no flow can archive (EFS, an AMI recovery point, an Oracle
+/// snapshot) although a rule or an operator sent it here: a gap in someone's archive.
+pub const NOT_ARCHIVABLE: &str = "NotArchivable";
+/// The trigger is not about a ready snapshot (a FAILED job, another vault): an expected skip,
+/// named for `status` and the plan's output; such executions succeed quietly.
+pub const NOTHING_TO_ARCHIVE: &str = "NothingToArchive";
 /// The Batch job ended FAILED: the worker exited non-zero, was killed, or ran past the job's
 /// timeout. The cause is the job's description (exit code, `statusReason`). The ASL renames
 /// Step Functions' `States.TaskFailed` of the job step to this, so the execution can end with a
@@ -121,6 +127,8 @@ pub const ALL: &[ErrorName] = &[
     ErrorName { name: NOTIFICATION_FAILED, retryable: false },
     ErrorName { name: RETRYABLE, retryable: true },
     ErrorName { name: DUPLICATE_ARCHIVE, retryable: false },
+    ErrorName { name: NOT_ARCHIVABLE, retryable: false },
+    ErrorName { name: NOTHING_TO_ARCHIVE, retryable: false },
     ErrorName { name: JOB_FAILED, retryable: false },
     ErrorName { name: STEP_FAILED, retryable: false },
     ErrorName { name: RECOVERY_POINT_NOT_DELETED, retryable: false },
@@ -143,17 +151,28 @@ pub const LAMBDA_SERVICE_ERRORS: &[&str] = &[
 /// <https://docs.aws.amazon.com/step-functions/latest/dg/connect-batch.html>
 pub const BATCH_SERVICE_ERRORS: &[&str] = &["Batch.AWSBatchException", "Batch.ServerException", "Batch.BatchException"];
 
+/// The handoff to another flow's state machine (an `aws-sdk:sfn:startExecution` task): a
+/// second trigger of one snapshot finds the execution the first one started, named by the
+/// idempotency key, and Step Functions refuses the name.
+/// <https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html>
+pub const HANDOFF_DUPLICATE: &str = "Sfn.ExecutionAlreadyExistsException";
+/// Handoff failures worth a retry: too many open executions, and the generic service error
+/// that throttling and 5xx answers of an SDK integration arrive as.
+pub const HANDOFF_RETRYABLE: &[&str] = &["Sfn.ExecutionLimitExceededException", "Sfn.SfnException"];
+
 /// Step Functions' reserved prefix (`States.ALL`, `States.TaskFailed`, …).
 /// <https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html>
 pub const STATES_PREFIX: &str = "States.";
 
 /// True for a name an `ErrorEquals` may use: one of ours, one of Step Functions', or one of the
-/// Lambda and Batch service errors listed above.
+/// Lambda, Batch and Step Functions service errors listed above.
 pub fn is_known(name: &str) -> bool {
     name.starts_with(STATES_PREFIX)
         || ALL.iter().any(|e| e.name == name)
         || LAMBDA_SERVICE_ERRORS.contains(&name)
         || BATCH_SERVICE_ERRORS.contains(&name)
+        || name == HANDOFF_DUPLICATE
+        || HANDOFF_RETRYABLE.contains(&name)
 }
 
 /// True for our names that belong in a `Retry`.

@@ -33,11 +33,12 @@ use crate::naming::short_hash;
 use crate::request::{archive_target, ArchiveRequest, PlanConfig, Targeting};
 use crate::s3_location::S3Location;
 
-/// Tags on every temporary volume. The execution tag is what the cleanup finds volumes by (so a
-/// volume whose id never reached the state machine is still deleted), the key tag is what a
-/// duplicate execution finds the first one's volume by.
+/// Tags on every temporary volume. The managed-by tag holds the deployment's name (the stack's):
+/// IAM lets a deployment's roles attach, detach and delete only volumes that carry their own
+/// name, so two deployments in one account never touch each other's volumes. The execution tag
+/// is what the cleanup finds volumes by (so a volume whose id never reached the state machine is
+/// still deleted), the key tag is what a duplicate execution finds the first one's volume by.
 pub const TAG_MANAGED_BY: &str = "backup-archiver:managed-by";
-pub const MANAGED_BY: &str = "backup-archiver";
 pub const TAG_EXECUTION: &str = "backup-archiver:execution";
 pub const TAG_IDEMPOTENCY_KEY: &str = "backup-archiver:idempotency-key";
 pub const TAG_SNAPSHOT_ID: &str = "backup-archiver:snapshot-id";
@@ -62,6 +63,8 @@ pub enum FlowError {
     InvalidInput { field: &'static str, reason: String },
     #[error("snapshot {snapshot_id} is already being archived by {execution} (volume {volume_id})")]
     Duplicate { snapshot_id: String, execution: String, volume_id: String },
+    #[error("snapshot {snapshot_id} is already archived: {manifest_url} exists (delete that archive to make a new one)")]
+    AlreadyArchived { snapshot_id: String, manifest_url: String },
     #[error("volume {volume_id} is {state}, not available yet")]
     VolumeNotReady { volume_id: String, state: String },
     #[error("volume {volume_id} is {state} and will not become available")]
@@ -77,7 +80,7 @@ impl FlowError {
         match self {
             FlowError::InvalidConfig { .. } => errors::INVALID_CONFIG,
             FlowError::InvalidInput { .. } => errors::INVALID_EVENT,
-            FlowError::Duplicate { .. } => errors::DUPLICATE_ARCHIVE,
+            FlowError::Duplicate { .. } | FlowError::AlreadyArchived { .. } => errors::DUPLICATE_ARCHIVE,
             FlowError::VolumeNotReady { .. } => errors::VOLUME_NOT_READY,
             FlowError::VolumeFailed { .. } => errors::VOLUME_FAILED,
             FlowError::VolumeStillAttached { .. } => errors::VOLUME_STILL_ATTACHED,
@@ -124,14 +127,17 @@ pub struct VolumeRequest {
     pub tags: Vec<(String, String)>,
 }
 
-/// The CreateVolume call for `request`, owned by `execution_id`.
-pub fn volume_request(request: &ArchiveRequest, execution_id: &str) -> Result<VolumeRequest, FlowError> {
+/// The CreateVolume call for `request`, owned by `execution_id` of the deployment `deployment`.
+pub fn volume_request(request: &ArchiveRequest, execution_id: &str, deployment: &str) -> Result<VolumeRequest, FlowError> {
     let volume = request.volume.as_ref().ok_or(FlowError::InvalidInput {
         field: "volume",
         reason: format!("is null: the plan is for a {} archive, not an EBS one", request.kind),
     })?;
     if execution_id.is_empty() {
         return Err(FlowError::InvalidInput { field: "execution_id", reason: "is empty".into() });
+    }
+    if deployment.is_empty() {
+        return Err(FlowError::InvalidConfig { field: "deployment", reason: "is empty: volumes are tagged with it".into() });
     }
     let encrypted = request.encrypted.unwrap_or(false);
     Ok(VolumeRequest {
@@ -146,7 +152,7 @@ pub fn volume_request(request: &ArchiveRequest, execution_id: &str) -> Result<Vo
         client_token: client_token(&request.idempotency_key, execution_id),
         tags: vec![
             ("Name".to_string(), format!("backup-archiver {}", request.snapshot_id)),
-            (TAG_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            (TAG_MANAGED_BY.to_string(), deployment.to_string()),
             (TAG_EXECUTION.to_string(), execution_id.to_string()),
             (TAG_IDEMPOTENCY_KEY.to_string(), request.idempotency_key.clone()),
             (TAG_SNAPSHOT_ID.to_string(), request.snapshot_id.clone()),
@@ -171,9 +177,9 @@ pub struct ExistingVolume {
     pub create_time: Option<DateTime<Utc>>,
     /// The value of [`TAG_EXECUTION`].
     pub execution: Option<String>,
-    /// Tagged [`TAG_MANAGED_BY`] = [`MANAGED_BY`]: only such volumes are ever deleted.
+    /// The value of [`TAG_MANAGED_BY`]: only volumes of this deployment are ever deleted.
     #[serde(default)]
-    pub managed: bool,
+    pub managed_by: Option<String>,
     /// Instance and state of each attachment.
     #[serde(default)]
     pub attachments: Vec<VolumeAttachment>,
@@ -324,13 +330,14 @@ pub enum Release {
     Wait,
 }
 
-/// Decides how to get rid of `volume` on the `retry_count`-th retry of the DeleteVolume state.
-pub fn release_volume(volume: &ExistingVolume, retry_count: u32) -> Release {
+/// Decides how `deployment` gets rid of `volume` on the `retry_count`-th retry of the
+/// DeleteVolume state.
+pub fn release_volume(volume: &ExistingVolume, retry_count: u32, deployment: &str) -> Release {
     let force = retry_count >= FORCE_DETACH_AFTER_RETRIES;
     if !volume.is_live() {
         return Release::Gone;
     }
-    if !volume.managed {
+    if volume.managed_by.as_deref() != Some(deployment) {
         return Release::Foreign;
     }
     if let Some(attached) = volume.attachments.iter().find(|a| matches!(a.state.as_str(), "attaching" | "attached" | "busy")) {
@@ -507,7 +514,10 @@ pub struct EbsArchiveState {
     pub recovery_point_deletion: Option<RecoveryPointDeletion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<NotificationReport>,
-    /// `DuplicateArchive`: another execution owns the snapshot (ends in `Duplicate`).
+    /// The execution of the snapshot's own flow, when this one handed the trigger over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
+    /// The handoff's refusal: the snapshot's flow already has an execution of this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<StateError>,
     /// The error that sent the execution to the cleanup path.
@@ -519,6 +529,12 @@ pub struct EbsArchiveState {
     /// The notification's failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_error: Option<StateError>,
+}
+
+/// What the `Handoff` state keeps of StartExecution's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub execution_arn: String,
 }
 
 /// What the `notify` and `delete-volume` Lambdas can read from any document the cleanup path
@@ -594,6 +610,8 @@ pub fn trigger_snapshot_id(state: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DEPLOYMENT: &str = "archiver-prod";
     use chrono::TimeZone;
 
     fn volume(id: &str, state: &str, second: u32, execution: &str) -> ExistingVolume {
@@ -602,7 +620,7 @@ mod tests {
             state: state.into(),
             create_time: Some(Utc.with_ymd_and_hms(2025, 3, 4, 2, 20, second).unwrap()),
             execution: Some(execution.into()),
-            managed: true,
+            managed_by: Some(DEPLOYMENT.into()),
             attachments: vec![],
         }
     }
@@ -649,32 +667,34 @@ mod tests {
     fn release_deletes_detaches_and_forces_in_turn() {
         let mut v = volume("vol-1", "in-use", 0, "e");
         v.attachments = vec![VolumeAttachment { instance_id: "i-1".into(), state: "attached".into() }];
-        assert_eq!(release_volume(&v, 0), Release::Detach { instance_id: "i-1".into(), force: false });
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Detach { instance_id: "i-1".into(), force: false });
         assert_eq!(
-            release_volume(&v, FORCE_DETACH_AFTER_RETRIES),
+            release_volume(&v, FORCE_DETACH_AFTER_RETRIES, DEPLOYMENT),
             Release::Detach { instance_id: "i-1".into(), force: true }
         );
         v.attachments[0].state = "detaching".into();
-        assert_eq!(release_volume(&v, 0), Release::Wait);
-        assert_eq!(release_volume(&v, 5), Release::Detach { instance_id: "i-1".into(), force: true });
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Wait);
+        assert_eq!(release_volume(&v, 5, DEPLOYMENT), Release::Detach { instance_id: "i-1".into(), force: true });
         v.attachments.clear();
         v.state = "available".into();
-        assert_eq!(release_volume(&v, 0), Release::Delete);
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Delete);
         v.state = "error".into();
-        assert_eq!(release_volume(&v, 0), Release::Delete, "a failed volume is deleted too");
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Delete, "a failed volume is deleted too");
         v.state = "deleting".into();
-        assert_eq!(release_volume(&v, 0), Release::Gone);
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Gone);
         v.state = "creating".into();
-        assert_eq!(release_volume(&v, 0), Release::Delete, "a volume stuck in creating is deleted too");
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Delete, "a volume stuck in creating is deleted too");
     }
 
     #[test]
     fn release_never_touches_a_volume_that_is_not_ours() {
         let mut v = volume("vol-1", "available", 0, "e");
-        v.managed = false;
-        assert_eq!(release_volume(&v, 0), Release::Foreign);
+        v.managed_by = None;
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Foreign);
         v.attachments = vec![VolumeAttachment { instance_id: "i-1".into(), state: "attached".into() }];
-        assert_eq!(release_volume(&v, 9), Release::Foreign, "not even detached");
+        assert_eq!(release_volume(&v, 9, DEPLOYMENT), Release::Foreign, "not even detached");
+        v.managed_by = Some("archiver-staging".into());
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Foreign, "another deployment's volume");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`s3_location`]: parsing and printing `s3://bucket/prefix` destinations.
 //! - [`part_size`]: choosing a multipart part size that fits any source under S3's limits.
 //! - [`manifest`]: the JSON document that turns a prefix of objects into an archive.
+//! - [`dump`]: the RDS native-dump flow's tools, command lines, system databases and object names.
 //! - [`arn`]: Amazon Resource Names, parsed once where an event enters.
 //! - [`event`]: every trigger (EventBridge, SNS, manual input) parsed into one typed enum.
 //! - [`request`]: the `plan` step: an event becomes an [`request::ArchiveRequest`] or a skip.
@@ -22,6 +23,7 @@
 pub mod arn;
 pub mod aws_error;
 pub mod database;
+pub mod dump;
 pub mod errors;
 pub mod event;
 pub mod flow;

@@ -20,6 +20,8 @@ pub enum ArchiveMode {
     Files,
     /// The device's bytes, restorable bit for bit.
     Raw,
+    /// A database dump written by the engine's own tool; [`ArchivedObject::dump`] says which.
+    Dump,
 }
 
 /// What the operator asked for.
@@ -86,6 +88,45 @@ pub struct SourceInfo {
     pub volume_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// The database server of a dump archive. `device` is then its `host:port` and `size` the
+    /// dumps' total uncompressed bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSource>,
+}
+
+/// The server a dump archive was taken from (never its password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseSource {
+    /// The RDS engine name, as given (`postgres`, `aurora-mysql`, ...).
+    pub engine: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+}
+
+/// How a dump object is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// `pg_dump --format=custom`: decompress, then `pg_restore`.
+    Custom,
+    /// SQL text: decompress, then `psql` or `mysql`.
+    Sql,
+}
+
+/// What one dump object holds and which tool wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpInfo {
+    /// The RDS engine name, as given.
+    pub engine: String,
+    /// The dumped database; `None` for the server's roles and tablespaces (`pg_dumpall --globals-only`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The program that wrote it (`pg_dump`, `pg_dumpall`, `mysqldump`).
+    pub tool: String,
+    /// Its `--version` line: a restore needs this version or a newer one.
+    pub tool_version: String,
+    pub format: DumpFormat,
 }
 
 /// A partition as the partition table describes it.
@@ -147,6 +188,9 @@ pub struct ArchivedObject {
     pub content_sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<EntryCounts>,
+    /// For a `dump` object: the database and the tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<DumpInfo>,
 }
 
 /// The archive's table of contents.
@@ -203,6 +247,9 @@ pub fn object_name(partition: Option<u32>, mode: ArchiveMode, compression: Compr
     let kind = match mode {
         ArchiveMode::Files => "tar",
         ArchiveMode::Raw => "raw",
+        // A device object is never a dump (`dump::DumpTool::object_name` names those); the
+        // name stays well formed all the same.
+        ArchiveMode::Dump => "dump",
     };
     format!("{what}.{kind}.{}", compression.extension())
 }
@@ -223,6 +270,7 @@ mod tests {
                 partition_table_dump: None,
                 volume_id: Some("vol-0123456789abcdef0".into()),
                 snapshot_id: None,
+                database: None,
             },
             objects: vec![ArchivedObject {
                 key: "a/part1.tar.gz".into(),
@@ -237,6 +285,7 @@ mod tests {
                 bytes_out: 1234,
                 content_sha256: "cd".repeat(32),
                 entries: Some(EntryCounts { files: 3, ..Default::default() }),
+                dump: None,
             }],
             started_at: t,
             finished_at: t,
@@ -251,6 +300,35 @@ mod tests {
         let text = String::from_utf8(json).unwrap();
         assert!(text.contains(r#""mode":"files""#), "{text}");
         assert!(!text.contains("snapshot_id"), "absent ids are omitted: {text}");
+    }
+
+    #[test]
+    fn dump_archives_add_fields_and_keep_the_existing_ones() {
+        let mut m = sample();
+        m.source.device = "db.example:5432".into();
+        m.source.database =
+            Some(DatabaseSource { engine: "postgres".into(), host: "db.example".into(), port: 5432, user: "master".into() });
+        m.objects[0].mode = ArchiveMode::Dump;
+        m.objects[0].partition = None;
+        m.objects[0].entries = None;
+        m.objects[0].dump = Some(DumpInfo {
+            engine: "postgres".into(),
+            database: Some("app".into()),
+            tool: "pg_dump".into(),
+            tool_version: "pg_dump (PostgreSQL) 15.18".into(),
+            format: DumpFormat::Custom,
+        });
+        let json = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::from_json(&json).unwrap(), m);
+        let text = String::from_utf8(json).unwrap();
+        for field in [r#""mode":"dump""#, r#""format":"custom""#, r#""device":"db.example:5432""#, r#""sha256":"#, r#""size":"#] {
+            assert!(text.contains(field), "{field} in {text}");
+        }
+        assert!(!sample_json().contains("\"dump\""), "device archives carry no dump field");
+    }
+
+    fn sample_json() -> String {
+        serde_json::to_string(&sample()).unwrap()
     }
 
     #[test]

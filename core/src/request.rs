@@ -174,6 +174,27 @@ pub enum Flow {
     DynamodbExport,
 }
 
+impl Flow {
+    /// The stem of the ASL file that carries this flow (`state-machines/<stem>.asl.json`), which
+    /// is also the end of its deployed state machine's name: a flow that planned a request for
+    /// another flow hands the trigger over to the state machine of that name.
+    pub fn state_machine(self) -> &'static str {
+        match self {
+            Flow::EbsArchive => "ebs-archive",
+            Flow::RdsExport => "rds-export",
+            Flow::RdsDump => "rds-dump",
+            Flow::DynamodbExport => "dynamodb-export",
+        }
+    }
+
+    /// Whether the flow's archive ends with our manifest, whose presence means "already
+    /// archived" to the `plan` step. The export flows write AWS's own layout and are made
+    /// idempotent by their export's identifier or client token instead.
+    pub fn writes_manifest(self) -> bool {
+        matches!(self, Flow::EbsArchive | Flow::RdsDump)
+    }
+}
+
 /// Which kind of trigger started the archive, for the notification and for `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -301,6 +322,9 @@ pub struct ArchiveOptions {
 pub struct ArchiveRequest {
     pub kind: ResourceKind,
     pub flow: Flow,
+    /// `flow`'s state machine ([`Flow::state_machine`]): where the ASL's `Handoff` state sends
+    /// a trigger that reached another flow.
+    pub state_machine: String,
     pub trigger: TriggerKind,
     /// Derived from the backup job (else the snapshot): the execution name and every client
     /// token, so a duplicate event cannot make a second archive.
@@ -344,19 +368,31 @@ pub struct ArchiveRequest {
 }
 
 /// What the `plan` Lambda returns: `{"outcome": "planned", …request fields…}` or
-/// `{"outcome": "skipped", "reason": {"code": …}, "message": …}`. The entry ASL branches on
-/// `$.outcome`; later states read the request's fields at the top level.
+/// `{"outcome": "skipped", "reason": {"code": …}, "message": …, "attention": …, "error": …}`.
+/// The ASL branches on `$.outcome` (and on `$.attention` for skips); later states read the
+/// request's fields at the top level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum PlanOutcome {
     Planned(Box<ArchiveRequest>),
-    Skipped { reason: SkipReason, message: String },
+    Skipped {
+        reason: SkipReason,
+        message: String,
+        /// [`SkipReason::needs_attention`]: the execution fails and the failure is notified.
+        attention: bool,
+        /// The stable error name the execution fails with when `attention` is set.
+        error: String,
+    },
 }
 
 impl PlanOutcome {
     pub fn skipped(reason: SkipReason) -> Self {
-        let message = reason.to_string();
-        PlanOutcome::Skipped { reason, message }
+        PlanOutcome::Skipped {
+            message: reason.to_string(),
+            attention: reason.needs_attention(),
+            error: reason.error_name().to_string(),
+            reason,
+        }
     }
 }
 
@@ -382,6 +418,35 @@ pub enum SkipReason {
     NotBackupJob { event_type: String },
     /// An RDS engine for which neither export nor dump works (Oracle, SQL Server, Db2, …).
     UnsupportedEngine { engine: String },
+}
+
+impl SkipReason {
+    /// Whether someone must hear of this skip. Skips of events that are simply not about a ready
+    /// snapshot (a FAILED job, another vault, an RDS "snapshot creating" event) are expected
+    /// noise on broad triggers and end quietly. A resource that someone asked us to archive,
+    /// by a rule or by hand, but that no flow can read is a gap in their archive: the execution
+    /// fails and the failure is notified.
+    pub fn needs_attention(&self) -> bool {
+        match self {
+            SkipReason::UnsupportedResourceType { .. }
+            | SkipReason::UnsupportedRecoveryPoint { .. }
+            | SkipReason::UnsupportedEngine { .. } => true,
+            SkipReason::JobNotCompleted { .. }
+            | SkipReason::VaultNotAllowed { .. }
+            | SkipReason::CopyLandsElsewhere { .. }
+            | SkipReason::NotSnapshotReady { .. }
+            | SkipReason::NotBackupJob { .. } => false,
+        }
+    }
+
+    /// The stable name (see [`crate::errors`]) of an execution that ends on this skip.
+    pub fn error_name(&self) -> &'static str {
+        if self.needs_attention() {
+            errors::NOT_ARCHIVABLE
+        } else {
+            errors::NOTHING_TO_ARCHIVE
+        }
+    }
 }
 
 impl fmt::Display for SkipReason {
@@ -1155,6 +1220,7 @@ fn plan_target(
     Ok(PlanOutcome::Planned(Box::new(ArchiveRequest {
         kind: target.kind,
         flow,
+        state_machine: flow.state_machine().to_string(),
         trigger: target.trigger,
         idempotency_key,
         source_resource_arn,

@@ -3,20 +3,21 @@
 //! execution's document as core serializes it ([`EbsArchiveState`], [`RdsDumpState`]), every
 //! Lambda's `Parameters` build exactly its input type, and the graph has no loop, no dead end and
 //! no Task without a catch-all. A renamed field or error name fails here, not in an execution.
-//! Every `*.asl.json` must be listed in [`MACHINES`].
+//! Every `*.asl.json` must be listed in [`MACHINES`], and every flow shares its first and last
+//! states with the EBS flow ([`SHARED_STATES`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use archiver_core::database::{
-    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase,
-    RdsDumpState, RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
+    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase, RdsDumpState,
+    RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
 };
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
 use archiver_core::flow::{
     ArchiveJob, CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteRecoveryPointInput, DeleteVolumeInput,
-    DeletedVolumes, EbsArchiveState, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
+    DeletedVolumes, EbsArchiveState, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
     Verification, VerifyInput, JOB_PARAMETERS,
 };
 use archiver_core::request::{plan_archive, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
@@ -42,8 +43,10 @@ struct Machine {
     placeholders: &'static [&'static str],
     /// The names of its Batch job's parameters.
     job_parameters: &'static [&'static str],
-    /// Where a state's `Catch` may go besides `Cleanup`.
-    catches: &'static [(&'static str, &'static [&'static str])],
+    /// The field its cleanup Task writes (what a skipped document carries on the failure path).
+    cleanup_result: &'static str,
+    /// Its Batch job's state, whose `States.TaskFailed` goes to `JobFailed`.
+    job_state: &'static str,
 }
 
 const MACHINES: &[Machine] = &[
@@ -60,9 +63,11 @@ const MACHINES: &[Machine] = &[
             "DeleteRecoveryPointFunctionArn",
             "NotifyFunctionArn",
             "JobDefinitionArn",
+            "StateMachineArnPrefix",
         ],
         job_parameters: JOB_PARAMETERS,
-        catches: &[("CreateVolume", &["Duplicate", "Cleanup"]), ("ArchiveJob", &["JobFailed", "Cleanup"])],
+        cleanup_result: "deleted_volumes",
+        job_state: "ArchiveJob",
     },
     Machine {
         file: "state-machines/rds-dump.asl.json",
@@ -78,9 +83,11 @@ const MACHINES: &[Machine] = &[
             "DeleteRecoveryPointFunctionArn",
             "NotifyFunctionArn",
             "DumpJobDefinitionArn",
+            "StateMachineArnPrefix",
         ],
         job_parameters: DUMP_JOB_PARAMETERS,
-        catches: &[("RestoreDatabase", &["Duplicate", "Cleanup"]), ("DumpJob", &["JobFailed", "Cleanup"])],
+        cleanup_result: "deleted_database",
+        job_state: "DumpJob",
     },
 ];
 
@@ -94,6 +101,12 @@ fn every_state_machine_is_checked_here() {
         }
     }
 }
+
+/// The AWS SDK integration that hands a trigger to another flow's state machine, and what it
+/// returns that the ASL may select.
+/// <https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html>
+const HANDOFF_RESOURCE: &str = "arn:aws:states:::aws-sdk:sfn:startExecution";
+const START_EXECUTION_FIELDS: &[&str] = &["ExecutionArn", "StartDate"];
 
 /// What `batch:submitJob.sync` returns (the job's description in Step Functions' casing) that
 /// the ASL may select. <https://docs.aws.amazon.com/batch/latest/APIReference/API_JobDetail.html>
@@ -139,6 +152,7 @@ fn full_state() -> Value {
             deleted: true,
         }),
         notification: Some(NotificationReport::default()),
+        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-export:k".into() }),
         duplicate: error(),
         error: error(),
         cleanup_error: error(),
@@ -208,6 +222,7 @@ fn dump_state() -> Value {
             deleted: true,
         }),
         notification: Some(NotificationReport::default()),
+        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-export:k".into() }),
         duplicate: error(),
         error: error(),
         cleanup_error: error(),
@@ -219,11 +234,33 @@ fn dump_state() -> Value {
     value
 }
 
+/// The document after a Plan that skipped: the skip's fields, and what the failure path adds.
+fn skipped_state(machine: &Machine) -> Value {
+    let mut skipped =
+        serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType { resource_type: "EFS".into() }))
+            .unwrap();
+    let full = (machine.document)();
+    for field in [machine.cleanup_result, "notification", "cleanup_error", "notify_error"] {
+        skipped[field] = full[field].clone();
+    }
+    skipped
+}
+
+/// The states that read the skipped document rather than a plan.
+const SKIP_STATES: &[&str] = &["Unarchivable"];
+
+/// Every Choice rule's `Variable`, within `And`/`Or`/`Not` too.
+fn choice_variables(rule: &Value) -> Vec<&str> {
+    let nested = ["And", "Or"].iter().flat_map(|k| rule[*k].as_array().into_iter().flatten()).chain(rule.get("Not"));
+    rule["Variable"].as_str().into_iter().chain(nested.flat_map(choice_variables)).collect()
+}
+
 /// The context object (`$$`) as far as the ASL reads it.
 fn context() -> Value {
     json!({
         "Execution": {"Id": "arn:aws:states:eu-west-1:111122223333:execution:ebs-archive:e1", "Name": "e1",
-                      "StartTime": "2025-03-04T03:00:00.000Z"},
+                      "StartTime": "2025-03-04T03:00:00.000Z",
+                      "Input": serde_json::from_slice::<Value>(include_bytes!("fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap()},
         "State": {"Name": "S", "EnteredTime": "2025-03-04T03:00:01.000Z", "RetryCount": 0}
     })
 }
@@ -346,18 +383,25 @@ fn retried_names_are_retryable_and_verdicts_are_never_retried() {
 fn every_json_path_resolves_in_the_documents_core_defines() {
     for machine in MACHINES {
         let asl = load(machine.file);
-        let document = (machine.document)();
+        let (planned, skipped) = ((machine.document)(), skipped_state(machine));
         let context = context();
         for (name, state) in states(&asl) {
+            let document = if SKIP_STATES.contains(&name.as_str()) { &skipped } else { &planned };
             let at = |what: &str| format!("{}: {name}.{what}", machine.file);
             for key in ["InputPath", "OutputPath"] {
                 if let Some(path) = state[key].as_str() {
-                    resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+                    resolve(path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
                 }
             }
             for choice in state["Choices"].as_array().into_iter().flatten() {
-                let path = choice["Variable"].as_str().expect("Choices use Variable");
-                resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
+                let paths = choice_variables(choice);
+                assert!(!paths.is_empty(), "{}: a rule without a Variable", at("Choices"));
+                for path in paths {
+                    // A skip's fields exist on the skipped document only.
+                    resolve(path, document, &context)
+                        .or_else(|_| resolve(path, &skipped, &context))
+                        .unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
+                }
             }
             for key in ["ErrorPath", "CausePath"] {
                 if let Some(expression) = state[key].as_str() {
@@ -367,7 +411,7 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
                         vec![expression.into()]
                     };
                     for path in paths {
-                        resolve(&path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
+                        resolve(&path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
                     }
                 }
             }
@@ -379,14 +423,13 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
                     Value::Null => {}
                     Value::String(path) if path == "$" => {}
                     Value::String(path) => {
-                        resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
+                        resolve(path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
                     }
                     other => panic!("{}: {other}", at("ResultPath")),
                 }
             }
             if let Some(parameters) = state.get("Parameters") {
-                let input =
-                    evaluate(parameters, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
+                let input = evaluate(parameters, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
                 let resource = state["Resource"].as_str().unwrap_or("");
                 match placeholder_of(resource) {
                     Some("CreateVolumeFunctionArn") => check_input::<CreateVolumeInput>(name, &input),
@@ -407,6 +450,11 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
                         assert_eq!(names, machine.job_parameters.iter().copied().collect(), "{name}: job parameters");
                         assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
                     }
+                    None if resource == HANDOFF_RESOURCE => {
+                        for field in ["StateMachineArn", "Name", "Input"] {
+                            assert!(input[field].is_string(), "{name}: {field} in {input}");
+                        }
+                    }
                     None if state["Type"] == "Pass" => {
                         serde_json::from_value::<StateError>(input.clone())
                             .unwrap_or_else(|e| panic!("{name}: a Pass here builds a StateError: {e}"));
@@ -415,15 +463,22 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
                 }
             }
             if let Some(selector) = state.get("ResultSelector") {
-                assert_eq!(state["Resource"], "arn:aws:states:::batch:submitJob.sync", "{name}");
-                let job: Value = BATCH_JOB_FIELDS
-                    .iter()
-                    .map(|f| (f.to_string(), json!("x")))
-                    .collect::<serde_json::Map<_, _>>()
-                    .into();
-                let selected =
-                    evaluate(selector, &job, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
-                serde_json::from_value::<JobResult>(selected).unwrap_or_else(|e| panic!("{name}: JobResult: {e}"));
+                let answer = |fields: &[&str]| -> Value {
+                    fields.iter().map(|f| (f.to_string(), json!("x"))).collect::<serde_json::Map<_, _>>().into()
+                };
+                match state["Resource"].as_str() {
+                    Some("arn:aws:states:::batch:submitJob.sync") => {
+                        let selected = evaluate(selector, &answer(BATCH_JOB_FIELDS), &context)
+                            .unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
+                        serde_json::from_value::<JobResult>(selected).unwrap_or_else(|e| panic!("{name}: JobResult: {e}"));
+                    }
+                    Some(HANDOFF_RESOURCE) => {
+                        let selected = evaluate(selector, &answer(START_EXECUTION_FIELDS), &context)
+                            .unwrap_or_else(|e| panic!("{}: {e}", at("ResultSelector")));
+                        serde_json::from_value::<Handoff>(selected).unwrap_or_else(|e| panic!("{name}: Handoff: {e}"));
+                    }
+                    other => panic!("{name}: ResultSelector on an unexpected resource {other:?}"),
+                }
             }
         }
     }
@@ -433,15 +488,25 @@ fn every_json_path_resolves_in_the_documents_core_defines() {
 fn choices_compare_with_the_values_core_serializes() {
     for machine in MACHINES {
         let asl = load(machine.file);
-        let route = &states(&asl)["Route"]["Choices"];
-        let skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
-            resource_type: "EFS".into(),
-        }))
-        .unwrap();
-        assert_eq!(route[0]["Variable"], "$.outcome");
-        assert_eq!(route[0]["StringEquals"], skipped["outcome"]);
-        assert_eq!(route[1]["Variable"], "$.flow");
-        assert_eq!(route[1]["StringEquals"], serde_json::to_value(machine.flow).unwrap());
+        let route = &states(&asl)["Route"];
+        let unsupported =
+            serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType { resource_type: "EFS".into() }))
+                .unwrap();
+        let quiet =
+            serde_json::to_value(PlanOutcome::skipped(SkipReason::VaultNotAllowed { vault_name: "v".into() })).unwrap();
+        let [attention, skip, own_flow] = route["Choices"].as_array().unwrap().as_slice() else {
+            panic!("{}: Route has three rules: {route}", machine.file)
+        };
+        assert_eq!(attention["And"][0], json!({"Variable": "$.outcome", "StringEquals": unsupported["outcome"]}));
+        assert_eq!(attention["And"][1], json!({"Variable": "$.attention", "BooleanEquals": unsupported["attention"]}));
+        assert_eq!(attention["Next"], "Unarchivable");
+        assert_eq!(quiet["attention"], false, "a quiet skip does not match the first rule");
+        assert_eq!(skip["Variable"], "$.outcome");
+        assert_eq!(skip["StringEquals"], quiet["outcome"]);
+        assert_eq!(skip["Next"], "Skipped");
+        assert_eq!(own_flow["Variable"], "$.flow");
+        assert_eq!(own_flow["StringEquals"], serde_json::to_value(machine.flow).unwrap(), "{}", machine.file);
+        assert_eq!(route["Default"], "Handoff", "another flow's plan is handed over");
     }
 }
 
@@ -561,13 +626,59 @@ fn every_failure_reaches_the_cleanup_before_failing() {
                     "Cleanup" => &["NotifyFailure"],
                     "NotifyFailure" => &["FailureRoute"],
                     "NotifySuccess" => &["Archived"],
-                    other => machine.catches.iter().find(|(s, _)| *s == other).map_or(&["Cleanup"], |(_, to)| to),
+                    "Handoff" => &["AlreadyHandedOff", "Cleanup"],
+                    job if job == machine.job_state => &["JobFailed", "Cleanup"],
+                    _ => &["Cleanup"],
                 };
                 assert!(allowed.contains(&target), "{}: {name} catches into {target}", machine.file);
             }
         }
-        assert_eq!(states(&asl)["JobFailed"]["Next"], "Cleanup");
-        assert_eq!(states(&asl)["NotThisFlow"]["Next"], "Cleanup");
+        for pass in ["JobFailed", "Unarchivable", "AlreadyHandedOff"] {
+            assert_eq!(states(&asl)[pass]["Next"], "Cleanup", "{}: {pass}", machine.file);
+        }
+    }
+}
+
+/// The states every flow shares with the EBS flow, word for word: how a trigger is planned,
+/// routed, skipped or handed off, and how a failure ends (after each flow's own cleanup).
+const SHARED_STATES: &[&str] = &[
+    "Plan",
+    "Unarchivable",
+    "Skipped",
+    "Handoff",
+    "AlreadyHandedOff",
+    "HandedOff",
+    "NotifyFailure",
+    "FailureRoute",
+    "Failed",
+    "FailedInStepFunctions",
+];
+
+#[test]
+fn every_flow_starts_and_fails_like_the_ebs_flow() {
+    let ebs = load("state-machines/ebs-archive.asl.json");
+    for machine in MACHINES {
+        let asl = load(machine.file);
+        assert_eq!(asl["StartAt"], "Plan", "{}", machine.file);
+        for name in SHARED_STATES {
+            assert_eq!(
+                states(&asl).get(*name),
+                states(&ebs).get(*name),
+                "{}: {name} differs from the EBS flow's",
+                machine.file
+            );
+        }
+        // Route differs only in the flow its third rule names and where that rule goes.
+        let (route, ebs_route) = (&states(&asl)["Route"], &states(&ebs)["Route"]);
+        assert_eq!(route["Choices"][0], ebs_route["Choices"][0], "{}", machine.file);
+        assert_eq!(route["Choices"][1], ebs_route["Choices"][1], "{}", machine.file);
+        assert_eq!(route["Default"], ebs_route["Default"], "{}", machine.file);
+        let first_step = route["Choices"][2]["Next"].as_str().expect("the own-flow rule has a Next");
+        assert!(!SHARED_STATES.contains(&first_step), "{}: the own-flow rule goes to {first_step}", machine.file);
+        // The failure path: the flow's cleanup Task, then the shared end.
+        let cleanup = &states(&asl)["Cleanup"];
+        assert_eq!(cleanup["Type"], "Task", "{}", machine.file);
+        assert_eq!(cleanup["Next"], "NotifyFailure", "{}", machine.file);
     }
 }
 

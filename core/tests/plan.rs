@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use archiver_core::errors;
-use archiver_core::event::TriggerEvent;
+use archiver_core::event::{JobState, TriggerEvent};
 use archiver_core::manifest::ModeRequest;
 use archiver_core::request::{
     archive_target, plan_archive, ArchiveRequest, DbMethod, Flow, PlanConfig, PlanError, PlanOutcome, ResourceKind,
@@ -72,8 +72,10 @@ fn planned(outcome: Result<PlanOutcome, PlanError>) -> ArchiveRequest {
 
 fn skipped(outcome: Result<PlanOutcome, PlanError>) -> SkipReason {
     match outcome {
-        Ok(PlanOutcome::Skipped { reason, message }) => {
+        Ok(PlanOutcome::Skipped { reason, message, attention, error }) => {
             assert_eq!(message, reason.to_string());
+            assert_eq!(attention, reason.needs_attention());
+            assert_eq!(error, reason.error_name());
             reason
         }
         other => panic!("expected a skip, got {other:?}"),
@@ -210,6 +212,18 @@ fn efs_backup_is_skipped() {
     let reason =
         skipped(plan_archive(&TriggerEvent::from_value(&efs).unwrap(), &SnapshotFacts::default(), &config(), now()));
     assert_eq!(reason, SkipReason::UnsupportedResourceType { resource_type: "EFS".into() });
+}
+
+#[test]
+fn a_skip_that_leaves_a_gap_fails_loudly_and_noise_stays_quiet() {
+    let efs = PlanOutcome::skipped(SkipReason::UnsupportedResourceType { resource_type: "EFS".into() });
+    let json = serde_json::to_value(&efs).unwrap();
+    assert_eq!(json["attention"], true);
+    assert_eq!(json["error"], "NotArchivable");
+    let failed_job = PlanOutcome::skipped(SkipReason::JobNotCompleted { state: JobState::Failed });
+    let json = serde_json::to_value(&failed_job).unwrap();
+    assert_eq!(json["attention"], false);
+    assert_eq!(json["error"], "NothingToArchive");
 }
 
 #[test]

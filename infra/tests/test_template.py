@@ -22,8 +22,8 @@ INFRA = Path(__file__).resolve().parents[1]
 ROOT = INFRA.parent
 TEMPLATE = INFRA / "template.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-# The tag the flow puts on every temporary volume (core::flow TAG_MANAGED_BY = MANAGED_BY), and the
-# tag the compute environments put on the worker instances.
+# The tag the flow puts on every temporary volume (core::flow TAG_MANAGED_BY, valued with the stack name), and
+# the tag the compute environments put on the worker instances.
 VOLUME_TAG = "backup-archiver:managed-by"
 STACK_TAG = "backup-archiver:stack"
 # Actions on temporary volumes that must be limited to the flow's own volumes and instances.
@@ -192,13 +192,15 @@ class Iam(unittest.TestCase):
                 checked += 1
                 self.assertNotEqual(statement["Resource"], "*", role)
                 if "volume/" in resources_:
-                    self.assertIn(f"aws:ResourceTag/{VOLUME_TAG}", condition, f"{role}: {sorted(actions)}")
+                    self.assertEqual(condition.get(f"aws:ResourceTag/{VOLUME_TAG}"), {"Ref": "AWS::StackName"},
+                                     f"{role}: {sorted(actions)} on volumes of this stack only")
                 if "instance/" in resources_:
                     self.assertIn(f"aws:ResourceTag/{STACK_TAG}", condition, f"{role}: {sorted(actions)}")
                 self.assertFalse("volume/" in resources_ and "instance/" in resources_, f"{role}: one tag per resource type")
             if "ec2:createvolume" in actions and "volume/" in resources_:
                 checked += 1
-                self.assertIn(f"aws:RequestTag/{VOLUME_TAG}", condition, f"{role}: CreateVolume without the tag")
+                self.assertEqual(condition.get(f"aws:RequestTag/{VOLUME_TAG}"), {"Ref": "AWS::StackName"},
+                                 f"{role}: CreateVolume without the stack's tag")
         self.assertGreater(checked, 0)
 
     def test_instances_carry_the_stack_tag(self):

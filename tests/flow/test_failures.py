@@ -120,6 +120,17 @@ def test_delete_volume_failing_once_is_retried_and_the_archive_completes(aws, de
     assert f"Archived {snapshot_id}" in message["text"]
 
 
+def test_delete_volume_failing_once_in_the_cleanup_is_retried_and_the_failure_reported(aws, delete_stack, proxy,
+                                                                                       slack):
+    proxy.fail_uploads()
+    proxy.fail("DeleteVolume", times=1, status=503, code="ServiceUnavailable")
+    arn, snapshot_id, _ = start(aws, delete_stack)
+    execution = finished(aws, arn)
+    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    deletes = proxy.actions("DeleteVolume")
+    assert [d.faulted for d in deletes] == [True, False], "failed once, then retried by the cleanup's Retry"
+
+
 def test_job_that_times_out_is_stopped_and_its_volume_deleted(aws, delete_stack, proxy, slack):
     s = delete_stack.settings
     register_job_definition(aws, s, delete_stack.job_definition, delete_stack.instance_id, timeout_seconds=3)
@@ -134,7 +145,7 @@ def test_job_that_times_out_is_stopped_and_its_volume_deleted(aws, delete_stack,
     assert "Job attempt duration exceeded timeout" in execution["cause"], execution["cause"]
 
 
-def test_duplicate_event_archives_once(aws, delete_stack, proxy, slack):
+def test_duplicate_event_archives_once_and_the_duplicate_fails_loudly(aws, delete_stack, proxy, slack):
     volume_id, snapshot_id = snapshot(aws)
     event = backup_event(snapshot_id, volume_id, DELETE_VAULT)
     before = executions(aws, delete_stack)
@@ -142,15 +153,37 @@ def test_duplicate_event_archives_once(aws, delete_stack, proxy, slack):
     put_event(aws, event)  # EventBridge delivers at least once
     arns = new_executions(aws, delete_stack, before, count=2)
     results = [finished(aws, arn) for arn in arns]
-    assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"], results
-    ends = sorted(states_entered(aws, r["executionArn"])[-1] for r in results)
-    assert ends == ["Archived", "Duplicate"], ends
-    duplicate = next(r for r in results if states_entered(aws, r["executionArn"])[-1] == "Duplicate")
-    assert output_of(duplicate)["duplicate"]["Error"] == "DuplicateArchive"
+    assert sorted(r["status"] for r in results) == ["FAILED", "SUCCEEDED"], results
+    [duplicate] = [r for r in results if r["status"] == "FAILED"]
+    assert duplicate["error"] == "DuplicateArchive", duplicate
+    assert snapshot_id in duplicate["cause"]
     assert sum(len(submitted_jobs(aws, r["executionArn"])) for r in results) == 1, "one archive job"
-    assert len(proxy.actions("DeleteRecoveryPoint")) == 1
+    assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "deleted once, by the execution that archived"
     assert all(volumes_of(aws, r["executionArn"]) == [] for r in results)
-    assert len(slack.delivered()) == 1, "one notification: the duplicate is silent"
+    texts = sorted(m["text"] for m in slack.delivered())
+    assert len(texts) == 2, "one message per execution: the archive, and the refused duplicate"
+    assert any(f"Archived {snapshot_id}" in t for t in texts), texts
+    assert any("FAILED: DuplicateArchive" in t for t in texts), texts
+
+
+def test_duplicate_delivered_after_the_archive_completed_makes_no_second_archive(aws, keep_stack, proxy, slack):
+    volume_id, snapshot_id = snapshot(aws)
+    event = backup_event(snapshot_id, volume_id, keep_stack.vaults[0])
+    before = executions(aws, keep_stack)
+    put_event(aws, event)
+    [first] = new_executions(aws, keep_stack, before)
+    assert finished(aws, first)["status"] == "SUCCEEDED"
+    slack.reset()
+    proxy.reset()
+    before = executions(aws, keep_stack)
+    put_event(aws, event)  # hours later, say: a retried delivery
+    [second] = new_executions(aws, keep_stack, before)
+    execution = finished(aws, second)
+    assert execution["status"] == "FAILED" and execution["error"] == "DuplicateArchive", execution
+    assert "manifest.json exists" in execution["cause"], execution["cause"]
+    assert proxy.actions("CreateVolume") == [] and submitted_jobs(aws, second) == []
+    [message] = slack.delivered()
+    assert "FAILED: DuplicateArchive" in message["text"], message
 
 
 def test_malformed_event_fails_with_the_field_named(aws, delete_stack, proxy, slack):
@@ -166,7 +199,7 @@ def test_malformed_event_fails_with_the_field_named(aws, delete_stack, proxy, sl
     assert proxy.actions("CreateVolume") == [] and submitted_jobs(aws, arn) == []
 
 
-def test_unsupported_resource_type_starts_nothing_and_is_skipped_if_started(aws, delete_stack, proxy, slack):
+def test_unsupported_resource_type_starts_nothing_and_fails_loudly_if_started(aws, delete_stack, proxy, slack):
     volume_id, snapshot_id = snapshot(aws)
     event = backup_event(snapshot_id, volume_id, DELETE_VAULT, resource_type="EFS")
     event["detail"]["resourceArn"] = "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-0123456789abcdef0"
@@ -174,17 +207,31 @@ def test_unsupported_resource_type_starts_nothing_and_is_skipped_if_started(aws,
     put_event(aws, event)
     settle()
     assert [a for a in executions(aws, delete_stack) if a not in before] == [], "the rule takes EBS only"
-    # Started by other means (a broader rule, an operator), the plan skips it without a lookup.
+    # Started by other means (a broader rule, an operator), the plan skips it without a lookup, and someone who
+    # expected an archive hears that there is none.
+    sfn = aws.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=delete_stack.state_machine_arn, input=json.dumps(event))["executionArn"]
+    execution = finished(aws, arn)
+    assert execution["status"] == "FAILED" and execution["error"] == "NotArchivable", execution
+    assert "resource type EFS is not archived" in execution["cause"], execution["cause"]
+    assert states_entered(aws, arn)[:3] == ["Plan", "Route", "Unarchivable"]
+    assert proxy.actions("CreateVolume") == [] and proxy.actions("DescribeSnapshots") == []
+    assert proxy.actions("DeleteRecoveryPoint") == []
+    [message] = slack.delivered()
+    assert "FAILED: NotArchivable" in message["text"], message
+
+
+def test_event_of_a_failed_job_is_skipped_quietly(aws, delete_stack, proxy, slack):
+    volume_id, snapshot_id = snapshot(aws)
+    event = backup_event(snapshot_id, volume_id, DELETE_VAULT)
+    event["detail"]["state"] = "FAILED"
     sfn = aws.client("stepfunctions")
     arn = sfn.start_execution(stateMachineArn=delete_stack.state_machine_arn, input=json.dumps(event))["executionArn"]
     execution = finished(aws, arn)
     assert execution["status"] == "SUCCEEDED", execution
     assert states_entered(aws, arn) == ["Plan", "Route", "Skipped"]
-    output = output_of(execution)
-    assert output["outcome"] == "skipped" and output["reason"] == {"code": "unsupported_resource_type", "resource_type": "EFS"}
-    assert proxy.actions("CreateVolume") == [] and proxy.actions("DescribeSnapshots") == []
-    assert proxy.actions("DeleteRecoveryPoint") == []
-    assert slack.delivered() == [], "skips page nobody"
+    assert output_of(execution)["reason"]["code"] == "job_not_completed"
+    assert slack.delivered() == [], "a job that made no recovery point pages nobody"
 
 
 def test_event_from_another_vault_starts_nothing(aws, delete_stack):

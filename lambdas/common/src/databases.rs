@@ -5,7 +5,7 @@
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::database::ExistingDatabase;
 use archiver_core::errors;
-use archiver_core::flow::{MANAGED_BY, TAG_EXECUTION, TAG_MANAGED_BY};
+use archiver_core::flow::{TAG_EXECUTION, TAG_MANAGED_BY};
 use aws_sdk_rds::types::{DbCluster, DbInstance, Tag};
 use aws_sdk_rds::Client;
 
@@ -59,7 +59,7 @@ fn existing(identifier: &str, status: &str, tags: &[Tag]) -> ExistingDatabase {
         identifier: identifier.to_string(),
         status: status.to_string(),
         execution: tag(TAG_EXECUTION),
-        managed: tag(TAG_MANAGED_BY).as_deref() == Some(MANAGED_BY),
+        managed_by: tag(TAG_MANAGED_BY),
     }
 }
 

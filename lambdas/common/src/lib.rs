@@ -97,6 +97,17 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// An S3 client with path-style addressing, which every S3-compatible endpoint serves (the
+/// emulator's included) and AWS still accepts.
+#[cfg(feature = "s3")]
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
+}
+
+/// The environment variable naming the deployment (the stack): the value of the managed-by tag
+/// on the temporary volumes, which IAM limits each deployment's roles to.
+pub const DEPLOYMENT_NAME_ENV: &str = "DEPLOYMENT_NAME";
+
 /// A required environment variable, or a configuration error naming it.
 pub fn required_env(name: &str) -> Result<String, StepError> {
     match std::env::var(name) {

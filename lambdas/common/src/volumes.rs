@@ -2,7 +2,7 @@
 //! [`ExistingVolume`]s, for `create-volume`, `check-volume` and `delete-volume`.
 
 use archiver_core::errors;
-use archiver_core::flow::{ExistingVolume, VolumeAttachment, MANAGED_BY, TAG_EXECUTION, TAG_MANAGED_BY};
+use archiver_core::flow::{ExistingVolume, VolumeAttachment, TAG_EXECUTION, TAG_MANAGED_BY};
 use aws_sdk_ec2::types::{Filter, Volume};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
@@ -46,7 +46,7 @@ fn existing(volume: &Volume) -> ExistingVolume {
         state: volume.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
         create_time: volume.create_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
         execution: tag(TAG_EXECUTION),
-        managed: tag(TAG_MANAGED_BY).as_deref() == Some(MANAGED_BY),
+        managed_by: tag(TAG_MANAGED_BY),
         attachments: volume
             .attachments()
             .iter()

@@ -14,17 +14,18 @@ use archiver_core::flow::{
 };
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
 use aws_sdk_ec2::Client;
-use lambda_common::{parse_input, volumes, AwsFailure, StepError};
+use lambda_common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let deployment = required_env(DEPLOYMENT_NAME_ENV);
     let ec2 = Client::new(&lambda_common::aws_config().await);
-    let ec2 = &ec2;
+    let (ec2, deployment) = (&ec2, &deployment);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        create_volume(ec2, parse_input(event.payload)?).await
+        create_volume(ec2, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
 }
@@ -34,9 +35,9 @@ fn flow_error(error: FlowError) -> StepError {
 }
 
 #[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id, execution_id = input.execution_id))]
-async fn create_volume(ec2: &Client, input: CreateVolumeInput) -> Result<CreatedVolume, StepError> {
+async fn create_volume(ec2: &Client, deployment: &str, input: CreateVolumeInput) -> Result<CreatedVolume, StepError> {
     let request = &input.request;
-    let spec = volume_request(request, &input.execution_id).map_err(flow_error)?;
+    let spec = volume_request(request, &input.execution_id, deployment).map_err(flow_error)?;
     // Checked before anything is created: a missing queue is a configuration error.
     let mut job = archive_job(request, "", &input.execution_id).map_err(flow_error)?;
     let key = &request.idempotency_key;

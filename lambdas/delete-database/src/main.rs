@@ -14,18 +14,19 @@ use archiver_core::database::{
 use archiver_core::errors;
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::Client as Ssm;
-use lambda_common::{databases, parse_input, AwsFailure, StepError};
+use lambda_common::{databases, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let deployment = required_env(DEPLOYMENT_NAME_ENV);
     let aws = lambda_common::aws_config().await;
     let (rds, ssm) = (Rds::new(&aws), Ssm::new(&aws));
-    let (rds, ssm) = (&rds, &ssm);
+    let (rds, ssm, deployment) = (&rds, &ssm, &deployment);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        delete_database(rds, ssm, parse_input(event.payload)?).await
+        delete_database(rds, ssm, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
 }
@@ -41,7 +42,12 @@ fn refused(failure: AwsFailure) -> StepError {
 }
 
 #[tracing::instrument(skip_all, fields(execution_id = input.execution_id))]
-async fn delete_database(rds: &Rds, ssm: &Ssm, input: DeleteDatabaseInput) -> Result<DeletedDatabase, StepError> {
+async fn delete_database(
+    rds: &Rds,
+    ssm: &Ssm,
+    deployment: &str,
+    input: DeleteDatabaseInput,
+) -> Result<DeletedDatabase, StepError> {
     let mut report = DeletedDatabase::default();
     let Some(names) = names_in(&input.state, &input.execution_id) else {
         tracing::info!("no dump plan in the document: nothing was restored");
@@ -54,7 +60,7 @@ async fn delete_database(rds: &Rds, ssm: &Ssm, input: DeleteDatabaseInput) -> Re
 
     let instance_id = &names.instance_identifier;
     let instance = databases::instance(rds, instance_id).await?;
-    match release_database(instance.as_ref().map(databases::existing_instance).as_ref(), execution_id) {
+    match release_database(instance.as_ref().map(databases::existing_instance).as_ref(), execution_id, deployment) {
         DatabaseRelease::Gone => report.already_gone.push(instance_id.clone()),
         DatabaseRelease::NotOurs => report.not_ours.push(instance_id.clone()),
         DatabaseRelease::Delete => {
@@ -89,7 +95,7 @@ async fn delete_database(rds: &Rds, ssm: &Ssm, input: DeleteDatabaseInput) -> Re
     }
 
     if let Some(cluster_id) = &names.cluster_identifier {
-        if let Err(error) = delete_cluster(rds, cluster_id, instance_id, execution_id, &mut report).await {
+        if let Err(error) = delete_cluster(rds, cluster_id, instance_id, execution_id, deployment, &mut report).await {
             first_error.get_or_insert(error);
         }
     }
@@ -111,10 +117,11 @@ async fn delete_cluster(
     cluster_id: &str,
     instance_id: &str,
     execution_id: &str,
+    deployment: &str,
     report: &mut DeletedDatabase,
 ) -> Result<(), StepError> {
     let cluster = databases::cluster(rds, cluster_id).await?;
-    match release_database(cluster.as_ref().map(databases::existing_cluster).as_ref(), execution_id) {
+    match release_database(cluster.as_ref().map(databases::existing_cluster).as_ref(), execution_id, deployment) {
         DatabaseRelease::Gone => report.already_gone.push(cluster_id.to_string()),
         DatabaseRelease::NotOurs => report.not_ours.push(cluster_id.to_string()),
         DatabaseRelease::Delete => {

@@ -13,23 +13,24 @@ use archiver_core::flow::{
     release_volume, volume_ids_in, DeleteVolumeInput, DeletedVolumes, ExistingVolume, Release, TAG_EXECUTION,
 };
 use aws_sdk_ec2::Client;
-use lambda_common::{parse_input, volumes, AwsFailure, StepError};
+use lambda_common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let deployment = required_env(DEPLOYMENT_NAME_ENV);
     let ec2 = Client::new(&lambda_common::aws_config().await);
-    let ec2 = &ec2;
+    let (ec2, deployment) = (&ec2, &deployment);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        delete_volumes(ec2, parse_input(event.payload)?).await
+        delete_volumes(ec2, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
 }
 
 #[tracing::instrument(skip_all, fields(execution_id = input.execution_id, retry_count = input.retry_count))]
-async fn delete_volumes(ec2: &Client, input: DeleteVolumeInput) -> Result<DeletedVolumes, StepError> {
+async fn delete_volumes(ec2: &Client, deployment: &str, input: DeleteVolumeInput) -> Result<DeletedVolumes, StepError> {
     let mut found: BTreeMap<String, ExistingVolume> = volumes::tagged(ec2, TAG_EXECUTION, &input.execution_id)
         .await?
         .into_iter()
@@ -52,14 +53,14 @@ async fn delete_volumes(ec2: &Client, input: DeleteVolumeInput) -> Result<Delete
     let mut first_error: Option<StepError> = None;
     for volume in found.values() {
         let volume_id = volume.volume_id.as_str();
-        let outcome = match release_volume(volume, input.retry_count) {
+        let outcome = match release_volume(volume, input.retry_count, deployment) {
             Release::Gone => {
                 report.already_gone.push(volume_id.to_string());
                 Ok(())
             }
             Release::Foreign => Err(StepError::new(
                 errors::VOLUME_OPERATION_FAILED,
-                format!("refusing to delete {volume_id}: it is not tagged as a backup-archiver volume"),
+                format!("refusing to delete {volume_id}: it is not tagged as a volume of the deployment {deployment}"),
             )),
             Release::Delete => delete(ec2, volume, &mut report).await,
             Release::Detach { instance_id, force } => detach(ec2, volume_id, &instance_id, force).await,

@@ -1,7 +1,9 @@
 //! The `plan` Lambda, first state of every flow: any trigger (EventBridge, SNS, manual input)
 //! becomes an [`ArchiveRequest`](archiver_core::request::ArchiveRequest), a skip, or an error
-//! with a stable name. The one AWS call is DescribeSnapshots, for the size and encryption of an
-//! EBS snapshot; everything else is [`archiver_core::request`]'s.
+//! with a stable name. Its AWS calls are lookups: DescribeSnapshots, for the size and encryption
+//! of an EBS snapshot, and a HeadObject of the planned archive's manifest, whose presence makes a
+//! later duplicate of the trigger a `DuplicateArchive` instead of a second archive. Every
+//! decision is [`archiver_core::request`]'s.
 //!
 //! Configuration: `PLAN_CONFIG`, the JSON of [`PlanConfig`], read once at start. A bad one fails
 //! every invocation with `InvalidConfig` and a message naming the setting.
@@ -9,8 +11,11 @@
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
+use archiver_core::flow::FlowError;
+use archiver_core::manifest::MANIFEST_NAME;
 use archiver_core::request::{
-    archive_target, plan_archive, PlanConfig, PlanError, PlanOutcome, ResourceKind, SnapshotFacts, Targeting,
+    archive_target, plan_archive, ArchiveRequest, PlanConfig, PlanError, PlanOutcome, ResourceKind, SnapshotFacts,
+    Targeting,
 };
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
@@ -33,12 +38,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if let Err(error) = &config {
         tracing::error!(%error, "bad configuration: every invocation will fail");
     }
-    let ec2 = Client::new(&lambda_common::aws_config().await);
-    let (ec2, config) = (&ec2, &config);
+    let aws = lambda_common::aws_config().await;
+    let clients = Clients { ec2: Client::new(&aws), s3: lambda_common::s3_client(&aws) };
+    let (clients, config) = (&clients, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        plan(ec2, config.as_ref().map_err(Clone::clone)?, &event.payload, Utc::now()).await
+        plan(clients, config.as_ref().map_err(Clone::clone)?, &event.payload, Utc::now()).await
     }))
     .await
+}
+
+/// The services `plan` looks things up in.
+struct Clients {
+    ec2: Client,
+    s3: aws_sdk_s3::Client,
 }
 
 fn plan_config() -> Result<PlanConfig, StepError> {
@@ -55,7 +67,7 @@ fn plan_error(error: PlanError) -> StepError {
 
 /// Plans the archive `payload` asks for. Skips and malformed events make no AWS call.
 #[tracing::instrument(skip_all)]
-async fn plan(ec2: &Client, config: &PlanConfig, payload: &Value, now: DateTime<Utc>) -> Result<PlanOutcome, StepError> {
+async fn plan(clients: &Clients, config: &PlanConfig, payload: &Value, now: DateTime<Utc>) -> Result<PlanOutcome, StepError> {
     let event = TriggerEvent::from_value(payload).map_err(|e| plan_error(PlanError::InvalidEvent(e)))?;
     let target = match archive_target(&event, config).map_err(plan_error)? {
         Targeting::Skip(reason) => {
@@ -65,11 +77,14 @@ async fn plan(ec2: &Client, config: &PlanConfig, payload: &Value, now: DateTime<
         Targeting::Target(target) => target,
     };
     let facts = match target.kind {
-        ResourceKind::Ebs => describe_snapshot(ec2, &target.snapshot_id).await?,
+        ResourceKind::Ebs => describe_snapshot(&clients.ec2, &target.snapshot_id).await?,
         // The database flows describe their snapshots with their own clients (RDS, DynamoDB).
         _ => SnapshotFacts::default(),
     };
     let outcome = plan_archive(&event, &facts, config, now).map_err(plan_error)?;
+    if let PlanOutcome::Planned(request) = &outcome {
+        refuse_if_archived(&clients.s3, request).await?;
+    }
     match &outcome {
         PlanOutcome::Planned(request) => tracing::info!(
             snapshot_id = request.snapshot_id,
@@ -80,6 +95,31 @@ async fn plan(ec2: &Client, config: &PlanConfig, payload: &Value, now: DateTime<
         PlanOutcome::Skipped { message, .. } => tracing::info!(message, "skipped"),
     }
     Ok(outcome)
+}
+
+/// A second trigger of a snapshot whose archive is complete (a duplicate delivered after the
+/// first execution ended, an operator's second start) must not archive it again: the manifest,
+/// written last, is the proof of a complete archive.
+async fn refuse_if_archived(s3: &aws_sdk_s3::Client, request: &ArchiveRequest) -> Result<(), StepError> {
+    if !request.flow.writes_manifest() {
+        return Ok(());
+    }
+    let destination = &request.destination;
+    let key = destination.key(MANIFEST_NAME);
+    let manifest_url = destination.url_of(&key);
+    match s3.head_object().bucket(&destination.bucket).key(&key).send().await {
+        Ok(_) => {
+            let error = FlowError::AlreadyArchived { snapshot_id: request.snapshot_id.clone(), manifest_url };
+            Err(StepError::new(error.error_name(), error.to_string()))
+        }
+        Err(e) => {
+            let failure = AwsFailure::of(&format!("HeadObject {manifest_url}"), &e);
+            match failure.class {
+                AwsErrorClass::NotFound => Ok(()),
+                _ => Err(failure.into_step_error(errors::STORAGE_ACCESS_FAILED)),
+            }
+        }
+    }
 }
 
 /// The facts of an EBS snapshot: state, size, encryption, source volume, start time.
@@ -110,14 +150,14 @@ async fn describe_snapshot(ec2: &Client, snapshot_id: &str) -> Result<SnapshotFa
 mod tests {
     use super::*;
 
-    /// A client that must not be called: these events need no lookup.
-    fn offline_client() -> Client {
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
+    /// Clients that must not be called: these events need no lookup.
+    fn offline_clients() -> Clients {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
             .endpoint_url("http://127.0.0.1:9")
             .build();
-        Client::from_conf(config)
+        Clients { ec2: Client::new(&config), s3: lambda_common::s3_client(&config) }
     }
 
     fn config() -> PlanConfig {
@@ -138,7 +178,7 @@ mod tests {
     async fn efs_backup_is_skipped_without_a_lookup() {
         let mut event = fixture("eventbridge-backup-job-completed-ebs.json");
         event["detail"]["resourceType"] = "EFS".into();
-        let outcome = plan(&offline_client(), &config(), &event, Utc::now()).await.unwrap();
+        let outcome = plan(&offline_clients(), &config(), &event, Utc::now()).await.unwrap();
         let json = serde_json::to_value(outcome).unwrap();
         assert_eq!(json["outcome"], "skipped");
         assert_eq!(json["reason"]["code"], "unsupported_resource_type");
@@ -148,7 +188,7 @@ mod tests {
     async fn malformed_event_is_rejected_with_the_field_named() {
         let mut event = fixture("eventbridge-backup-job-completed-ebs.json");
         event["detail"].as_object_mut().unwrap().remove("backupJobId");
-        let error = plan(&offline_client(), &config(), &event, Utc::now()).await.unwrap_err();
+        let error = plan(&offline_clients(), &config(), &event, Utc::now()).await.unwrap_err();
         assert_eq!(error.name, errors::INVALID_EVENT);
         assert!(error.message.contains("detail.backupJobId"), "{error}");
     }

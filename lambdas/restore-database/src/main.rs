@@ -24,7 +24,7 @@ use archiver_core::request::{snapshot_readiness, Readiness};
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::types::{ParameterType, Tag as SsmTag};
 use aws_sdk_ssm::Client as Ssm;
-use lambda_common::{databases, parse_input, required_env, AwsFailure, StepError};
+use lambda_common::{databases, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -51,8 +51,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 }
 
 fn restore_config() -> Result<RestoreConfig, StepError> {
-    RestoreConfig::from_values(&required_env("DB_SUBNET_GROUP_NAME")?, &required_env("DB_SECURITY_GROUP_IDS")?)
-        .map_err(database_error)
+    RestoreConfig::from_values(
+        &required_env("DB_SUBNET_GROUP_NAME")?,
+        &required_env("DB_SECURITY_GROUP_IDS")?,
+        &required_env(DEPLOYMENT_NAME_ENV)?,
+    )
+    .map_err(database_error)
 }
 
 fn database_error(error: DatabaseError) -> StepError {
@@ -75,7 +79,7 @@ async fn restore_database(
     let names = &restore.names;
     let primary = names.cluster_identifier.as_ref().unwrap_or(&names.instance_identifier);
 
-    match claim_database(owner(&clients.rds, shape, primary).await?.as_ref(), execution_id) {
+    match claim_database(owner(&clients.rds, shape, primary).await?.as_ref(), execution_id, &config.deployment) {
         DatabaseClaim::Reuse => {
             tracing::info!(identifier = primary, "reusing the database an earlier attempt restored")
         }
@@ -84,7 +88,7 @@ async fn restore_database(
             if !restore_from_snapshot(&clients.rds, &restore).await? {
                 // Another execution restored it between our look and our call.
                 let existing = owner(&clients.rds, shape, primary).await?;
-                if claim_database(existing.as_ref(), execution_id) != DatabaseClaim::Reuse {
+                if claim_database(existing.as_ref(), execution_id, &config.deployment) != DatabaseClaim::Reuse {
                     return Err(duplicate(request, existing.and_then(|e| e.execution), primary));
                 }
             }

@@ -19,9 +19,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = lambda_common::aws_config().await;
-    // Path-style addressing works with every S3-compatible endpoint, the emulator's included.
-    let s3 = Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = lambda_common::s3_client(&lambda_common::aws_config().await);
     let s3 = &s3;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         verify(s3, parse_input(event.payload)?).await
