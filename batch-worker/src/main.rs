@@ -16,7 +16,7 @@ use batch_worker::dump::{self, DumpRequest};
 use batch_worker::options::{DeviceArgs, PipelineArgs};
 use batch_worker::password::{Password, PasswordError};
 use batch_worker::{archive, ebs, nvme, s3, signal};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// The volume flags stay at the top level, where the EBS job definition passes them; `dump` is a
 /// subcommand beside them.
@@ -118,14 +118,40 @@ fn failed(code: u8) -> impl Fn(&dyn std::fmt::Display) -> Failure {
     move |e| Failure { code, message: e.to_string() }
 }
 
+/// What the command line asks for.
+enum Parsed {
+    Volume(Args),
+    Dump(DumpArgs),
+}
+
+/// Parses the command line with [`Cli`]'s definition, reading the volume flags directly rather
+/// than through `Option<Args>`: clap reports an optional flattened struct that itself flattens
+/// others as absent even when its flags are given (clap-rs/clap#4697), which made every EBS job
+/// panic.
+fn parse() -> Result<Parsed, clap::Error> {
+    parse_from(std::env::args_os())
+}
+
+fn parse_from<I, T>(args: I) -> Result<Parsed, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    if matches.subcommand().is_some() {
+        let Command::Dump(args) = Command::from_arg_matches(&matches)?;
+        return Ok(Parsed::Dump(args));
+    }
+    Ok(Parsed::Volume(Args::from_arg_matches(&matches)?))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = parse().unwrap_or_else(|e| e.exit());
     batch_worker::logging::init();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    let result = match (cli.command, cli.volume) {
-        (Some(Command::Dump(args)), _) => runtime.block_on(run_dump(args)),
-        (None, Some(args)) => runtime.block_on(run(args)),
-        (None, None) => unreachable!("clap requires the volume flags when there is no subcommand"),
+    let result = match command {
+        Parsed::Dump(args) => runtime.block_on(run_dump(args)),
+        Parsed::Volume(args) => runtime.block_on(run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,4 +247,38 @@ async fn instance_id_from_imds() -> Result<String, String> {
         .await
         .map(|id| id.as_ref().to_string())
         .map_err(|e| format!("cannot read this instance's id from IMDSv2 (pass --instance-id to run elsewhere): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_flags_without_subcommand_parse_as_a_volume_archive() {
+        // The EBS job definition's command (emulator/deploy.py, infra/template.yaml).
+        let parsed = parse_from([
+            "batch-worker", "--volume-id", "vol-1", "--to", "s3://bucket/p", "--snapshot-id", "snap-1", "--mode", "auto",
+        ])
+        .unwrap();
+        let Parsed::Volume(args) = parsed else { panic!("a volume archive") };
+        assert_eq!(args.volume_id, "vol-1");
+        assert_eq!(args.snapshot_id.as_deref(), Some("snap-1"));
+    }
+
+    #[test]
+    fn dump_subcommand_parses_as_a_dump() {
+        // The dump job definition's command (emulator/flows/rds_dump.py).
+        let parsed = parse_from([
+            "batch-worker", "dump", "--engine", "postgres", "--host", "db", "--port", "5432", "--user", "master",
+            "--password-parameter", "/p", "--to", "s3://bucket/p", "--snapshot-id", "s",
+        ])
+        .unwrap();
+        let Parsed::Dump(args) = parsed else { panic!("a dump") };
+        assert_eq!((args.host.as_str(), args.port, args.user.as_str()), ("db", 5432, "master"));
+    }
+
+    #[test]
+    fn no_flags_at_all_is_a_usage_error() {
+        assert!(parse_from(["batch-worker"]).is_err());
+    }
 }
