@@ -1,7 +1,8 @@
 //! The `plan` Lambda, first state of every flow: any trigger (EventBridge, SNS, manual input)
 //! becomes an [`ArchiveRequest`](archiver_core::request::ArchiveRequest), a skip, or an error
 //! with a stable name. Its AWS calls are lookups: DescribeSnapshots, for the size and encryption
-//! of an EBS snapshot, and a HeadObject of the planned archive's manifest, whose presence makes a
+//! of an EBS snapshot, DescribeDBSnapshots / DescribeDBClusterSnapshots for the state, engine and
+//! source of an RDS or Aurora one (a manual input names only the snapshot), and a HeadObject of the planned archive's manifest, whose presence makes a
 //! later duplicate of the trigger a `DuplicateArchive` instead of a second archive. Every
 //! decision is [`archiver_core::request`]'s.
 //!
@@ -18,6 +19,7 @@ use archiver_core::request::{
     Targeting,
 };
 use aws_sdk_ec2::Client;
+use aws_sdk_rds::Client as Rds;
 use chrono::{DateTime, Utc};
 use lambda_common::{required_env, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -39,7 +41,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(%error, "bad configuration: every invocation will fail");
     }
     let aws = lambda_common::aws_config().await;
-    let clients = Clients { ec2: Client::new(&aws), s3: lambda_common::s3_client(&aws) };
+    let clients = Clients { ec2: Client::new(&aws), rds: Rds::new(&aws), s3: lambda_common::s3_client(&aws) };
     let (clients, config) = (&clients, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         plan(clients, config.as_ref().map_err(Clone::clone)?, &event.payload, Utc::now()).await
@@ -50,6 +52,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 /// The services `plan` looks things up in.
 struct Clients {
     ec2: Client,
+    rds: Rds,
     s3: aws_sdk_s3::Client,
 }
 
@@ -78,7 +81,10 @@ async fn plan(clients: &Clients, config: &PlanConfig, payload: &Value, now: Date
     };
     let facts = match target.kind {
         ResourceKind::Ebs => describe_snapshot(&clients.ec2, &target.snapshot_id).await?,
-        // The database flows describe their snapshots with their own clients (RDS, DynamoDB).
+        ResourceKind::Rds | ResourceKind::Aurora => {
+            describe_db_snapshot(&clients.rds, &target.snapshot_id, target.kind).await?
+        }
+        // DynamoDB's export flow describes its table with its own client.
         _ => SnapshotFacts::default(),
     };
     let outcome = plan_archive(&event, &facts, config, now).map_err(plan_error)?;
@@ -146,6 +152,59 @@ async fn describe_snapshot(ec2: &Client, snapshot_id: &str) -> Result<SnapshotFa
     })
 }
 
+/// The facts of an RDS DB snapshot or an Aurora cluster snapshot: status, engine (which chooses
+/// export or dump), the source instance or cluster, encryption, size, creation time.
+async fn describe_db_snapshot(rds: &Rds, snapshot_id: &str, kind: ResourceKind) -> Result<SnapshotFacts, StepError> {
+    let failed = |failure: AwsFailure| {
+        match failure.class {
+            AwsErrorClass::NotFound => StepError::new(errors::SNAPSHOT_NOT_FOUND, failure.message),
+            _ => failure.into_step_error(errors::LOOKUP_INCOMPLETE),
+        }
+    };
+    let missing = || StepError::new(errors::SNAPSHOT_NOT_FOUND, format!("snapshot {snapshot_id}: no such snapshot"));
+    let snapshot_type = archiver_core::database::snapshot_type(snapshot_id).map(str::to_string);
+    let time = |t: &aws_sdk_rds::primitives::DateTime| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos());
+    let gib = |size: Option<i32>| size.and_then(|gib| u64::try_from(gib).ok()).map(|gib| gib * GIB);
+    if kind == ResourceKind::Aurora {
+        let output = rds
+            .describe_db_cluster_snapshots()
+            .db_cluster_snapshot_identifier(snapshot_id)
+            .set_snapshot_type(snapshot_type)
+            .send()
+            .await
+            .map_err(|e| failed(AwsFailure::of(&format!("DescribeDBClusterSnapshots {snapshot_id}"), &e)))?;
+        let s = output.db_cluster_snapshots().first().ok_or_else(missing)?;
+        return Ok(SnapshotFacts {
+            status: s.status().map(str::to_string),
+            size_bytes: gib(s.allocated_storage()),
+            encrypted: s.storage_encrypted(),
+            kms_key_id: s.kms_key_id().map(str::to_string),
+            engine: s.engine().map(str::to_string),
+            source_resource_id: s.db_cluster_identifier().map(str::to_string),
+            vault_name: None,
+            created_at: s.snapshot_create_time().and_then(time),
+        });
+    }
+    let output = rds
+        .describe_db_snapshots()
+        .db_snapshot_identifier(snapshot_id)
+        .set_snapshot_type(snapshot_type)
+        .send()
+        .await
+        .map_err(|e| failed(AwsFailure::of(&format!("DescribeDBSnapshots {snapshot_id}"), &e)))?;
+    let s = output.db_snapshots().first().ok_or_else(missing)?;
+    Ok(SnapshotFacts {
+        status: s.status().map(str::to_string),
+        size_bytes: gib(s.allocated_storage()),
+        encrypted: s.encrypted(),
+        kms_key_id: s.kms_key_id().map(str::to_string),
+        engine: s.engine().map(str::to_string),
+        source_resource_id: s.db_instance_identifier().map(str::to_string),
+        vault_name: None,
+        created_at: s.snapshot_create_time().and_then(time),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +216,7 @@ mod tests {
             .region(aws_config::Region::new("eu-west-1"))
             .endpoint_url("http://127.0.0.1:9")
             .build();
-        Clients { ec2: Client::new(&config), s3: lambda_common::s3_client(&config) }
+        Clients { ec2: Client::new(&config), rds: Rds::new(&config), s3: lambda_common::s3_client(&config) }
     }
 
     fn config() -> PlanConfig {
