@@ -59,12 +59,18 @@ pub struct PlanArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    /// The EBS snapshot to archive (snap-…).
+    /// The snapshot to archive: an EBS snapshot (snap-… or its ARN), or an RDS DB or Aurora
+    /// cluster snapshot ARN.
     #[arg(long)]
     pub snapshot: String,
-    /// What to do with each filesystem (default: files where it mounts, raw bytes otherwise).
+    /// EBS: what to do with each filesystem (default: files where it mounts, raw bytes otherwise).
     #[arg(long, value_parser = ["auto", "files", "raw"])]
     pub mode: Option<String>,
+    /// Databases: `export` (RDS's export to S3, the rds-export state machine) or `dump` (pg_dump /
+    /// mysqldump of a temporary instance, the rds-dump state machine). Default: export, unless the
+    /// deployment's plan configuration dumps the engine.
+    #[arg(long, value_parser = ["export", "dump"])]
+    pub method: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -83,7 +89,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct TargetArgs {
-    /// The state machine (default: $BACKUP_ARCHIVER_STATE_MACHINE, else the one named *ebs-archive).
+    /// The state machine (default: $BACKUP_ARCHIVER_STATE_MACHINE, else the only one named after
+    /// the input's flow: *ebs-archive, *rds-export, or *rds-dump with `--method dump`).
     #[arg(long)]
     pub state_machine: Option<String>,
     /// Follow the execution until it ends; exit 0 if it succeeded, 1 if not.
@@ -402,8 +409,9 @@ fn aws_failure(operation: &str, error: impl std::error::Error + 'static) -> Fail
     Failure::no(format!("{operation}: {}", aws_sdk_sfn::error::DisplayErrorContext(error)))
 }
 
-/// The state machine to use: the flag, the environment, or the only one named *ebs-archive.
-async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>) -> Result<String, Failure> {
+/// The state machine to use: the flag, the environment, or the only one named *`suffix` (a
+/// flow's [`archiver_core::request::Flow::state_machine`]).
+async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>, suffix: &str) -> Result<String, Failure> {
     if let Some(arn) = flag.map(str::to_string).or_else(|| std::env::var(STATE_MACHINE_ENV).ok().filter(|v| !v.is_empty())) {
         return Ok(arn);
     }
@@ -414,17 +422,17 @@ async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>) -> Res
         found.extend(
             page.state_machines()
                 .iter()
-                .filter(|m| m.name().ends_with(EBS_STATE_MACHINE_SUFFIX))
+                .filter(|m| m.name().ends_with(suffix))
                 .map(|m| m.state_machine_arn().to_string()),
         );
     }
     match found.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Failure::usage(format!(
-            "no state machine named *{EBS_STATE_MACHINE_SUFFIX}: pass --state-machine ARN or set ${STATE_MACHINE_ENV}"
+            "no state machine named *{suffix}: pass --state-machine ARN or set ${STATE_MACHINE_ENV}"
         ))),
         several => Err(Failure::usage(format!(
-            "{} state machines are named *{EBS_STATE_MACHINE_SUFFIX} ({}): pass --state-machine ARN",
+            "{} state machines are named *{suffix} ({}): pass --state-machine ARN",
             several.len(),
             several.join(", ")
         ))),
@@ -467,10 +475,18 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Failure> {
     if let Some(mode) = &args.mode {
         input["mode"] = json!(mode);
     }
+    if let Some(method) = &args.method {
+        input["method"] = json!(method);
+    }
     // The same check as the plan step's, before anything starts.
-    TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?;
+    let TriggerEvent::Manual(manual) =
+        TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?
+    else {
+        return Err(Failure::usage(format!("invalid input: {input} is not a manual input")));
+    };
     let sfn = sfn_client().await;
-    let machine = state_machine_arn(&sfn, args.target.state_machine.as_deref()).await?;
+    let suffix = manual.flow().state_machine();
+    let machine = state_machine_arn(&sfn, args.target.state_machine.as_deref(), suffix).await?;
     run(&sfn, &machine, input, None, &args.target).await
 }
 
@@ -567,7 +583,7 @@ async fn run(
 pub async fn status(args: StatusArgs) -> Result<ExitCode, Failure> {
     let sfn = sfn_client().await;
     let Some(arn) = &args.execution_arn else {
-        let machine = state_machine_arn(&sfn, args.state_machine.as_deref()).await?;
+        let machine = state_machine_arn(&sfn, args.state_machine.as_deref(), EBS_STATE_MACHINE_SUFFIX).await?;
         return list(&sfn, &machine, args.json).await;
     };
     let report = if args.watch {
