@@ -268,6 +268,22 @@ def scaled_time() -> None:
     retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * scale))
 
 
+def cluster_snapshot_arns() -> None:
+    """Defect 8 (found by the dump flow's tests): RestoreDBClusterFromSnapshot looks its SnapshotIdentifier up as an
+    identifier only, so the ARN that AWS accepts (and that a shared snapshot needs) is "not found". Look an ARN of
+    this account's snapshot up by its identifier, as RestoreDBInstanceFromDBSnapshot already does."""
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.restore_db_cluster_from_snapshot
+
+    def restore_db_cluster_from_snapshot(self, from_snapshot_id, overrides):
+        if from_snapshot_id.startswith("arn:") and ":cluster-snapshot:" in from_snapshot_id:
+            from_snapshot_id = from_snapshot_id.split(":cluster-snapshot:", 1)[1]
+        return original(self, from_snapshot_id, overrides)
+
+    RDSBackend.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
+
+
 PATCHES = {
     "definite_json_paths": definite_json_paths,
     "integration_key_normalisation": integration_key_normalisation,
@@ -278,6 +294,7 @@ PATCHES = {
     "unnamed_executions": unnamed_executions,
     "aws_sdk_error_names": aws_sdk_error_names,
     "scaled_time": scaled_time,
+    "cluster_snapshot_arns": cluster_snapshot_arns,
 }
 
 

@@ -95,3 +95,14 @@ def test_found_aws_sdk_error_service_name_is_lower_case(unpatched):
     execution = run_state_machine(unpatched, task("arn:aws:states:::aws-sdk:ec2:describeVolumes",
                                                   {"VolumeIds": ["vol-0123456789abcdef0"]}))
     assert execution["error"] == "ec2.ec2Exception"  # AWS: Ec2.Ec2Exception
+
+
+def test_found_cluster_restore_refuses_a_snapshot_arn(unpatched):
+    rds = unpatched.client("rds")
+    rds.create_db_cluster(DBClusterIdentifier="c", Engine="aurora-postgresql", MasterUsername="dbadmin",
+                          MasterUserPassword="password-1")
+    arn = rds.create_db_cluster_snapshot(DBClusterIdentifier="c", DBClusterSnapshotIdentifier="c-snap")[
+        "DBClusterSnapshot"]["DBClusterSnapshotArn"]
+    with pytest.raises(rds.exceptions.DBClusterSnapshotNotFoundFault):  # AWS: restores it
+        rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="r", SnapshotIdentifier=arn,
+                                             Engine="aurora-postgresql")
