@@ -10,7 +10,8 @@ to the emulator's router unchanged unless a test has armed a rule:
   - `stall_uploads()`: S3 PUTs are held until `release()` (or a deadline), so a test can act while the worker is
     mid-archive with the volume attached.
 
-Every EC2 action and every AWS Backup DeleteRecoveryPoint is recorded in `calls`. DeleteRecoveryPoint is answered
+Every EC2 and RDS action and every AWS Backup DeleteRecoveryPoint is recorded in `calls` (RDS's with their
+parameters, so a test can see the master password that SetPassword sends and check it appears nowhere else). DeleteRecoveryPoint is answered
 here (moto 5.2.5 has no recovery points), which makes this proxy the witness of whether the flow deleted one.
 """
 
@@ -112,6 +113,8 @@ class FaultHandler(RouterHandler):
         path = self.path.split("?", 1)[0]
         if service == "ec2" and self.command == "POST":
             return self.ec2()
+        if service == "rds" and self.command == "POST":
+            return self.rds()
         if service == "backup" and self.command == "DELETE" and "/recovery-points/" in path:
             return self.delete_recovery_point(path)
         if service == "s3" and self.command == "PUT":
@@ -147,6 +150,14 @@ class FaultHandler(RouterHandler):
         status, headers, answer = self.forward(body)
         if action == "DescribeVolumes" and self.server.rules.volumes_creating:
             answer = answer.replace(b"<status>available</status>", b"<status>creating</status>")
+        self.send(status, answer, {k: v for k, v in headers if k.lower() not in {"content-length", "transfer-encoding",
+                                                                                  "connection"}})
+
+    def rds(self):
+        body = self.read_body()
+        params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        self.server.record(Call("rds", params.get("Action", ""), params))
+        status, headers, answer = self.forward(body)
         self.send(status, answer, {k: v for k, v in headers if k.lower() not in {"content-length", "transfer-encoding",
                                                                                   "connection"}})
 
