@@ -151,3 +151,32 @@ async fn delete_cluster(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Clients that must not be called: these inputs need no AWS call.
+    fn offline() -> (Rds, Ssm) {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        (Rds::new(&config), Ssm::new(&config))
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_failed_left_nothing_to_delete() {
+        // The Cleanup of a Plan that failed gets the raw trigger, which names no database.
+        let (rds, ssm) = offline();
+        let input = DeleteDatabaseInput {
+            execution_id: "arn:aws:states:eu-west-1:111122223333:execution:rds-dump:e1".into(),
+            state: json!({"snapshot": "arn:aws:rds:eu-west-1:111122223333:snapshot:orders", "method": "dump",
+                          "error": {"Error": "LookupIncomplete", "Cause": "{}"}}),
+        };
+        let report = delete_database(&rds, &ssm, "archiver-prod", input).await.unwrap();
+        assert_eq!(report, DeletedDatabase::default());
+    }
+}
