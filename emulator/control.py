@@ -79,6 +79,17 @@ class Emulator:
     def function_log(self, name: str) -> Path:
         return self.state_dir / "logs" / "lambda" / f"{name}.log"
 
+    def configure_rds(self, **settings) -> dict:
+        """What the router makes of RDS (see router.py): `hold_creating=True` keeps every DB instance and
+        cluster `creating`; `server={"host", "port", "socket_dir", "superuser"}` maps their endpoints to a local
+        PostgreSQL and applies master passwords to it; `server=None` unmaps. Returns the settings in force."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint}/_emulator/rds", data=json.dumps(settings).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
 
 def free_port() -> int:
     with socket.socket() as probe:

@@ -514,6 +514,22 @@ def dynamodb_exports() -> None:
     moto_api_urls.url_paths["{0}/moto-api/static/dynamodb/export-failures"] = response.set_dynamodb_export_failures
 
 
+def cluster_snapshot_arns() -> None:
+    """Defect 8 (found by the dump flow's tests): RestoreDBClusterFromSnapshot looks its SnapshotIdentifier up as an
+    identifier only, so the ARN that AWS accepts (and that a shared snapshot needs) is "not found". Look an ARN of
+    this account's snapshot up by its identifier, as RestoreDBInstanceFromDBSnapshot already does."""
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.restore_db_cluster_from_snapshot
+
+    def restore_db_cluster_from_snapshot(self, from_snapshot_id, overrides):
+        if from_snapshot_id.startswith("arn:") and ":cluster-snapshot:" in from_snapshot_id:
+            from_snapshot_id = from_snapshot_id.split(":cluster-snapshot:", 1)[1]
+        return original(self, from_snapshot_id, overrides)
+
+    RDSBackend.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
+
+
 PATCHES = {
     "definite_json_paths": definite_json_paths,
     "integration_key_normalisation": integration_key_normalisation,
@@ -526,6 +542,7 @@ PATCHES = {
     "aws_sdk_error_names": aws_sdk_error_names,
     "scaled_time": scaled_time,
     "dynamodb_exports": dynamodb_exports,
+    "cluster_snapshot_arns": cluster_snapshot_arns,
 }
 
 

@@ -19,6 +19,15 @@ process for the job, chosen as AWS Batch would run the container:
 DescribeJobs then reports RUNNING until the process exits, then SUCCEEDED (exit 0) or FAILED with
 container.exitCode (128 + N for death by signal N) and statusReason, so `batch:submitJob.sync` really waits.
 TerminateJob stops the process (SIGTERM, then SIGKILL). Array jobs run one process; dependsOn is ignored.
+
+RDS. moto's DB instances and clusters are `available` at once and have no server behind them. POST
+/_emulator/rds (see control.Emulator.configure_rds) sets, for every instance and cluster:
+  hold_creating: DescribeDBInstances and DescribeDBClusters report `creating` instead of `available`, so a
+           test can show a database that never becomes available;
+  server: {"host", "port", "socket_dir", "superuser"} of a local PostgreSQL: DescribeDB* report its host and
+           port as the endpoint (the dump job connects there), and a ModifyDBInstance / ModifyDBCluster that sets
+           MasterUserPassword applies it to the instance's MasterUsername role on that server, as RDS would.
+           The password goes to psql on its standard input, never in arguments or logs.
 """
 
 import argparse
@@ -32,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 from emulator import httpbase, processes
@@ -53,6 +63,19 @@ STREAM_CHUNK = 1 << 20  # bodies (S3 parts) are relayed in 1 MiB pieces, never h
 # The statusReason AWS Batch gives a job whose container exited by itself, and the one for a timeout.
 EXITED_REASON = "Essential container in task exited"
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+
+
+# How long psql may take to set a password on the local server (arbitrary; it takes milliseconds).
+PSQL_TIMEOUT_SECONDS = 30
+
+
+def service_of(headers) -> str:
+    """The service of a SigV4-signed request: `Credential=KEY/DATE/REGION/SERVICE/aws4_request`."""
+    authorization = headers.get("Authorization", "")
+    try:
+        return authorization.split("Credential=", 1)[1].split("/")[3]
+    except IndexError:
+        return ""
 
 
 def now_ms() -> int:
@@ -117,6 +140,7 @@ class Router(httpbase.Server):
         self.jobs: dict[str, LocalJob] = {}  # single dict operations are atomic: no lock needed
         self.entrypoint = shlex.split(os.environ.get("BA_BATCH_ENTRYPOINT", ""))
         self.bin_dir = Path(os.environ["BA_BIN_DIR"]) if os.environ.get("BA_BIN_DIR") else None
+        self.rds = {"hold_creating": False, "server": None}  # see the module's docstring
 
     def resolve(self, program: str) -> str:
         if "/" not in program and self.bin_dir is not None:
@@ -203,6 +227,12 @@ class RouterHandler(httpbase.Handler):
             return self.health()
         if path == "/_emulator/jobs":
             return self.send_json(200, {job_id: job.summary() for job_id, job in list(self.server.jobs.items())})
+        if path == "/_emulator/rds":
+            if self.command == "POST":
+                self.server.rds.update(json.loads(self.read_body() or b"{}"))
+            return self.send_json(200, self.server.rds)
+        if self.command == "POST" and service_of(self.headers) == "rds":
+            return self.rds_call()
         if self.command == "POST" and LAMBDA_INVOKE.match(self.path):
             return self.proxy(self.server.lambda_port)
         action = BATCH_ACTIONS.get(path.lower()) if self.command == "POST" else None
@@ -308,6 +338,21 @@ class RouterHandler(httpbase.Handler):
             self.server.terminate_job(request.get("jobId", ""), request.get("reason", "Terminated"))
         self.relay(status, headers, answer)
 
+    def rds_call(self) -> None:
+        """An RDS Query call, relayed to moto and adjusted as the module's docstring says."""
+        body = self.read_body()
+        params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        action = params.get("Action", "")
+        status, headers, answer = self.moto(self.path, body)
+        settings = self.server.rds
+        if status == 200 and action in ("DescribeDBInstances", "DescribeDBClusters"):
+            answer = describe_as_configured(answer.decode(), action, settings).encode()
+        if status == 200 and action in ("ModifyDBInstance", "ModifyDBCluster") and params.get("MasterUserPassword"):
+            if settings.get("server"):
+                user = re.search(r"<MasterUsername>([^<]*)</MasterUsername>", answer.decode())
+                set_password(settings["server"], user.group(1) if user else "", params["MasterUserPassword"])
+        self.relay(status, headers, answer)
+
     def health(self) -> None:
         checks = {"moto": (self.server.moto_port, "/moto-api/config"),
                   "lambda": (self.server.lambda_port, "/_emulator/health")}
@@ -321,6 +366,38 @@ class RouterHandler(httpbase.Handler):
             except OSError:
                 report[name] = False
         self.send_json(200 if all(report.values()) else 503, report)
+
+
+def describe_as_configured(xml: str, action: str, settings: dict) -> str:
+    """DescribeDBInstances / DescribeDBClusters with the status and endpoint the test configured."""
+    if settings.get("hold_creating"):
+        tag = "DBInstanceStatus" if action == "DescribeDBInstances" else "Status"
+        xml = xml.replace(f"<{tag}>available</{tag}>", f"<{tag}>creating</{tag}>")
+    server = settings.get("server")
+    if server:
+        host, port = server["host"], str(server["port"])
+        if action == "DescribeDBInstances":  # <Endpoint><Address>…</Address><Port>…</Port>…</Endpoint>
+            def endpoint(match):
+                inner = re.sub(r"<Address>[^<]*</Address>", f"<Address>{host}</Address>", match.group(0))
+                return re.sub(r"<Port>[^<]*</Port>", f"<Port>{port}</Port>", inner)
+            xml = re.sub(r"<Endpoint>.*?</Endpoint>", endpoint, xml, flags=re.S)
+        else:  # a cluster's <Endpoint>host</Endpoint>, <ReaderEndpoint> and <Port>
+            xml = re.sub(r"<Endpoint>[^<]*</Endpoint>", f"<Endpoint>{host}</Endpoint>", xml)
+            xml = re.sub(r"<ReaderEndpoint>[^<]*</ReaderEndpoint>", f"<ReaderEndpoint>{host}</ReaderEndpoint>", xml)
+            xml = re.sub(r"<Port>[^<]*</Port>", f"<Port>{port}</Port>", xml)
+    return xml
+
+
+def set_password(server: dict, user: str, password: str) -> None:
+    """ALTER ROLE on the local PostgreSQL over its Unix socket as its superuser; SQL on standard input."""
+    literal = "'" + password.replace("'", "''") + "'"
+    identifier = '"' + user.replace('"', '""') + '"'
+    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server["socket_dir"], "-p", str(server["port"]),
+            "-U", server.get("superuser", "postgres"), "-d", "postgres"]
+    result = subprocess.run(argv, input=f"ALTER ROLE {identifier} PASSWORD {literal};\n", text=True,
+                            capture_output=True, timeout=PSQL_TIMEOUT_SECONDS)
+    outcome = "set" if result.returncode == 0 else f"NOT set (psql exit {result.returncode}: {result.stderr.strip()})"
+    print(f"rds: master password of role {user} on port {server['port']} {outcome}", file=sys.stderr)
 
 
 def main() -> None:

@@ -14,11 +14,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use archiver_core::event::{ManualInput, ManualSnapshot, TriggerEvent};
+use archiver_core::event::TriggerEvent;
 use archiver_core::flow::trigger_snapshot_id;
-use archiver_core::request::{
-    archive_target, plan_archive, DbMethod, PlanConfig, PlanError, PlanOutcome, SnapshotFacts, Targeting,
-};
+use archiver_core::request::{archive_target, plan_archive, PlanConfig, PlanError, PlanOutcome, SnapshotFacts, Targeting};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -61,14 +59,16 @@ pub struct PlanArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    /// The snapshot to archive: an EBS snapshot (snap-…) or the ARN of an RDS DB or cluster snapshot.
+    /// The snapshot to archive: an EBS snapshot (snap-… or its ARN), or an RDS DB or Aurora
+    /// cluster snapshot ARN.
     #[arg(long)]
     pub snapshot: String,
     /// EBS: what to do with each filesystem (default: files where it mounts, raw bytes otherwise).
     #[arg(long, value_parser = ["auto", "files", "raw"])]
     pub mode: Option<String>,
-    /// RDS and Aurora: RDS's export to S3 (Parquet) or a native dump (default: the configured
-    /// method for the engine, else export where the engine supports it).
+    /// Databases: `export` (RDS's export to S3, the rds-export state machine) or `dump` (pg_dump /
+    /// mysqldump of a temporary instance, the rds-dump state machine). Default: export, unless the
+    /// deployment's plan configuration dumps the engine.
     #[arg(long, value_parser = ["export", "dump"])]
     pub method: Option<String>,
     #[command(flatten)]
@@ -89,7 +89,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct TargetArgs {
-    /// The state machine (default: $BACKUP_ARCHIVER_STATE_MACHINE, else the one named *ebs-archive).
+    /// The state machine (default: $BACKUP_ARCHIVER_STATE_MACHINE, else the only one named after
+    /// the input's flow: *ebs-archive, *rds-export, or *rds-dump with `--method dump`).
     #[arg(long)]
     pub state_machine: Option<String>,
     /// Follow the execution until it ends; exit 0 if it succeeded, 1 if not.
@@ -408,28 +409,9 @@ fn aws_failure(operation: &str, error: impl std::error::Error + 'static) -> Fail
     Failure::no(format!("{operation}: {}", aws_sdk_sfn::error::DisplayErrorContext(error)))
 }
 
-/// The state machine to use: the flag, the environment, or the only one named *ebs-archive.
-async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>) -> Result<String, Failure> {
-    state_machine_arn_for(sfn, flag, EBS_STATE_MACHINE_SUFFIX).await
-}
-
-/// The state machine (ASL stem) a manual input starts: the EBS flow for EBS snapshots; for
-/// databases the dump flow when asked for, else the export flow, whose plan hands the request
-/// on to the dump flow when the engine or the configuration wants a dump.
-fn entry_state_machine(input: &ManualInput) -> &'static str {
-    match (&input.snapshot, input.method) {
-        (ManualSnapshot::Ebs { .. }, _) => EBS_STATE_MACHINE_SUFFIX,
-        (_, Some(DbMethod::Dump)) => "rds-dump",
-        (_, _) => "rds-export",
-    }
-}
-
-/// The state machine to use: the flag, the environment, or the only one named *`suffix`.
-async fn state_machine_arn_for(
-    sfn: &aws_sdk_sfn::Client,
-    flag: Option<&str>,
-    suffix: &str,
-) -> Result<String, Failure> {
+/// The state machine to use: the flag, the environment, or the only one named *`suffix` (a
+/// flow's [`archiver_core::request::Flow::state_machine`]).
+async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>, suffix: &str) -> Result<String, Failure> {
     if let Some(arn) = flag.map(str::to_string).or_else(|| std::env::var(STATE_MACHINE_ENV).ok().filter(|v| !v.is_empty())) {
         return Ok(arn);
     }
@@ -497,10 +479,14 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Failure> {
         input["method"] = json!(method);
     }
     // The same check as the plan step's, before anything starts.
-    let event = TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?;
-    let TriggerEvent::Manual(manual) = &event else { unreachable!("{{\"snapshot\": …}} is a manual input") };
+    let TriggerEvent::Manual(manual) =
+        TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?
+    else {
+        return Err(Failure::usage(format!("invalid input: {input} is not a manual input")));
+    };
     let sfn = sfn_client().await;
-    let machine = state_machine_arn_for(&sfn, args.target.state_machine.as_deref(), entry_state_machine(manual)).await?;
+    let suffix = manual.flow().state_machine();
+    let machine = state_machine_arn(&sfn, args.target.state_machine.as_deref(), suffix).await?;
     run(&sfn, &machine, input, None, &args.target).await
 }
 
@@ -597,7 +583,7 @@ async fn run(
 pub async fn status(args: StatusArgs) -> Result<ExitCode, Failure> {
     let sfn = sfn_client().await;
     let Some(arn) = &args.execution_arn else {
-        let machine = state_machine_arn(&sfn, args.state_machine.as_deref()).await?;
+        let machine = state_machine_arn(&sfn, args.state_machine.as_deref(), EBS_STATE_MACHINE_SUFFIX).await?;
         return list(&sfn, &machine, args.json).await;
     };
     let report = if args.watch {
@@ -825,20 +811,6 @@ mod tests {
         assert_eq!(steps[1].error.as_deref(), Some("VolumeNotReady"));
         assert_eq!(steps[2].error.as_deref(), Some("States.TaskFailed"));
         assert!(step_line(&steps[1]).contains("1 retry after VolumeNotReady"), "{}", step_line(&steps[1]));
-    }
-
-    #[test]
-    fn manual_inputs_start_the_flow_of_their_snapshot() {
-        let entry = |input: Value| {
-            let TriggerEvent::Manual(manual) = TriggerEvent::from_value(&input).unwrap() else { panic!("{input}") };
-            entry_state_machine(&manual)
-        };
-        assert_eq!(entry(json!({"snapshot": "snap-0a1b2c3d4e5f67890"})), "ebs-archive");
-        let db = "arn:aws:rds:eu-west-1:111122223333:snapshot:orders-2025";
-        let cluster = "arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:billing-2025";
-        assert_eq!(entry(json!({"snapshot": db})), "rds-export");
-        assert_eq!(entry(json!({"snapshot": cluster, "method": "export"})), "rds-export");
-        assert_eq!(entry(json!({"snapshot": cluster, "method": "dump"})), "rds-dump");
     }
 
     #[test]

@@ -50,8 +50,9 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 /// Codes that say the resource is gone, per service: EC2 volumes and snapshots, AWS Backup, S3,
-/// DynamoDB tables, backups and exports, RDS snapshots and export tasks.
-/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBSnapshots.html#API_DescribeDBSnapshots_Errors>
+/// DynamoDB tables, backups and exports, RDS instances, clusters, snapshots and export tasks,
+/// SSM parameters.
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/CommonErrors.html>
 const NOT_FOUND_CODES: &[&str] = &[
     "InvalidVolume.NotFound",
     "InvalidSnapshot.NotFound",
@@ -67,6 +68,10 @@ const NOT_FOUND_CODES: &[&str] = &[
     "DBClusterSnapshotNotFoundFault",
     "ExportTaskNotFound",
     "ExportTaskNotFoundFault",
+    "DBInstanceNotFound",
+    "DBInstanceNotFoundFault",
+    "DBClusterNotFoundFault",
+    "ParameterNotFound",
 ];
 
 /// Classifies an AWS error by its code (when the service sent one) and its HTTP status (absent
@@ -114,6 +119,8 @@ mod tests {
         assert_eq!(classify(Some("ResourceNotFoundException"), Some(400)), AwsErrorClass::NotFound);
         assert_eq!(classify(Some("DBSnapshotNotFound"), Some(404)), AwsErrorClass::NotFound);
         assert_eq!(classify(Some("DBClusterSnapshotNotFoundFault"), Some(404)), AwsErrorClass::NotFound);
+        assert_eq!(classify(Some("DBInstanceNotFound"), Some(404)), AwsErrorClass::NotFound);
+        assert_eq!(classify(Some("ParameterNotFound"), Some(400)), AwsErrorClass::NotFound);
         assert_eq!(classify(None, Some(404)), AwsErrorClass::NotFound, "a HEAD has no body, hence no code");
     }
 

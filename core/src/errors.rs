@@ -42,6 +42,17 @@ pub const VOLUME_FAILED: &str = "VolumeFailed";
 pub const VOLUME_STILL_ATTACHED: &str = "VolumeStillAttached";
 /// The temporary DB instance or cluster of a dump is not `available` yet. Retryable.
 pub const DB_NOT_READY: &str = "DbNotReady";
+/// The temporary DB instance or cluster went to a state it will not leave (`failed`,
+/// `incompatible-restore`, `storage-full`, deleted meanwhile): no dump; clean up.
+pub const DB_FAILED: &str = "DbFailed";
+/// The temporary DB instance or cluster refuses an operation for now: a cluster whose instance
+/// is still being deleted, an instance still `creating` or `modifying` when it is deleted, or the
+/// database of an archive that ended still `deleting` when a replay restores it. Retryable, a
+/// bounded number of times.
+pub const DB_BUSY: &str = "DbBusy";
+/// An RDS or SSM call about the temporary database or its password failed for a reason that is
+/// not transient (a permission, a quota, a parameter): the cause carries the service's code.
+pub const DB_OPERATION_FAILED: &str = "DbOperationFailed";
 /// The account's limit of concurrent RDS exports is reached. Retryable with a long backoff:
 /// waiting is the remedy, failing is not.
 pub const EXPORT_QUOTA_EXCEEDED: &str = "ExportQuotaExceeded";
@@ -122,6 +133,9 @@ pub const ALL: &[ErrorName] = &[
     ErrorName { name: VOLUME_FAILED, retryable: false },
     ErrorName { name: VOLUME_STILL_ATTACHED, retryable: true },
     ErrorName { name: DB_NOT_READY, retryable: true },
+    ErrorName { name: DB_FAILED, retryable: false },
+    ErrorName { name: DB_BUSY, retryable: true },
+    ErrorName { name: DB_OPERATION_FAILED, retryable: false },
     ErrorName { name: EXPORT_QUOTA_EXCEEDED, retryable: true },
     ErrorName { name: EXPORT_IN_PROGRESS, retryable: true },
     ErrorName { name: EXPORT_FAILED, retryable: false },

@@ -549,6 +549,10 @@ pub struct FlowView {
     /// The snapshot the raw event names, when there is no plan.
     pub event_snapshot_id: Option<String>,
     pub temporary_volume: Option<CreatedVolume>,
+    /// The dump flow's temporary database, once RestoreDatabase returned.
+    pub temporary_database: Option<crate::database::TemporaryDatabase>,
+    /// What the dump flow's DeleteDatabase or Cleanup deleted.
+    pub deleted_database: Option<crate::database::DeletedDatabase>,
     pub job: Option<JobResult>,
     pub verification: Option<Verification>,
     /// The RDS export flow's export, once started, and its files, once checked.
@@ -574,6 +578,8 @@ impl FlowView {
             request,
             event_snapshot_id,
             temporary_volume: field(state, "temporary_volume"),
+            temporary_database: field(state, "temporary_database"),
+            deleted_database: field(state, "deleted_database"),
             job: field(state, "job"),
             verification: field(state, "verification"),
             export: field(state, "export"),
@@ -597,7 +603,7 @@ impl FlowView {
 /// that failed), if it parses. Any fields a Catch added are ignored.
 pub fn trigger_snapshot_id(state: &Value) -> Option<String> {
     let mut event = state.clone();
-    for added in ["error", "cleanup_error", "notify_error", "deleted_volumes", "deleted_tables", "notification"] {
+    for added in ["error", "cleanup_error", "notify_error", "deleted_volumes", "deleted_tables", "deleted_database", "notification"] {
         event.as_object_mut()?.remove(added);
     }
     let event = TriggerEvent::from_value(&event).ok()?;

@@ -13,6 +13,8 @@
 //! - [`aws_error`]: which AWS error codes are transient, "not found", or permanent.
 //! - [`flow`]: the EBS flow's states: their inputs and outputs, and the volume, job and
 //!   verification decisions of its Lambdas.
+//! - [`database`]: the RDS dump flow's states: the temporary database's names, class, tags,
+//!   master password, readiness and deletion, and the dump job.
 //! - [`dynamodb`]: the DynamoDB export flow's states: point-in-time or temporary-table exports,
 //!   the temporary table's name and cleanup, the export's status.
 //! - [`export`]: the RDS export flow's states: starting an export, reading its status, checking
@@ -24,6 +26,7 @@
 
 pub mod arn;
 pub mod aws_error;
+pub mod database;
 pub mod dump;
 pub mod dynamodb;
 pub mod errors;

@@ -4,8 +4,8 @@
 //!
 //! A message names the snapshot (or DynamoDB backup), the outcome, the archive's location and size,
 //! the duration, and on failure the error, its cause in a sentence (an RDS export's
-//! `FailureCause`), and whether the cleanup worked (the temporary volume or table, the export's
-//! cancellation).
+//! `FailureCause`), and whether the cleanup worked (the temporary volume, database or table, the
+//! export's cancellation).
 //! <https://api.slack.com/messaging/webhooks>, <https://api.slack.com/reference/surfaces/formatting>
 
 use std::time::Duration;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::dynamodb::{ExportSource, TableSource};
 use crate::errors;
 use crate::flow::{FlowOutcome, FlowView, StateError};
-use crate::request::ResourceKind;
+use crate::request::{Flow, ResourceKind};
 
 /// Causes longer than this are cut in messages: a Batch job description is several KiB of JSON,
 /// and Slack truncates a section's text at 3,000 characters.
@@ -103,6 +103,9 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
                 _ => "none (not an AWS Backup recovery point)".to_string(),
             };
             fields.push(("Recovery point".to_string(), recovery_point));
+            if is_dump(view) {
+                fields.push(("Temporary database".to_string(), database_cleanup(view)));
+            }
         }
         FlowOutcome::Failed => {
             if let Some(error) = &view.error {
@@ -114,6 +117,8 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
             }
             if dynamodb {
                 fields.push(("Temporary table".to_string(), temporary_table_outcome(view)));
+            } else if is_dump(view) {
+                fields.push(("Temporary database".to_string(), database_cleanup(view)));
             } else if ebs {
                 let volume = match (&view.cleanup_error, &view.temporary_volume) {
                     (Some(e), Some(v)) => format!("{} MAY BE LEFT OVER: {}", v.volume_id, summarize_cause(e)),
@@ -154,6 +159,30 @@ fn temporary_table_outcome(view: &FlowView) -> String {
         (Some(e), _, None) => format!("cleanup failed, a table may be left over: {}", summarize_cause(e)),
         (None, Some(name), _) => format!("{name} deleted"),
         (None, None, _) => "none was left".to_string(),
+    }
+}
+
+/// True for the dump flow's executions, which restore a database instead of a volume.
+fn is_dump(view: &FlowView) -> bool {
+    view.temporary_database.is_some() || view.request.as_ref().is_some_and(|r| r.flow == Flow::RdsDump)
+}
+
+/// What became of the dump flow's temporary database: the cleanup's report first (it names
+/// what it found even when RestoreDatabase failed before returning), then RestoreDatabase's.
+fn database_cleanup(view: &FlowView) -> String {
+    let restored = view.temporary_database.as_ref().map(|d| {
+        let names = &d.names;
+        names
+            .cluster_identifier
+            .as_ref()
+            .map_or(names.instance_identifier.clone(), |c| format!("{c} ({})", names.instance_identifier))
+    });
+    match (&view.cleanup_error, &view.deleted_database, restored) {
+        (Some(e), _, Some(db)) => format!("{db} MAY BE LEFT OVER: {}", summarize_cause(e)),
+        (Some(e), _, None) => format!("cleanup failed, a database may be left over: {}", summarize_cause(e)),
+        (None, Some(deleted), _) if !deleted.deleted.is_empty() => format!("{} deleted", deleted.deleted.join(", ")),
+        (None, _, Some(db)) => format!("{db} deleted"),
+        (None, _, None) => "none was restored".to_string(),
     }
 }
 
@@ -228,8 +257,7 @@ impl Notification {
             .map(|(label, value)| json!({"type": "mrkdwn", "text": format!("*{label}:*\n{}", code_span(value))}))
             .collect();
         // A section holds at most 10 fields.
-        let sections: Vec<Value> =
-            fields.chunks(10).map(|chunk| json!({"type": "section", "fields": chunk})).collect();
+        let sections: Vec<Value> = fields.chunks(10).map(|chunk| json!({"type": "section", "fields": chunk})).collect();
         let mut blocks = vec![json!({
             "type": "section",
             "text": {"type": "mrkdwn", "text": format!("{emoji} *{}*", escape_mrkdwn(&self.title))}
@@ -244,7 +272,8 @@ impl Notification {
 
     /// The SNS subject: the title, cut to SNS's 100 ASCII characters.
     pub fn sns_subject(&self) -> String {
-        let ascii: String = self.title.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+        let ascii: String =
+            self.title.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
         ascii.chars().take(MAX_SNS_SUBJECT_CHARS).collect()
     }
 
@@ -351,7 +380,11 @@ mod tests {
             total_size: 3 * 1024 * 1024,
         });
         let n = notification(FlowOutcome::Succeeded, &view, "arn:exec", Duration::from_secs(125));
-        assert!(n.title.starts_with("Archived snap-0a1b2c3d4e5f67890 to s3://example-archive/backups/ebs/"), "{}", n.title);
+        assert!(
+            n.title.starts_with("Archived snap-0a1b2c3d4e5f67890 to s3://example-archive/backups/ebs/"),
+            "{}",
+            n.title
+        );
         assert_eq!(field(&n, "Size"), "3.0 MiB in 2 objects, verified");
         assert_eq!(field(&n, "Duration"), "2 min 05 s");
         assert_eq!(field(&n, "Recovery point"), "kept");
@@ -379,7 +412,8 @@ mod tests {
         assert_eq!(field(&n, "Cause"), "Batch job j-1 FAILED: exit code 137: Essential container in task exited");
         assert_eq!(field(&n, "Temporary volume"), "vol-9 deleted");
         assert_eq!(field(&n, "Recovery point"), "kept");
-        view.cleanup_error = Some(StateError { error: "VolumeStillAttached".into(), cause: Some("still attached".into()) });
+        view.cleanup_error =
+            Some(StateError { error: "VolumeStillAttached".into(), cause: Some("still attached".into()) });
         let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(7));
         assert_eq!(field(&n, "Temporary volume"), "vol-9 MAY BE LEFT OVER: still attached");
     }
@@ -439,6 +473,52 @@ mod tests {
         view.cleanup_error = Some(StateError { error: "Rds.InvalidExportTaskStateFault".into(), cause: Some("ended".into()) });
         let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(60));
         assert_eq!(field(&n, "Cleanup"), "FAILED, an export may still run: ended");
+    }
+
+    fn dump_view() -> FlowView {
+        let event =
+            crate::event::TriggerEvent::from_json(include_bytes!("../tests/fixtures/manual-aurora-snapshot-dump.json"))
+                .unwrap();
+        let config: PlanConfig = serde_json::from_value(serde_json::json!({
+            "destination": {"bucket": "example-archive", "prefix": "backups"},
+            "availability_zones": ["eu-west-1a"],
+            "job_queues": {"eu-west-1a": "q"}
+        }))
+        .unwrap();
+        let facts = SnapshotFacts { source_resource_id: Some("billing".into()), ..SnapshotFacts::default() };
+        let now = "2025-03-04T03:00:00Z".parse().unwrap();
+        let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &facts, &config, now) else { panic!("plans") };
+        FlowView { request: Some(*request), ..FlowView::default() }
+    }
+
+    #[test]
+    fn dump_messages_name_the_temporary_database() {
+        let mut view = dump_view();
+        let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
+        assert_eq!(field(&n, "Temporary database"), "none was restored");
+        assert!(n.fields.iter().all(|(l, _)| l != "Temporary volume"), "a dump has no volume");
+        view.deleted_database = Some(crate::database::DeletedDatabase {
+            deleted: vec!["ba-x-1".into(), "ba-x".into()],
+            password_parameter_deleted: true,
+            ..Default::default()
+        });
+        view.error = Some(StateError { error: "DbNotReady".into(), cause: Some("DB ba-x-1 is creating".into()) });
+        let n = notification(FlowOutcome::Failed, &view, "e", Duration::from_secs(61));
+        assert_eq!(n.title, "Archive of billing-aurora-pre-migration FAILED: DbNotReady");
+        assert_eq!(field(&n, "Temporary database"), "ba-x-1, ba-x deleted");
+        assert_eq!(field(&n, "Cause"), "DB ba-x-1 is creating");
+        assert_eq!(field(&n, "Duration"), "1 min 01 s");
+        view.error = None;
+        view.verification = Some(Verification {
+            location: "s3://b/p".into(),
+            manifest_key: "p/manifest.json".into(),
+            objects: 3,
+            total_size: 2048,
+        });
+        let n = notification(FlowOutcome::Succeeded, &view, "e", Duration::from_secs(5));
+        assert_eq!(n.title, "Archived billing-aurora-pre-migration to s3://b/p");
+        assert_eq!(field(&n, "Size"), "2.0 KiB in 3 objects, verified");
+        assert_eq!(field(&n, "Temporary database"), "ba-x-1, ba-x deleted");
     }
 
     #[test]

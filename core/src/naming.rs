@@ -179,6 +179,41 @@ pub fn export_task_identifier(snapshot_arn: &str, destination: &str) -> String {
     format!("{cut}-{hash}")
 }
 
+/// The longest identifier of a temporary DB instance or cluster of ours, leaving room for the
+/// `-1` of an Aurora cluster's instance under RDS's 63 characters.
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceFromDBSnapshot.html>
+pub const MAX_DATABASE_IDENTIFIER_LEN: usize = 60;
+
+/// The identifier of the temporary DB instance (or Aurora cluster) that one snapshot's dump is
+/// taken from: `ba-<idempotency key, cut>-<hash of the key>`.
+///
+/// Stable for the snapshot, so a retried RestoreDatabase finds the instance its first attempt
+/// made, and RDS's own uniqueness of identifiers makes a duplicate execution fail
+/// `DBInstanceAlreadyExists` instead of restoring a second copy. The key is already
+/// `[a-z0-9-]` and starts with a letter; the prefix keeps our instances together in the
+/// console, and the hash keeps a cut key unique.
+pub fn database_identifier(idempotency_key: &str) -> String {
+    let readable = slug(idempotency_key);
+    let cut = truncate_slug(&readable, MAX_DATABASE_IDENTIFIER_LEN - "ba-".len() - HASH_LEN - 1);
+    if cut.is_empty() {
+        format!("ba-{}", short_hash(idempotency_key))
+    } else {
+        format!("ba-{cut}-{}", short_hash(idempotency_key))
+    }
+}
+
+/// The SSM parameter holding one execution's master password of its temporary database:
+/// `/backup-archiver/<idempotency key>/<hash of the execution>/master-password`.
+///
+/// Per execution (not per snapshot): a duplicate or a replay never overwrites the password of an
+/// instance another execution is dumping, and a retried RestoreDatabase of one execution finds
+/// its own parameter. The execution is hashed because its ARN holds colons, which parameter
+/// names do not allow (`[a-zA-Z0-9_.-/]`).
+/// <https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html>
+pub fn password_parameter_name(idempotency_key: &str, execution_id: &str) -> String {
+    format!("/backup-archiver/{}/{}/master-password", slug(idempotency_key), short_hash(execution_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,5 +489,40 @@ mod tests {
                 assert_eq!(previous, arn.to_ascii_lowercase(), "two snapshots share {id}");
             }
         }
+    }
+
+    #[test]
+    fn database_identifiers_follow_rds_rules_for_every_key() {
+        let mut gen = Gen(0x05ee_d0db);
+        for i in 0..2_000 {
+            let snapshot = gen.awkward(80);
+            let key = idempotency_key(IdempotencyBasis::Snapshot { kind: ResourceKind::Rds, snapshot_id: &snapshot });
+            let id = database_identifier(&key);
+            assert!(id.len() <= MAX_DATABASE_IDENTIFIER_LEN, "{i}: {id}");
+            assert!(id.starts_with(|c: char| c.is_ascii_lowercase()), "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'), "{id}");
+            assert!(!id.contains("--") && !id.ends_with('-'), "{id}");
+            assert_eq!(id, database_identifier(&key), "stable");
+        }
+    }
+
+    #[test]
+    fn database_identifiers_of_different_keys_differ() {
+        let long = "backup-job-".to_string() + &"a".repeat(53);
+        let other = "backup-job-".to_string() + &"a".repeat(52) + "b";
+        assert_ne!(database_identifier(&long), database_identifier(&other), "a cut key keeps its hash");
+        assert_eq!(
+            database_identifier("backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c"),
+            format!("ba-backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c-{}", short_hash("backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c"))
+        );
+    }
+
+    #[test]
+    fn password_parameter_is_per_execution_and_a_valid_ssm_name() {
+        let key = "rds-snapshot-orders-2025";
+        let a = password_parameter_name(key, "arn:aws:states:eu-west-1:1:execution:m:e1");
+        assert_ne!(a, password_parameter_name(key, "arn:aws:states:eu-west-1:1:execution:m:e2"));
+        assert!(a.starts_with("/backup-archiver/rds-snapshot-orders-2025/") && a.ends_with("/master-password"), "{a}");
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)), "{a}");
     }
 }

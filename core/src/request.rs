@@ -358,6 +358,11 @@ pub struct ArchiveRequest {
     pub volume: Option<VolumeSpec>,
     /// RDS export only (see [`naming::export_task_identifier`]).
     pub export_task_identifier: Option<String>,
+    /// The Batch job queue of a job that is not tied to an AZ: the dump flow's worker reaches its
+    /// database over the network. `null` for other flows (EBS's is `volume.job_queue`) and where
+    /// the configuration names no queues.
+    #[serde(default)]
+    pub job_queue: Option<String>,
     pub options: ArchiveOptions,
     pub planned_at: DateTime<Utc>,
 }
@@ -1231,6 +1236,14 @@ fn plan_target(
         None
     };
 
+    // Any AZ's queue does; the same rendezvous choice as a volume's AZ spreads dumps evenly.
+    let job_queue = if flow == Flow::RdsDump {
+        choose_availability_zone(&idempotency_key, &config.availability_zones)
+            .and_then(|az| config.job_queues.get(az).cloned())
+    } else {
+        None
+    };
+
     let delete_recovery_point = config.delete_recovery_point
         && target.in_vault()
         && target.recovery_point_arn.is_some()
@@ -1260,6 +1273,7 @@ fn plan_target(
         snapshot_date,
         volume,
         export_task_identifier,
+        job_queue,
         options: ArchiveOptions { delete_recovery_point },
         planned_at: now,
     })))

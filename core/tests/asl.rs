@@ -1,14 +1,19 @@
 //! The state machines under `state-machines/` against the core crate: every `ErrorEquals` name is
 //! one of [`errors`]'s (or Step Functions', Lambda's, Batch's), every JSONPath resolves in the
-//! execution's document as core serializes it ([`EbsArchiveState`], [`RdsExportState`], [`DynamodbExportState`]), every
-//! Lambda's `Parameters` build exactly its input type, and the graph has no loop, no dead end, no
-//! Task without a catch-all and no Retry without a bound. Every `*.asl.json` is checked; a new
-//! flow needs its document in [`flows`]. A renamed field or error name fails here, not in an
-//! execution.
+//! execution's document as core serializes it ([`EbsArchiveState`], [`RdsExportState`],
+//! [`RdsDumpState`], [`DynamodbExportState`]), every Lambda's `Parameters` build exactly its input
+//! type, and the graph has no loop, no dead end, no Task without a catch-all and no Retry without a
+//! bound. Every `*.asl.json` is checked; a new flow needs its document in [`flows`]. Every flow
+//! plans, routes, hands off and fails with the EBS flow's states ([`SHARED_STATES`]). A renamed
+//! field or error name fails here, not in an execution.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use archiver_core::database::{
+    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase, RdsDumpState,
+    RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
+};
 use archiver_core::dynamodb::{
     CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportState, ExportResult, ExportSource,
     ExportTableInput, PrepareTableInput, StartTableExportInput, TableExport, TableSource,
@@ -54,6 +59,7 @@ fn flows() -> Vec<FlowFile> {
         let (document, flow) = match stem {
             "ebs-archive" => (full_state(), Flow::EbsArchive),
             "rds-export" => (full_export_state(), Flow::RdsExport),
+            "rds-dump" => (dump_state(), Flow::RdsDump),
             "dynamodb-export" => (dynamodb_full_state(), Flow::DynamodbExport),
             other => panic!("{other}.asl.json: no document for it in core/tests/asl.rs::flows"),
         };
@@ -62,10 +68,6 @@ fn flows() -> Vec<FlowFile> {
     }
     assert!(flows.len() >= 2, "no state machines found");
     flows
-}
-
-fn ebs_asl() -> Value {
-    load("state-machines/ebs-archive.asl.json")
 }
 
 fn dynamodb_asl() -> Value {
@@ -90,6 +92,11 @@ const PLACEHOLDERS: &[&str] = &[
     "ExportTableFunctionArn",
     "CheckTableExportFunctionArn",
     "DeleteTableFunctionArn",
+    "RestoreDatabaseFunctionArn",
+    "CheckDatabaseFunctionArn",
+    "SetDatabasePasswordFunctionArn",
+    "DeleteDatabaseFunctionArn",
+    "DumpJobDefinitionArn",
 ];
 
 /// The AWS SDK integration that hands a trigger to another flow's state machine, and what it
@@ -251,13 +258,83 @@ fn full_export_state() -> Value {
     value
 }
 
+/// The dump flow's document with every field present.
+fn dump_state() -> Value {
+    let event = TriggerEvent::from_json(include_bytes!("fixtures/manual-aurora-snapshot-dump.json")).unwrap();
+    let config: PlanConfig = serde_json::from_value(json!({
+        "destination": {"bucket": "example-archive", "prefix": "backups"},
+        "availability_zones": ["eu-west-1a"],
+        "job_queues": {"eu-west-1a": "arn:aws:batch:eu-west-1:111122223333:job-queue/archive-a"},
+        "delete_recovery_point": true
+    }))
+    .unwrap();
+    let facts = SnapshotFacts { source_resource_id: Some("billing".into()), ..SnapshotFacts::default() };
+    let Ok(PlanOutcome::Planned(mut request)) =
+        plan_archive(&event, &facts, &config, "2025-03-04T03:00:00Z".parse().unwrap())
+    else {
+        panic!("the Aurora dump fixture plans")
+    };
+    // A manual snapshot has no recovery point; the document may still carry one (a backup job's).
+    request.recovery_point_arn =
+        Some("arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:awsbackup:job-1".parse().unwrap());
+    request.vault_name = Some("archive-vault".into());
+    let error = || Some(StateError { error: "JobFailed".into(), cause: Some("{}".into()) });
+    let job = ArchiveJob {
+        queue: "q".into(),
+        name: request.idempotency_key.clone(),
+        parameters: DUMP_JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
+    };
+    let state = RdsDumpState {
+        outcome: "planned".into(),
+        temporary_database: Some(TemporaryDatabase {
+            names: DatabaseNames {
+                shape: DatabaseShape::Cluster,
+                instance_identifier: "ba-x-1".into(),
+                cluster_identifier: Some("ba-x".into()),
+                password_parameter: "/backup-archiver/k/e/master-password".into(),
+            },
+            engine: "aurora-postgresql".into(),
+            instance_class: "db.t4g.medium".into(),
+            master_username: "postgres".into(),
+            job: job.clone(),
+        }),
+        database_endpoint: Some(DatabaseEndpoint {
+            address: "ba-x.cluster-1.eu-west-1.rds.amazonaws.com".into(),
+            port: 5432,
+            job,
+        }),
+        job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+        deleted_database: Some(DeletedDatabase::default()),
+        verification: Some(Verification {
+            location: "s3://b/p".into(),
+            manifest_key: "p/manifest.json".into(),
+            objects: 1,
+            total_size: 1,
+        }),
+        recovery_point_deletion: Some(RecoveryPointDeletion {
+            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
+            deleted: true,
+        }),
+        notification: Some(NotificationReport::default()),
+        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-export:k".into() }),
+        duplicate: error(),
+        error: error(),
+        cleanup_error: error(),
+        notify_error: error(),
+        request: *request,
+    };
+    let value = serde_json::to_value(&state).unwrap();
+    assert_eq!(serde_json::from_value::<RdsDumpState>(value.clone()).unwrap(), state, "the document round-trips");
+    value
+}
+
 /// The document after a Plan that skipped: the skip's fields, and what the failure path adds.
 fn skipped_state(full: &Value) -> Value {
     let mut skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
         resource_type: "EFS".into(),
     }))
     .unwrap();
-    for field in ["deleted_volumes", "notification", "cleanup_error", "notify_error"] {
+    for field in ["deleted_volumes", "deleted_tables", "deleted_database", "notification", "cleanup_error", "notify_error"] {
         if let Some(value) = full.get(field) {
             skipped[field] = value.clone();
         }
@@ -484,11 +561,17 @@ fn json_paths_resolve(flow: &FlowFile) {
                 Some("DeleteTableFunctionArn") => check_input::<DeleteTableInput>(name, &input),
                 Some("StartExportFunctionArn") => check_input::<StartExportInput>(name, &input),
                 Some("CheckExportFunctionArn") => check_input::<CheckExportInput>(name, &input),
+                Some("RestoreDatabaseFunctionArn") => check_input::<RestoreDatabaseInput>(name, &input),
+                Some("CheckDatabaseFunctionArn" | "SetDatabasePasswordFunctionArn") => {
+                    check_input::<CheckDatabaseInput>(name, &input)
+                }
+                Some("DeleteDatabaseFunctionArn") => check_input::<DeleteDatabaseInput>(name, &input),
                 Some(other) => panic!("{name}: Parameters for {other}, which takes the raw event"),
                 None if resource == "arn:aws:states:::batch:submitJob.sync" => {
                     let parameters = input["Parameters"].as_object().expect("the job's parameters are an object");
                     let names: BTreeSet<&str> = parameters.keys().map(String::as_str).collect();
-                    assert_eq!(names, JOB_PARAMETERS.iter().copied().collect(), "{name}: job parameters");
+                    let expected = if flow.flow == Flow::RdsDump { DUMP_JOB_PARAMETERS } else { JOB_PARAMETERS };
+                    assert_eq!(names, expected.iter().copied().collect(), "{}: job parameters", at("Parameters"));
                     assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
                 }
                 // <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CancelExportTask.html>
@@ -697,7 +780,7 @@ fn every_failure_reaches_the_cleanup_before_failing() {
                     "NotifyFailure" => &["FailureRoute"],
                     "NotifySuccess" => &["Archived", "Exported"],
                     "Handoff" => &["AlreadyHandedOff", "Cleanup"],
-                    "ArchiveJob" => &["JobFailed", "Cleanup"],
+                    "ArchiveJob" | "DumpJob" => &["JobFailed", "Cleanup"],
                     _ => &["Cleanup"],
                 };
                 assert!(allowed.contains(&target), "{}: {name} catches into {target}", flow.stem);
@@ -711,7 +794,61 @@ fn every_failure_reaches_the_cleanup_before_failing() {
             assert_eq!(all[pass]["Next"], "Cleanup", "{}: {pass}", flow.stem);
         }
     }
-    assert_eq!(states(&load("state-machines/ebs-archive.asl.json"))["JobFailed"]["Next"], "Cleanup");
+    for stem in ["ebs-archive", "rds-dump"] {
+        assert_eq!(states(&load(&format!("state-machines/{stem}.asl.json")))["JobFailed"]["Next"], "Cleanup", "{stem}");
+    }
+}
+
+/// The states every flow shares with the EBS flow, word for word: how a trigger is planned,
+/// routed, skipped or handed off, and how a failure ends (after each flow's own cleanup).
+const SHARED_STATES: &[&str] = &[
+    "Plan",
+    "Unarchivable",
+    "Skipped",
+    "Handoff",
+    "AlreadyHandedOff",
+    "HandedOff",
+    "NotifyFailure",
+    "FailureRoute",
+    "Failed",
+    "FailedInStepFunctions",
+];
+
+#[test]
+fn every_flow_starts_and_fails_like_the_ebs_flow() {
+    let ebs = load("state-machines/ebs-archive.asl.json");
+    for flow in flows() {
+        let asl = flow.asl;
+        assert_eq!(asl["StartAt"], "Plan", "{}", flow.stem);
+        for name in SHARED_STATES {
+            assert_eq!(
+                states(&asl).get(*name),
+                states(&ebs).get(*name),
+                "{}: {name} differs from the EBS flow's",
+                flow.stem
+            );
+        }
+        // Route differs only in the flow its third rule names and where that rule goes.
+        let (route, ebs_route) = (&states(&asl)["Route"], &states(&ebs)["Route"]);
+        assert_eq!(route["Choices"][0], ebs_route["Choices"][0], "{}", flow.stem);
+        assert_eq!(route["Choices"][1], ebs_route["Choices"][1], "{}", flow.stem);
+        assert_eq!(route["Default"], ebs_route["Default"], "{}", flow.stem);
+        let first_step = route["Choices"][2]["Next"].as_str().expect("the own-flow rule has a Next");
+        assert!(!SHARED_STATES.contains(&first_step), "{}: the own-flow rule goes to {first_step}", flow.stem);
+        // The failure path: the flow's cleanup (a Task, or a Choice of Tasks where there may be
+        // nothing to undo), then the shared end.
+        let all = states(&asl);
+        let cleanup = &all["Cleanup"];
+        let tasks: Vec<&Value> = match cleanup["Type"].as_str() {
+            Some("Task") => vec![cleanup],
+            Some("Choice") => transitions(cleanup).iter().filter(|n| *n != "NotifyFailure").map(|n| &all[n]).collect(),
+            other => panic!("{}: Cleanup is a {other:?}", flow.stem),
+        };
+        for task in tasks {
+            assert_eq!(task["Type"], "Task", "{}", flow.stem);
+            assert_eq!(task["Next"], "NotifyFailure", "{}", flow.stem);
+        }
+    }
 }
 
 #[test]
@@ -756,11 +893,6 @@ fn every_dynamodb_failure_deletes_the_temporary_table_before_failing() {
     let own_flow = &all["Route"]["Choices"][2];
     assert_eq!(own_flow["StringEquals"], serde_json::to_value(Flow::DynamodbExport).unwrap());
     assert_eq!(own_flow["Next"], "StartTableExport");
-    // The first three states are the EBS flow's, so every flow plans, routes and hands off alike.
-    let ebs = ebs_asl();
-    for state in ["Plan", "Unarchivable", "Handoff", "AlreadyHandedOff", "NotifyFailure", "FailureRoute", "Failed"] {
-        assert_eq!(all[state], states(&ebs)[state], "{state} differs from the EBS flow's");
-    }
 }
 
 #[test]

@@ -292,6 +292,23 @@ fn rds_engine_configured_for_dump_is_dumped() {
     assert_eq!(request.flow, Flow::RdsDump);
     assert_eq!(request.method, Some(DbMethod::Dump));
     assert_eq!(request.export_task_identifier, None);
+    assert_eq!(request.job_queue, None, "no queues configured");
+}
+
+#[test]
+fn dump_gets_one_of_the_configured_queues_and_other_flows_none() {
+    let mut config = config();
+    config.db_methods.insert("postgres".into(), DbMethod::Dump);
+    for az in config.availability_zones.clone() {
+        config.job_queues.insert(az.clone(), format!("queue-{az}"));
+    }
+    let dump = planned(plan_archive(&event("eventbridge-backup-job-completed-rds.json"), &rds_facts("postgres"), &config, now()));
+    let queue = dump.job_queue.clone().expect("a dump job needs a queue");
+    assert!(config.job_queues.values().any(|q| *q == queue), "{queue}");
+    let again = planned(plan_archive(&event("eventbridge-backup-job-completed-rds.json"), &rds_facts("postgres"), &config, now()));
+    assert_eq!(again.job_queue, dump.job_queue, "stable for a snapshot");
+    let ebs = planned(plan_archive(&event("eventbridge-backup-job-completed-ebs.json"), &ebs_facts(), &config, now()));
+    assert_eq!(ebs.job_queue, None, "EBS's queue is its volume's AZ's");
 }
 
 #[test]
@@ -659,7 +676,7 @@ fn planned_outcome_is_flat_json_with_every_field_present() {
     assert_eq!(value["snapshot_date"], "2025-03-04");
     assert_eq!(value["mode"], "auto");
     // A JSONPath to an absent field fails a state, so unknown values are null, never missing.
-    for field in ["method", "engine", "copy_job_id", "export_task_identifier"] {
+    for field in ["method", "engine", "copy_job_id", "export_task_identifier", "job_queue"] {
         assert!(value.as_object().unwrap().contains_key(field), "{field} missing");
         assert!(value[field].is_null(), "{field}");
     }

@@ -7,6 +7,6 @@ It creates what its flow needs and returns {"values": {ASL placeholder: value}, 
 {VAR: value}}}. List the module in FLOWS.
 """
 
-from emulator.flows import dynamodb_export, rds_export  # noqa: E402
+from emulator.flows import dynamodb_export, rds_dump, rds_export  # noqa: E402
 
-FLOWS: list = [dynamodb_export, rds_export]
+FLOWS: list = [dynamodb_export, rds_dump, rds_export]

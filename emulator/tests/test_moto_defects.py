@@ -131,3 +131,14 @@ def test_found_pitr_window_never_moves(unpatched):
     pitr = dynamodb.describe_continuous_backups(TableName=table_arn.rsplit("/", 1)[1])[
         "ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
     assert pitr["LatestRestorableDateTime"] < backup["BackupCreationDateTime"], "a later backup is never covered"
+
+
+def test_found_cluster_restore_refuses_a_snapshot_arn(unpatched):
+    rds = unpatched.client("rds")
+    rds.create_db_cluster(DBClusterIdentifier="c", Engine="aurora-postgresql", MasterUsername="dbadmin",
+                          MasterUserPassword="password-1")
+    arn = rds.create_db_cluster_snapshot(DBClusterIdentifier="c", DBClusterSnapshotIdentifier="c-snap")[
+        "DBClusterSnapshot"]["DBClusterSnapshotArn"]
+    with pytest.raises(rds.exceptions.DBClusterSnapshotNotFoundFault):  # AWS: restores it
+        rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="r", SnapshotIdentifier=arn,
+                                             Engine="aurora-postgresql")

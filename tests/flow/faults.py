@@ -12,7 +12,8 @@ to the emulator's router unchanged unless a test has armed a rule:
   - `stall_uploads()`: S3 PUTs are held until `release()` (or a deadline), so a test can act while the worker is
     mid-archive with the volume attached.
 
-Every EC2 and RDS action and every AWS Backup DeleteRecoveryPoint is recorded in `calls`. DeleteRecoveryPoint is answered
+Every EC2 and RDS action and every AWS Backup DeleteRecoveryPoint is recorded in `calls` (RDS's with their
+parameters, so a test can see the master password that SetPassword sends and check it appears nowhere else). DeleteRecoveryPoint is answered
 here (moto 5.2.5 has no recovery points), which makes this proxy the witness of whether the flow deleted one.
 """
 
@@ -23,7 +24,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from emulator import httpbase
-from emulator.router import RouterHandler
+from emulator.router import RouterHandler, service_of
 
 STALL_LIMIT_SECONDS = 60  # a stalled request is answered 503 after this, whatever the test does
 
@@ -101,15 +102,6 @@ class FaultProxy(httpbase.Server):
     def actions(self, name: str) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.action == name]
-
-
-def service_of(headers) -> str:
-    """The service of a SigV4-signed request: `Credential=KEY/DATE/REGION/SERVICE/aws4_request`."""
-    authorization = headers.get("Authorization", "")
-    try:
-        return authorization.split("Credential=", 1)[1].split("/")[3]
-    except IndexError:
-        return ""
 
 
 class FaultHandler(RouterHandler):

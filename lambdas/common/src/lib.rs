@@ -14,6 +14,8 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_runtime::Diagnostic;
 
+#[cfg(feature = "rds")]
+pub mod databases;
 #[cfg(feature = "dynamodb")]
 pub mod tables;
 #[cfg(feature = "s3")]
