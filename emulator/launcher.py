@@ -5,9 +5,9 @@
 moto listens on <moto port>; MOTO_PORT is where its Step Functions interpreter sends its own AWS calls, and
 it must be the router's port so that Lambda and Batch calls reach the local Lambda host and local jobs.
 
-Each patch below fixes one defect of moto 5.2.5 found by running it: shared/DESIGN.md lists seven, three more
-were found while writing the tests and the DynamoDB flow, and tests/test_moto_defects.py shows each on an
-unpatched moto.
+Each patch below fixes one defect of moto 5.2.5 found by running it: shared/DESIGN.md lists seven, the others
+were found while writing the tests, the database flows and the deployment of infra/template.yaml to the emulator
+(infra/tests/emulated_deploy.py), and tests/test_moto_defects.py shows each on an unpatched moto.
 BA_EMULATOR_PATCHES chooses the patches ("all", the default, "none", or a comma-separated list of names from
 PATCHES), which is how that test starts an unpatched moto. BA_EMULATOR_TIME_SCALE (default 1) scales Wait
 states and Retry intervals.
@@ -530,6 +530,165 @@ def cluster_snapshot_arns() -> None:
     RDSBackend.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
 
 
+def bucket_policy_conditions() -> None:
+    """Defect 11 (found deploying infra/template.yaml to the emulator): moto evaluates a bucket policy's
+    statements without their Condition, so the TLS-only statement every bucket of ours carries (Deny s3:* when
+    aws:SecureTransport is false) denies every object request, and `aws cloudformation package` cannot upload.
+    Evaluate aws:SecureTransport as AWS does for an HTTPS client, which this endpoint stands for; a statement with
+    any other condition key is one moto cannot evaluate, and is left out rather than applied without it."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    request_context = {"aws:securetransport": "true"}
+
+    def holds(operator: str, key: str, expected) -> bool | None:
+        actual = request_context.get(key.lower())
+        if actual is None:
+            return None
+        values = [str(v).lower() for v in (expected if isinstance(expected, list) else [expected])]
+        if operator in ("Bool", "StringEquals", "StringEqualsIgnoreCase"):
+            return actual in values
+        if operator in ("StringNotEquals", "StringNotEqualsIgnoreCase"):
+            return actual not in values
+        return None
+
+    def applies(statement: dict) -> bool:
+        for operator, keys in statement.get("Condition", {}).items():
+            for key, expected in keys.items():
+                if not holds(operator, key, expected):
+                    return False
+        return True
+
+    def get_permission(self, action: str, resource: str):
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(self.policy.decode())
+        statements = policy.get("Statement", [])
+        statements = [s for s in (statements if isinstance(statements, list) else [statements]) if applies(s)]
+        for statement in statements:
+            statement.pop("Condition", None)
+        return IAMPolicy(json.dumps({**policy, "Statement": statements})).is_action_permitted(action, resource)
+
+    FakeBucket.get_permission = get_permission
+
+
+def loopback_template_urls() -> None:
+    """Defect 12 (found deploying infra/template.yaml to the emulator): CloudFormation reads a TemplateURL of
+    `http://127.0.0.1:PORT/BUCKET/KEY` (what `aws cloudformation deploy` uploads to with AWS_ENDPOINT_URL set) as
+    bucket "127"; only `localhost` is taken for path-style. Read any loopback address path-style."""
+    from moto.cloudformation import utils
+
+    original = utils.get_stack_from_s3_url
+
+    def get_stack_from_s3_url(template_url: str, account_id: str, partition: str) -> str:
+        for loopback in ("//127.0.0.1:", "//[::1]:"):
+            template_url = template_url.replace(loopback, "//localhost:", 1)
+        return original(template_url, account_id, partition)
+
+    rebind("moto.cloudformation", original, get_stack_from_s3_url)
+
+
+def cloudformation_resources() -> None:
+    """Gaps found deploying infra/template.yaml to the emulator (moto's CloudFormation, not its APIs):
+    - AWS::Batch::ComputeEnvironment without ServiceRole fails (KeyError); AWS then uses Batch's service-linked
+      role, AWSServiceRoleForBatch, which this creates on first use as AWS does.
+    - AWS::StepFunctions::StateMachine ignores DefinitionS3Location and DefinitionSubstitutions and creates an
+      empty definition; read the definition from moto's S3 and substitute each `${Name}` as CloudFormation does.
+      It also creates and deletes them in the backend the API does not serve when state machines execute.
+    - A CommaDelimitedList parameter left at its Default stays a string, so `!Ref` of it gives characters where
+      a list is expected ("Instance type c does not exist"); split it as a passed value is.
+    - An AWS::ECR::Repository without RepositoryName gets the generated `<stack>-<LogicalId>-<suffix>`, which
+      ECR refuses (upper case); CloudFormation generates a lower-case name.
+    - An AWS::KMS::Key keeps its KeyPolicy as the template's object; every later KMS call that checks the
+      policy then fails (500, "the JSON object must be str"). Store it as the JSON text the API stores.
+    - A stack created through a change set (what `aws cloudformation deploy` does) has no Outputs: they are
+      resolved before the change set creates the resources. Resolve them once it has."""
+    from moto.batch.models import ComputeEnvironment, batch_backends
+    from moto.cloudformation.models import CloudFormationBackend
+    from moto.cloudformation.parsing import ResourceMap
+    from moto.ecr.models import Repository
+    from moto.kms.models import Key
+    from moto.iam.models import iam_backends
+    from moto.s3.models import s3_backends
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.responses import get_backend
+    from moto.stepfunctions.utils import cfn_to_api_tags
+
+    def service_linked_batch_role(account_id: str) -> str:
+        iam = iam_backends[account_id]["global"]
+        name, path = "AWSServiceRoleForBatch", "/aws-service-role/batch.amazonaws.com/"
+        try:
+            return iam.get_role(name).arn
+        except Exception:  # moto raises its IAMNotFoundException
+            trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                "Principal": {"Service": "batch.amazonaws.com"}}]})
+            return iam.create_role(name, trust, path, None, "", [], None).arn
+
+    def create_compute_environment(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = cloudformation_json["Properties"]
+        return batch_backends[account_id][region_name].create_compute_environment(
+            properties.get("ComputeEnvironmentName", resource_name),
+            properties["Type"],
+            properties.get("State", "ENABLED"),
+            {k[0].lower() + k[1:]: v for k, v in properties["ComputeResources"].items()},
+            properties.get("ServiceRole") or service_linked_batch_role(account_id),
+        )
+
+    def create_state_machine(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = cloudformation_json["Properties"]
+        definition = properties.get("DefinitionString", "")
+        location = properties.get("DefinitionS3Location")
+        if location:
+            key = s3_backends[account_id]["aws"].get_object(location["Bucket"], location["Key"])
+            definition = key.value.decode()
+        for name, value in (properties.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + name + "}", str(value))
+        return get_backend(account_id, region_name).create_state_machine(
+            properties.get("StateMachineName", resource_name), definition, properties.get("RoleArn", ""),
+            tags=cfn_to_api_tags(properties.get("Tags", [])),
+        )
+
+    original_load_parameters = ResourceMap.load_parameters
+
+    def load_parameters(self) -> None:
+        original_load_parameters(self)
+        for name, slot in self._template.get("Parameters", {}).items():
+            listed = slot.get("Type") == "CommaDelimitedList" or slot.get("Type", "").startswith("List<")
+            if listed and isinstance(self.resolved_parameters.get(name), str):
+                self.resolved_parameters[name] = self.resolved_parameters[name].split(",")
+                self._parsed_resources[name] = self.resolved_parameters[name]
+
+    ResourceMap.load_parameters = load_parameters
+    create_key = Key.create_from_cloudformation_json.__func__
+
+    def create_key_with_text_policy(cls, resource_name, cloudformation_json, *args, **kwargs):
+        properties = cloudformation_json["Properties"]
+        if isinstance(properties.get("KeyPolicy"), dict):
+            cloudformation_json = {**cloudformation_json,
+                                   "Properties": {**properties, "KeyPolicy": json.dumps(properties["KeyPolicy"])}}
+        return create_key(cls, resource_name, cloudformation_json, *args, **kwargs)
+
+    Key.create_from_cloudformation_json = classmethod(create_key_with_text_policy)
+    original_execute_change_set = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name: str, stack_name: str | None = None) -> None:
+        original_execute_change_set(self, change_set_name, stack_name)
+        for stack in self.stacks.values():
+            stack._parse_template()  # the change set's template, which execute_change_set stored unparsed
+            stack.output_map = stack._create_output_map()
+
+    CloudFormationBackend.execute_change_set = execute_change_set
+    create_repository = Repository.create_from_cloudformation_json.__func__
+    Repository.create_from_cloudformation_json = classmethod(
+        lambda cls, resource_name, *args, **kwargs: create_repository(cls, resource_name.lower(), *args, **kwargs))
+    def delete_state_machine(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        get_backend(account_id, region_name).delete_state_machine(resource_name)
+
+    StateMachine.delete_from_cloudformation_json = classmethod(delete_state_machine)
+    ComputeEnvironment.create_from_cloudformation_json = classmethod(create_compute_environment)
+    StateMachine.create_from_cloudformation_json = classmethod(create_state_machine)
+
+
 PATCHES = {
     "definite_json_paths": definite_json_paths,
     "integration_key_normalisation": integration_key_normalisation,
@@ -543,6 +702,9 @@ PATCHES = {
     "scaled_time": scaled_time,
     "dynamodb_exports": dynamodb_exports,
     "cluster_snapshot_arns": cluster_snapshot_arns,
+    "bucket_policy_conditions": bucket_policy_conditions,
+    "loopback_template_urls": loopback_template_urls,
+    "cloudformation_resources": cloudformation_resources,
 }
 
 

@@ -142,3 +142,44 @@ def test_found_cluster_restore_refuses_a_snapshot_arn(unpatched):
     with pytest.raises(rds.exceptions.DBClusterSnapshotNotFoundFault):  # AWS: restores it
         rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="r", SnapshotIdentifier=arn,
                                              Engine="aurora-postgresql")
+
+
+def test_found_a_tls_only_bucket_policy_denies_everything(unpatched):
+    s3, bucket = unpatched.client("s3"), unique("bucket")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}))
+    with pytest.raises(ClientError, match="403"):  # AWS: allowed over HTTPS
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+
+
+CFN_KEY_AND_LIST = """
+Parameters:
+  Names: {Type: CommaDelimitedList, Default: "a,b"}
+Resources:
+  Key:
+    Type: AWS::KMS::Key
+    Properties:
+      KeyPolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: {AWS: "*"}, Action: "kms:*", Resource: "*"}]}
+  Joined:
+    Type: AWS::SSM::Parameter
+    Properties: {Name: /joined, Type: String, Value: !Join ["+", !Ref Names]}
+Outputs:
+  KeyArn: {Value: !GetAtt Key.Arn}
+"""
+
+
+def test_found_cloudformation_key_policies_lists_and_change_set_outputs(unpatched):
+    cloudformation, name = unpatched.client("cloudformation"), unique("stack")
+    cloudformation.create_change_set(StackName=name, ChangeSetName="c1", ChangeSetType="CREATE",
+                                     TemplateBody=CFN_KEY_AND_LIST)
+    cloudformation.execute_change_set(StackName=name, ChangeSetName="c1")
+    stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+    assert "Outputs" not in stack, "a change set's stack has no outputs"
+    joined = unpatched.client("ssm").get_parameter(Name="/joined")["Parameter"]["Value"]
+    assert joined == "a+,+b", "!Ref of a CommaDelimitedList left at its default is the string 'a,b'"
+    key = cloudformation.describe_stack_resource(StackName=name, LogicalResourceId="Key")[
+        "StackResourceDetail"]["PhysicalResourceId"]
+    with pytest.raises(ClientError, match="500"):  # AWS: describes it
+        unpatched.client("kms").describe_key(KeyId=key)
