@@ -23,6 +23,7 @@ import pkgutil
 import sys
 import time
 import types
+import urllib.parse
 import uuid
 
 import moto
@@ -689,6 +690,111 @@ def cloudformation_resources() -> None:
     StateMachine.create_from_cloudformation_json = classmethod(create_state_machine)
 
 
+# The moto-api path a test POSTs a recovery point to (see backup_recovery_points).
+RECOVERY_POINTS_PATH = "/moto-api/backup-archiver/recovery-points"
+
+
+def backup_recovery_points() -> None:
+    """Addition (a gap in what moto emulates): moto's AWS Backup has vaults and plans but no recovery points and no
+    restore jobs. Add DynamoDB recovery points with AWS Backup's advanced features, which only StartRestoreJob
+    restores: POST {"RecoveryPointArn", "BackupVaultName", "ResourceArn", "CreationDate" (epoch seconds),
+    "SourceBackupArn"} to RECOVERY_POINTS_PATH, where SourceBackupArn is a moto DynamoDB backup holding the
+    content. DescribeRecoveryPoint describes it (Status COMPLETED); StartRestoreJob (IdempotencyToken honoured)
+    starts a job (PENDING) that DescribeRestoreJob reports RUNNING, then COMPLETED (moto's state manager, model
+    `backup::restore`), and that creates the table `Metadata.targetTableName` when it completes, as AWS Backup
+    does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS with a message."""
+    from moto.backup import urls as backup_urls
+    from moto.core.exceptions import JsonRESTError
+    from moto.backup.responses import BackupResponse
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.moto_api import state_manager
+    from moto.moto_api._internal import urls as moto_api_urls
+    from moto.moto_api._internal.managed_state_model import ManagedState
+
+    model = "backup::restore"
+    state_manager.register_default_transition(model, {"progression": "manual", "times": 1})
+    recovery_points: dict[str, dict] = {}
+    jobs: dict[str, "RestoreJob"] = {}
+
+    class RestoreJob(ManagedState):
+        def __init__(self, body: dict, account_id: str, region: str):
+            super().__init__(model, [("PENDING", "RUNNING"), ("RUNNING", "COMPLETED")])
+            self.body, self.account_id, self.region = body, account_id, region
+            self.id = uuid.uuid4().hex.upper()
+            self.created = time.time()
+            self.point = recovery_points.get(body.get("RecoveryPointArn"))
+            self.failure = None
+            if self.point is None:
+                self.failure = f"recovery point {body.get('RecoveryPointArn')} not found"
+            elif not body.get("IamRoleArn"):
+                self.failure = "IamRoleArn is required to restore DynamoDB"
+            elif not (body.get("Metadata") or {}).get("targetTableName"):
+                self.failure = "Metadata.targetTableName is required"
+            self.table_arn = None
+
+        def describe(self) -> dict:
+            self.advance()
+            status = "FAILED" if self.failure else self.status
+            if status == "COMPLETED" and self.table_arn is None:
+                backend = dynamodb_backends[self.account_id][self.region]
+                table = backend.restore_table_from_backup(self.body["Metadata"]["targetTableName"],
+                                                          self.point["SourceBackupArn"])
+                table.source_backup_arn = self.point["RecoveryPointArn"]  # what DescribeTable's RestoreSummary names
+                self.table_arn = table.table_arn
+            answer = {"AccountId": self.account_id, "RestoreJobId": self.id, "Status": status,
+                      "RecoveryPointArn": self.body.get("RecoveryPointArn"), "CreationDate": self.created,
+                      "IamRoleArn": self.body.get("IamRoleArn"), "ResourceType": "DynamoDB"}
+            if self.failure:
+                answer["StatusMessage"] = self.failure
+            if self.table_arn:
+                answer.update(CreatedResourceArn=self.table_arn, CompletionDate=time.time())
+            return answer
+
+    def describe_recovery_point(self):
+        arn = urllib.parse.unquote(self.path.split("/recovery-points/", 1)[1].split("?", 1)[0])
+        point = recovery_points.get(arn)
+        if point is None:
+            not_found(f"recovery point {arn} not found")
+        return json.dumps({"RecoveryPointArn": arn, "BackupVaultName": point["BackupVaultName"],
+                           "ResourceArn": point["ResourceArn"], "ResourceType": "DynamoDB", "Status": "COMPLETED",
+                           "CreationDate": point["CreationDate"]})
+
+    def start_restore_job(self) -> str:
+        body = json.loads(self.body or "{}")
+        token = body.get("IdempotencyToken")
+        job = next((j for j in jobs.values() if token and j.body.get("IdempotencyToken") == token), None)
+        if job is None:
+            job = RestoreJob(body, self.current_account, self.region)
+            jobs[job.id] = job
+        return json.dumps({"RestoreJobId": job.id})
+
+    def describe_restore_job(self):
+        job = jobs.get(self.path.rstrip("/").rsplit("/", 1)[1])
+        if job is None:
+            not_found("restore job not found")
+        return json.dumps(job.describe())
+
+    def not_found(message: str):
+        raise JsonRESTError("ResourceNotFoundException", message)
+
+    def add_recovery_point(self, request, full_url, headers):
+        point = self._get_body(headers, request)
+        recovery_points[point["RecoveryPointArn"]] = point
+        return 201, {}, ""
+
+    BackupResponse.describe_recovery_point = describe_recovery_point
+    BackupResponse.start_restore_job = start_restore_job
+    BackupResponse.describe_restore_job = describe_restore_job
+    backup_urls.url_paths.update({
+        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/(?P<arn>.+)$": backup_urls.response.dispatch,
+        "{0}/restore-jobs/?$": backup_urls.response.dispatch,
+        "{0}/restore-jobs/(?P<id>[^/]+)$": backup_urls.response.dispatch,
+    })
+    response = moto_api_urls.response_instance
+    response.add_recovery_point = types.MethodType(add_recovery_point, response)
+    moto_api_urls.url_paths["{0}" + RECOVERY_POINTS_PATH] = response.add_recovery_point
+
+
 PATCHES = {
     "definite_json_paths": definite_json_paths,
     "integration_key_normalisation": integration_key_normalisation,
@@ -705,6 +811,7 @@ PATCHES = {
     "bucket_policy_conditions": bucket_policy_conditions,
     "loopback_template_urls": loopback_template_urls,
     "cloudformation_resources": cloudformation_resources,
+    "backup_recovery_points": backup_recovery_points,
 }
 
 

@@ -27,6 +27,12 @@
 //! (the table is gone, PITR is off or was enabled later) the backup is restored into a temporary
 //! table, PITR is enabled on it, and it is exported as it is now; the cleanup deletes that table
 //! on every path. <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataExport.HowItWorks.html>
+//!
+//! Who restores depends on the backup ([`Restorer`]): DynamoDB restores its own backups
+//! (RestoreTableFromBackup, the table exists at once, CREATING); only AWS Backup restores a recovery
+//! point with its advanced features (StartRestoreJob, with a role AWS Backup assumes: the table
+//! appears when the job has run), so for those PrepareTable and the cleanup follow the restore job.
+//! <https://docs.aws.amazon.com/aws-backup/latest/devguide/restoring-dynamodb.html>
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -73,8 +79,6 @@ pub enum DynamoDbError {
     BackupNotReady { backup_arn: String, status: String },
     #[error("backup {backup_arn} is {status} and cannot be exported")]
     BackupUnusable { backup_arn: String, status: String },
-    #[error("backup {backup_arn} needs a restore ({why}), and only AWS Backup can restore it: not done by this flow")]
-    NotRestorable { backup_arn: String, why: String },
     #[error("the PITR window of {table_name} ends at {latest}, before the backup's time {backup_time}: waiting for it")]
     PitrBehind { table_name: String, backup_time: DateTime<Utc>, latest: DateTime<Utc> },
     #[error("table {table_name} is {status}, not ACTIVE yet")]
@@ -96,7 +100,7 @@ impl DynamoDbError {
         match self {
             DynamoDbError::InvalidInput { .. } => errors::INVALID_EVENT,
             DynamoDbError::BackupNotReady { .. } => errors::SNAPSHOT_NOT_READY,
-            DynamoDbError::BackupUnusable { .. } | DynamoDbError::NotRestorable { .. } => errors::SNAPSHOT_UNUSABLE,
+            DynamoDbError::BackupUnusable { .. } => errors::SNAPSHOT_UNUSABLE,
             DynamoDbError::PitrBehind { .. } | DynamoDbError::PitrNotReady { .. } => errors::PITR_NOT_READY,
             DynamoDbError::TableNotReady { .. } => errors::TABLE_NOT_READY,
             DynamoDbError::TableFailed { .. } => errors::TABLE_OPERATION_FAILED,
@@ -129,10 +133,75 @@ pub struct BackupFacts {
     pub created_at: DateTime<Utc>,
     /// `CREATING | AVAILABLE | DELETED` (DynamoDB), `COMPLETED | …` (AWS Backup).
     pub status: String,
-    /// DynamoDB's RestoreTableFromBackup can restore it: false for an AWS Backup advanced
-    /// recovery point (`arn:aws:backup:…:recovery-point:…`), which only AWS Backup's
-    /// StartRestoreJob restores, and which this flow therefore exports through PITR only.
-    pub restorable: bool,
+    pub restorer: Restorer,
+}
+
+/// Who can restore a backup into a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restorer {
+    /// DynamoDB's RestoreTableFromBackup: a DynamoDB backup (`…:table/T/backup/…`).
+    DynamoDb,
+    /// AWS Backup's StartRestoreJob: a recovery point with AWS Backup's advanced features
+    /// (`…:backup:…:recovery-point:…`), which DynamoDB does not know.
+    AwsBackup,
+}
+
+/// StartRestoreJob's `ResourceType` for DynamoDB.
+/// <https://docs.aws.amazon.com/aws-backup/latest/devguide/API_StartRestoreJob.html>
+pub const RESTORE_RESOURCE_TYPE: &str = "DynamoDB";
+
+/// StartRestoreJob's parameters, but for the role (the deployment's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreJobRequest {
+    pub resource_type: &'static str,
+    /// The new table's name, encrypted as DynamoDB encrypts by default (an AWS owned key: no key
+    /// of the account to grant AWS Backup).
+    /// <https://docs.aws.amazon.com/aws-backup/latest/devguide/restoring-dynamodb.html>
+    pub metadata: Vec<(String, String)>,
+    /// The execution's: a retried call returns the job the first call started.
+    pub idempotency_token: String,
+}
+
+pub fn restore_job_request(input: &StartTableExportInput, table_name: &str) -> RestoreJobRequest {
+    RestoreJobRequest {
+        resource_type: RESTORE_RESOURCE_TYPE,
+        metadata: vec![("targetTableName".into(), table_name.into()), ("encryptionType".into(), "Default".into())],
+        idempotency_token: client_token(&input.request.idempotency_key, &input.execution_id),
+    }
+}
+
+/// The ARN `table_name` will have in the account and region of `source_table_arn`: AWS Backup
+/// restores into the recovery point's region, and answers StartRestoreJob with a job id only.
+pub fn sibling_table_arn(source_table_arn: &str, table_name: &str) -> Option<String> {
+    let (account_and_region, _) = source_table_arn.split_once(":table/")?;
+    Some(format!("{account_and_region}:table/{table_name}"))
+}
+
+/// Where AWS Backup's restore job stands, for a table that does not exist (yet): `Ok` once the
+/// job COMPLETED, `TableNotReady` (retried, bounded) while it runs, `TableOperationFailed` when it
+/// failed or was aborted.
+/// <https://docs.aws.amazon.com/aws-backup/latest/devguide/API_DescribeRestoreJob.html>
+pub fn restore_job_progress(
+    table_name: &str,
+    job_id: &str,
+    job_status: &str,
+    status_message: Option<&str>,
+) -> Result<(), DynamoDbError> {
+    match job_status {
+        "COMPLETED" => Ok(()),
+        "CREATED" | "PENDING" | "RUNNING" => Err(DynamoDbError::TableNotReady {
+            table_name: table_name.into(),
+            status: format!("being restored by AWS Backup (restore job {job_id} {job_status})"),
+        }),
+        _ => Err(DynamoDbError::TableFailed {
+            table_name: table_name.into(),
+            status: format!(
+                "not restored: AWS Backup's restore job {job_id} ended {job_status}: {}",
+                status_message.unwrap_or("(no message)")
+            ),
+        }),
+    }
 }
 
 /// The source table's continuous backups, as DescribeContinuousBackups reports them; `None` for
@@ -169,6 +238,10 @@ pub struct TableSource {
     pub backup_created_at: DateTime<Utc>,
     /// Why this source, for the notification: "PITR of Orders covers 2025-03-04T02:00:00Z".
     pub reason: String,
+    /// AWS Backup's restore job that creates the temporary table, for a recovery point only
+    /// DynamoDB cannot restore; `null` otherwise. Always present, so the ASL can pass it on.
+    #[serde(default)]
+    pub restore_job_id: Option<String>,
 }
 
 /// What `start-table-export` does.
@@ -176,8 +249,9 @@ pub struct TableSource {
 pub enum ExportPlan {
     /// Export `table_arn` at `export_time` (ExportTableToPointInTime, no table of ours).
     PointInTime { table_arn: String, export_time: DateTime<Utc>, reason: String },
-    /// RestoreTableFromBackup into `table_name`, then prepare and export it.
-    Restore { table_name: String, reason: String },
+    /// Restore into `table_name` (DynamoDB or AWS Backup, as `restorer` says), then prepare and
+    /// export it.
+    Restore { table_name: String, reason: String, restorer: Restorer },
 }
 
 /// The table name in a DynamoDB table ARN (`…:table/Orders`, or a backup's `…:table/Orders/backup/…`).
@@ -248,12 +322,10 @@ pub fn plan_table_export(
     }
     let table = table_name_of(&backup.table_arn).unwrap_or_else(|| backup.table_arn.clone());
     let restore = |reason: String| {
-        if !backup.restorable {
-            return Err(DynamoDbError::NotRestorable { backup_arn: backup.backup_arn.clone(), why: reason });
-        }
         Ok(ExportPlan::Restore {
             table_name: temporary_table_name(&input.request.idempotency_key, &input.execution_id),
             reason,
+            restorer: backup.restorer,
         })
     };
     let Some(window) = source_pitr else {
@@ -285,6 +357,9 @@ pub struct PrepareTableInput {
     pub execution_id: String,
     pub idempotency_key: String,
     pub snapshot_id: String,
+    /// [`TableSource::restore_job_id`]: while it runs, a missing table is not ready yet.
+    #[serde(default)]
+    pub restore_job_id: Option<String>,
 }
 
 /// What `prepare-table` does next, from the table's status and its PITR status.
@@ -472,21 +547,42 @@ pub enum TableRelease {
     Wait,
 }
 
+/// The temporary table an execution may have restored, as its document tells the cleanup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemporaryTable {
+    pub table_name: String,
+    /// The backup it is restored from (the plan's snapshot ARN).
+    pub backup_arn: Option<String>,
+    /// AWS Backup's restore job, once StartTableExport started one.
+    pub restore_job_id: Option<String>,
+    /// For [`temporary_table_tags`]: the cleanup tags a table before deleting it, since one
+    /// whose PrepareTable never ran (AWS Backup's, or one that stayed CREATING) is not tagged yet.
+    pub idempotency_key: String,
+    pub snapshot_id: String,
+}
+
 /// The temporary table this execution may have restored, by name: `None` when the document holds
 /// no plan for a DynamoDB backup (a Plan that failed, a skip).
-pub fn temporary_table_in(state: &Value, execution_id: &str) -> Option<(String, Option<String>)> {
+pub fn temporary_table_in(state: &Value, execution_id: &str) -> Option<TemporaryTable> {
     let request = serde_json::from_value::<ArchiveRequest>(state.clone()).ok()?;
-    (request.kind == ResourceKind::DynamoDb).then(|| {
-        (temporary_table_name(&request.idempotency_key, execution_id), request.snapshot_arn.map(|a| a.to_string()))
+    (request.kind == ResourceKind::DynamoDb).then(|| TemporaryTable {
+        table_name: temporary_table_name(&request.idempotency_key, execution_id),
+        backup_arn: request.snapshot_arn.map(|a| a.to_string()),
+        restore_job_id: state["table_source"]["restore_job_id"].as_str().map(str::to_string),
+        idempotency_key: request.idempotency_key,
+        snapshot_id: request.snapshot_id,
     })
 }
 
-pub fn release_table(table: &ExistingTable, backup_arn: Option<&str>) -> TableRelease {
+/// `created_by_restore_job`: this execution's AWS Backup restore job reports the table as the
+/// resource it created (DynamoDB's `RestoreSummary` names AWS Backup's source, not necessarily the
+/// recovery point).
+pub fn release_table(table: &ExistingTable, backup_arn: Option<&str>, created_by_restore_job: bool) -> TableRelease {
     if table.status == "DELETING" {
         return TableRelease::Gone;
     }
-    if !table.table_name.starts_with(TEMPORARY_TABLE_PREFIX) || table.restored_from.as_deref() != backup_arn || backup_arn.is_none()
-    {
+    let restored_from_our_backup = backup_arn.is_some() && table.restored_from.as_deref() == backup_arn;
+    if !table.table_name.starts_with(TEMPORARY_TABLE_PREFIX) || !(restored_from_our_backup || created_by_restore_job) {
         return TableRelease::Foreign;
     }
     match table.status.as_str() {
@@ -577,7 +673,7 @@ mod tests {
             table_arn: TABLE_ARN.into(),
             created_at: at("2025-03-04T02:00:00Z"),
             status: "AVAILABLE".into(),
-            restorable: true,
+            restorer: Restorer::DynamoDb,
         }
     }
 
@@ -633,18 +729,51 @@ mod tests {
     }
 
     #[test]
-    fn an_aws_backup_recovery_point_is_exported_through_pitr_only() {
+    fn an_aws_backup_recovery_point_is_exported_through_pitr_or_restored_by_aws_backup() {
         let advanced = BackupFacts {
             backup_arn: "arn:aws:backup:us-east-1:111122223333:recovery-point:8f3a2c61".into(),
             status: "COMPLETED".into(),
-            restorable: false,
+            restorer: Restorer::AwsBackup,
             ..backup()
         };
         let pitr = window("ENABLED", "2025-02-01T00:00:00Z", "2025-03-04T02:55:00Z");
         assert!(matches!(plan_table_export(&input(0), &advanced, Some(&pitr)).unwrap(), ExportPlan::PointInTime { .. }));
-        let error = plan_table_export(&input(0), &advanced, None).unwrap_err();
-        assert_eq!(error.error_name(), errors::SNAPSHOT_UNUSABLE);
-        assert!(error.to_string().contains("no longer exists"), "{error}");
+        let ExportPlan::Restore { restorer, reason, .. } = plan_table_export(&input(0), &advanced, None).unwrap() else {
+            panic!("a gone table's recovery point is restored")
+        };
+        assert_eq!(restorer, Restorer::AwsBackup);
+        assert!(reason.contains("no longer exists"), "{reason}");
+    }
+
+    #[test]
+    fn aws_backup_restores_into_the_named_table_of_the_source_account_and_region() {
+        let name = temporary_table_name("k", EXECUTION);
+        let request = restore_job_request(&input(0), &name);
+        assert!(request.metadata.contains(&("targetTableName".to_string(), name.clone())));
+        assert_eq!(request.resource_type, "DynamoDB");
+        assert_eq!(request.idempotency_token, restore_job_request(&input(3), &name).idempotency_token, "retries repeat it");
+        let replay = StartTableExportInput { execution_id: "e2".into(), ..input(0) };
+        assert_ne!(restore_job_request(&replay, &name).idempotency_token, request.idempotency_token);
+        assert_eq!(
+            sibling_table_arn(TABLE_ARN, &name),
+            Some(format!("arn:aws:dynamodb:us-east-1:111122223333:table/{name}"))
+        );
+        assert_eq!(sibling_table_arn("arn:aws:ec2:us-east-1::snapshot/snap-1", &name), None);
+    }
+
+    #[test]
+    fn a_restore_job_is_waited_for_until_it_completes_or_fails() {
+        let progress = |status, message| restore_job_progress("t", "job-1", status, message);
+        assert_eq!(progress("COMPLETED", None), Ok(()));
+        for running in ["CREATED", "PENDING", "RUNNING"] {
+            let error = progress(running, None).unwrap_err();
+            assert_eq!(error.error_name(), errors::TABLE_NOT_READY);
+            assert!(errors::is_retryable(error.error_name()));
+        }
+        let failed = progress("FAILED", Some("Access denied to the table")).unwrap_err();
+        assert_eq!(failed.error_name(), errors::TABLE_OPERATION_FAILED);
+        assert!(failed.to_string().contains("job-1 ended FAILED: Access denied to the table"), "{failed}");
+        assert_eq!(progress("ABORTED", None).unwrap_err().error_name(), errors::TABLE_OPERATION_FAILED);
     }
 
     #[test]
@@ -699,6 +828,7 @@ mod tests {
             backup_arn: BACKUP_ARN.into(),
             backup_created_at: at("2025-03-04T02:00:00Z"),
             reason: "r".into(),
+            restore_job_id: None,
         }
     }
 
@@ -779,21 +909,27 @@ mod tests {
             restored_from: from.map(str::to_string),
         };
         let ours = temporary_table_name("k", EXECUTION);
-        assert_eq!(release_table(&table(&ours, "ACTIVE", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Delete);
-        assert_eq!(release_table(&table(&ours, "CREATING", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Wait);
-        assert_eq!(release_table(&table(&ours, "DELETING", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Gone);
-        assert_eq!(release_table(&table(&ours, "ACTIVE", None), Some(BACKUP_ARN)), TableRelease::Foreign);
-        assert_eq!(release_table(&table(&ours, "ACTIVE", Some("other")), Some(BACKUP_ARN)), TableRelease::Foreign);
-        assert_eq!(release_table(&table("Orders", "ACTIVE", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Foreign);
-        assert_eq!(release_table(&table(&ours, "ACTIVE", None), None), TableRelease::Foreign);
+        let release = |t: &ExistingTable, backup: Option<&str>| release_table(t, backup, false);
+        assert_eq!(release(&table(&ours, "ACTIVE", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Delete);
+        assert_eq!(release(&table(&ours, "CREATING", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Wait);
+        assert_eq!(release(&table(&ours, "DELETING", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Gone);
+        assert_eq!(release(&table(&ours, "ACTIVE", None), Some(BACKUP_ARN)), TableRelease::Foreign);
+        assert_eq!(release(&table(&ours, "ACTIVE", Some("other")), Some(BACKUP_ARN)), TableRelease::Foreign);
+        assert_eq!(release(&table("Orders", "ACTIVE", Some(BACKUP_ARN)), Some(BACKUP_ARN)), TableRelease::Foreign);
+        assert_eq!(release(&table(&ours, "ACTIVE", None), None), TableRelease::Foreign);
+        // A table AWS Backup restored for this execution, whatever its RestoreSummary names.
+        assert_eq!(release_table(&table(&ours, "ACTIVE", Some("other")), Some(BACKUP_ARN), true), TableRelease::Delete);
+        assert_eq!(release_table(&table("Orders", "ACTIVE", None), Some(BACKUP_ARN), true), TableRelease::Foreign);
     }
 
     #[test]
     fn the_temporary_table_is_found_from_the_plan_and_the_execution_alone() {
-        let state = serde_json::to_value(request()).unwrap();
-        let (name, backup) = temporary_table_in(&state, EXECUTION).unwrap();
-        assert_eq!(name, temporary_table_name(&request().idempotency_key, EXECUTION));
-        assert_eq!(backup.as_deref(), Some(BACKUP_ARN));
+        let mut state = serde_json::to_value(request()).unwrap();
+        let table = temporary_table_in(&state, EXECUTION).unwrap();
+        assert_eq!(table.table_name, temporary_table_name(&request().idempotency_key, EXECUTION));
+        assert_eq!((table.backup_arn.as_deref(), table.restore_job_id), (Some(BACKUP_ARN), None));
+        state["table_source"] = serde_json::to_value(TableSource { restore_job_id: Some("job-1".into()), ..source(None) }).unwrap();
+        assert_eq!(temporary_table_in(&state, EXECUTION).unwrap().restore_job_id.as_deref(), Some("job-1"));
         assert_eq!(temporary_table_in(&serde_json::json!({"detail": {}}), EXECUTION), None);
     }
 

@@ -570,6 +570,7 @@ mod tests {
             backup_arn: "b".into(),
             backup_created_at: "2025-03-04T02:00:00Z".parse().unwrap(),
             reason: "r".into(),
+            restore_job_id: None,
         }
     }
 

@@ -192,6 +192,7 @@ fn dynamodb_full_state() -> Value {
             backup_arn: "b".into(),
             backup_created_at: time,
             reason: "r".into(),
+            restore_job_id: Some("job-1".into()),
         }),
         table_export: Some(TableExport { export_arn: "e".into(), table_arn: "t".into(), export_time: Some(time) }),
         export_result: Some(ExportResult {

@@ -323,7 +323,8 @@ class Iam(unittest.TestCase):
                 if action.startswith("ssm:"):
                     self.assertIn(":parameter/backup-archiver/*", text, f"{role}: {action}")
                 if action in {"dynamodb:DeleteTable", "dynamodb:UpdateContinuousBackups", "dynamodb:TagResource",
-                              "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}:
+                              "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem",
+                              "dynamodb:RestoreTableFromAwsBackup"}:
                     self.assertIn(":table/backup-archiver-*", text, f"{role}: {action}")
                     self.assertNotIn('table/*"', text, f"{role}: {action}")
 
@@ -336,6 +337,14 @@ class Iam(unittest.TestCase):
             if "iam:passrole" in {a.lower() for a in as_list(statement["Action"])}:
                 self.assertIn("iam:PassedToService", json.dumps(statement.get("Condition", {})), role)
                 self.assertNotEqual(statement["Resource"], "*", role)
+
+    def test_only_aws_backup_assumes_the_restore_role_and_only_start_table_export_passes_it(self):
+        role = resources(self.template, "AWS::IAM::Role")["DynamodbRestoreRole"]["Properties"]
+        [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual(trust["Principal"], {"Service": "backup.amazonaws.com"})
+        passers = {name for name, statement in statements(self.template) if "iam:PassRole" in as_list(statement["Action"])
+                   and "DynamodbRestoreRole" in json.dumps(statement["Resource"])}
+        self.assertEqual(passers, {"StartTableExportFunctionRole"})
 
     def test_no_wildcard_actions(self):
         for role, statement in statements(self.template):

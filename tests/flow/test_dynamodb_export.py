@@ -1,7 +1,8 @@
 """The DynamoDB flow end to end on the emulator: an AWS Backup COMPLETED event for a DynamoDB backup starts the
 real ASL and Lambdas. A table with point-in-time recovery is exported at the backup's time; a table without it is
-restored into a temporary table, exported and deleted; a failed export fails the execution after the cleanup. The
-recovery point is kept, and no temporary table outlives its execution."""
+restored into a temporary table, exported and deleted; an AWS Backup recovery point with advanced features is
+restored by AWS Backup's restore job; a failed export fails the execution after the cleanup. The recovery point is
+kept, and no temporary table outlives its execution."""
 
 import json
 import urllib.request
@@ -10,6 +11,7 @@ import uuid
 from conftest import KEEP_VAULT, cli, finished, output_of, put_event, sns_messages, states_entered, wait_until
 
 from emulator.deploy import REGION
+from emulator.launcher import RECOVERY_POINTS_PATH
 
 ACCOUNT = "123456789012"
 TAG_MANAGED_BY = "backup-archiver:managed-by"  # core::flow::TAG_MANAGED_BY
@@ -49,11 +51,11 @@ def dynamodb_backup_event(table: str, backup_arn: str, vault: str) -> dict:
     }
 
 
-def run(aws, stack, table: str, backup: dict) -> dict:
+def run(aws, stack, table: str, backup: dict, recovery_point_arn: str | None = None) -> dict:
     machine = stack.state_machines["dynamodb-export"]
     sfn = aws.client("stepfunctions")
     before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
-    put_event(aws, dynamodb_backup_event(table, backup["BackupArn"], KEEP_VAULT))
+    put_event(aws, dynamodb_backup_event(table, recovery_point_arn or backup["BackupArn"], KEEP_VAULT))
     [arn] = wait_until(lambda: [e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]
                                 if e["executionArn"] not in before] or None, 10, "the DynamoDB flow's execution")
     return finished(aws, arn)
@@ -180,3 +182,37 @@ def test_plan_of_dynamodb_events(aws, tmp_path):
         assert plan["outcome"] == "planned" and plan["flow"] == "dynamodb_export", plan
         assert plan["source_resource_id"] == "Orders" and plan["kind"] == "dynamodb", plan
         assert "/dynamodb/Orders/" in f"/{plan['destination']['prefix']}/", plan
+
+
+def test_aws_backup_recovery_point_of_a_deleted_table_is_restored_by_aws_backup(aws, keep_stack, slack):
+    # A recovery point with AWS Backup's advanced features: DynamoDB cannot restore it, only StartRestoreJob can.
+    table, backup = backed_up_table(aws, pitr=False, items=4)
+    dynamodb = aws.client("dynamodb")
+    table_arn = dynamodb.describe_table(TableName=table)["Table"]["TableArn"]
+    point_arn = f"arn:aws:backup:{REGION}:{ACCOUNT}:recovery-point:{uuid.uuid4()}"
+    point = {"RecoveryPointArn": point_arn, "BackupVaultName": KEEP_VAULT, "ResourceArn": table_arn,
+             "CreationDate": backup["BackupCreationDateTime"].timestamp(), "SourceBackupArn": backup["BackupArn"]}
+    request = urllib.request.Request(aws.endpoint + RECOVERY_POINTS_PATH, method="POST", data=json.dumps(point).encode(),
+                                     headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(request).status == 201
+    dynamodb.delete_table(TableName=table)  # no PITR to read from: the recovery point must be restored
+
+    execution = run(aws, keep_stack, table, backup, point_arn)
+    assert execution["status"] == "SUCCEEDED", (execution.get("error"), execution.get("cause"))
+    output = output_of(execution)
+    source = output["table_source"]
+    assert source["source"] == "temporary_table" and source["restore_job_id"], source
+    job = aws.client("backup").describe_restore_job(RestoreJobId=source["restore_job_id"])
+    assert job["Status"] == "COMPLETED" and job["CreatedResourceArn"] == source["table_arn"]
+    assert job["IamRoleArn"].endswith(f"{keep_stack.settings.name}-dynamodb-restore"), "the deployment's restore role"
+    history = aws.client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])["events"]
+    retried = [e for e in history if e["type"] == "LambdaFunctionFailed"
+               and e["lambdaFunctionFailedEventDetails"].get("error") == "TableNotReady"]
+    assert retried, "PrepareTable waited for the restore job"
+    assert output["export_result"]["item_count"] == 4, "the export holds the recovery point's items"
+    assert output["deleted_tables"]["deleted"] == [source["table_name"]]
+    assert our_tables(aws) == [], "the table AWS Backup restored is gone"
+    [message] = slack.delivered()
+    assert "restored from the backup" in json.dumps(message)
+    [sns] = sns_messages(aws, keep_stack)
+    assert point_arn.rsplit(":", 1)[1] in sns, sns

@@ -1,6 +1,7 @@
 //! The DynamoDB flow's tables as its Lambdas see them: DescribeTable reduced to an
 //! [`ExistingTable`], for `prepare-table` and `delete-table`, continuous backups reduced to a
-//! [`PitrWindow`], and the SDK's times as chrono's.
+//! [`PitrWindow`], AWS Backup's restore jobs reduced to a [`RestoreJob`], and the SDK's times as
+//! chrono's.
 
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::dynamodb::{ExistingTable, PitrWindow};
@@ -33,6 +34,33 @@ pub async fn describe(client: &Client, table_name: &str) -> Result<Option<Existi
             }
         }
     }
+}
+
+/// AWS Backup's restore job of a temporary table, as DescribeRestoreJob reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreJob {
+    pub job_id: String,
+    /// `PENDING | RUNNING | COMPLETED | ABORTED | FAILED`.
+    pub status: String,
+    pub status_message: Option<String>,
+    /// The table it restored, once COMPLETED.
+    pub created_resource_arn: Option<String>,
+}
+
+/// DescribeRestoreJob.
+pub async fn restore_job(backup: &aws_sdk_backup::Client, job_id: &str) -> Result<RestoreJob, StepError> {
+    let output = backup
+        .describe_restore_job()
+        .restore_job_id(job_id)
+        .send()
+        .await
+        .map_err(|e| table_error(AwsFailure::of(&format!("DescribeRestoreJob {job_id}"), &e)))?;
+    Ok(RestoreJob {
+        job_id: job_id.to_string(),
+        status: output.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        status_message: output.status_message().map(str::to_string),
+        created_resource_arn: output.created_resource_arn().map(str::to_string),
+    })
 }
 
 /// An SDK timestamp as a UTC instant.

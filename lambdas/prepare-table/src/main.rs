@@ -1,10 +1,13 @@
 //! The `prepare-table` Lambda (state `PrepareTable`, temporary tables only): fails
-//! `TableNotReady` while the restored table is CREATING, then tags it as ours, enables
+//! `TableNotReady` while AWS Backup's restore job (if any) runs and while the restored table is
+//! CREATING, then tags it as ours, enables
 //! point-in-time recovery on it and fails `PitrNotReady` until PITR is ENABLED (ExportTableToPointInTime
 //! requires it). The ASL's Retry bounds both waits. Every call is idempotent, so each retry simply
 //! starts over. Decisions: [`prepare_table`].
 
-use archiver_core::dynamodb::{prepare_table, temporary_table_tags, PrepareTableInput, TablePreparation};
+use archiver_core::dynamodb::{
+    prepare_table, restore_job_progress, temporary_table_tags, PrepareTableInput, TablePreparation,
+};
 use aws_sdk_dynamodb::types::{PointInTimeRecoverySpecification, Tag};
 use aws_sdk_dynamodb::Client;
 use lambda_common::tables::{self, table_error};
@@ -16,21 +19,33 @@ use serde_json::{json, Value};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let deployment = required_env(DEPLOYMENT_NAME_ENV);
-    let dynamodb = Client::new(&lambda_common::aws_config().await);
-    let (dynamodb, deployment) = (&dynamodb, &deployment);
+    let config = lambda_common::aws_config().await;
+    let (dynamodb, backup) = (Client::new(&config), aws_sdk_backup::Client::new(&config));
+    let (dynamodb, backup, deployment) = (&dynamodb, &backup, &deployment);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        prepare(dynamodb, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
+        prepare(dynamodb, backup, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
 }
 
 #[tracing::instrument(skip_all, fields(table_name = input.table_name))]
-async fn prepare(dynamodb: &Client, deployment: &str, input: PrepareTableInput) -> Result<Value, StepError> {
+async fn prepare(
+    dynamodb: &Client,
+    backup: &aws_sdk_backup::Client,
+    deployment: &str,
+    input: PrepareTableInput,
+) -> Result<Value, StepError> {
     let name = &input.table_name;
-    let decide = |table_status: &str, pitr: Option<&str>| {
-        prepare_table(name, table_status, pitr).map_err(|e| StepError::new(e.error_name(), e.to_string()))
-    };
-    let status = tables::describe(dynamodb, name).await?.map(|t| t.status).unwrap_or_else(|| "DELETED".into());
+    let step_error = |e: archiver_core::dynamodb::DynamoDbError| StepError::new(e.error_name(), e.to_string());
+    let decide = |table_status: &str, pitr: Option<&str>| prepare_table(name, table_status, pitr).map_err(step_error);
+    let mut table = tables::describe(dynamodb, name).await?;
+    if let (None, Some(job_id)) = (&table, &input.restore_job_id) {
+        // AWS Backup creates the table when its restore job has run; until then it does not exist.
+        let job = tables::restore_job(backup, job_id).await?;
+        restore_job_progress(name, job_id, &job.status, job.status_message.as_deref()).map_err(step_error)?;
+        table = tables::describe(dynamodb, name).await?;
+    }
+    let status = table.map_or_else(|| "DELETED".to_string(), |t| t.status);
     if status != "ACTIVE" {
         decide(&status, None)?;
     }

@@ -3,21 +3,26 @@
 //! (PITR covers the backup) or restores the backup into the execution's temporary table. The
 //! decision is [`plan_table_export`]'s; this handler makes the calls.
 //!
-//! Native DynamoDB backups (`…:table/T/backup/…`) are described with DescribeBackup; AWS Backup
-//! advanced recovery points (`…:backup:…:recovery-point:…`) with AWS Backup's DescribeRecoveryPoint.
+//! Native DynamoDB backups (`…:table/T/backup/…`) are described with DescribeBackup and restored
+//! with RestoreTableFromBackup; AWS Backup advanced recovery points (`…:backup:…:recovery-point:…`)
+//! are described with AWS Backup's DescribeRecoveryPoint and restored with its StartRestoreJob,
+//! as the role `RESTORE_ROLE_ARN` names (AWS Backup assumes it to create the table).
 
 use archiver_core::arn::Arn;
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::dynamodb::{
-    plan_table_export, table_name_of, BackupFacts, DynamoDbError, ExportPlan, ExportSource, PitrWindow,
-    StartTableExportInput, TableSource,
+    plan_table_export, restore_job_request, sibling_table_arn, table_name_of, BackupFacts, DynamoDbError, ExportPlan,
+    ExportSource, PitrWindow, Restorer, StartTableExportInput, TableSource,
 };
 use archiver_core::errors;
 use aws_sdk_dynamodb::Client;
 use lambda_common::tables::{self, table_error, utc};
-use lambda_common::{parse_input, AwsFailure, StepError};
+use lambda_common::{parse_input, required_env, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
+
+/// The role AWS Backup assumes to restore a recovery point into a temporary table.
+const RESTORE_ROLE_ENV: &str = "RESTORE_ROLE_ARN";
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -60,16 +65,30 @@ async fn start_table_export(
             backup_arn: facts.backup_arn.clone(),
             backup_created_at: facts.created_at,
             reason,
+            restore_job_id: None,
         },
-        ExportPlan::Restore { table_name, reason } => TableSource {
-            source: ExportSource::TemporaryTable,
-            table_arn: restore(dynamodb, &facts.backup_arn, &table_name).await?,
-            table_name,
-            export_time: None,
-            backup_arn: facts.backup_arn.clone(),
-            backup_created_at: facts.created_at,
-            reason,
-        },
+        ExportPlan::Restore { table_name, reason, restorer } => {
+            let (table_arn, restore_job_id) = match restorer {
+                Restorer::DynamoDb => (restore(dynamodb, &facts.backup_arn, &table_name).await?, None),
+                Restorer::AwsBackup => {
+                    let job = start_restore_job(backup, &input, &facts.backup_arn, &table_name).await?;
+                    let table_arn = sibling_table_arn(&facts.table_arn, &table_name).ok_or_else(|| {
+                        StepError::new(errors::LOOKUP_INCOMPLETE, format!("{} is not a table ARN", facts.table_arn))
+                    })?;
+                    (table_arn, Some(job))
+                }
+            };
+            TableSource {
+                source: ExportSource::TemporaryTable,
+                table_arn,
+                table_name,
+                export_time: None,
+                backup_arn: facts.backup_arn.clone(),
+                backup_created_at: facts.created_at,
+                reason,
+                restore_job_id,
+            }
+        }
     };
     tracing::info!(source = ?source.source, table = source.table_name, reason = source.reason, "export source chosen");
     Ok(source)
@@ -101,7 +120,7 @@ async fn describe_backup(dynamodb: &Client, backup_arn: &str) -> Result<BackupFa
         table_arn: table_arn.to_string(),
         created_at: utc(details.backup_creation_date_time()).ok_or_else(|| incomplete("BackupCreationDateTime"))?,
         status: details.backup_status().as_str().to_string(),
-        restorable: true,
+        restorer: Restorer::DynamoDb,
     })
 }
 
@@ -129,7 +148,7 @@ async fn describe_recovery_point(
             .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
             .ok_or_else(|| incomplete("CreationDate"))?,
         status: output.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        restorable: false,
+        restorer: Restorer::AwsBackup,
     })
 }
 
@@ -173,4 +192,32 @@ async fn restore(dynamodb: &Client, backup_arn: &str, table_name: &str) -> Resul
             }
         }
     }
+}
+
+/// AWS Backup's StartRestoreJob of the recovery point into `table_name`; returns the job's id.
+async fn start_restore_job(
+    backup: &aws_sdk_backup::Client,
+    input: &StartTableExportInput,
+    recovery_point_arn: &str,
+    table_name: &str,
+) -> Result<String, StepError> {
+    let role = required_env(RESTORE_ROLE_ENV)?;
+    let operation = format!("StartRestoreJob {recovery_point_arn} as {table_name}");
+    let request = restore_job_request(input, table_name);
+    let output = backup
+        .start_restore_job()
+        .recovery_point_arn(recovery_point_arn)
+        .resource_type(request.resource_type)
+        .iam_role_arn(role)
+        .idempotency_token(request.idempotency_token)
+        .set_metadata(Some(request.metadata.into_iter().collect()))
+        .send()
+        .await
+        .map_err(|e| table_error(AwsFailure::of(&operation, &e)))?;
+    let job = output
+        .restore_job_id()
+        .map(str::to_string)
+        .ok_or_else(|| StepError::new(errors::LOOKUP_INCOMPLETE, format!("{operation}: no RestoreJobId")))?;
+    tracing::info!(restore_job_id = job, table_name, "AWS Backup restores the recovery point");
+    Ok(job)
 }
