@@ -214,7 +214,8 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
     machine_prefix = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}-"
     values = {"JobDefinitionArn": job_definition, "StateMachineArnPrefix": machine_prefix}
     values.update({f"{pascal(stem)}StateMachineArn": machine_prefix + stem for stem in flows()})
-    environment = {"plan": {"PLAN_CONFIG": json.dumps(plan_config)}, "notify": {}}
+    environment = {"plan": {"PLAN_CONFIG": json.dumps(plan_config)}, "notify": {},
+                   "sns-trigger": {"STATE_MACHINE_ARN_PREFIX": machine_prefix}}
     if settings.slack_webhook_url:
         environment["notify"]["SLACK_WEBHOOK_URL"] = settings.slack_webhook_url
     if topic_arn:

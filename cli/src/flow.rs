@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use archiver_core::event::TriggerEvent;
 use archiver_core::flow::trigger_snapshot_id;
-use archiver_core::request::{archive_target, plan_archive, PlanConfig, PlanError, PlanOutcome, SnapshotFacts, Targeting};
+use archiver_core::request::{
+    archive_target, event_target, plan_archive, PlanConfig, PlanError, PlanOutcome, SnapshotFacts, Targeting,
+};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -479,13 +481,12 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Failure> {
         input["method"] = json!(method);
     }
     // The same check as the plan step's, before anything starts.
-    let TriggerEvent::Manual(manual) =
-        TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?
-    else {
-        return Err(Failure::usage(format!("invalid input: {input} is not a manual input")));
+    let event = TriggerEvent::from_value(&input).map_err(|e| Failure::usage(format!("invalid input: {e}")))?;
+    let Ok(Targeting::Target(target)) = event_target(&event) else {
+        return Err(Failure::usage(format!("invalid input: {input} names no snapshot to archive")));
     };
     let sfn = sfn_client().await;
-    let suffix = manual.flow().state_machine();
+    let suffix = target.entry_flow().state_machine();
     let machine = state_machine_arn(&sfn, args.target.state_machine.as_deref(), suffix).await?;
     run(&sfn, &machine, input, None, &args.target).await
 }

@@ -113,6 +113,11 @@ pub const PITR_NOT_READY: &str = "PitrNotReady";
 /// quota, a table in a state it will not leave): the cause carries DynamoDB's code and message.
 pub const TABLE_OPERATION_FAILED: &str = "TableOperationFailed";
 
+/// A trigger could not start its flow's state machine (a permission, a missing state machine):
+/// the cause carries Step Functions' code and message. Raised by `sns-trigger`, outside any
+/// execution; SNS retries the delivery, then the dead-letter queue keeps it.
+pub const START_FAILED: &str = "StartFailed";
+
 /// One error name with how the state machines treat it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorName {
@@ -154,6 +159,7 @@ pub const ALL: &[ErrorName] = &[
     ErrorName { name: TABLE_NOT_READY, retryable: true },
     ErrorName { name: PITR_NOT_READY, retryable: true },
     ErrorName { name: TABLE_OPERATION_FAILED, retryable: false },
+    ErrorName { name: START_FAILED, retryable: false },
 ];
 
 /// Errors the Lambda *service* raises before or around a function (not our handlers): a `Retry`

@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use crate::arn::Arn;
 use crate::manifest::ModeRequest;
-use crate::request::{DbMethod, Flow};
+use crate::request::DbMethod;
 
 /// EventBridge `source` of AWS Backup events.
 pub const SOURCE_BACKUP: &str = "aws.backup";
@@ -496,20 +496,6 @@ pub struct ManualInput {
     /// EBS only: files, raw, or auto (the worker's [`ModeRequest`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<ModeRequest>,
-}
-
-impl ManualInput {
-    /// The flow whose state machine an operator starts for this input: EBS snapshots archive,
-    /// database snapshots dump when asked to and export otherwise. (Without a method, a
-    /// deployment whose `db_methods` dumps the engine plans a dump, and the export flow's
-    /// `Handoff` passes the trigger on to the dump flow.)
-    pub fn flow(&self) -> Flow {
-        match (&self.snapshot, self.method) {
-            (ManualSnapshot::Ebs { .. }, _) => Flow::EbsArchive,
-            (_, Some(DbMethod::Dump)) => Flow::RdsDump,
-            (_, Some(DbMethod::Export) | None) => Flow::RdsExport,
-        }
-    }
 }
 
 /// The snapshot a manual input names.
@@ -1749,21 +1735,6 @@ mod tests {
         let ebs_arn = json!({"snapshot": "arn:aws:ec2:eu-west-1::snapshot/snap-0a1b2c3d"});
         let event = TriggerEvent::from_value(&ebs_arn).unwrap();
         assert_eq!(event.to_value(), ebs_arn, "an ARN given prints back as an ARN");
-    }
-
-    #[test]
-    fn manual_inputs_start_the_flow_their_snapshot_and_method_name() {
-        let flow = |input: Value| match TriggerEvent::from_value(&input).unwrap() {
-            TriggerEvent::Manual(input) => input.flow(),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(flow(json!({"snapshot": "snap-0a1b2c3d4e5f67890"})), Flow::EbsArchive);
-        let db = "arn:aws:rds:eu-west-1:111122223333:snapshot:orders-2025";
-        assert_eq!(flow(json!({"snapshot": db, "method": "dump"})), Flow::RdsDump);
-        assert_eq!(flow(json!({"snapshot": db, "method": "export"})), Flow::RdsExport);
-        assert_eq!(flow(json!({"snapshot": db})), Flow::RdsExport);
-        let cluster = "arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:billing";
-        assert_eq!(flow(json!({"snapshot": cluster, "method": "dump"})), Flow::RdsDump);
     }
 
     #[test]

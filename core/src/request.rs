@@ -709,6 +709,24 @@ impl ArchiveTarget {
         matches!(self.trigger, TriggerKind::BackupJob | TriggerKind::CopyJob)
     }
 
+    /// The key every archive of this target shares ([`naming::idempotency_key`]): the name of
+    /// the execution a trigger or a handoff starts, so that a redelivered trigger starts nothing.
+    pub fn idempotency_key(&self) -> String {
+        naming::idempotency_key(self.idempotency_basis())
+    }
+
+    /// The flow whose state machine a trigger of this target enters by: the one its kind archives
+    /// with (RDS and Aurora: the export, unless the trigger asks for a dump). Plan may still hand
+    /// the trigger on (a deployment that dumps the engine); entering here only saves that hop.
+    pub fn entry_flow(&self) -> Flow {
+        match (self.kind, self.requested_method) {
+            (ResourceKind::Ebs, _) => Flow::EbsArchive,
+            (ResourceKind::DynamoDb, _) => Flow::DynamodbExport,
+            (ResourceKind::Rds | ResourceKind::Aurora, Some(DbMethod::Dump)) => Flow::RdsDump,
+            (ResourceKind::Rds | ResourceKind::Aurora, _) => Flow::RdsExport,
+        }
+    }
+
     fn idempotency_basis(&self) -> IdempotencyBasis<'_> {
         if let Some(copy) = &self.copy_job_id {
             IdempotencyBasis::CopyJob(copy)
@@ -727,17 +745,10 @@ pub enum Targeting {
     Skip(SkipReason),
 }
 
-/// Reads what an event names (step 1 of planning). No AWS call is needed, and none should be
-/// made for a [`Targeting::Skip`].
+/// Reads what an event names (step 1 of planning), and skips a vault the deployment does not
+/// archive. No AWS call is needed, and none should be made for a [`Targeting::Skip`].
 pub fn archive_target(event: &TriggerEvent, config: &PlanConfig) -> Result<Targeting, PlanError> {
-    let targeting = match event {
-        TriggerEvent::BackupJob(event) => target_backup_job(event),
-        TriggerEvent::CopyJob(event) => target_copy_job(event),
-        TriggerEvent::RdsSnapshot(event) => target_rds_event(event),
-        TriggerEvent::Sns(sns) => return target_sns(sns, config),
-        TriggerEvent::Manual(input) => target_manual(input),
-    };
-    Ok(match targeting {
+    Ok(match event_target(event)? {
         Targeting::Target(target) => match &target.vault_name {
             Some(vault) if !config.allows_vault(vault) => {
                 Targeting::Skip(SkipReason::VaultNotAllowed { vault_name: vault.clone() })
@@ -745,6 +756,18 @@ pub fn archive_target(event: &TriggerEvent, config: &PlanConfig) -> Result<Targe
             _ => Targeting::Target(target),
         },
         skip => skip,
+    })
+}
+
+/// What an event names, whatever the deployment's configuration: for the steps before `plan`
+/// (a trigger choosing the state machine to start), which leave the vault check to it.
+pub fn event_target(event: &TriggerEvent) -> Result<Targeting, PlanError> {
+    Ok(match event {
+        TriggerEvent::BackupJob(event) => target_backup_job(event),
+        TriggerEvent::CopyJob(event) => target_copy_job(event),
+        TriggerEvent::RdsSnapshot(event) => target_rds_event(event),
+        TriggerEvent::Sns(sns) => return target_sns(sns),
+        TriggerEvent::Manual(input) => target_manual(input),
     })
 }
 
@@ -956,10 +979,10 @@ fn target_rds_event(event: &EventBridgeEvent<RdsEventDetail>) -> Targeting {
     rds_target(Some(detail.source_arn.clone()), &snapshot_id, cluster, detail.date, event.time)
 }
 
-fn target_sns(sns: &SnsEvent, config: &PlanConfig) -> Result<Targeting, PlanError> {
+fn target_sns(sns: &SnsEvent) -> Result<Targeting, PlanError> {
     let notification = sns.notification();
     match &notification.message {
-        SnsMessage::Published(inner) => archive_target(inner, config),
+        SnsMessage::Published(inner) => event_target(inner),
         SnsMessage::BackupVault(message) => Ok(target_vault_notification(message)),
         SnsMessage::Rds(message) => target_rds_notification(message, notification),
     }
@@ -1195,7 +1218,7 @@ fn plan_target(
         .clone()
         .or_else(|| rds_source_arn(target.kind, target.snapshot_arn.as_ref(), &source_resource_id));
 
-    let idempotency_key = naming::idempotency_key(target.idempotency_basis());
+    let idempotency_key = target.idempotency_key();
     let snapshot_date = target.snapshot_time.or(facts.created_at).or(target.event_time).unwrap_or(now).date_naive();
     let destination = S3Location {
         bucket: config.destination.bucket.clone(),
@@ -1293,6 +1316,41 @@ mod tests {
             volume_initialization_rate_mibps: None,
             job_queues: BTreeMap::new(),
         }
+    }
+
+    fn event_target_of(input: &serde_json::Value) -> ArchiveTarget {
+        match event_target(&TriggerEvent::from_value(input).unwrap()).unwrap() {
+            Targeting::Target(target) => *target,
+            skip => panic!("{input}: {skip:?}"),
+        }
+    }
+
+    #[test]
+    fn triggers_enter_by_the_flow_of_their_snapshot_and_method() {
+        use serde_json::json;
+        let flow = |input: serde_json::Value| event_target_of(&input).entry_flow();
+        assert_eq!(flow(json!({"snapshot": "snap-0a1b2c3d4e5f67890"})), Flow::EbsArchive);
+        let db = "arn:aws:rds:eu-west-1:111122223333:snapshot:orders-2025";
+        assert_eq!(flow(json!({"snapshot": db, "method": "dump"})), Flow::RdsDump);
+        assert_eq!(flow(json!({"snapshot": db, "method": "export"})), Flow::RdsExport);
+        assert_eq!(flow(json!({"snapshot": db})), Flow::RdsExport);
+        let cluster = "arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:billing";
+        assert_eq!(flow(json!({"snapshot": cluster, "method": "dump"})), Flow::RdsDump);
+        let table = "arn:aws:dynamodb:eu-west-1:111122223333:table/Orders/backup/01568804569000-d3306d76";
+        assert_eq!(flow(json!({"snapshot": table})), Flow::DynamodbExport);
+        let sns: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../tests/fixtures/sns-rds-event-db-snapshot-automated-created.json"))
+                .unwrap();
+        assert_eq!(flow(sns.clone()), Flow::RdsExport);
+        assert_eq!(event_target_of(&sns).idempotency_key(), event_target_of(&sns).idempotency_key(), "stable");
+    }
+
+    #[test]
+    fn event_target_leaves_the_vault_check_to_archive_target() {
+        let event = TriggerEvent::from_json(include_bytes!("../tests/fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap();
+        assert!(matches!(event_target(&event).unwrap(), Targeting::Target(_)));
+        let only_other = PlanConfig { allowed_vaults: vec!["another-vault".into()], ..config() };
+        assert!(matches!(archive_target(&event, &only_other).unwrap(), Targeting::Skip(SkipReason::VaultNotAllowed { .. })));
     }
 
     #[test]

@@ -247,13 +247,18 @@ class Functions(unittest.TestCase):
             self.assertEqual(props["Code"], f".build/lambdas/lambda-{directory}.zip", name)
             self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{directory}"}, name)
 
-    def test_the_state_machines_may_invoke_every_function(self):
+    def test_every_function_is_invoked_by_the_state_machines_or_the_trigger_topic(self):
         invokable = []
         for role, statement in statements(self.template):
             if role == "StateMachineRole" and "lambda:InvokeFunction" in as_list(statement["Action"]):
                 invokable += as_list(statement["Resource"])
+        subscribed = [p["Properties"]["FunctionName"] for p in resources(self.template, "AWS::Lambda::Permission").values()
+                      if p["Properties"]["Principal"] == "sns.amazonaws.com"
+                      and p["Properties"]["SourceArn"] == {"Ref": "TriggerTopic"}]
         for name in self.functions:
-            self.assertIn({"Fn::GetAtt": [name, "Arn"]}, invokable, name)
+            arn = {"Fn::GetAtt": [name, "Arn"]}
+            self.assertTrue((arn in invokable) != (arn in subscribed), f"{name}: invoked by exactly one of them")
+        self.assertEqual(subscribed, [{"Fn::GetAtt": ["SnsTriggerFunction", "Arn"]}])
 
     def test_functions_run_on_provided_al2023_x86_64(self):
         for name, function in self.functions.items():

@@ -172,3 +172,45 @@ def test_start_whose_answer_was_lost_polls_the_export_it_started(aws, keep_stack
     assert len(proxy.actions("StartExportTask")) == 2
     tasks = aws.client("rds").describe_export_tasks()["ExportTasks"]
     assert [t["ExportTaskIdentifier"] for t in tasks if t["SourceArn"] == snapshot_arn] == [output["export_task_identifier"]]
+
+
+def sns_delivery(message: dict) -> dict:
+    """What SNS hands its Lambda subscriber: one record whose message is the RDS event notification's JSON."""
+    return {"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": {
+        "Type": "Notification", "MessageId": str(uuid.uuid4()), "TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:rds-events",
+        "Subject": "RDS Notification Message", "Message": json.dumps(message), "Timestamp": "2025-03-04T04:02:32.451Z",
+        "SignatureVersion": "1", "Signature": "EXAMPLE", "SigningCertUrl": "EXAMPLE", "UnsubscribeUrl": "EXAMPLE",
+        "MessageAttributes": {}}}]}
+
+
+def rds_notification(source_type: str, source_id: str, event_id: str, text: str) -> dict:
+    """An RDS event notification as RDS publishes it to an event subscription's topic."""
+    return {"Event Source": source_type, "Event Time": "2025-03-04 04:02:31.338", "Source ID": source_id,
+            "Identifier Link": f"https://console.aws.amazon.com/rds/home?region={REGION}#snapshot:id={source_id}",
+            "Event ID": f"http://docs.amazonwebservices.com/AmazonRDS/latest/UserGuide/USER_Events.html#{event_id}",
+            "Event Message": text}
+
+
+def invoke_trigger(aws, stack, delivery: dict) -> dict:
+    """Invokes the stack's sns-trigger as SNS does (the emulator's SNS cannot deliver to the local Lambda host)."""
+    response = aws.client("lambda").invoke(FunctionName=stack.functions["sns-trigger"], Payload=json.dumps(delivery))
+    return {"error": response.get("FunctionError"), **json.loads(response["Payload"].read())}
+
+
+def test_rds_event_delivered_by_sns_starts_the_export_once(aws, keep_stack, slack):
+    _, snapshot_arn = rds_snapshot(aws)
+    snapshot_id = snapshot_arn.rsplit(":", 1)[1]
+    delivery = sns_delivery(rds_notification("db-snapshot", snapshot_id, "RDS-EVENT-0042", "Manual snapshot created"))
+    started = invoke_trigger(aws, keep_stack, delivery)
+    assert started["error"] is None and started["started"].startswith(machine(keep_stack).replace(
+        ":stateMachine:", ":execution:")), started
+    assert_exported(aws, keep_stack, slack, finished(aws, started["started"]), snapshot_id)
+
+    redelivered = invoke_trigger(aws, keep_stack, delivery)
+    assert redelivered["error"] is None and "duplicate" in redelivered, "SNS's redelivery starts nothing"
+    assert len([a for a in executions_of(aws, machine(keep_stack)) if a == started["started"]]) == 1
+
+    restarted = sns_delivery(rds_notification("db-instance", "orders", "RDS-EVENT-0006", "DB instance restarted"))
+    assert "skipped" in invoke_trigger(aws, keep_stack, restarted), "an event about no snapshot starts nothing"
+    malformed = invoke_trigger(aws, keep_stack, {"Records": [{"Sns": {"Message": "{\"Event Source\": 7}"}}]})
+    assert malformed["error"] and malformed["errorType"] == "InvalidEvent", malformed
