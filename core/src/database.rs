@@ -32,8 +32,8 @@ use serde_json::Value;
 
 use crate::errors;
 use crate::flow::{
-    ArchiveJob, Handoff, JobResult, NotificationReport, RecoveryPointDeletion, StateError, Verification, TAG_EXECUTION,
-    TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
+    ArchiveJob, FlowDocument, JobResult, Verification, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY,
+    TAG_SNAPSHOT_ID,
 };
 use crate::naming::{database_identifier, password_parameter_name};
 use crate::request::{ArchiveRequest, DbMethod, ResourceKind};
@@ -597,14 +597,10 @@ pub struct DeletedDatabase {
 // ---------------------------------------------------------------------------------------------
 // The whole document.
 
-/// The execution's document once every state has run (fields of states that have not run are
-/// absent, hence `Option`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RdsDumpState {
-    /// `planned`: the tag of [`crate::request::PlanOutcome`].
-    pub outcome: String,
-    #[serde(flatten)]
-    pub request: ArchiveRequest,
+/// The dump flow's steps: the temporary database, its endpoint once available, the dump job, the
+/// database's deletion, the archive's verification.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RdsDumpSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporary_database: Option<TemporaryDatabase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -615,24 +611,10 @@ pub struct RdsDumpState {
     pub deleted_database: Option<DeletedDatabase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery_point_deletion: Option<RecoveryPointDeletion>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notification: Option<NotificationReport>,
-    /// The execution of the snapshot's own flow, when this one handed the trigger over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Handoff>,
-    /// The handoff's refusal: the snapshot's flow already has an execution of this name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<StateError>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<StateError>,
-    /// The cleanup's own failure (the database may be left over).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cleanup_error: Option<StateError>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_error: Option<StateError>,
 }
+
+/// `state-machines/rds-dump.asl.json`'s document.
+pub type RdsDumpState = FlowDocument<RdsDumpSteps>;
 
 #[cfg(test)]
 mod tests {

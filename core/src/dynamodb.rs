@@ -41,8 +41,7 @@ use serde_json::Value;
 use crate::arn::Arn;
 use crate::errors;
 use crate::flow::{
-    client_token, Handoff, NotificationReport, RecoveryPointDeletion, StateError, TAG_EXECUTION,
-    TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
+    client_token, FlowDocument, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
 };
 use crate::request::{ArchiveRequest, ResourceKind};
 use crate::s3_location::S3Location;
@@ -603,20 +602,10 @@ pub struct DeletedTables {
 // ---------------------------------------------------------------------------------------------
 // The whole document.
 
-/// The execution's document once every state has run (fields of states that have not run are
-/// absent, hence `Option`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DynamodbExportState {
-    /// `planned`: the tag of [`crate::request::PlanOutcome`].
-    pub outcome: String,
-    #[serde(flatten)]
-    pub request: ArchiveRequest,
-    /// Another flow's plan handed to its state machine (ends in `HandedOff`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Handoff>,
-    /// The handoff's refusal: the target flow already has an execution of this name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<StateError>,
+/// The DynamoDB flow's steps: the export's source, the export, its result, the temporary table's
+/// deletion.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DynamodbExportSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_source: Option<TableSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -625,17 +614,10 @@ pub struct DynamodbExportState {
     pub export_result: Option<ExportResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_tables: Option<DeletedTables>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery_point_deletion: Option<RecoveryPointDeletion>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notification: Option<NotificationReport>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<StateError>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cleanup_error: Option<StateError>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_error: Option<StateError>,
 }
+
+/// `state-machines/dynamodb-export.asl.json`'s document.
+pub type DynamodbExportState = FlowDocument<DynamodbExportSteps>;
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arn::Arn;
 use crate::errors;
-use crate::flow::{Handoff, NotificationReport, RecoveryPointDeletion, StateError};
+use crate::flow::FlowDocument;
 use crate::request::{ArchiveRequest, Flow};
 use crate::s3_location::S3Location;
 
@@ -301,38 +301,17 @@ pub fn verify_export(
 // ---------------------------------------------------------------------------------------------
 // The whole document.
 
-/// The execution's document once every state has run (fields of states that have not run are
-/// absent, hence `Option`); `core/tests/asl.rs` checks every JSONPath of the ASL against it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RdsExportState {
-    /// `planned`: the tag of [`crate::request::PlanOutcome`].
-    pub outcome: String,
-    #[serde(flatten)]
-    pub request: ArchiveRequest,
-    /// `Handoff`: the execution of the flow the plan is for, when it is not this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Handoff>,
+/// The RDS export flow's steps: the export started, its files checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RdsExportSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<StartedExport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exported: Option<ExportedFiles>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery_point_deletion: Option<RecoveryPointDeletion>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notification: Option<NotificationReport>,
-    /// The handoff's refusal: the snapshot's flow already has an execution of this name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<StateError>,
-    /// The error that sent the execution to the failure path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<StateError>,
-    /// The cancellation's own failure (the export may still be running).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cleanup_error: Option<StateError>,
-    /// The notification's failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_error: Option<StateError>,
 }
+
+/// `state-machines/rds-export.asl.json`'s document.
+pub type RdsExportState = FlowDocument<RdsExportSteps>;
 
 #[cfg(test)]
 mod tests {

@@ -497,14 +497,44 @@ pub struct NotificationReport {
 // ---------------------------------------------------------------------------------------------
 // The whole document.
 
-/// The execution's document once every state has run (fields of states that have not run are
-/// absent, hence `Option`). Read leniently by [`FlowView`] where a state may see less.
+/// An execution's document once every state has run, in any flow: the plan's fields, the flow's
+/// own steps `S` (each writes one field, its `ResultPath`), and the fields every flow shares.
+/// Fields of states that have not run are absent, hence `Option`. `core/tests/asl.rs` checks every
+/// JSONPath of each ASL file against its flow's document; [`FlowView`] reads one leniently where
+/// a state may see less.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EbsArchiveState {
+pub struct FlowDocument<S> {
     /// `planned`: the tag of [`crate::request::PlanOutcome`].
     pub outcome: String,
     #[serde(flatten)]
     pub request: ArchiveRequest,
+    #[serde(flatten)]
+    pub steps: S,
+    /// The execution of the snapshot's own flow, when this one handed the trigger over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
+    /// The handoff's refusal: the snapshot's flow already has an execution of this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<StateError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_point_deletion: Option<RecoveryPointDeletion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<NotificationReport>,
+    /// The error that sent the execution to the cleanup path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StateError>,
+    /// The cleanup's own failure (what it was to delete or cancel may be left over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_error: Option<StateError>,
+    /// The notification's failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_error: Option<StateError>,
+}
+
+/// The EBS flow's steps: the temporary volume, the archive job, the volume's deletion, the
+/// archive's verification.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EbsArchiveSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporary_volume: Option<CreatedVolume>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -513,26 +543,10 @@ pub struct EbsArchiveState {
     pub deleted_volumes: Option<DeletedVolumes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery_point_deletion: Option<RecoveryPointDeletion>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notification: Option<NotificationReport>,
-    /// The execution of the snapshot's own flow, when this one handed the trigger over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Handoff>,
-    /// The handoff's refusal: the snapshot's flow already has an execution of this name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<StateError>,
-    /// The error that sent the execution to the cleanup path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<StateError>,
-    /// The cleanup's own failure (the volume may be left over).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cleanup_error: Option<StateError>,
-    /// The notification's failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_error: Option<StateError>,
 }
+
+/// `state-machines/ebs-archive.asl.json`'s document.
+pub type EbsArchiveState = FlowDocument<EbsArchiveSteps>;
 
 /// What the `Handoff` state keeps of StartExecution's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

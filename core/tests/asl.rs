@@ -12,18 +12,18 @@ use std::path::PathBuf;
 
 use archiver_core::database::{
     CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase, RdsDumpState,
-    RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
+    RdsDumpSteps, RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
 };
 use archiver_core::dynamodb::{
-    CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportState, ExportResult, ExportSource,
+    CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportState, DynamodbExportSteps, ExportResult, ExportSource,
     ExportTableInput, PrepareTableInput, StartTableExportInput, TableExport, TableSource,
 };
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
-use archiver_core::export::{CheckExportInput, ExportedFiles, RdsExportState, StartExportInput, StartedExport};
+use archiver_core::export::{CheckExportInput, ExportedFiles, RdsExportState, RdsExportSteps, StartExportInput, StartedExport};
 use archiver_core::flow::{
     ArchiveJob, CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteRecoveryPointInput, DeleteVolumeInput,
-    DeletedVolumes, EbsArchiveState, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
+    DeletedVolumes, EbsArchiveState, EbsArchiveSteps, FlowDocument, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
     Verification, VerifyInput, JOB_PARAMETERS,
 };
 use archiver_core::request::{plan_archive, ArchiveRequest, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
@@ -128,20 +128,22 @@ fn full_state() -> Value {
         panic!("the EBS fixture plans")
     };
     let error = || Some(StateError { error: "JobFailed".into(), cause: Some("{}".into()) });
-    let state = EbsArchiveState {
+    let state = FlowDocument {
         outcome: "planned".into(),
-        temporary_volume: Some(CreatedVolume {
-            volume_id: "vol-1".into(),
-            availability_zone: "eu-west-1a".into(),
-            job: ArchiveJob {
-                queue: "q".into(),
-                name: request.idempotency_key.clone(),
-                parameters: JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
-            },
-        }),
-        job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
-        deleted_volumes: Some(DeletedVolumes::default()),
-        verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
+        steps: EbsArchiveSteps {
+            temporary_volume: Some(CreatedVolume {
+                volume_id: "vol-1".into(),
+                availability_zone: "eu-west-1a".into(),
+                job: ArchiveJob {
+                    queue: "q".into(),
+                    name: request.idempotency_key.clone(),
+                    parameters: JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
+                },
+            }),
+            job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+            deleted_volumes: Some(DeletedVolumes::default()),
+            verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
+        },
         recovery_point_deletion: Some(RecoveryPointDeletion {
             recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
             deleted: true,
@@ -180,30 +182,32 @@ fn dynamodb_full_state() -> Value {
     request.vault_name = Some("archive-vault".into());
     let error = || Some(StateError { error: "ExportFailed".into(), cause: Some("c".into()) });
     let time = "2025-03-04T02:00:00Z".parse().unwrap();
-    let state = DynamodbExportState {
+    let state = FlowDocument {
         outcome: "planned".into(),
+        steps: DynamodbExportSteps {
+            table_source: Some(TableSource {
+                source: ExportSource::TemporaryTable,
+                table_name: "backup-archiver-t".into(),
+                table_arn: "arn:aws:dynamodb:eu-west-1:111122223333:table/backup-archiver-t".into(),
+                export_time: Some(time),
+                backup_arn: "b".into(),
+                backup_created_at: time,
+                reason: "r".into(),
+                restore_job_id: Some("job-1".into()),
+            }),
+            table_export: Some(TableExport { export_arn: "e".into(), table_arn: "t".into(), export_time: Some(time) }),
+            export_result: Some(ExportResult {
+                export_arn: "e".into(),
+                location: "s3://b/p".into(),
+                manifest_summary_key: "p/AWSDynamoDB/1/manifest-summary.json".into(),
+                item_count: 1,
+                billed_size_bytes: 1,
+                export_time: Some(time),
+            }),
+            deleted_tables: Some(DeletedTables::default()),
+        },
         handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:m:e".into() }),
         duplicate: error(),
-        table_source: Some(TableSource {
-            source: ExportSource::TemporaryTable,
-            table_name: "backup-archiver-t".into(),
-            table_arn: "arn:aws:dynamodb:eu-west-1:111122223333:table/backup-archiver-t".into(),
-            export_time: Some(time),
-            backup_arn: "b".into(),
-            backup_created_at: time,
-            reason: "r".into(),
-            restore_job_id: Some("job-1".into()),
-        }),
-        table_export: Some(TableExport { export_arn: "e".into(), table_arn: "t".into(), export_time: Some(time) }),
-        export_result: Some(ExportResult {
-            export_arn: "e".into(),
-            location: "s3://b/p".into(),
-            manifest_summary_key: "p/AWSDynamoDB/1/manifest-summary.json".into(),
-            item_count: 1,
-            billed_size_bytes: 1,
-            export_time: Some(time),
-        }),
-        deleted_tables: Some(DeletedTables::default()),
         recovery_point_deletion: Some(RecoveryPointDeletion {
             recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
             deleted: true,
@@ -234,15 +238,17 @@ fn full_export_state() -> Value {
     };
     let request: ArchiveRequest = *request;
     let error = || Some(StateError { error: "ExportFailed".into(), cause: Some("c".into()) });
-    let state = RdsExportState {
+    let state = FlowDocument {
         outcome: "planned".into(),
+        steps: RdsExportSteps {
+            export: Some(StartedExport {
+                export_task_identifier: request.export_task_identifier.clone().unwrap(),
+                location: S3Location { bucket: "example-archive".into(), prefix: "backups/x".into() },
+                started: true,
+            }),
+            exported: Some(ExportedFiles { location: "s3://b/p/".into(), export_info_key: "k".into(), objects: 1, total_size: 1 }),
+        },
         handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-dump:k".into() }),
-        export: Some(StartedExport {
-            export_task_identifier: request.export_task_identifier.clone().unwrap(),
-            location: S3Location { bucket: "example-archive".into(), prefix: "backups/x".into() },
-            started: true,
-        }),
-        exported: Some(ExportedFiles { location: "s3://b/p/".into(), export_info_key: "k".into(), objects: 1, total_size: 1 }),
         recovery_point_deletion: Some(RecoveryPointDeletion {
             recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
             deleted: true,
@@ -285,33 +291,35 @@ fn dump_state() -> Value {
         name: request.idempotency_key.clone(),
         parameters: DUMP_JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
     };
-    let state = RdsDumpState {
+    let state = FlowDocument {
         outcome: "planned".into(),
-        temporary_database: Some(TemporaryDatabase {
-            names: DatabaseNames {
-                shape: DatabaseShape::Cluster,
-                instance_identifier: "ba-x-1".into(),
-                cluster_identifier: Some("ba-x".into()),
-                password_parameter: "/backup-archiver/k/e/master-password".into(),
-            },
-            engine: "aurora-postgresql".into(),
-            instance_class: "db.t4g.medium".into(),
-            master_username: "postgres".into(),
-            job: job.clone(),
-        }),
-        database_endpoint: Some(DatabaseEndpoint {
-            address: "ba-x.cluster-1.eu-west-1.rds.amazonaws.com".into(),
-            port: 5432,
-            job,
-        }),
-        job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
-        deleted_database: Some(DeletedDatabase::default()),
-        verification: Some(Verification {
-            location: "s3://b/p".into(),
-            manifest_key: "p/manifest.json".into(),
-            objects: 1,
-            total_size: 1,
-        }),
+        steps: RdsDumpSteps {
+            temporary_database: Some(TemporaryDatabase {
+                names: DatabaseNames {
+                    shape: DatabaseShape::Cluster,
+                    instance_identifier: "ba-x-1".into(),
+                    cluster_identifier: Some("ba-x".into()),
+                    password_parameter: "/backup-archiver/k/e/master-password".into(),
+                },
+                engine: "aurora-postgresql".into(),
+                instance_class: "db.t4g.medium".into(),
+                master_username: "postgres".into(),
+                job: job.clone(),
+            }),
+            database_endpoint: Some(DatabaseEndpoint {
+                address: "ba-x.cluster-1.eu-west-1.rds.amazonaws.com".into(),
+                port: 5432,
+                job,
+            }),
+            job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+            deleted_database: Some(DeletedDatabase::default()),
+            verification: Some(Verification {
+                location: "s3://b/p".into(),
+                manifest_key: "p/manifest.json".into(),
+                objects: 1,
+                total_size: 1,
+            }),
+        },
         recovery_point_deletion: Some(RecoveryPointDeletion {
             recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
             deleted: true,
