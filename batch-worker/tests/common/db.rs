@@ -160,6 +160,10 @@ impl Mariadb {
         nix::unistd::chown(dir.path(), Some(uid.into()), Some(gid.into())).expect("chown mariadb dir");
         let data = dir.path().join("data");
         run_ok(Command::new("mariadb-install-db").arg("--no-defaults").arg(format!("--datadir={}", data.display())).args(["--user=mysql", "--skip-test-db", "--auth-root-authentication-method=socket"]));
+        // Its own tmpdir: the server's temporary tables must not share /tmp with whatever else runs.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("mariadb tmpdir");
+        nix::unistd::chown(&tmp, Some(uid.into()), Some(gid.into())).expect("chown mariadb tmpdir");
         let port = free_port();
         let socket = dir.path().join("mysqld.sock");
         let log = dir.path().join("server.log");
@@ -169,6 +173,7 @@ impl Mariadb {
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
             .arg(format!("--log-error={}", log.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--user=mysql", "--bind-address=127.0.0.1", &format!("--port={port}"), "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
