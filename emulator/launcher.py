@@ -702,7 +702,8 @@ def backup_recovery_points() -> None:
     content. DescribeRecoveryPoint describes it (Status COMPLETED); StartRestoreJob (IdempotencyToken honoured)
     starts a job (PENDING) that DescribeRestoreJob reports RUNNING, then COMPLETED (moto's state manager, model
     `backup::restore`), and that creates the table `Metadata.targetTableName` when it completes, as AWS Backup
-    does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS with a message."""
+    does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS with a message, as does
+    every restore of a recovery point registered with "RestoreFailure": "<message>"."""
     from moto.backup import urls as backup_urls
     from moto.core.exceptions import JsonRESTError
     from moto.backup.responses import BackupResponse
@@ -730,6 +731,8 @@ def backup_recovery_points() -> None:
                 self.failure = "IamRoleArn is required to restore DynamoDB"
             elif not (body.get("Metadata") or {}).get("targetTableName"):
                 self.failure = "Metadata.targetTableName is required"
+            elif self.point.get("RestoreFailure"):
+                self.failure = self.point["RestoreFailure"]
             self.table_arn = None
 
         def describe(self) -> dict:

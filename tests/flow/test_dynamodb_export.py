@@ -184,19 +184,24 @@ def test_plan_of_dynamodb_events(aws, tmp_path):
         assert "/dynamodb/Orders/" in f"/{plan['destination']['prefix']}/", plan
 
 
-def test_aws_backup_recovery_point_of_a_deleted_table_is_restored_by_aws_backup(aws, keep_stack, slack):
-    # A recovery point with AWS Backup's advanced features: DynamoDB cannot restore it, only StartRestoreJob can.
-    table, backup = backed_up_table(aws, pitr=False, items=4)
+def recovery_point_of_a_deleted_table(aws, items: int, **extra) -> tuple[str, dict, str]:
+    """A recovery point with AWS Backup's advanced features (DynamoDB cannot restore it, only StartRestoreJob can)
+    of a table that is gone, so no PITR can be read from: (table, the backup holding its items, the point's ARN)."""
+    table, backup = backed_up_table(aws, pitr=False, items=items)
     dynamodb = aws.client("dynamodb")
     table_arn = dynamodb.describe_table(TableName=table)["Table"]["TableArn"]
     point_arn = f"arn:aws:backup:{REGION}:{ACCOUNT}:recovery-point:{uuid.uuid4()}"
     point = {"RecoveryPointArn": point_arn, "BackupVaultName": KEEP_VAULT, "ResourceArn": table_arn,
-             "CreationDate": backup["BackupCreationDateTime"].timestamp(), "SourceBackupArn": backup["BackupArn"]}
+             "CreationDate": backup["BackupCreationDateTime"].timestamp(), "SourceBackupArn": backup["BackupArn"], **extra}
     request = urllib.request.Request(aws.endpoint + RECOVERY_POINTS_PATH, method="POST", data=json.dumps(point).encode(),
                                      headers={"Content-Type": "application/json"})
     assert urllib.request.urlopen(request).status == 201
-    dynamodb.delete_table(TableName=table)  # no PITR to read from: the recovery point must be restored
+    dynamodb.delete_table(TableName=table)
+    return table, backup, point_arn
 
+
+def test_aws_backup_recovery_point_of_a_deleted_table_is_restored_by_aws_backup(aws, keep_stack, slack):
+    table, backup, point_arn = recovery_point_of_a_deleted_table(aws, items=4)
     execution = run(aws, keep_stack, table, backup, point_arn)
     assert execution["status"] == "SUCCEEDED", (execution.get("error"), execution.get("cause"))
     output = output_of(execution)
@@ -216,3 +221,18 @@ def test_aws_backup_recovery_point_of_a_deleted_table_is_restored_by_aws_backup(
     assert "restored from the backup" in json.dumps(message)
     [sns] = sns_messages(aws, keep_stack)
     assert point_arn.rsplit(":", 1)[1] in sns, sns
+
+
+def test_a_failed_aws_backup_restore_fails_the_execution_and_leaves_nothing(aws, keep_stack, slack):
+    table, backup, point_arn = recovery_point_of_a_deleted_table(
+        aws, items=2, RestoreFailure="Access denied: the restore role cannot write the table")
+    execution = run(aws, keep_stack, table, backup, point_arn)
+    assert execution["status"] == "FAILED" and execution["error"] == "TableOperationFailed", execution
+    assert "Access denied: the restore role cannot write the table" in execution["cause"], execution["cause"]
+    entered = states_entered(aws, execution["executionArn"])
+    assert entered[-5:] == ["PrepareTable", "Cleanup", "NotifyFailure", "FailureRoute", "Failed"], entered
+    assert our_tables(aws) == []
+    [message] = slack.delivered()
+    assert "FAILED: TableOperationFailed" in message["text"], message
+    [sns] = sns_messages(aws, keep_stack)
+    assert "kept" in sns, "the recovery point is kept"
