@@ -217,7 +217,11 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
     environment = {"plan": {"PLAN_CONFIG": json.dumps(plan_config)}, "notify": {},
                    "sns-trigger": {"STATE_MACHINE_ARN_PREFIX": machine_prefix}}
     if settings.slack_webhook_url:
-        environment["notify"]["SLACK_WEBHOOK_URL"] = settings.slack_webhook_url
+        # As infra/ README asks of a user: the webhook in a SecureString parameter, named to notify.
+        parameter = f"/{name}/slack-webhook"
+        aws.client("ssm").put_parameter(Name=parameter, Value=settings.slack_webhook_url, Type="SecureString",
+                                        Overwrite=True)
+        environment["notify"]["SLACK_WEBHOOK_PARAMETER"] = parameter
     if topic_arn:
         environment["notify"]["SNS_TOPIC_ARN"] = topic_arn
     stack_so_far = {"name": name, "role_arn": role_arn, "instance_id": instance_id, "job_queue_arn": queue_arn,

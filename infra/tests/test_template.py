@@ -304,6 +304,8 @@ class Iam(unittest.TestCase):
     def test_database_table_and_password_actions_require_our_tag(self):
         checked = 0
         for role, statement in statements(self.template):
+            if statement is self.slack_webhook_statement():
+                continue  # the user's own parameter, named by a parameter: see the test of it
             actions = {a.lower() for a in as_list(statement["Action"])}
             resources_ = json.dumps(statement["Resource"])
             condition = statement.get("Condition", {}).get("StringEquals", {})
@@ -323,6 +325,8 @@ class Iam(unittest.TestCase):
 
     def test_temporary_tables_and_passwords_stay_under_the_flows_names(self):
         for role, statement in statements(self.template):
+            if statement is self.slack_webhook_statement():
+                continue
             for action in as_list(statement["Action"]):
                 text = json.dumps(statement["Resource"])
                 if action.startswith("ssm:"):
@@ -332,6 +336,20 @@ class Iam(unittest.TestCase):
                               "dynamodb:RestoreTableFromAwsBackup"}:
                     self.assertIn(":table/backup-archiver-*", text, f"{role}: {action}")
                     self.assertNotIn('table/*"', text, f"{role}: {action}")
+
+    def slack_webhook_statement(self):
+        [statement] = [s for _, s in statements(self.template) if isinstance(s, dict) and s.get("Sid") == "ReadTheSlackWebhook"]
+        return statement
+
+    def test_only_notify_reads_the_slack_webhook_and_only_its_parameter(self):
+        readers = [(role, s) for role, s in statements(self.template)
+                   if any(a.lower() == "ssm:getparameter" for a in as_list(s["Action"]))
+                   and "SlackWebhookParameterName" in json.dumps(s["Resource"])]
+        self.assertEqual([role for role, _ in readers], ["NotifyFunctionRole"])
+        [(_, statement)] = readers
+        self.assertEqual(as_list(statement["Action"]), ["ssm:GetParameter"])
+        self.assertEqual(statement["Resource"], {"Fn::Sub": (
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SlackWebhookParameterName}")})
 
     def test_instances_carry_the_stack_tag(self):
         for name, environment in resources(self.template, "AWS::Batch::ComputeEnvironment").items():

@@ -1,7 +1,9 @@
 //! The `notify` Lambda (states `NotifySuccess` and `NotifyFailure`): sends the one notification
 //! of an execution, to a Slack incoming webhook and/or an SNS topic, both optional:
 //!
-//! - `SLACK_WEBHOOK_URL`: the webhook; a 429 is retried after its `Retry-After`, a 5xx or a lost
+//! - `SLACK_WEBHOOK_PARAMETER`: the name of the SSM SecureString parameter holding the webhook's
+//!   URL, read once per cold start (the URL is a credential: it is never in the function's
+//!   configuration, nor logged); a 429 is retried after its `Retry-After`, a 5xx or a lost
 //!   connection with backoff, a bounded number of times ([`slack_retry_delay`]);
 //! - `SNS_TOPIC_ARN`: the topic.
 //!
@@ -24,6 +26,9 @@ use lambda_common::{optional_env, parse_input, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
+/// The environment variable naming the SecureString parameter of the Slack webhook.
+const SLACK_WEBHOOK_PARAMETER_ENV: &str = "SLACK_WEBHOOK_PARAMETER";
+
 /// One Slack request's longest wait for an answer (arbitrary: Slack answers in well under 1 s).
 const SLACK_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,11 +50,13 @@ struct Slack {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let notifier = Notifier {
-        sns: aws_sdk_sns::Client::new(&lambda_common::aws_config().await),
-        topic_arn: optional_env("SNS_TOPIC_ARN"),
-        slack: slack_from_env(),
+    let config = lambda_common::aws_config().await;
+    let slack = match optional_env(SLACK_WEBHOOK_PARAMETER_ENV) {
+        Some(name) => Some(slack_from_parameter(&aws_sdk_ssm::Client::new(&config), &name).await),
+        None => None,
     };
+    let notifier =
+        Notifier { sns: aws_sdk_sns::Client::new(&config), topic_arn: optional_env("SNS_TOPIC_ARN"), slack };
     let slack = match &notifier.slack {
         Some(Ok(_)) => "configured",
         Some(Err(_)) => "misconfigured",
@@ -63,13 +70,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-fn slack_from_env() -> Option<Result<Slack, StepError>> {
-    optional_env("SLACK_WEBHOOK_URL").map(|url| slack_client(&url))
+/// The webhook named by the SecureString parameter `name`. SSM's errors name the parameter, never
+/// its value; a value that is not a URL is reported without it.
+async fn slack_from_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Slack, StepError> {
+    let output = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| StepError::config(AwsFailure::of(&format!("GetParameter {name} (the Slack webhook)"), &e).message))?;
+    let url = output.parameter.and_then(|p| p.value).unwrap_or_default();
+    slack_client(&url).map_err(|e| StepError::config(format!("parameter {name}: {}", e.message)))
 }
 
 /// A client for the webhook `url` (https, or http for a local stand-in).
 fn slack_client(url: &str) -> Result<Slack, StepError> {
-    let url: http::Uri = url.parse().map_err(|e| StepError::config(format!("SLACK_WEBHOOK_URL is not a URL: {e}")))?;
+    let url: http::Uri = url.parse().map_err(|_| StepError::config("the Slack webhook is not a URL"))?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
         .map_err(|e| StepError::config(format!("no TLS root certificates for Slack: {e}")))?
