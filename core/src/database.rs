@@ -21,7 +21,7 @@
 //! RDS restores keep the snapshot's master password, which we do not know; the flow sets a new
 //! one once the instance is available. The password exists only in the SSM SecureString
 //! parameter that `restore-database` creates: states, logs and the job's arguments carry the
-//! parameter's *name*. [`RdsDumpState`] is the document; `core/tests/asl.rs` checks every
+//! parameter's *name*. [`FlowDocument`](crate::flow::FlowDocument)`<`[`RdsDumpSteps`]`>` is the document; `core/tests/asl.rs` checks every
 //! JSONPath of the ASL against it.
 
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use crate::errors;
 use crate::flow::{
-    ArchiveJob, FlowDocument, JobResult, Verification, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY,
+    ArchiveJob, JobResult, Verification, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY,
     TAG_SNAPSHOT_ID,
 };
 use crate::naming::{database_identifier, password_parameter_name};
@@ -612,9 +612,6 @@ pub struct RdsDumpSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
 }
-
-/// `state-machines/rds-dump.asl.json`'s document.
-pub type RdsDumpState = FlowDocument<RdsDumpSteps>;
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@
 //! any Catch           -> error | cleanup_error | notify_error
 //! ```
 //!
-//! [`DynamodbExportState`] is that document; `core/tests/asl.rs` checks every JSONPath of the
+//! [`FlowDocument`](crate::flow::FlowDocument)`<`[`DynamodbExportSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the
 //! ASL against it.
 //!
 //! Why two ways: ExportTableToPointInTime reads a table's PITR history, not a backup. When the
@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::arn::Arn;
 use crate::errors;
 use crate::flow::{
-    client_token, FlowDocument, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
+    client_token, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
 };
 use crate::request::{ArchiveRequest, ResourceKind};
 use crate::s3_location::S3Location;
@@ -615,9 +615,6 @@ pub struct DynamodbExportSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_tables: Option<DeletedTables>,
 }
-
-/// `state-machines/dynamodb-export.asl.json`'s document.
-pub type DynamodbExportState = FlowDocument<DynamodbExportSteps>;
 
 #[cfg(test)]
 mod tests {

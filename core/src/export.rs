@@ -27,7 +27,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::arn::Arn;
 use crate::errors;
-use crate::flow::FlowDocument;
 use crate::request::{ArchiveRequest, Flow};
 use crate::s3_location::S3Location;
 
@@ -309,9 +308,6 @@ pub struct RdsExportSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exported: Option<ExportedFiles>,
 }
-
-/// `state-machines/rds-export.asl.json`'s document.
-pub type RdsExportState = FlowDocument<RdsExportSteps>;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@
 //! any Catch           -> error | cleanup_error | notify_error   (StateError)
 //! ```
 //!
-//! [`EbsArchiveState`] is that document; `core/tests/asl.rs` checks every JSONPath of the ASL
+//! [`FlowDocument`]`<`[`EbsArchiveSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the ASL
 //! against it, so a renamed field fails a test instead of an execution.
 
 use std::collections::BTreeMap;
@@ -544,9 +544,6 @@ pub struct EbsArchiveSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
 }
-
-/// `state-machines/ebs-archive.asl.json`'s document.
-pub type EbsArchiveState = FlowDocument<EbsArchiveSteps>;
 
 /// What the `Handoff` state keeps of StartExecution's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! The state machines under `state-machines/` against the core crate: every `ErrorEquals` name is
 //! one of [`errors`]'s (or Step Functions', Lambda's, Batch's), every JSONPath resolves in the
-//! execution's document as core serializes it ([`EbsArchiveState`], [`RdsExportState`],
-//! [`RdsDumpState`], [`DynamodbExportState`]), every Lambda's `Parameters` build exactly its input
+//! execution's document as core serializes it ([`FlowDocument`] with each flow's steps), every Lambda's `Parameters` build exactly its input
 //! type, and the graph has no loop, no dead end, no Task without a catch-all and no Retry without a
 //! bound. Every `*.asl.json` is checked; a new flow needs its document in [`flows`]. Every flow
 //! plans, routes, hands off and fails with the EBS flow's states ([`SHARED_STATES`]). A renamed
@@ -11,19 +10,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use archiver_core::database::{
-    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase, RdsDumpState,
+    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase,
     RdsDumpSteps, RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
 };
 use archiver_core::dynamodb::{
-    CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportState, DynamodbExportSteps, ExportResult, ExportSource,
+    CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportSteps, ExportResult, ExportSource,
     ExportTableInput, PrepareTableInput, StartTableExportInput, TableExport, TableSource,
 };
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
-use archiver_core::export::{CheckExportInput, ExportedFiles, RdsExportState, RdsExportSteps, StartExportInput, StartedExport};
+use archiver_core::export::{CheckExportInput, ExportedFiles, RdsExportSteps, StartExportInput, StartedExport};
 use archiver_core::flow::{
     ArchiveJob, CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteRecoveryPointInput, DeleteVolumeInput,
-    DeletedVolumes, EbsArchiveState, EbsArchiveSteps, FlowDocument, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
+    DeletedVolumes, EbsArchiveSteps, FlowDocument, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
     Verification, VerifyInput, JOB_PARAMETERS,
 };
 use archiver_core::request::{plan_archive, ArchiveRequest, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
@@ -112,6 +111,33 @@ const CANCEL_EXPORT_RESOURCE: &str = "arn:aws:states:::aws-sdk:rds:cancelExportT
 /// the ASL may select. <https://docs.aws.amazon.com/batch/latest/APIReference/API_JobDetail.html>
 const BATCH_JOB_FIELDS: &[&str] = &["JobId", "JobName", "Status", "StatusReason", "JobArn"];
 
+/// A flow's document with every field present: the plan `request`, the flow's `steps` and every
+/// field the flows share, checked to round-trip through core's type.
+fn full_document<S>(request: ArchiveRequest, steps: S) -> Value
+where
+    S: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let error = || Some(StateError { error: "JobFailed".into(), cause: Some("{}".into()) });
+    let document = FlowDocument {
+        outcome: "planned".into(),
+        recovery_point_deletion: Some(RecoveryPointDeletion {
+            recovery_point_arn: request.recovery_point_arn.clone().expect("a document that may delete its recovery point"),
+            deleted: true,
+        }),
+        request,
+        steps,
+        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-export:k".into() }),
+        duplicate: error(),
+        notification: Some(NotificationReport::default()),
+        error: error(),
+        cleanup_error: error(),
+        notify_error: error(),
+    };
+    let value = serde_json::to_value(&document).unwrap();
+    assert_eq!(serde_json::from_value::<FlowDocument<S>>(value.clone()).unwrap(), document, "the document round-trips");
+    value
+}
+
 /// The execution's document with every field present, built from the core's types.
 fn full_state() -> Value {
     let event = TriggerEvent::from_json(include_bytes!("fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap();
@@ -127,38 +153,21 @@ fn full_state() -> Value {
     else {
         panic!("the EBS fixture plans")
     };
-    let error = || Some(StateError { error: "JobFailed".into(), cause: Some("{}".into()) });
-    let state = FlowDocument {
-        outcome: "planned".into(),
-        steps: EbsArchiveSteps {
-            temporary_volume: Some(CreatedVolume {
-                volume_id: "vol-1".into(),
-                availability_zone: "eu-west-1a".into(),
-                job: ArchiveJob {
-                    queue: "q".into(),
-                    name: request.idempotency_key.clone(),
-                    parameters: JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
-                },
-            }),
-            job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
-            deleted_volumes: Some(DeletedVolumes::default()),
-            verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
-        },
-        recovery_point_deletion: Some(RecoveryPointDeletion {
-            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
-            deleted: true,
+    let steps = EbsArchiveSteps {
+        temporary_volume: Some(CreatedVolume {
+            volume_id: "vol-1".into(),
+            availability_zone: "eu-west-1a".into(),
+            job: ArchiveJob {
+                queue: "q".into(),
+                name: request.idempotency_key.clone(),
+                parameters: JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
+            },
         }),
-        notification: Some(NotificationReport::default()),
-        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-export:k".into() }),
-        duplicate: error(),
-        error: error(),
-        cleanup_error: error(),
-        notify_error: error(),
-        request: *request,
+        job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+        deleted_volumes: Some(DeletedVolumes::default()),
+        verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
     };
-    let value = serde_json::to_value(&state).unwrap();
-    assert_eq!(serde_json::from_value::<EbsArchiveState>(value.clone()).unwrap(), state, "the document round-trips");
-    value
+    full_document(*request, steps)
 }
 
 /// The DynamoDB flow's document with every field present, built from the core's types.
@@ -180,47 +189,30 @@ fn dynamodb_full_state() -> Value {
     // As from a vault's event: the recovery point and vault the deletion names.
     request.recovery_point_arn = request.snapshot_arn.clone();
     request.vault_name = Some("archive-vault".into());
-    let error = || Some(StateError { error: "ExportFailed".into(), cause: Some("c".into()) });
     let time = "2025-03-04T02:00:00Z".parse().unwrap();
-    let state = FlowDocument {
-        outcome: "planned".into(),
-        steps: DynamodbExportSteps {
-            table_source: Some(TableSource {
-                source: ExportSource::TemporaryTable,
-                table_name: "backup-archiver-t".into(),
-                table_arn: "arn:aws:dynamodb:eu-west-1:111122223333:table/backup-archiver-t".into(),
-                export_time: Some(time),
-                backup_arn: "b".into(),
-                backup_created_at: time,
-                reason: "r".into(),
-                restore_job_id: Some("job-1".into()),
-            }),
-            table_export: Some(TableExport { export_arn: "e".into(), table_arn: "t".into(), export_time: Some(time) }),
-            export_result: Some(ExportResult {
-                export_arn: "e".into(),
-                location: "s3://b/p".into(),
-                manifest_summary_key: "p/AWSDynamoDB/1/manifest-summary.json".into(),
-                item_count: 1,
-                billed_size_bytes: 1,
-                export_time: Some(time),
-            }),
-            deleted_tables: Some(DeletedTables::default()),
-        },
-        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:m:e".into() }),
-        duplicate: error(),
-        recovery_point_deletion: Some(RecoveryPointDeletion {
-            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
-            deleted: true,
+    let steps = DynamodbExportSteps {
+        table_source: Some(TableSource {
+            source: ExportSource::TemporaryTable,
+            table_name: "backup-archiver-t".into(),
+            table_arn: "arn:aws:dynamodb:eu-west-1:111122223333:table/backup-archiver-t".into(),
+            export_time: Some(time),
+            backup_arn: "b".into(),
+            backup_created_at: time,
+            reason: "r".into(),
+            restore_job_id: Some("job-1".into()),
         }),
-        notification: Some(NotificationReport::default()),
-        error: error(),
-        cleanup_error: error(),
-        notify_error: error(),
-        request: *request,
+        table_export: Some(TableExport { export_arn: "e".into(), table_arn: "t".into(), export_time: Some(time) }),
+        export_result: Some(ExportResult {
+            export_arn: "e".into(),
+            location: "s3://b/p".into(),
+            manifest_summary_key: "p/AWSDynamoDB/1/manifest-summary.json".into(),
+            item_count: 1,
+            billed_size_bytes: 1,
+            export_time: Some(time),
+        }),
+        deleted_tables: Some(DeletedTables::default()),
     };
-    let value = serde_json::to_value(&state).unwrap();
-    assert_eq!(serde_json::from_value::<DynamodbExportState>(value.clone()).unwrap(), state, "the document round-trips");
-    value
+    full_document(*request, steps)
 }
 
 /// The RDS export flow's document with every field present.
@@ -237,32 +229,15 @@ fn full_export_state() -> Value {
         panic!("the RDS fixture plans an export")
     };
     let request: ArchiveRequest = *request;
-    let error = || Some(StateError { error: "ExportFailed".into(), cause: Some("c".into()) });
-    let state = FlowDocument {
-        outcome: "planned".into(),
-        steps: RdsExportSteps {
-            export: Some(StartedExport {
-                export_task_identifier: request.export_task_identifier.clone().unwrap(),
-                location: S3Location { bucket: "example-archive".into(), prefix: "backups/x".into() },
-                started: true,
-            }),
-            exported: Some(ExportedFiles { location: "s3://b/p/".into(), export_info_key: "k".into(), objects: 1, total_size: 1 }),
-        },
-        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-dump:k".into() }),
-        recovery_point_deletion: Some(RecoveryPointDeletion {
-            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
-            deleted: true,
+    let steps = RdsExportSteps {
+        export: Some(StartedExport {
+            export_task_identifier: request.export_task_identifier.clone().unwrap(),
+            location: S3Location { bucket: "example-archive".into(), prefix: "backups/x".into() },
+            started: true,
         }),
-        notification: Some(NotificationReport::default()),
-        duplicate: error(),
-        error: error(),
-        cleanup_error: error(),
-        notify_error: error(),
-        request,
+        exported: Some(ExportedFiles { location: "s3://b/p/".into(), export_info_key: "k".into(), objects: 1, total_size: 1 }),
     };
-    let value = serde_json::to_value(&state).unwrap();
-    assert_eq!(serde_json::from_value::<RdsExportState>(value.clone()).unwrap(), state, "the document round-trips");
-    value
+    full_document(request, steps)
 }
 
 /// The dump flow's document with every field present.
@@ -285,56 +260,39 @@ fn dump_state() -> Value {
     request.recovery_point_arn =
         Some("arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:awsbackup:job-1".parse().unwrap());
     request.vault_name = Some("archive-vault".into());
-    let error = || Some(StateError { error: "JobFailed".into(), cause: Some("{}".into()) });
     let job = ArchiveJob {
         queue: "q".into(),
         name: request.idempotency_key.clone(),
         parameters: DUMP_JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
     };
-    let state = FlowDocument {
-        outcome: "planned".into(),
-        steps: RdsDumpSteps {
-            temporary_database: Some(TemporaryDatabase {
-                names: DatabaseNames {
-                    shape: DatabaseShape::Cluster,
-                    instance_identifier: "ba-x-1".into(),
-                    cluster_identifier: Some("ba-x".into()),
-                    password_parameter: "/backup-archiver/k/e/master-password".into(),
-                },
-                engine: "aurora-postgresql".into(),
-                instance_class: "db.t4g.medium".into(),
-                master_username: "postgres".into(),
-                job: job.clone(),
-            }),
-            database_endpoint: Some(DatabaseEndpoint {
-                address: "ba-x.cluster-1.eu-west-1.rds.amazonaws.com".into(),
-                port: 5432,
-                job,
-            }),
-            job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
-            deleted_database: Some(DeletedDatabase::default()),
-            verification: Some(Verification {
-                location: "s3://b/p".into(),
-                manifest_key: "p/manifest.json".into(),
-                objects: 1,
-                total_size: 1,
-            }),
-        },
-        recovery_point_deletion: Some(RecoveryPointDeletion {
-            recovery_point_arn: request.recovery_point_arn.clone().unwrap(),
-            deleted: true,
+    let steps = RdsDumpSteps {
+        temporary_database: Some(TemporaryDatabase {
+            names: DatabaseNames {
+                shape: DatabaseShape::Cluster,
+                instance_identifier: "ba-x-1".into(),
+                cluster_identifier: Some("ba-x".into()),
+                password_parameter: "/backup-archiver/k/e/master-password".into(),
+            },
+            engine: "aurora-postgresql".into(),
+            instance_class: "db.t4g.medium".into(),
+            master_username: "postgres".into(),
+            job: job.clone(),
         }),
-        notification: Some(NotificationReport::default()),
-        handoff: Some(Handoff { execution_arn: "arn:aws:states:eu-west-1:111122223333:execution:rds-export:k".into() }),
-        duplicate: error(),
-        error: error(),
-        cleanup_error: error(),
-        notify_error: error(),
-        request: *request,
+        database_endpoint: Some(DatabaseEndpoint {
+            address: "ba-x.cluster-1.eu-west-1.rds.amazonaws.com".into(),
+            port: 5432,
+            job,
+        }),
+        job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+        deleted_database: Some(DeletedDatabase::default()),
+        verification: Some(Verification {
+            location: "s3://b/p".into(),
+            manifest_key: "p/manifest.json".into(),
+            objects: 1,
+            total_size: 1,
+        }),
     };
-    let value = serde_json::to_value(&state).unwrap();
-    assert_eq!(serde_json::from_value::<RdsDumpState>(value.clone()).unwrap(), state, "the document round-trips");
-    value
+    full_document(*request, steps)
 }
 
 /// The document after a Plan that skipped: the skip's fields, and what the failure path adds.
