@@ -138,9 +138,9 @@ where
     value
 }
 
-/// The execution's document with every field present, built from the core's types.
-fn full_state() -> Value {
-    let event = TriggerEvent::from_json(include_bytes!("fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap();
+/// The plan of `event` under a configuration that every flow can plan with (an AZ with its queue,
+/// recovery points deleted), at a fixed time.
+fn planned(event: &TriggerEvent, facts: &SnapshotFacts, what: &str) -> ArchiveRequest {
     let config: PlanConfig = serde_json::from_value(json!({
         "destination": {"bucket": "example-archive", "prefix": "backups"},
         "availability_zones": ["eu-west-1a"],
@@ -148,11 +148,16 @@ fn full_state() -> Value {
         "delete_recovery_point": true
     }))
     .unwrap();
-    let Ok(PlanOutcome::Planned(request)) =
-        plan_archive(&event, &SnapshotFacts::default(), &config, "2025-03-04T03:00:00Z".parse().unwrap())
-    else {
-        panic!("the EBS fixture plans")
-    };
+    match plan_archive(event, facts, &config, "2025-03-04T03:00:00Z".parse().unwrap()) {
+        Ok(PlanOutcome::Planned(request)) => *request,
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+/// The execution's document with every field present, built from the core's types.
+fn full_state() -> Value {
+    let event = TriggerEvent::from_json(include_bytes!("fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap();
+    let request = planned(&event, &SnapshotFacts::default(), "the EBS fixture plans");
     let steps = EbsArchiveSteps {
         temporary_volume: Some(CreatedVolume {
             volume_id: "vol-1".into(),
@@ -167,7 +172,7 @@ fn full_state() -> Value {
         deleted_volumes: Some(DeletedVolumes::default()),
         verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
     };
-    full_document(*request, steps)
+    full_document(request, steps)
 }
 
 /// The DynamoDB flow's document with every field present, built from the core's types.
@@ -176,16 +181,7 @@ fn dynamodb_full_state() -> Value {
         "snapshot": "arn:aws:dynamodb:eu-west-1:111122223333:table/Orders/backup/01568804569000-d3306d76"
     }))
     .unwrap();
-    let config: PlanConfig = serde_json::from_value(json!({
-        "destination": {"bucket": "example-archive", "prefix": "backups"},
-        "delete_recovery_point": true
-    }))
-    .unwrap();
-    let Ok(PlanOutcome::Planned(mut request)) =
-        plan_archive(&event, &SnapshotFacts::default(), &config, "2025-03-04T03:00:00Z".parse().unwrap())
-    else {
-        panic!("the DynamoDB backup plans")
-    };
+    let mut request = planned(&event, &SnapshotFacts::default(), "the DynamoDB backup plans");
     // As from a vault's event: the recovery point and vault the deletion names.
     request.recovery_point_arn = request.snapshot_arn.clone();
     request.vault_name = Some("archive-vault".into());
@@ -212,23 +208,14 @@ fn dynamodb_full_state() -> Value {
         }),
         deleted_tables: Some(DeletedTables::default()),
     };
-    full_document(*request, steps)
+    full_document(request, steps)
 }
 
 /// The RDS export flow's document with every field present.
 fn full_export_state() -> Value {
     let event = TriggerEvent::from_json(include_bytes!("fixtures/eventbridge-backup-job-completed-rds.json")).unwrap();
-    let config: PlanConfig = serde_json::from_value(json!({
-        "destination": {"bucket": "example-archive", "prefix": "backups"},
-        "delete_recovery_point": true
-    }))
-    .unwrap();
     let facts = SnapshotFacts { engine: Some("postgres".into()), ..SnapshotFacts::default() };
-    let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &facts, &config, "2025-03-04T03:00:00Z".parse().unwrap())
-    else {
-        panic!("the RDS fixture plans an export")
-    };
-    let request: ArchiveRequest = *request;
+    let request = planned(&event, &facts, "the RDS fixture plans an export");
     let steps = RdsExportSteps {
         export: Some(StartedExport {
             export_task_identifier: request.export_task_identifier.clone().unwrap(),
@@ -243,19 +230,8 @@ fn full_export_state() -> Value {
 /// The dump flow's document with every field present.
 fn dump_state() -> Value {
     let event = TriggerEvent::from_json(include_bytes!("fixtures/manual-aurora-snapshot-dump.json")).unwrap();
-    let config: PlanConfig = serde_json::from_value(json!({
-        "destination": {"bucket": "example-archive", "prefix": "backups"},
-        "availability_zones": ["eu-west-1a"],
-        "job_queues": {"eu-west-1a": "arn:aws:batch:eu-west-1:111122223333:job-queue/archive-a"},
-        "delete_recovery_point": true
-    }))
-    .unwrap();
     let facts = SnapshotFacts { source_resource_id: Some("billing".into()), ..SnapshotFacts::default() };
-    let Ok(PlanOutcome::Planned(mut request)) =
-        plan_archive(&event, &facts, &config, "2025-03-04T03:00:00Z".parse().unwrap())
-    else {
-        panic!("the Aurora dump fixture plans")
-    };
+    let mut request = planned(&event, &facts, "the Aurora dump fixture plans");
     // A manual snapshot has no recovery point; the document may still carry one (a backup job's).
     request.recovery_point_arn =
         Some("arn:aws:rds:eu-west-1:111122223333:cluster-snapshot:awsbackup:job-1".parse().unwrap());
@@ -292,7 +268,7 @@ fn dump_state() -> Value {
             total_size: 1,
         }),
     };
-    full_document(*request, steps)
+    full_document(request, steps)
 }
 
 /// The document after a Plan that skipped: the skip's fields, and what the failure path adds.
