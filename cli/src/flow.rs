@@ -122,13 +122,7 @@ pub struct StatusArgs {
 // plan
 
 pub fn plan(args: PlanArgs) -> Result<ExitCode, Failure> {
-    let text = if args.event.as_os_str() == "-" {
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut text).map_err(Failure::usage)?;
-        text
-    } else {
-        std::fs::read(&args.event).map_err(|e| Failure::usage(format!("{}: {e}", args.event.display())))?
-    };
+    let text = crate::read_input(&args.event)?;
     let config = plan_config(args.config.as_ref())?;
     let mut facts: SnapshotFacts = match &args.facts {
         Some(path) => read_json(path)?,

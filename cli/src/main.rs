@@ -5,7 +5,7 @@
 //! (verification mismatch, archive failed), 2 usage or configuration error, 130 interrupted.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode as ProcessExitCode;
 
 use archiver_core::s3_location::S3Location;
@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod flow;
 mod output;
+mod retention;
 
 /// The exit codes, one meaning each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,8 @@ enum Command {
     Replay(flow::ReplayArgs),
     /// Recent executions, or one execution step by step.
     Status(flow::StatusArgs),
+    /// Dry run of the organisation flow's retention step: exit 0 changed, 1 unchanged, 2 bad input.
+    Retention(retention::RetentionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,6 +115,7 @@ fn main() -> ProcessExitCode {
             Command::Start(args) => flow::start(args).await,
             Command::Replay(args) => flow::replay(args).await,
             Command::Status(args) => flow::status(args).await,
+            Command::Retention(args) => retention::retention(args),
         };
         match result {
             Ok(code) => code,
@@ -129,6 +133,17 @@ fn main() -> ProcessExitCode {
 pub struct Failure {
     pub code: ExitCode,
     pub message: String,
+}
+
+/// The bytes of an input file, or of stdin for `-`.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
+    if path.as_os_str() == "-" {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut text).map_err(Failure::usage)?;
+        Ok(text)
+    } else {
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))
+    }
 }
 
 impl Failure {

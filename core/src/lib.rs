@@ -20,6 +20,8 @@
 //! - [`export`]: the RDS export flow's states: starting an export, reading its status, checking
 //!   its files.
 //! - [`message`]: the notification an execution ends with, for Slack and SNS.
+//! - [`retention`]: the organisation flow's retention shortening: the lifecycle update that
+//!   schedules a copied recovery point's deletion sooner, never later.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
 //! Lambdas, the CLI and the ASL files agree on one set of field names.
@@ -38,4 +40,5 @@ pub mod message;
 pub mod naming;
 pub mod part_size;
 pub mod request;
+pub mod retention;
 pub mod s3_location;
