@@ -149,11 +149,14 @@ def tagged_leftovers(aws, stack) -> list[str]:
     """Every DB instance, cluster and password parameter of the deployment that still exists."""
     rds, ssm = aws.client("rds"), aws.client("ssm")
     ours = lambda tags: any(t["Key"] == TAG_MANAGED_BY and t["Value"] == stack.settings.name for t in tags)  # noqa: E731
-    left = [db["DBInstanceIdentifier"] for db in rds.describe_db_instances()["DBInstances"]
+    # Every page: DescribeParameters answers 10 a page, so a leftover could hide on the second one.
+    every = lambda client, operation, key: [item for page in client.get_paginator(operation).paginate()  # noqa: E731
+                                            for item in page[key]]
+    left = [db["DBInstanceIdentifier"] for db in every(rds, "describe_db_instances", "DBInstances")
             if ours(rds.list_tags_for_resource(ResourceName=db["DBInstanceArn"])["TagList"])]
-    left += [c["DBClusterIdentifier"] for c in rds.describe_db_clusters()["DBClusters"]
+    left += [c["DBClusterIdentifier"] for c in every(rds, "describe_db_clusters", "DBClusters")
              if ours(rds.list_tags_for_resource(ResourceName=c["DBClusterArn"])["TagList"])]
-    left += [p["Name"] for p in ssm.describe_parameters()["Parameters"] if p["Name"].startswith(PARAMETER_PREFIX)]
+    left += [p["Name"] for p in every(ssm, "describe_parameters", "Parameters") if p["Name"].startswith(PARAMETER_PREFIX)]
     return left
 
 
