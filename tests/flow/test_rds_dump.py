@@ -267,7 +267,7 @@ def test_database_that_never_becomes_available_is_deleted_after_bounded_polls(aw
     assert execution["error"] == "DbNotReady", execution
     entered = states_entered(aws, arn)
     assert "SetPassword" not in entered and "DumpJob" not in entered, entered
-    assert entered[-4:-1] == ["Cleanup", "NotifyFailure", "FailureRoute"], entered
+    assert entered[-4:] == ["Cleanup", "NotifyFailure", "FailureRoute", "Failed"], entered
     assert submitted_jobs(aws, arn) == []
     # Bounded: CheckDatabase's Retry (12 attempts) ran out rather than polling forever.
     polls = proxy.actions("DescribeDBInstances")
@@ -292,7 +292,7 @@ def test_dump_that_fails_deletes_the_database_and_fails_with_job_failed(aws, kee
     entered = states_entered(aws, arn)
     assert "DumpJob" in entered and "JobFailed" in entered, entered
     assert "Verify" not in entered and "DeleteDatabase" not in entered, entered
-    assert entered[-4:-1] == ["Cleanup", "NotifyFailure", "FailureRoute"], entered
+    assert entered[-4:] == ["Cleanup", "NotifyFailure", "FailureRoute", "Failed"], entered
     assert job_of(aws, arn)["status"] == "FAILED"
     assert len(proxy.actions("DeleteDBInstance")) == 1
     [message] = slack.delivered()
