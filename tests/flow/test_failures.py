@@ -131,6 +131,22 @@ def test_delete_volume_failing_once_is_retried_and_the_archive_completes(aws, de
     assert f"Archived {snapshot_id}" in message["text"]
 
 
+def test_recovery_point_gone_before_its_deletion_counts_as_released(aws, delete_stack, proxy, slack):
+    # Its lifecycle (or an operator) deletes the recovery point while the worker archives: AWS Backup then answers
+    # DeleteRecoveryPoint with ResourceNotFoundException, which the flow reads as "already gone", not a failure.
+    proxy.stall_uploads()
+    arn, _, event = start(aws, delete_stack)
+    wait_until(proxy.stalled.is_set, 20, "the worker's first upload")
+    aws.client("backup").delete_recovery_point(BackupVaultName=DELETE_VAULT, RecoveryPointArn=event["resources"][0])
+    proxy.release()
+    execution = finished(aws, arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "the flow's own call, answered not found"
+    assert output_of(execution)["recovery_point_deletion"] == {"recovery_point_arn": event["resources"][0],
+                                                               "deleted": False}
+    assert recovery_point_fate(aws, event) == "deleted"
+
+
 def test_delete_volume_failing_once_in_the_cleanup_is_retried_and_the_failure_reported(aws, delete_stack, proxy,
                                                                                        slack):
     proxy.fail_uploads()
