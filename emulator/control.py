@@ -73,6 +73,19 @@ class Emulator:
         if response.status != 200:
             raise RuntimeError(f"the emulator refused the export failure: HTTP {response.status}")
 
+    def add_recovery_point(self, point: dict) -> None:
+        """Register an AWS Backup recovery point, as the backup job that made it would (launcher.py's
+        backup_recovery_points): {"RecoveryPointArn", "BackupVaultName", "ResourceArn", "CreationDate", …}."""
+        import urllib.request
+
+        from emulator.launcher import RECOVERY_POINTS_PATH
+
+        request = urllib.request.Request(self.endpoint + RECOVERY_POINTS_PATH, data=json.dumps(point).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            if answer.status != 201:
+                raise RuntimeError(f"the emulator refused the recovery point: HTTP {answer.status}")
+
     def job_log(self, job_id: str) -> Path:
         return self.state_dir / "logs" / "jobs" / f"{job_id}.log"
 

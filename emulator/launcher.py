@@ -696,18 +696,23 @@ RECOVERY_POINTS_PATH = "/moto-api/backup-archiver/recovery-points"
 
 def backup_recovery_points() -> None:
     """Addition (a gap in what moto emulates): moto's AWS Backup has vaults and plans but no recovery points and no
-    restore jobs. Add DynamoDB recovery points with AWS Backup's advanced features, which only StartRestoreJob
-    restores: POST {"RecoveryPointArn", "BackupVaultName", "ResourceArn", "CreationDate" (epoch seconds),
-    "SourceBackupArn"} to RECOVERY_POINTS_PATH, where SourceBackupArn is a moto DynamoDB backup holding the
-    content. DescribeRecoveryPoint describes it (Status COMPLETED); StartRestoreJob (IdempotencyToken honoured)
-    starts a job (PENDING) that DescribeRestoreJob reports RUNNING, then COMPLETED (moto's state manager, model
-    `backup::restore`), and that creates the table `Metadata.targetTableName` when it completes, as AWS Backup
-    does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS with a message, as does
-    every restore of a recovery point registered with "RestoreFailure": "<message>"."""
+    restore jobs. A test registers a recovery point by POSTing {"RecoveryPointArn", "BackupVaultName",
+    "ResourceArn", "CreationDate" (epoch seconds)} to RECOVERY_POINTS_PATH, as the backup job that made it would:
+    - an EBS recovery point is the EC2 snapshot itself (RecoveryPointArn `arn:aws:ec2:REGION::snapshot/snap-…`,
+      ResourceArn the volume's ARN); DeleteRecoveryPoint deletes that snapshot in moto's EC2, as AWS Backup does;
+    - a DynamoDB recovery point with AWS Backup's advanced features, which only StartRestoreJob restores, adds
+      "SourceBackupArn", a moto DynamoDB backup holding the content.
+    DescribeRecoveryPoint describes a point (Status COMPLETED) and DeleteRecoveryPoint removes it; both answer
+    ResourceNotFoundException for a point that is unknown or is in another vault, as AWS does. StartRestoreJob
+    (IdempotencyToken honoured) starts a job (PENDING) that DescribeRestoreJob reports RUNNING, then COMPLETED
+    (moto's state manager, model `backup::restore`), and that creates the table `Metadata.targetTableName` when it
+    completes, as AWS Backup does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS
+    with a message, as does every restore of a recovery point registered with "RestoreFailure": "<message>"."""
     from moto.backup import urls as backup_urls
     from moto.core.exceptions import JsonRESTError
     from moto.backup.responses import BackupResponse
     from moto.dynamodb.models import dynamodb_backends
+    from moto.ec2.models import ec2_backends
     from moto.moto_api import state_manager
     from moto.moto_api._internal import urls as moto_api_urls
     from moto.moto_api._internal.managed_state_model import ManagedState
@@ -753,14 +758,29 @@ def backup_recovery_points() -> None:
                 answer.update(CreatedResourceArn=self.table_arn, CompletionDate=time.time())
             return answer
 
-    def describe_recovery_point(self):
-        arn = urllib.parse.unquote(self.path.split("/recovery-points/", 1)[1].split("?", 1)[0])
+    def point_in_vault(path: str) -> dict:
+        """The recovery point that /backup-vaults/{name}/recovery-points/{arn} names, in that vault."""
+        vault, arn = path.split("?", 1)[0].removeprefix("/backup-vaults/").split("/recovery-points/", 1)
+        vault, arn = urllib.parse.unquote(vault), urllib.parse.unquote(arn)
         point = recovery_points.get(arn)
-        if point is None:
-            not_found(f"recovery point {arn} not found")
-        return json.dumps({"RecoveryPointArn": arn, "BackupVaultName": point["BackupVaultName"],
-                           "ResourceArn": point["ResourceArn"], "ResourceType": "DynamoDB", "Status": "COMPLETED",
+        if point is None or point["BackupVaultName"] != vault:
+            not_found(f"Recovery point {arn} not found in backup vault {vault}")
+        return point
+
+    def describe_recovery_point(self):
+        point = point_in_vault(self.path)
+        resource_type = "EBS" if point["RecoveryPointArn"].startswith("arn:aws:ec2:") else "DynamoDB"
+        return json.dumps({"RecoveryPointArn": point["RecoveryPointArn"], "BackupVaultName": point["BackupVaultName"],
+                           "ResourceArn": point["ResourceArn"], "ResourceType": resource_type, "Status": "COMPLETED",
                            "CreationDate": point["CreationDate"]})
+
+    def delete_recovery_point(self) -> str:
+        point = point_in_vault(self.path)
+        arn = point["RecoveryPointArn"]
+        if arn.startswith("arn:aws:ec2:"):  # arn:aws:ec2:REGION::snapshot/snap-…: the recovery point is the snapshot
+            ec2_backends[self.current_account][arn.split(":")[3]].delete_snapshot(arn.rsplit("/", 1)[1])
+        del recovery_points[arn]
+        return ""
 
     def start_restore_job(self) -> str:
         body = json.loads(self.body or "{}")
@@ -786,6 +806,7 @@ def backup_recovery_points() -> None:
         return 201, {}, ""
 
     BackupResponse.describe_recovery_point = describe_recovery_point
+    BackupResponse.delete_recovery_point = delete_recovery_point
     BackupResponse.start_restore_job = start_restore_job
     BackupResponse.describe_restore_job = describe_restore_job
     backup_urls.url_paths.update({

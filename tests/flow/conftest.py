@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from emulator.control import running
 from emulator.deploy import REGION, Settings, deploy, steps, target_dir
@@ -109,11 +110,15 @@ def delete_stack(aws, proxy, slack, device):
 
 @pytest.fixture(autouse=True)
 def fresh_faults(request):
-    """Every test starts with no faults armed and no Slack messages recorded."""
+    """Every test starts with no faults armed, no Slack messages recorded and no SNS messages queued (an earlier
+    test may not have read its own), so that a test's "one message" is its own whatever the order."""
     if "proxy" in request.fixturenames:
         request.getfixturevalue("proxy").reset()
     if "slack" in request.fixturenames:
         request.getfixturevalue("slack").reset()
+    for stack in ("keep_stack", "delete_stack"):
+        if stack in request.fixturenames:
+            sns_messages(request.getfixturevalue("aws"), request.getfixturevalue(stack))
     yield
     if "proxy" in request.fixturenames:
         request.getfixturevalue("proxy").reset()
@@ -145,6 +150,37 @@ def backup_event(snapshot_id: str, volume_id: str, vault: str, resource_type: st
     event["region"] = REGION
     event["account"] = "123456789012"
     return event
+
+
+def backup_job(aws, vault: str, resource_type: str = "EBS") -> tuple[str, dict]:
+    """What an AWS Backup EBS job leaves behind: a snapshot, registered as a recovery point in `vault` (the
+    emulator's AWS Backup; DeleteRecoveryPoint deletes the snapshot), and the job's COMPLETED event about it.
+    Returns (snapshot id, event)."""
+    volume_id, snapshot_id = snapshot(aws)
+    event = backup_event(snapshot_id, volume_id, vault, resource_type)
+    aws.add_recovery_point({"RecoveryPointArn": event["resources"][0], "BackupVaultName": vault,
+                            "ResourceArn": event["detail"]["resourceArn"], "CreationDate": time.time()})
+    return snapshot_id, event
+
+
+def recovery_point_fate(aws, event: dict) -> str:
+    """"kept" when the recovery point of a `backup_job` event is still in its vault and its snapshot in EC2,
+    "deleted" when neither is; one without the other fails."""
+    vault, arn = event["detail"]["backupVaultName"], event["resources"][0]
+    try:
+        aws.client("backup").describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=arn)
+        point = True
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "ResourceNotFoundException", error
+        point = False
+    try:
+        aws.client("ec2").describe_snapshots(SnapshotIds=[arn.rsplit("/", 1)[1]])
+        snapshot_left = True
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "InvalidSnapshot.NotFound", error
+        snapshot_left = False
+    assert point == snapshot_left, f"{arn}: recovery point exists: {point}, its snapshot exists: {snapshot_left}"
+    return "kept" if point else "deleted"
 
 
 def put_event(aws, event: dict) -> None:

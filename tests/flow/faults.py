@@ -13,8 +13,9 @@ to the emulator's router unchanged unless a test has armed a rule:
     mid-archive with the volume attached.
 
 Every EC2 and RDS action and every AWS Backup DeleteRecoveryPoint is recorded in `calls` (RDS's with their
-parameters, so a test can see the master password that SetPassword sends and check it appears nowhere else). DeleteRecoveryPoint is answered
-here (moto 5.2.5 has no recovery points), which makes this proxy the witness of whether the flow deleted one.
+parameters, so a test can see the master password that SetPassword sends and check it appears nowhere else), and
+then passed on: DeleteRecoveryPoint reaches the emulator's recovery points (launcher.py's backup_recovery_points),
+so a test sees both the call and its effect.
 """
 
 import http.client
@@ -116,7 +117,7 @@ class FaultHandler(RouterHandler):
         if service in ("ec2", "rds") and self.command == "POST":
             return self.query(service)
         if service == "backup" and self.command == "DELETE" and "/recovery-points/" in path:
-            return self.delete_recovery_point(path)
+            self.server.record(Call("backup", "DeleteRecoveryPoint", recovery_point_of(path)))
         if service == "s3" and self.command == "PUT":
             rules = self.server.rules
             if rules.uploads_fail:
@@ -163,14 +164,12 @@ class FaultHandler(RouterHandler):
         upstream.close()
         return response.status, response.getheaders(), answer
 
-    def delete_recovery_point(self, path: str):
-        self.read_body()
-        # /backup-vaults/{name}/recovery-points/{arn}
-        parts = path.split("/")
-        vault = urllib.parse.unquote(parts[2])
-        arn = urllib.parse.unquote("/".join(parts[4:]))
-        self.server.record(Call("backup", "DeleteRecoveryPoint", {"BackupVaultName": vault, "RecoveryPointArn": arn}))
-        self.send(200, b"{}", {"Content-Type": "application/json"})
+
+
+def recovery_point_of(path: str) -> dict:
+    """The parameters of DeleteRecoveryPoint, from its path /backup-vaults/{name}/recovery-points/{arn}."""
+    vault, arn = path.removeprefix("/backup-vaults/").split("/recovery-points/", 1)
+    return {"BackupVaultName": urllib.parse.unquote(vault), "RecoveryPointArn": urllib.parse.unquote(arn)}
 
 
 def query_error(service: str, code: str, message: str) -> str:

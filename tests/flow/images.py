@@ -4,6 +4,7 @@
 import contextlib
 import hashlib
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -11,18 +12,40 @@ IMAGE_SIZE = "64M"  # small enough to archive in a second or two through moto's 
 
 
 def populate(root: Path) -> dict:
-    """A small tree with the shapes the worker must keep (nested dirs, a symlink, an empty file, binary data);
-    returns {relative path: sha256} of its regular files."""
+    """A small tree with the shapes the worker must keep (nested dirs, a symlink, an empty file, binary data, modes
+    other than the umask's); returns `tree(root)`."""
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "hostname").write_text("archived-host\n")
     (root / "var" / "lib" / "app").mkdir(parents=True)
     (root / "var" / "lib" / "app" / "data.bin").write_bytes(os.urandom(3 << 20))
+    (root / "var" / "lib" / "app" / "data.bin").chmod(0o600)
     (root / "var" / "lib" / "app" / "empty").write_bytes(b"")
+    (root / "var" / "lib" / "app").chmod(0o750)
     (root / "home" / "user").mkdir(parents=True)
     (root / "home" / "user" / "notes.txt").write_text("backup-archiver demo disk\n" * 1000)
+    (root / "home" / "user" / "run.sh").write_text("#!/bin/sh\necho archived\n")
+    (root / "home" / "user" / "run.sh").chmod(0o755)
     (root / "home" / "user" / "link").symlink_to("notes.txt")
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    return tree(root)
+
+
+def tree(root: Path) -> dict:
+    """Every entry under `root` by relative path: its type, permission bits, and the SHA-256 of a file's content
+    or a symlink's target, which is what an archive must give back for each path."""
+    entries = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        entry = {"mode": oct(stat.S_IMODE(info.st_mode))}
+        if stat.S_ISLNK(info.st_mode):
+            entry.update(type="symlink", target=os.readlink(path))
+        elif stat.S_ISDIR(info.st_mode):
+            entry.update(type="directory")
+        elif stat.S_ISREG(info.st_mode):
+            entry.update(type="file", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            entry.update(type=f"special {stat.S_IFMT(info.st_mode):o}")
+        entries[str(path.relative_to(root))] = entry
+    return entries
 
 
 def run(*argv: str) -> str:

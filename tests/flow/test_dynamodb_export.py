@@ -11,7 +11,6 @@ import uuid
 from conftest import KEEP_VAULT, cli, finished, output_of, put_event, sns_messages, states_entered, wait_until
 
 from emulator.deploy import REGION
-from emulator.launcher import RECOVERY_POINTS_PATH
 
 ACCOUNT = "123456789012"
 TAG_MANAGED_BY = "backup-archiver:managed-by"  # core::flow::TAG_MANAGED_BY
@@ -82,6 +81,12 @@ def assert_one_sns_message(aws, stack, backup: dict) -> None:
 def assert_backup_kept(aws, backup: dict) -> None:
     details = aws.client("dynamodb").describe_backup(BackupArn=backup["BackupArn"])["BackupDescription"]
     assert details["BackupDetails"]["BackupStatus"] == "AVAILABLE"
+
+
+def assert_recovery_point_kept(aws, point_arn: str) -> None:
+    """The keep stack leaves the recovery point in its vault (DeleteRecoveryPoint would remove it)."""
+    point = aws.client("backup").describe_recovery_point(BackupVaultName=KEEP_VAULT, RecoveryPointArn=point_arn)
+    assert point["Status"] == "COMPLETED", point
 
 
 def export_objects(aws, stack, prefix: str) -> list[str]:
@@ -191,11 +196,9 @@ def recovery_point_of_a_deleted_table(aws, items: int, **extra) -> tuple[str, di
     dynamodb = aws.client("dynamodb")
     table_arn = dynamodb.describe_table(TableName=table)["Table"]["TableArn"]
     point_arn = f"arn:aws:backup:{REGION}:{ACCOUNT}:recovery-point:{uuid.uuid4()}"
-    point = {"RecoveryPointArn": point_arn, "BackupVaultName": KEEP_VAULT, "ResourceArn": table_arn,
-             "CreationDate": backup["BackupCreationDateTime"].timestamp(), "SourceBackupArn": backup["BackupArn"], **extra}
-    request = urllib.request.Request(aws.endpoint + RECOVERY_POINTS_PATH, method="POST", data=json.dumps(point).encode(),
-                                     headers={"Content-Type": "application/json"})
-    assert urllib.request.urlopen(request).status == 201
+    aws.add_recovery_point({"RecoveryPointArn": point_arn, "BackupVaultName": KEEP_VAULT, "ResourceArn": table_arn,
+                            "CreationDate": backup["BackupCreationDateTime"].timestamp(),
+                            "SourceBackupArn": backup["BackupArn"], **extra})
     dynamodb.delete_table(TableName=table)
     return table, backup, point_arn
 
@@ -221,6 +224,7 @@ def test_aws_backup_recovery_point_of_a_deleted_table_is_restored_by_aws_backup(
     assert "restored from the backup" in json.dumps(message)
     [sns] = sns_messages(aws, keep_stack)
     assert point_arn.rsplit(":", 1)[1] in sns, sns
+    assert_recovery_point_kept(aws, point_arn)
 
 
 def test_a_failed_aws_backup_restore_fails_the_execution_and_leaves_nothing(aws, keep_stack, slack):
@@ -236,3 +240,4 @@ def test_a_failed_aws_backup_restore_fails_the_execution_and_leaves_nothing(aws,
     assert "FAILED: TableOperationFailed" in message["text"], message
     [sns] = sns_messages(aws, keep_stack)
     assert "kept" in sns, "the recovery point is kept"
+    assert_recovery_point_kept(aws, point_arn)

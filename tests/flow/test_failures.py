@@ -1,41 +1,45 @@
 """Every way the EBS flow can go wrong, on the stack configured to delete recovery points: each shows that the
-temporary volume is gone (no leak), that the recovery point was not deleted, that one failure notification was
-sent, and the execution's status and error."""
+temporary volume is gone (no leak), that the recovery point and its snapshot are still there (the emulator's AWS
+Backup deletes the snapshot with its recovery point, so a wrong deletion would show), that one failure
+notification was sent, and the execution's status and error."""
 
 import json
 import os
 import signal
 
 from conftest import (
-    DELETE_VAULT, backup_event, cli, created_volume_ids, executions, finished, new_executions, output_of,
-    put_event, settle, snapshot, states_entered, submitted_jobs, volumes_of, wait_for_running_job,
+    DELETE_VAULT, ROOT, backup_job, cli, created_volume_ids, executions, finished, new_executions, output_of,
+    put_event, recovery_point_fate, settle, states_entered, submitted_jobs, volumes_of, wait_for_running_job,
 )
 from emulator.deploy import register_job_definition
 from faults import wait_until
 
 
+def ebs_state_machine() -> dict:
+    return json.loads((ROOT / "state-machines" / "ebs-archive.asl.json").read_text())
+
+
 def start(aws, stack, vault=DELETE_VAULT, resource_type="EBS"):
-    volume_id, snapshot_id = snapshot(aws)
-    event = backup_event(snapshot_id, volume_id, vault, resource_type)
+    snapshot_id, event = backup_job(aws, vault, resource_type)
     before = executions(aws, stack)
     put_event(aws, event)
     [arn] = new_executions(aws, stack, before)
     return arn, snapshot_id, event
 
 
-def assert_failed_cleanly(aws, proxy, slack, execution, error, snapshot_id, volume_created=True):
+def assert_failed_cleanly(aws, proxy, slack, execution, error, event, volume_created=True):
     arn = execution["executionArn"]
     assert execution["status"] == "FAILED", execution
     assert execution.get("error") == error, execution
     entered = states_entered(aws, arn)
-    assert entered[-3:] == ["Cleanup", "NotifyFailure", "FailureRoute"] or entered[-4:-1] == [
-        "Cleanup", "NotifyFailure", "FailureRoute"], entered
+    # Our errors end in `Failed` (States.* ones would end in FailedInStepFunctions).
+    assert entered[-4:] == ["Cleanup", "NotifyFailure", "FailureRoute", "Failed"], entered
     assert "DeleteRecoveryPoint" not in entered
     assert proxy.actions("DeleteRecoveryPoint") == [], "the recovery point must be kept"
-    assert aws.client("ec2").describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"], "the snapshot still exists"
+    assert recovery_point_fate(aws, event) == "kept"
+    # The one volume CreateVolume made (if the flow got that far) is gone.
+    assert len(created_volume_ids(aws, arn)) == (1 if volume_created else 0), created_volume_ids(aws, arn)
     assert volumes_of(aws, arn) == [], "no temporary volume is left"
-    if volume_created:
-        assert created_volume_ids(aws, arn) or proxy.actions("CreateVolume"), "a volume had been created"
     [message] = slack.delivered()
     assert f"FAILED: {error}" in message["text"], message
     return message
@@ -43,12 +47,16 @@ def assert_failed_cleanly(aws, proxy, slack, execution, error, snapshot_id, volu
 
 def test_volume_that_never_becomes_available_is_deleted_and_no_job_runs(aws, delete_stack, proxy, slack):
     proxy.report_volumes_creating()
-    arn, snapshot_id, _ = start(aws, delete_stack)
+    arn, _, event = start(aws, delete_stack)
     execution = finished(aws, arn)
-    message = assert_failed_cleanly(aws, proxy, slack, execution, "VolumeNotReady", snapshot_id)
+    message = assert_failed_cleanly(aws, proxy, slack, execution, "VolumeNotReady", event)
     assert submitted_jobs(aws, arn) == []
-    # The bounded poll: CheckVolume's Retry ran out (12 attempts) rather than looping.
-    assert len(proxy.actions("DescribeVolumes")) >= 12
+    # The bounded poll: CheckVolume (which describes its one volume by id) ran once and then once per attempt of
+    # its VolumeNotReady Retry, and then stopped rather than looping.
+    [retry] = [r for r in ebs_state_machine()["States"]["CheckVolume"]["Retry"]
+               if r["ErrorEquals"] == ["VolumeNotReady"]]
+    checks = [c for c in proxy.actions("DescribeVolumes") if "VolumeId.1" in c.params]
+    assert len(checks) == 1 + retry["MaxAttempts"], len(checks)
     [deleted] = [c.params["VolumeId"] for c in proxy.actions("DeleteVolume")]
     assert f"{deleted} deleted" in json.dumps(message)
 
@@ -57,7 +65,7 @@ def test_worker_that_exits_non_zero_fails_the_execution_after_cleanup(aws, delet
     proxy.fail_uploads()  # S3 refuses the worker's uploads: it aborts, detaches and exits 1
     arn, snapshot_id, event = start(aws, delete_stack)
     execution = finished(aws, arn)
-    message = assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    message = assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", event)
     assert "exit code 1" in execution["cause"] or '"ExitCode": 1' in execution["cause"], execution["cause"]
     assert "exit code 1" in json.dumps(message)
     assert proxy.actions("DetachVolume"), "the worker detached the volume itself"
@@ -73,11 +81,12 @@ def test_worker_that_exits_non_zero_fails_the_execution_after_cleanup(aws, delet
     report = json.loads(replayed.stdout)
     assert report["status"] == "SUCCEEDED" and report["snapshot_id"] == snapshot_id
     assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "deleted once the replay verified the archive"
+    assert recovery_point_fate(aws, event) == "deleted"
 
 
 def test_replay_by_batch_job_is_refused_while_the_snapshot_is_being_archived(aws, delete_stack, proxy, slack):
     proxy.stall_uploads()
-    arn, snapshot_id, _ = start(aws, delete_stack)
+    arn, snapshot_id, event = start(aws, delete_stack)
     job = wait_for_running_job(aws)
     refused = cli(aws, "replay", "--batch-job", job["job_id"])
     assert refused.returncode == 1 and "still running" in refused.stderr, refused.stderr
@@ -85,12 +94,13 @@ def test_replay_by_batch_job_is_refused_while_the_snapshot_is_being_archived(aws
     assert started.returncode == 1 and f"is archiving {snapshot_id}" in started.stderr, started.stderr
     proxy.release()
     assert finished(aws, arn)["status"] == "SUCCEEDED"
+    assert recovery_point_fate(aws, event) == "deleted", "the one archive, verified, released it"
 
 
 def test_killed_worker_leaves_an_attached_volume_that_the_cleanup_detaches_and_deletes(aws, delete_stack, proxy,
                                                                                         slack):
     proxy.stall_uploads()
-    arn, snapshot_id, _ = start(aws, delete_stack)
+    arn, _, event = start(aws, delete_stack)
     job = wait_for_running_job(aws)
     wait_until(proxy.stalled.is_set, 20, "the worker's first upload")
     [volume_id] = created_volume_ids(aws, arn)
@@ -99,7 +109,7 @@ def test_killed_worker_leaves_an_attached_volume_that_the_cleanup_detaches_and_d
     os.killpg(job["pid"], signal.SIGKILL)  # as an OOM kill or a lost host would: no detach, no abort
     proxy.release()
     execution = finished(aws, arn)
-    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", event)
     assert "137" in execution["cause"], execution["cause"]
     detaches = proxy.actions("DetachVolume")
     assert detaches and all(d.params["VolumeId"] == volume_id for d in detaches), "the cleanup detached it"
@@ -116,17 +126,34 @@ def test_delete_volume_failing_once_is_retried_and_the_archive_completes(aws, de
     entered = states_entered(aws, arn)
     assert "Cleanup" not in entered and entered.count("DeleteVolume") == 1
     assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "verified, so deleted: exactly once"
+    assert recovery_point_fate(aws, event) == "deleted"
     [message] = slack.delivered()
     assert f"Archived {snapshot_id}" in message["text"]
+
+
+def test_recovery_point_gone_before_its_deletion_counts_as_released(aws, delete_stack, proxy, slack):
+    # Its lifecycle (or an operator) deletes the recovery point while the worker archives: AWS Backup then answers
+    # DeleteRecoveryPoint with ResourceNotFoundException, which the flow reads as "already gone", not a failure.
+    proxy.stall_uploads()
+    arn, _, event = start(aws, delete_stack)
+    wait_until(proxy.stalled.is_set, 20, "the worker's first upload")
+    aws.client("backup").delete_recovery_point(BackupVaultName=DELETE_VAULT, RecoveryPointArn=event["resources"][0])
+    proxy.release()
+    execution = finished(aws, arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "the flow's own call, answered not found"
+    assert output_of(execution)["recovery_point_deletion"] == {"recovery_point_arn": event["resources"][0],
+                                                               "deleted": False}
+    assert recovery_point_fate(aws, event) == "deleted"
 
 
 def test_delete_volume_failing_once_in_the_cleanup_is_retried_and_the_failure_reported(aws, delete_stack, proxy,
                                                                                        slack):
     proxy.fail_uploads()
     proxy.fail("DeleteVolume", times=1, status=503, code="ServiceUnavailable")
-    arn, snapshot_id, _ = start(aws, delete_stack)
+    arn, _, event = start(aws, delete_stack)
     execution = finished(aws, arn)
-    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", event)
     deletes = proxy.actions("DeleteVolume")
     assert [d.faulted for d in deletes] == [True, False], "failed once, then retried by the cleanup's Retry"
 
@@ -136,18 +163,17 @@ def test_job_that_times_out_is_stopped_and_its_volume_deleted(aws, delete_stack,
     register_job_definition(aws, s, delete_stack.job_definition, delete_stack.instance_id, timeout_seconds=3)
     try:
         proxy.stall_uploads()  # the worker is stuck mid-archive until Batch's timeout stops it
-        arn, snapshot_id, _ = start(aws, delete_stack)
+        arn, _, event = start(aws, delete_stack)
         execution = finished(aws, arn)
     finally:
         proxy.release()
         register_job_definition(aws, s, delete_stack.job_definition, delete_stack.instance_id)
-    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", snapshot_id)
+    assert_failed_cleanly(aws, proxy, slack, execution, "JobFailed", event)
     assert "Job attempt duration exceeded timeout" in execution["cause"], execution["cause"]
 
 
 def test_duplicate_event_archives_once_and_the_duplicate_fails_loudly(aws, delete_stack, proxy, slack):
-    volume_id, snapshot_id = snapshot(aws)
-    event = backup_event(snapshot_id, volume_id, DELETE_VAULT)
+    snapshot_id, event = backup_job(aws, DELETE_VAULT)
     before = executions(aws, delete_stack)
     put_event(aws, event)
     put_event(aws, event)  # EventBridge delivers at least once
@@ -159,6 +185,7 @@ def test_duplicate_event_archives_once_and_the_duplicate_fails_loudly(aws, delet
     assert snapshot_id in duplicate["cause"]
     assert sum(len(submitted_jobs(aws, r["executionArn"])) for r in results) == 1, "one archive job"
     assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "deleted once, by the execution that archived"
+    assert recovery_point_fate(aws, event) == "deleted"
     assert all(volumes_of(aws, r["executionArn"]) == [] for r in results)
     texts = sorted(m["text"] for m in slack.delivered())
     assert len(texts) == 2, "one message per execution: the archive, and the refused duplicate"
@@ -167,8 +194,7 @@ def test_duplicate_event_archives_once_and_the_duplicate_fails_loudly(aws, delet
 
 
 def test_duplicate_delivered_after_the_archive_completed_makes_no_second_archive(aws, keep_stack, proxy, slack):
-    volume_id, snapshot_id = snapshot(aws)
-    event = backup_event(snapshot_id, volume_id, keep_stack.vaults[0])
+    _, event = backup_job(aws, keep_stack.vaults[0])
     before = executions(aws, keep_stack)
     put_event(aws, event)
     [first] = new_executions(aws, keep_stack, before)
@@ -182,26 +208,25 @@ def test_duplicate_delivered_after_the_archive_completed_makes_no_second_archive
     assert execution["status"] == "FAILED" and execution["error"] == "DuplicateArchive", execution
     assert "manifest.json exists" in execution["cause"], execution["cause"]
     assert proxy.actions("CreateVolume") == [] and submitted_jobs(aws, second) == []
+    assert recovery_point_fate(aws, event) == "kept"
     [message] = slack.delivered()
     assert "FAILED: DuplicateArchive" in message["text"], message
 
 
 def test_malformed_event_fails_with_the_field_named(aws, delete_stack, proxy, slack):
-    volume_id, snapshot_id = snapshot(aws)
-    event = backup_event(snapshot_id, volume_id, DELETE_VAULT)
+    _, event = backup_job(aws, DELETE_VAULT)
     del event["detail"]["backupJobId"]
     before = executions(aws, delete_stack)
     put_event(aws, event)
     [arn] = new_executions(aws, delete_stack, before)
     execution = finished(aws, arn)
-    assert_failed_cleanly(aws, proxy, slack, execution, "InvalidEvent", snapshot_id, volume_created=False)
+    assert_failed_cleanly(aws, proxy, slack, execution, "InvalidEvent", event, volume_created=False)
     assert "detail.backupJobId" in execution["cause"]
     assert proxy.actions("CreateVolume") == [] and submitted_jobs(aws, arn) == []
 
 
 def test_unsupported_resource_type_starts_nothing_and_fails_loudly_if_started(aws, delete_stack, proxy, slack):
-    volume_id, snapshot_id = snapshot(aws)
-    event = backup_event(snapshot_id, volume_id, DELETE_VAULT, resource_type="EFS")
+    _, event = backup_job(aws, DELETE_VAULT, resource_type="EFS")
     event["detail"]["resourceArn"] = "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-0123456789abcdef0"
     before = executions(aws, delete_stack)
     put_event(aws, event)
@@ -216,14 +241,13 @@ def test_unsupported_resource_type_starts_nothing_and_fails_loudly_if_started(aw
     assert "resource type EFS is not archived" in execution["cause"], execution["cause"]
     assert states_entered(aws, arn)[:3] == ["Plan", "Route", "Unarchivable"]
     assert proxy.actions("CreateVolume") == [] and proxy.actions("DescribeSnapshots") == []
-    assert proxy.actions("DeleteRecoveryPoint") == []
+    assert proxy.actions("DeleteRecoveryPoint") == [] and recovery_point_fate(aws, event) == "kept"
     [message] = slack.delivered()
     assert "FAILED: NotArchivable" in message["text"], message
 
 
 def test_event_of_a_failed_job_is_skipped_quietly(aws, delete_stack, proxy, slack):
-    volume_id, snapshot_id = snapshot(aws)
-    event = backup_event(snapshot_id, volume_id, DELETE_VAULT)
+    _, event = backup_job(aws, DELETE_VAULT)
     event["detail"]["state"] = "FAILED"
     sfn = aws.client("stepfunctions")
     arn = sfn.start_execution(stateMachineArn=delete_stack.state_machine_arn, input=json.dumps(event))["executionArn"]
@@ -232,11 +256,13 @@ def test_event_of_a_failed_job_is_skipped_quietly(aws, delete_stack, proxy, slac
     assert states_entered(aws, arn) == ["Plan", "Route", "Skipped"]
     assert output_of(execution)["reason"]["code"] == "job_not_completed"
     assert slack.delivered() == [], "a job that made no recovery point pages nobody"
+    assert proxy.actions("DeleteRecoveryPoint") == [] and recovery_point_fate(aws, event) == "kept"
 
 
 def test_event_from_another_vault_starts_nothing(aws, delete_stack):
     before = executions(aws, delete_stack)
-    start_event = backup_event(*snapshot(aws), "some-other-vault")
-    put_event(aws, start_event)
+    _, event = backup_job(aws, "some-other-vault")
+    put_event(aws, event)
     settle()
     assert [a for a in executions(aws, delete_stack) if a not in before] == []
+    assert recovery_point_fate(aws, event) == "kept"

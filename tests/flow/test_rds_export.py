@@ -141,8 +141,7 @@ def test_failed_export_is_reported_with_its_cause_and_fails_the_execution(aws, k
     assert execution["status"] == "FAILED" and execution["error"] == "ExportFailed", execution
     assert cause in execution["cause"]
     entered = states_entered(aws, execution["executionArn"])
-    assert entered[-4:] == ["CheckExport", "Cleanup", "NotifyFailure", "FailureRoute"] or entered[-5:-1] == [
-        "CheckExport", "Cleanup", "NotifyFailure", "FailureRoute"], entered
+    assert entered[-5:] == ["CheckExport", "Cleanup", "NotifyFailure", "FailureRoute", "Failed"], entered
     assert "CancelExport" not in entered, "an export that ended needs no cancel"
     assert proxy.actions("DeleteRecoveryPoint") == []
     [message] = slack.delivered()
