@@ -424,6 +424,16 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_aws_cli_output() {
+        let described: RecoveryPointDescription =
+            serde_json::from_str(include_str!("../tests/fixtures/describe-recovery-point-ebs.json"))
+                .expect("the fixture parses");
+        assert_eq!(described.creation_date.to_rfc3339(), "2026-11-20T05:12:48.217+00:00");
+        assert_eq!(described.storage_class, Some(StorageClass::Warm));
+        assert_eq!(described.lifecycle, Some(cold_after(30, 365)));
+    }
+
+    #[test]
     fn parses_epoch_seconds_and_rejects_bad_times() {
         let epoch: RecoveryPointDescription = serde_json::from_value(serde_json::json!({
             "RecoveryPointArn": ARN, "BackupVaultName": "v", "CreationDate": 1764892800.5

@@ -145,6 +145,8 @@ PLAN_OF_FIXTURE = {
     "rds-start-export-task-request.json": NOT_A_TRIGGER,
     "slack-incoming-webhook-payload.json": NOT_A_TRIGGER,
     "chatbot-custom-notification.json": NOT_A_TRIGGER,
+    # `backup-archiver retention`'s input (cli/tests/retention.rs).
+    "describe-recovery-point-ebs.json": NOT_A_TRIGGER,
 }
 
 
