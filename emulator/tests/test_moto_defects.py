@@ -186,3 +186,39 @@ def test_found_cloudformation_key_policies_lists_and_change_set_outputs(unpatche
         "StackResourceDetail"]["PhysicalResourceId"]
     with pytest.raises(ClientError, match="500"):  # AWS: describes it
         unpatched.client("kms").describe_key(KeyId=key)
+
+
+def test_found_backup_has_no_recovery_points_copy_jobs_or_vault_access_policies(unpatched):
+    backup, vault = unpatched.client("backup"), unique("vault")
+    backup.create_backup_vault(BackupVaultName=vault)
+    point = "arn:aws:ec2:us-east-1::snapshot/snap-0123456789abcdef0"
+    calls = {
+        "StartCopyJob": lambda: backup.start_copy_job(
+            RecoveryPointArn=point, SourceBackupVaultName=vault, IamRoleArn=ROLE_ARN,
+            DestinationBackupVaultArn="arn:aws:backup:us-west-2:444455556666:backup-vault:central"),
+        "DescribeCopyJob": lambda: backup.describe_copy_job(CopyJobId="0175DE71-5784-589F-D8AC-541ACCB4CAC8"),
+        "ListCopyJobs": backup.list_copy_jobs,
+        "DescribeRecoveryPoint": lambda: backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point),
+        "ListRecoveryPointsByBackupVault": lambda: backup.list_recovery_points_by_backup_vault(BackupVaultName=vault),
+        "UpdateRecoveryPointLifecycle": lambda: backup.update_recovery_point_lifecycle(
+            BackupVaultName=vault, RecoveryPointArn=point, Lifecycle={"DeleteAfterDays": 8}),
+        "PutBackupVaultAccessPolicy": lambda: backup.put_backup_vault_access_policy(BackupVaultName=vault, Policy="{}"),
+        "GetBackupVaultAccessPolicy": lambda: backup.get_backup_vault_access_policy(BackupVaultName=vault),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ClientError) as error:  # moto has no route for it: AWS answers each
+            call()
+        assert error.value.response["Error"]["Code"] == "404", name
+
+
+def test_found_events_delivered_to_a_queue_lack_their_account(unpatched):
+    events, sqs = unpatched.client("events"), unpatched.client("sqs")
+    queue = sqs.create_queue(QueueName=unique("events"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    source, rule = unique("test.source"), unique("rule")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}"}])
+    [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    delivered = json.loads(message["Body"])
+    assert delivered["source"] == source and "account" not in delivered  # AWS: "account": "123456789012"
