@@ -973,6 +973,55 @@ def backup_vault_access_policies() -> None:
     backup_urls.url_paths["{0}/backup-vaults/(?P<name>[^/]+)/access-policy$"] = backup_urls.response.dispatch
 
 
+def backup_vault_resources() -> None:
+    """Addition (a gap in what moto emulates): moto's CloudFormation has no AWS::Backup::BackupVault; it logs "No Moto
+    CloudFormation support" and creates nothing, so a stack's vault and its access policy are missing. Create the vault
+    in moto's AWS Backup from BackupVaultName, EncryptionKeyArn, BackupVaultTags and AccessPolicy (an object or JSON
+    text, as backup_vault_access_policies keeps it); Ref is its name, Fn::GetAtt gives BackupVaultName and
+    BackupVaultArn; deleting the stack deletes the vault."""
+    from moto.backup.models import Vault, backup_backends
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    class BackupVaultResource(CloudFormationModel):
+        __module__ = "moto.backup.models"  # moto's model registry files a model under the service its module names
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "BackupVaultName"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Backup::BackupVault"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr in ("BackupVaultName", "BackupVaultArn")
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            properties = cloudformation_json.get("Properties", {})
+            vault = backup_backends[account_id][region_name].create_backup_vault(
+                properties.get("BackupVaultName", resource_name), properties.get("BackupVaultTags") or {},
+                properties.get("EncryptionKeyArn"), None)
+            access_policy = properties.get("AccessPolicy")
+            if access_policy:
+                vault.access_policy = access_policy if isinstance(access_policy, str) else json.dumps(access_policy)
+            return vault
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            backup_backends[account_id][region_name].delete_backup_vault(resource_name)
+
+    # What CloudFormation asks of the resources it made (CloudFormationModel's part, which moto's Vault lacks).
+    Vault.is_created = lambda self: True
+    Vault.physical_resource_id = property(lambda self: self.backup_vault_name)
+    Vault.get_cfn_attribute = lambda self, name: {"BackupVaultName": self.backup_vault_name,
+                                                  "BackupVaultArn": self.backup_vault_arn}[name]
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()  # they list CloudFormationModel's subclasses once, maybe before this one existed
+
+
 # The IAM condition operators a vault access policy may use here; a policy with another one fails the copy job
 # rather than being evaluated wrongly. Negated operators match when the key is absent, as in IAM.
 CONDITION_OPERATORS = {
@@ -1287,6 +1336,7 @@ PATCHES = {
     "event_account_field": event_account_field,
     "backup_recovery_points": backup_recovery_points,
     "backup_vault_access_policies": backup_vault_access_policies,
+    "backup_vault_resources": backup_vault_resources,
     "backup_copy_jobs": backup_copy_jobs,
 }
 

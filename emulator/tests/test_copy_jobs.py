@@ -308,3 +308,22 @@ def test_vault_access_policies_are_put_read_and_deleted(central):
         central.backup.get_backup_vault_access_policy(BackupVaultName=name)
     with pytest.raises(ClientError, match="InvalidParameterValueException"):
         central.backup.put_backup_vault_access_policy(BackupVaultName=name, Policy="{not json")
+
+
+def test_a_central_stack_makes_the_vault_and_its_access_policy_that_copies_go_into(aws, workload):
+    name, stack = unique("central"), unique("central-stack")
+    cloudformation = aws.client("cloudformation", BACKUP_REGION, CENTRAL)
+    cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps({
+        "Resources": {"Vault": {"Type": "AWS::Backup::BackupVault", "Properties": {
+            "BackupVaultName": name, "AccessPolicy": json.loads(policy(allow_copy_into(WORKLOAD)))}}},
+        "Outputs": {"Arn": {"Value": {"Fn::GetAtt": ["Vault", "BackupVaultArn"]}},
+                    "Name": {"Value": {"Ref": "Vault"}}}}))
+    outputs = {o["OutputKey"]: o["OutputValue"]
+               for o in cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
+    destination = vault_arn(CENTRAL, BACKUP_REGION, name)
+    assert outputs == {"Arn": destination, "Name": name}
+    vault = workload.vault()
+    assert workload.finished(workload.copy(vault, workload.recovery_point(vault), destination))["State"] == "COMPLETED"
+    cloudformation.delete_stack(StackName=stack)
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        aws.client("backup", BACKUP_REGION, CENTRAL).describe_backup_vault(BackupVaultName=name)

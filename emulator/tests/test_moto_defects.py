@@ -222,3 +222,11 @@ def test_found_events_delivered_to_a_queue_lack_their_account(unpatched):
     [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
     delivered = json.loads(message["Body"])
     assert delivered["source"] == source and "account" not in delivered  # AWS: "account": "123456789012"
+
+
+def test_found_cloudformation_makes_no_backup_vault(unpatched):
+    cloudformation, name = unpatched.client("cloudformation"), unique("vault")
+    cloudformation.create_stack(StackName=unique("stack"), TemplateBody=json.dumps({"Resources": {"Vault": {
+        "Type": "AWS::Backup::BackupVault", "Properties": {"BackupVaultName": name}}}}))
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):  # AWS: the stack made it
+        unpatched.client("backup").describe_backup_vault(BackupVaultName=name)
