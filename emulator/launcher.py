@@ -311,6 +311,63 @@ def state_machine_targets() -> None:
     Rule.send_to_targets = send_to_targets
 
 
+def execution_accounts() -> None:
+    """Found while emulating two accounts (not in DESIGN's list): every call a state machine makes (aws-sdk tasks,
+    batch:, lambda:invoke) carries the key "ak", which moto files under its default account, whatever account the
+    state machine is in, so a flow in a central backup account works on another account's volumes and jobs; the
+    task field `Credentials.RoleArn` (AWS's way to call another account) is ignored too. Make each call in the
+    account of the task's RoleArn, else of the execution, with a key moto issues for that account (as STS
+    AssumeRole does). The execution's account follows it into the threads of its Parallel and Map states."""
+    import threading
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iam.models import iam_backends
+    from moto.stepfunctions.parser.asl.utils import boto_client
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    current = threading.local()  # .account: the account of the execution this thread works for
+    keys: dict[str, object] = {}  # account -> the moto access key its calls carry
+
+    class AccountCarryingThreads(list):
+        """TMP_THREADS, where the interpreter files every thread it creates before starting it: a thread added
+        here runs in the account of the thread that created it."""
+
+        def append(self, thread) -> None:
+            account, target = getattr(current, "account", None), thread._target
+
+            def run(*args, **kwargs):
+                current.account = account
+                return target(*args, **kwargs)
+
+            thread._target = run
+            super().append(thread)
+
+    original_execution_logic = ExecutionWorker._execution_logic
+
+    def _execution_logic(self):
+        current.account = self._evaluation_details.aws_execution_details.account
+        original_execution_logic(self)
+
+    original_client = boto_client.boto_client_for
+
+    def boto_client_for(region: str, service: str, state_credentials=None):
+        role_arn = getattr(state_credentials, "role_arn", None) or ""
+        account = role_arn.split(":")[4] if role_arn.startswith("arn:") else getattr(current, "account", None)
+        client = original_client(region=region, service=service, state_credentials=state_credentials)
+        if account in (None, DEFAULT_ACCOUNT_ID):
+            return client
+        if account not in keys:
+            keys[account] = iam_backends[account]["global"].create_temp_access_key()
+        credentials = client._request_signer._credentials
+        credentials.access_key, credentials.secret_key = keys[account].access_key_id, keys[account].secret_access_key
+        return client
+
+    ExecutionWorker._execution_logic = _execution_logic
+    rebind("moto.stepfunctions.parser", TMP_THREADS, AccountCarryingThreads(TMP_THREADS))
+    rebind("moto.stepfunctions.parser", original_client, boto_client_for)
+
+
 def unnamed_executions() -> None:
     """Defect 6: StartExecution without a name names the execution "None", so a second one fails with
     ExecutionAlreadyExists. AWS names it with a UUID."""
@@ -900,7 +957,8 @@ def backup_recovery_points() -> None:
             "backupJobId": point["BackupJobId"], "backupSizeInBytes": str(point.get("BackupSizeInBytes", 0)),
             "backupVaultArn": description["BackupVaultArn"], "backupVaultName": point["BackupVaultName"],
             "bytesTransferred": "0", "creationDate": iso_time(point["CreationDate"]),
-            "iamRoleArn": point.get("IamRoleArn", f"arn:aws:iam::{account}:role/service-role/AWSBackupDefaultServiceRole"),
+            "iamRoleArn": point.get("IamRoleArn",
+                                    f"arn:aws:iam::{account}:role/service-role/AWSBackupDefaultServiceRole"),
             "resourceArn": point["ResourceArn"], "resourceType": description["ResourceType"], "state": "COMPLETED",
             "completionDate": iso_time(time.time()), "percentDone": 100, "retryCount": 0,
         }
@@ -1066,7 +1124,8 @@ def vault_policy_decision(policy: str | None, action: str, principals: set[str],
 
 def condition_holds(operator: str, tests: dict, context: dict[str, str]) -> bool:
     if operator not in CONDITION_OPERATORS:
-        raise UnsupportedPolicy(f"condition operator {operator} in a vault access policy is not evaluated by the emulator")
+        raise UnsupportedPolicy(f"condition operator {operator} in a vault access policy is not evaluated by the "
+                                "emulator")
     compare, negated = CONDITION_OPERATORS[operator]
     keys = {key.lower(): value for key, value in context.items()}
     for key, patterns in tests.items():
@@ -1138,7 +1197,8 @@ def backup_copy_jobs() -> None:
             self.id = str(uuid.uuid4()).upper()
             self.created, self.completed = time.time(), None
             self.source_vault_arn = vault_arn(account, region, body["SourceBackupVaultName"])
-            _, _, _, self.destination_region, self.destination_account, rest = body["DestinationBackupVaultArn"].split(":", 5)
+            arn = body["DestinationBackupVaultArn"]
+            _, _, _, self.destination_region, self.destination_account, rest = arn.split(":", 5)
             self.destination_vault = rest.removeprefix("backup-vault:")
             self.destination_point_arn = None
             self.failure = self.refusal()
@@ -1154,7 +1214,8 @@ def backup_copy_jobs() -> None:
                     self.destination_vault)
             except ResourceNotFoundException:
                 return f"Backup vault {destination_arn} does not exist or cannot be accessed by account {self.account}"
-            source = backup_backends[self.account][self.region].describe_backup_vault(self.body["SourceBackupVaultName"])
+            source = backup_backends[self.account][self.region].describe_backup_vault(
+                self.body["SourceBackupVaultName"])
             role = self.body["IamRoleArn"]
             context = {"aws:PrincipalAccount": self.account, "aws:PrincipalArn": role,
                        "backup:CopyTargets": destination_arn}
@@ -1201,8 +1262,9 @@ def backup_copy_jobs() -> None:
                     self.failure, self._status = f"source snapshot of {source_arn} not found: {error}", "FAILED"
                     return
                 backend = ec2_backends[account][region]
-                snapshot = Snapshot(backend, random_snapshot_id(), volume=source.volume, encrypted=source.encrypted,
-                                    description=f"This snapshot is created by the AWS Backup service for copy job {self.id}")
+                snapshot = Snapshot(
+                    backend, random_snapshot_id(), volume=source.volume, encrypted=source.encrypted,
+                    description=f"This snapshot is created by the AWS Backup service for copy job {self.id}")
                 backend.snapshots[snapshot.id] = snapshot
                 self.destination_point_arn = f"arn:aws:ec2:{region}::snapshot/{snapshot.id}"
             else:
@@ -1302,7 +1364,8 @@ def backup_copy_jobs() -> None:
     def list_copy_jobs(self) -> str:
         query = {name: values[0] for name, values in self.querystring.items() if values}
         filters = {"State": query.get("state"), "DestinationBackupVaultArn": query.get("destinationVaultArn"),
-                   "ResourceArn": query.get("resourceArn"), "SourceRecoveryPointArn": query.get("sourceRecoveryPointArn"),
+                   "ResourceArn": query.get("resourceArn"),
+                   "SourceRecoveryPointArn": query.get("sourceRecoveryPointArn"),
                    "AccountId": query.get("accountId", self.current_account)}
         found = [job.description() for job in jobs.values() if job.region == self.region]
         found = [job for job in found if all(value is None or job[key] == value for key, value in filters.items())]
@@ -1326,6 +1389,7 @@ PATCHES = {
     "export_progress": export_progress,
     "state_machine_targets": state_machine_targets,
     "unnamed_executions": unnamed_executions,
+    "execution_accounts": execution_accounts,
     "aws_sdk_error_names": aws_sdk_error_names,
     "scaled_time": scaled_time,
     "dynamodb_exports": dynamodb_exports,

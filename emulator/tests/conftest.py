@@ -72,7 +72,8 @@ def create_state_machine(aws, definition: dict) -> str:
 
 
 def finished(aws, execution_arn: str, timeout: float = 10) -> dict:
-    sfn = aws.client("stepfunctions")
+    _, _, _, region, account, _ = execution_arn.split(":", 5)  # asked where the execution is, as AWS requires
+    sfn = aws.client("stepfunctions", region, account)
 
     def done():
         description = sfn.describe_execution(executionArn=execution_arn)

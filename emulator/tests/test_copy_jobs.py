@@ -61,12 +61,13 @@ class Workload:
         arn = f"arn:aws:ec2:{SOURCE_REGION}::snapshot/{snapshot_id}"
         self.aws.add_recovery_point({
             "RecoveryPointArn": arn, "BackupVaultName": vault, "CreationDate": time.time(),
-            "ResourceArn": f"arn:aws:ec2:{SOURCE_REGION}:{WORKLOAD}:volume/{volume_id}", **registered}, account=WORKLOAD)
+            "ResourceArn": f"arn:aws:ec2:{SOURCE_REGION}:{WORKLOAD}:volume/{volume_id}", **registered},
+            account=WORKLOAD)
         return arn
 
     def copy(self, vault: str, point: str, destination: str, **extra) -> str:
-        return self.backup.start_copy_job(RecoveryPointArn=point, SourceBackupVaultName=vault,
-                                          DestinationBackupVaultArn=destination, IamRoleArn=ROLE_ARN, **extra)["CopyJobId"]
+        return self.backup.start_copy_job(RecoveryPointArn=point, SourceBackupVaultName=vault, IamRoleArn=ROLE_ARN,
+                                          DestinationBackupVaultArn=destination, **extra)["CopyJobId"]
 
     def finished(self, job_id: str) -> dict:
         def done():
@@ -163,8 +164,9 @@ def test_the_same_idempotency_token_returns_the_first_job_and_copies_once(worklo
         workload.copy(vault, point, destination, IdempotencyToken=point + destination, Lifecycle={"DeleteAfterDays": 9})
 
 
-@pytest.mark.parametrize("access_policy", [policy(allow_copy_into("999988887777")), None,
-                                           policy(allow_copy_into(WORKLOAD), {**allow_copy_into(WORKLOAD), "Effect": "Deny", "Principal": "*"})],
+@pytest.mark.parametrize("access_policy", [
+    policy(allow_copy_into("999988887777")), None,
+    policy(allow_copy_into(WORKLOAD), {**allow_copy_into(WORKLOAD), "Effect": "Deny", "Principal": "*"})],
                          ids=["another account allowed", "no policy", "denied"])
 def test_a_central_vault_that_does_not_let_the_workload_account_in_fails_the_copy_naming_the_vault(
         workload, central, access_policy):
@@ -251,7 +253,8 @@ def test_recovery_points_belong_to_their_account_and_region(aws, workload):
         with pytest.raises(ClientError, match="ResourceNotFoundException"):
             outsider.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)
     assert aws.client("backup").list_recovery_points_by_backup_vault(BackupVaultName=vault)["RecoveryPoints"] == []
-    assert workload.backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)["Status"] == "COMPLETED"
+    assert workload.backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)["Status"] == \
+        "COMPLETED"
 
 
 def test_a_registered_backup_job_sends_its_completed_event_to_the_workload_account(workload):
@@ -283,7 +286,8 @@ def test_update_recovery_point_lifecycle_round_trips_through_describe(workload):
     with pytest.raises(ClientError, match="InvalidParameterValueException"):  # less than 90 days cold
         workload.backup.update_recovery_point_lifecycle(BackupVaultName=vault, RecoveryPointArn=point, Lifecycle={
             "MoveToColdStorageAfterDays": 8, "DeleteAfterDays": 97})
-    assert workload.backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)["Lifecycle"] == lifecycle
+    assert workload.backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)["Lifecycle"] == \
+        lifecycle, "a refused update changes nothing"
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
         workload.backup.update_recovery_point_lifecycle(BackupVaultName=unique("other"), RecoveryPointArn=point,
                                                         Lifecycle={"DeleteAfterDays": 1})
@@ -292,7 +296,8 @@ def test_update_recovery_point_lifecycle_round_trips_through_describe(workload):
 def test_a_point_registered_cold_is_described_cold(workload):
     vault = workload.vault()
     point = workload.recovery_point(vault, StorageClass="COLD")
-    assert workload.backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)["StorageClass"] == "COLD"
+    described = workload.backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)
+    assert described["StorageClass"] == "COLD"
 
 
 def test_vault_access_policies_are_put_read_and_deleted(central):

@@ -202,7 +202,8 @@ def test_found_backup_has_no_recovery_points_copy_jobs_or_vault_access_policies(
         "ListRecoveryPointsByBackupVault": lambda: backup.list_recovery_points_by_backup_vault(BackupVaultName=vault),
         "UpdateRecoveryPointLifecycle": lambda: backup.update_recovery_point_lifecycle(
             BackupVaultName=vault, RecoveryPointArn=point, Lifecycle={"DeleteAfterDays": 8}),
-        "PutBackupVaultAccessPolicy": lambda: backup.put_backup_vault_access_policy(BackupVaultName=vault, Policy="{}"),
+        "PutBackupVaultAccessPolicy": lambda: backup.put_backup_vault_access_policy(BackupVaultName=vault,
+                                                                                    Policy="{}"),
         "GetBackupVaultAccessPolicy": lambda: backup.get_backup_vault_access_policy(BackupVaultName=vault),
     }
     for name, call in calls.items():
@@ -230,3 +231,14 @@ def test_found_cloudformation_makes_no_backup_vault(unpatched):
         "Type": "AWS::Backup::BackupVault", "Properties": {"BackupVaultName": name}}}}))
     with pytest.raises(ClientError, match="ResourceNotFoundException"):  # AWS: the stack made it
         unpatched.client("backup").describe_backup_vault(BackupVaultName=name)
+
+
+def test_found_a_state_machine_calls_aws_in_the_default_account(unpatched):
+    account, region = "444455556666", "us-west-2"
+    volume_id = unpatched.client("ec2", region, account).create_volume(AvailabilityZone=f"{region}a", Size=1)[
+        "VolumeId"]
+    sfn = unpatched.client("stepfunctions", region, account)
+    arn = sfn.create_state_machine(name=unique("sm"), roleArn=f"arn:aws:iam::{account}:role/flow", definition=json.dumps(
+        task("arn:aws:states:::aws-sdk:ec2:describeVolumes", {"VolumeIds": [volume_id]})))["stateMachineArn"]
+    execution = finished(unpatched, sfn.start_execution(stateMachineArn=arn)["executionArn"])
+    assert execution["status"] == "FAILED" and volume_id in execution["cause"]  # AWS: its own account's volume
