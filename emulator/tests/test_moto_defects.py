@@ -238,7 +238,8 @@ def test_found_a_state_machine_calls_aws_in_the_default_account(unpatched):
     volume_id = unpatched.client("ec2", region, account).create_volume(AvailabilityZone=f"{region}a", Size=1)[
         "VolumeId"]
     sfn = unpatched.client("stepfunctions", region, account)
-    arn = sfn.create_state_machine(name=unique("sm"), roleArn=f"arn:aws:iam::{account}:role/flow", definition=json.dumps(
-        task("arn:aws:states:::aws-sdk:ec2:describeVolumes", {"VolumeIds": [volume_id]})))["stateMachineArn"]
+    definition = task("arn:aws:states:::aws-sdk:ec2:describeVolumes", {"VolumeIds": [volume_id]})
+    arn = sfn.create_state_machine(name=unique("sm"), roleArn=f"arn:aws:iam::{account}:role/flow",
+                                   definition=json.dumps(definition))["stateMachineArn"]
     execution = finished(unpatched, sfn.start_execution(stateMachineArn=arn)["executionArn"])
     assert execution["status"] == "FAILED" and volume_id in execution["cause"]  # AWS: its own account's volume
