@@ -788,6 +788,19 @@ def put_backup_event(account: str, region: str, detail_type: str, detail: dict, 
                                                   "Detail": json.dumps(detail), "Resources": resources}])
 
 
+# AWS Backup's ResourceType of a resource, by the service in its ARN (RDS clusters and EC2 instances aside).
+RESOURCE_TYPES = {"ec2": "EBS", "rds": "RDS", "dynamodb": "DynamoDB", "elasticfilesystem": "EFS", "s3": "S3"}
+
+
+def resource_type_of(resource_arn: str) -> str:
+    service = resource_arn.split(":")[2]
+    if service == "rds" and ":cluster:" in resource_arn:
+        return "Aurora"
+    if service == "ec2" and ":instance/" in resource_arn:
+        return "EC2"
+    return RESOURCE_TYPES.get(service, service)
+
+
 def recovery_point_description(point: dict) -> dict:
     """DescribeRecoveryPoint's answer for a registered point (timestamps in epoch seconds, as on the wire)."""
     lifecycle, created = point.get("Lifecycle") or {}, point["CreationDate"]
@@ -796,8 +809,7 @@ def recovery_point_description(point: dict) -> dict:
         calculated["MoveToColdStorageAt"] = created + lifecycle["MoveToColdStorageAfterDays"] * DAY_SECONDS
     if lifecycle.get("DeleteAfterDays") is not None:
         calculated["DeleteAt"] = created + lifecycle["DeleteAfterDays"] * DAY_SECONDS
-    resource_type = point.get("ResourceType") or ("EBS" if point["RecoveryPointArn"].startswith("arn:aws:ec2:")
-                                                  else "DynamoDB")
+    resource_type = point.get("ResourceType") or resource_type_of(point["ResourceArn"])
     answer = {"RecoveryPointArn": point["RecoveryPointArn"], "BackupVaultName": point["BackupVaultName"],
               "BackupVaultArn": vault_arn(point["AccountId"], point["Region"], point["BackupVaultName"]),
               "ResourceArn": point["ResourceArn"], "ResourceType": resource_type,
@@ -817,7 +829,8 @@ def backup_recovery_points() -> None:
     """Addition (a gap in what moto emulates): moto's AWS Backup has vaults and plans but no recovery points and no
     restore jobs. A test registers a recovery point by POSTing {"RecoveryPointArn", "BackupVaultName",
     "ResourceArn", "CreationDate" (epoch seconds)} to RECOVERY_POINTS_PATH, as the backup job that made it would,
-    optionally with "AccountId" (default moto's 123456789012) and "Region" (default the ARN's), "ResourceType",
+    optionally with "AccountId" (default moto's 123456789012) and "Region" (default the ARN's), "ResourceType"
+    (default from the ResourceArn's service),
     "StorageClass" (WARM, COLD or DELETED; default WARM), "Status" (default COMPLETED), "Lifecycle", "IamRoleArn",
     "BackupSizeInBytes", "CreatedBy"; with "BackupJobId" the job's "Backup Job State Change" (COMPLETED) also goes
     to that account's default bus in that region. Points are kept per account and region, as AWS keeps them:
@@ -1160,7 +1173,8 @@ def backup_copy_jobs() -> None:
       aws:PrincipalOrgID from moto's Organizations);
     - on COMPLETED the copy is a recovery point of the destination vault, in the destination account and region,
       with the job's Lifecycle and SourceBackupVaultArn; an EBS copy is a new snapshot there
-      (`arn:aws:ec2:DEST_REGION::snapshot/snap-…`), others get an `arn:aws:backup:…:recovery-point:ID`;
+      (`arn:aws:ec2:DEST_REGION::snapshot/snap-…`), an RDS or Aurora copy a DB (cluster) snapshot
+      `awsbackup:copyjob-ID` of type awsbackup there, others get an `arn:aws:backup:…:recovery-point:ID`;
     - every state change sends a "Copy Job State Change" event (core/tests/fixtures/eventbridge-copy-job-*.json)
       to the default bus of the account and region where the job runs (the source's), as AWS Backup does.
     DescribeCopyJob and ListCopyJobs (ByState, ByAccountId, ByDestinationVaultArn, ByResourceArn,
@@ -1180,6 +1194,7 @@ def backup_copy_jobs() -> None:
     from moto.moto_api import state_manager
     from moto.moto_api._internal.managed_state_model import ManagedState
     from moto.organizations.models import organizations_backends
+    from moto.rds.models import DBClusterSnapshot, DBSnapshot, rds_backends
 
     model = "backup::copy"
     state_manager.register_default_transition(model, {"progression": "time", "seconds": COPY_STATE_SECONDS})
@@ -1255,20 +1270,16 @@ def backup_copy_jobs() -> None:
         def copy(self) -> None:
             source_arn = self.point["RecoveryPointArn"]
             account, region = self.destination_account, self.destination_region
-            if source_arn.startswith("arn:aws:ec2:") and ":snapshot/" in source_arn:
-                try:
-                    source = ec2_backends[self.account][self.region].get_snapshot(source_arn.rsplit("/", 1)[1])
-                except Exception as error:  # moto's InvalidSnapshotIdError: deleted since the job started
-                    self.failure, self._status = f"source snapshot of {source_arn} not found: {error}", "FAILED"
-                    return
-                backend = ec2_backends[account][region]
-                snapshot = Snapshot(
-                    backend, random_snapshot_id(), volume=source.volume, encrypted=source.encrypted,
-                    description=f"This snapshot is created by the AWS Backup service for copy job {self.id}")
-                backend.snapshots[snapshot.id] = snapshot
-                self.destination_point_arn = f"arn:aws:ec2:{region}::snapshot/{snapshot.id}"
-            else:
-                self.destination_point_arn = f"arn:aws:backup:{region}:{account}:recovery-point:{uuid.uuid4()}"
+            try:
+                if source_arn.startswith("arn:aws:ec2:") and ":snapshot/" in source_arn:
+                    self.destination_point_arn = self.copy_ebs_snapshot(source_arn)
+                elif source_arn.startswith("arn:aws:rds:"):
+                    self.destination_point_arn = self.copy_rds_snapshot(source_arn)
+                else:
+                    self.destination_point_arn = f"arn:aws:backup:{region}:{account}:recovery-point:{uuid.uuid4()}"
+            except Exception as error:  # moto's not-found errors: the source was deleted since the job started
+                self.failure, self._status = f"the source of recovery point {source_arn} is gone: {error!r}", "FAILED"
+                return
             copied = {key: self.point[key] for key in ("ResourceArn", "ResourceType", "BackupSizeInBytes")
                       if self.point.get(key) is not None}
             RECOVERY_POINTS[(account, region, self.destination_point_arn)] = {
@@ -1276,6 +1287,31 @@ def backup_copy_jobs() -> None:
                 "AccountId": account, "Region": region, "CreationDate": self.created,
                 "SourceBackupVaultArn": self.source_vault_arn, "Lifecycle": self.body.get("Lifecycle"),
                 "IamRoleArn": self.body["IamRoleArn"]}
+
+        def copy_ebs_snapshot(self, source_arn: str) -> str:
+            """A new snapshot of the same volume in the destination account and region; its ARN."""
+            source = ec2_backends[self.account][self.region].get_snapshot(source_arn.rsplit("/", 1)[1])
+            backend = ec2_backends[self.destination_account][self.destination_region]
+            snapshot = Snapshot(
+                backend, random_snapshot_id(), volume=source.volume, encrypted=source.encrypted,
+                description=f"This snapshot is created by the AWS Backup service for copy job {self.id}")
+            backend.snapshots[snapshot.id] = snapshot
+            return f"arn:aws:ec2:{self.destination_region}::snapshot/{snapshot.id}"
+
+        def copy_rds_snapshot(self, source_arn: str) -> str:
+            """A new DB (cluster) snapshot `awsbackup:copyjob-ID` of the same database in the destination account
+            and region, as AWS Backup names its RDS copies; its ARN."""
+            source_backend = rds_backends[self.account][self.region]
+            backend = rds_backends[self.destination_account][self.destination_region]
+            name = f"awsbackup:copyjob-{self.id.lower()}"
+            if ":cluster-snapshot:" in source_arn:
+                source = source_backend.get_db_cluster_snapshot(source_arn.split(":cluster-snapshot:", 1)[1])
+                backend.cluster_snapshots[name] = DBClusterSnapshot(backend, source.cluster, name, "awsbackup")
+                return backend.cluster_snapshots[name].arn
+            source = source_backend.get_db_snapshot(source_arn.split(":snapshot:", 1)[1])
+            backend.database_snapshots[name] = DBSnapshot(backend, source.database, name, "awsbackup",
+                                                          original_created_at=source.original_snapshot_create_time)
+            return backend.database_snapshots[name].arn
 
         def resource_type(self) -> str:
             return recovery_point_description(self.point)["ResourceType"]

@@ -332,3 +332,22 @@ def test_a_central_stack_makes_the_vault_and_its_access_policy_that_copies_go_in
     cloudformation.delete_stack(StackName=stack)
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
         aws.client("backup", BACKUP_REGION, CENTRAL).describe_backup_vault(BackupVaultName=name)
+
+
+def test_an_rds_copy_is_a_db_snapshot_of_the_central_account_and_region(aws, workload, central):
+    rds, db = aws.client("rds", SOURCE_REGION, WORKLOAD), unique("db")
+    rds.create_db_instance(DBInstanceIdentifier=db, DBInstanceClass="db.t3.micro", Engine="postgres",
+                           MasterUsername="dbadmin", MasterUserPassword="password-1", AllocatedStorage=20)
+    snapshot = rds.create_db_snapshot(DBSnapshotIdentifier=unique("rp"), DBInstanceIdentifier=db)["DBSnapshot"]
+    vault, central_vault = workload.vault(), central.vault(policy(allow_copy_into(WORKLOAD)))
+    workload.aws.add_recovery_point({"RecoveryPointArn": snapshot["DBSnapshotArn"], "BackupVaultName": vault,
+                                     "ResourceArn": f"arn:aws:rds:{SOURCE_REGION}:{WORKLOAD}:db:{db}",
+                                     "CreationDate": time.time()}, account=WORKLOAD)
+    job = workload.finished(workload.copy(vault, snapshot["DBSnapshotArn"],
+                                          vault_arn(CENTRAL, BACKUP_REGION, central_vault)))
+    assert (job["State"], job["ResourceType"]) == ("COMPLETED", "RDS"), job
+    copy_arn = job["DestinationRecoveryPointArn"]
+    assert copy_arn.startswith(f"arn:aws:rds:{BACKUP_REGION}:{CENTRAL}:snapshot:awsbackup:copyjob-"), copy_arn
+    [copied] = aws.client("rds", BACKUP_REGION, CENTRAL).describe_db_snapshots(
+        DBSnapshotIdentifier=copy_arn.split(":snapshot:", 1)[1], SnapshotType="awsbackup")["DBSnapshots"]
+    assert (copied["DBInstanceIdentifier"], copied["SnapshotType"]) == (db, "awsbackup")
