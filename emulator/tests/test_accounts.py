@@ -1,9 +1,12 @@
-"""Two accounts on one emulator: clients of another account (control.py's `client(account=…)`), and launcher.py's
+"""Two accounts on one emulator: clients of another account (control.py's `client(account=…)`); launcher.py's
 execution_accounts: a state machine's calls are made in its own account, or in the account of a task's
-Credentials.RoleArn."""
+Credentials.RoleArn; and the Lambda host's functions act in their own account."""
 
+import io
 import json
+import zipfile
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from conftest import finished, unique
@@ -56,3 +59,18 @@ def test_a_task_with_credentials_calls_aws_in_the_role_s_account(aws, central_vo
     own = run(aws, DEFAULT_ACCOUNT, {"StartAt": "Describe", "States": {"Describe": describe_volume()}},
               {"volume_id": central_volume})
     assert own["status"] == "FAILED", "without the credentials, the volume is another account's"
+
+
+def test_a_function_of_another_account_acts_in_that_account_with_its_role(aws):
+    aws.client("iam", account=CENTRAL).create_role(RoleName="central-function", AssumeRolePolicyDocument="{}")
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("bootstrap", "")
+    functions = aws.client("lambda", REGION, CENTRAL)
+    functions.create_function(FunctionName="central", Runtime="provided.al2023", Handler="bootstrap",
+                              Role=f"arn:aws:iam::{CENTRAL}:role/central-function", Code={"ZipFile": code.getvalue()})
+    answer = json.loads(functions.invoke(FunctionName="central", Payload=b"{}")["Payload"].read())
+    key = answer["env"]["AWS_ACCESS_KEY_ID"]
+    identity = boto3.client("sts", endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id=key,
+                            aws_secret_access_key="unchecked").get_caller_identity()
+    assert identity["Account"] == CENTRAL and identity["Arn"].endswith("central-function/lambda"), identity
