@@ -38,7 +38,7 @@ START_TIMEOUT_SECONDS = 60  # moto imports in ~3 s here; generous for a loaded C
 SERVICES = ("moto", "router", "lambda-host")
 PATH_SETTINGS = ("BA_BIN_DIR", "BA_LAMBDA_DIR", "BA_LAMBDA_MAP")
 DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT = "123456789012"  # moto's, for clients with the dummy credentials
+DEFAULT_ACCOUNT = processes.DEFAULT_ACCOUNT  # clients with the dummy credentials act there
 # The role a client for another account assumes: the one AWS Organizations creates in every member account for the
 # management account. moto's AssumeRole needs no such role; it issues keys of the role ARN's account.
 ACCOUNT_ROLE = "OrganizationAccountAccessRole"

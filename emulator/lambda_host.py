@@ -44,7 +44,7 @@ DEFAULT_TIMEOUT_SECONDS = 60  # for functions not created in moto; AWS's default
 DEFAULT_MEMORY_MB = 128  # AWS's default
 # Lambda gives a function's init phase 10 s of its own before the first invocation's timeout starts.
 INIT_SECONDS = 10
-DEFAULT_ACCOUNT = "123456789012"  # moto's
+DEFAULT_ACCOUNT = processes.DEFAULT_ACCOUNT
 
 
 def error_document(error_type: str, message: str) -> bytes:
@@ -217,20 +217,9 @@ class LambdaHost(httpbase.Server):
             LAMBDA_TASK_ROOT=str(Path(argv[0]).parent),
         )
         if arn.split(":")[4] != DEFAULT_ACCOUNT:  # the dummy credentials would act in moto's default account
-            env.update(self.role_credentials(config.get("Role") or "", region))
+            env.update(processes.role_credentials(self.moto_port, config["Role"], region))
         timeout = config.get("Timeout") or DEFAULT_TIMEOUT_SECONDS
         return Function(name, arn, argv, env, timeout, self.state_dir)
-
-    def role_credentials(self, role_arn: str, region: str) -> dict:
-        """The variables of the credentials of the function's execution role, as Lambda gives them: moto issues
-        them in the role's account (STS AssumeRole), so the function acts in that account."""
-        import boto3
-
-        sts = boto3.client("sts", endpoint_url=f"http://127.0.0.1:{self.moto_port}", region_name=region,
-                           **{name.lower(): value for name, value in processes.DUMMY_CREDENTIALS.items()})
-        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="lambda")["Credentials"]
-        return {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"], "AWS_SESSION_TOKEN": credentials["SessionToken"],
-                "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"]}
 
     def moto_configuration(self, name: str, headers) -> dict | None:
         """The function's configuration if it was created in moto (the caller's headers carry its account)."""

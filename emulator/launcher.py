@@ -368,6 +368,24 @@ def execution_accounts() -> None:
     rebind("moto.stepfunctions.parser", original_client, boto_client_for)
 
 
+def batch_job_roles() -> None:
+    """Found while emulating two accounts (not in DESIGN's list): DescribeJobs leaves the job definition's
+    jobRoleArn and executionRoleArn out of a job's container, where AWS reports them; the router gives a job of
+    another account its job role's credentials, and reads the role there."""
+    from moto.batch.models import Job
+
+    original = Job._container_details
+
+    def _container_details(self) -> dict:
+        details = original(self)
+        for role in ("jobRoleArn", "executionRoleArn"):
+            if self.job_definition.container_properties.get(role):
+                details[role] = self.job_definition.container_properties[role]
+        return details
+
+    Job._container_details = _container_details
+
+
 def unnamed_executions() -> None:
     """Defect 6: StartExecution without a name names the execution "None", so a second one fails with
     ExecutionAlreadyExists. AWS names it with a UUID."""
@@ -1426,6 +1444,7 @@ PATCHES = {
     "state_machine_targets": state_machine_targets,
     "unnamed_executions": unnamed_executions,
     "execution_accounts": execution_accounts,
+    "batch_job_roles": batch_job_roles,
     "aws_sdk_error_names": aws_sdk_error_names,
     "scaled_time": scaled_time,
     "dynamodb_exports": dynamodb_exports,

@@ -9,7 +9,7 @@ import zipfile
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import finished, unique
+from conftest import finished, unique, wait_for
 
 from emulator.control import DEFAULT_ACCOUNT
 
@@ -73,4 +73,26 @@ def test_a_function_of_another_account_acts_in_that_account_with_its_role(aws):
     key = answer["env"]["AWS_ACCESS_KEY_ID"]
     identity = boto3.client("sts", endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id=key,
                             aws_secret_access_key="unchecked").get_caller_identity()
-    assert identity["Account"] == CENTRAL and identity["Arn"].endswith("central-function/lambda"), identity
+    assert identity["Account"] == CENTRAL and identity["Arn"].startswith(
+        f"arn:aws:sts::{CENTRAL}:assumed-role/central-function/"), identity
+
+
+def test_a_batch_job_of_another_account_acts_in_that_account_with_its_job_role(aws):
+    batch, iam = aws.client("batch", REGION, CENTRAL), aws.client("iam", account=CENTRAL)
+    service_role = iam.create_role(RoleName=unique("batch"), AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    environment = batch.create_compute_environment(computeEnvironmentName=unique("local"), type="UNMANAGED",
+                                                   state="ENABLED", serviceRole=service_role)
+    queue = batch.create_job_queue(jobQueueName=unique("queue"), state="ENABLED", priority=1, computeEnvironmentOrder=[
+        {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}])["jobQueueArn"]
+    definition = batch.register_job_definition(
+        jobDefinitionName=unique("identity"), type="container", containerProperties={
+            "image": "worker", "command": ["sh", "-c", "echo key=$AWS_ACCESS_KEY_ID"], "jobRoleArn": service_role,
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})
+    job_id = batch.submit_job(jobName="identity", jobQueue=queue,
+                              jobDefinition=definition["jobDefinitionArn"])["jobId"]
+    wait_for(lambda: batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "SUCCEEDED", 10, f"job {job_id}")
+    key = aws.job_log(job_id).read_text().split("key=", 1)[1].split()[0]
+    identity = boto3.client("sts", endpoint_url=aws.endpoint, region_name=REGION, aws_access_key_id=key,
+                            aws_secret_access_key="unchecked").get_caller_identity()
+    assert identity["Account"] == CENTRAL and identity["Arn"].startswith(
+        f"arn:aws:sts::{CENTRAL}:assumed-role/{service_role.rsplit('/', 1)[1]}/"), identity

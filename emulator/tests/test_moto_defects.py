@@ -8,7 +8,9 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import ROLE_ARN, create_role, create_state_machine, emulator_env, finished, run_state_machine, unique
+from conftest import (
+    ROLE_ARN, create_job_queue, create_role, create_state_machine, emulator_env, finished, run_state_machine, unique,
+)
 
 from emulator.control import running
 
@@ -243,3 +245,15 @@ def test_found_a_state_machine_calls_aws_in_the_default_account(unpatched):
                                    definition=json.dumps(definition))["stateMachineArn"]
     execution = finished(unpatched, sfn.start_execution(stateMachineArn=arn)["executionArn"])
     assert execution["status"] == "FAILED" and volume_id in execution["cause"]  # AWS: its own account's volume
+
+
+def test_found_describe_jobs_leaves_out_the_job_role(unpatched):
+    batch = unpatched.client("batch")
+    queue = create_job_queue(unpatched)
+    definition = batch.register_job_definition(
+        jobDefinitionName=unique("roled"), type="container", containerProperties={
+            "image": "worker", "command": ["true"], "jobRoleArn": ROLE_ARN,
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})
+    job_id = batch.submit_job(jobName="roled", jobQueue=queue["JobQueue"],
+                              jobDefinition=definition["jobDefinitionArn"])["jobId"]
+    assert "jobRoleArn" not in batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]  # AWS: ROLE_ARN
