@@ -1142,7 +1142,7 @@ def vault_policy_decision(policy: str | None, action: str, principals: set[str],
         unsupported = {"NotAction", "NotPrincipal", "NotResource"} & set(statement)
         if unsupported:
             raise UnsupportedPolicy(f"{sorted(unsupported)} in a vault access policy is not evaluated by the emulator")
-        if not any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in listed(statement["Action"])):
+        if not any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in listed(statement.get("Action", []))):
             continue
         principal = statement.get("Principal")
         allowed = ["*"] if principal == "*" else listed((principal or {}).get("AWS", []))
@@ -1220,8 +1220,9 @@ def backup_copy_jobs() -> None:
     finished_states = ("COMPLETED", "FAILED")
 
     def organization_id(account: str) -> str | None:
-        owner = organizations_backends.master_accounts.get(account)
-        organization = organizations_backends[owner[0]][owner[1]].org if owner else None
+        # moto records the management account of each member; a management account has the organisation itself.
+        management, partition = organizations_backends.master_accounts.get(account, (account, "aws"))
+        organization = organizations_backends[management][partition].org
         return organization.id if organization else None
 
     class CopyJob(ManagedState):
@@ -1255,15 +1256,18 @@ def backup_copy_jobs() -> None:
             if organization_id(self.account):
                 context["aws:PrincipalOrgID"] = organization_id(self.account)
             principals = {self.account, f"arn:aws:iam::{self.account}:root", role}
-            try:
-                if vault_policy_decision(getattr(source, "access_policy", None), "backup:CopyFromBackupVault",
-                                         principals, context) == "Deny":
-                    return (f"Access denied: the access policy of backup vault {self.source_vault_arn} denies "
-                            f"backup:CopyFromBackupVault to {role} for copies into {destination_arn}")
-                into = vault_policy_decision(getattr(destination, "access_policy", None), "backup:CopyIntoBackupVault",
-                                             principals, context)
-            except UnsupportedPolicy as error:
-                return f"{error} (backup vault {destination_arn})"
+            decisions = {}
+            for vault, arn, action in ((source, self.source_vault_arn, "backup:CopyFromBackupVault"),
+                                       (destination, destination_arn, "backup:CopyIntoBackupVault")):
+                try:
+                    decisions[action] = vault_policy_decision(getattr(vault, "access_policy", None), action,
+                                                              principals, context)
+                except UnsupportedPolicy as error:
+                    return f"{error} (backup vault {arn})"
+            if decisions["backup:CopyFromBackupVault"] == "Deny":
+                return (f"Access denied: the access policy of backup vault {self.source_vault_arn} denies "
+                        f"backup:CopyFromBackupVault to {role} for copies into {destination_arn}")
+            into = decisions["backup:CopyIntoBackupVault"]
             if into == "Deny" or (into is None and self.destination_account != self.account):
                 return (f"Access denied: the access policy of backup vault {destination_arn} does not allow "
                         f"backup:CopyIntoBackupVault to account {self.account} (role {role})")

@@ -351,3 +351,25 @@ def test_an_rds_copy_is_a_db_snapshot_of_the_central_account_and_region(aws, wor
     [copied] = aws.client("rds", BACKUP_REGION, CENTRAL).describe_db_snapshots(
         DBSnapshotIdentifier=copy_arn.split(":snapshot:", 1)[1], SnapshotType="awsbackup")["DBSnapshots"]
     assert (copied["DBInstanceIdentifier"], copied["SnapshotType"]) == (db, "awsbackup")
+
+
+def test_a_central_vault_open_to_the_organisation_lets_its_accounts_in(aws, workload, central):
+    organization = aws.client("organizations", account=WORKLOAD).create_organization(FeatureSet="ALL")["Organization"]
+    vault = workload.vault()
+    for org_id, state in ((organization["Id"], "COMPLETED"), ("o-0000000000", "FAILED")):
+        central_vault = central.vault(policy({
+            "Effect": "Allow", "Principal": "*", "Action": "backup:CopyIntoBackupVault", "Resource": "*",
+            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org_id}}}))
+        job = workload.finished(workload.copy(vault, workload.recovery_point(vault),
+                                              vault_arn(CENTRAL, BACKUP_REGION, central_vault)))
+        assert job["State"] == state, (org_id, job)
+
+
+def test_a_vault_policy_the_emulator_cannot_evaluate_fails_the_copy_saying_so(workload, central):
+    central_vault = central.vault(policy({**allow_copy_into(WORKLOAD), "Condition": {
+        "DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}}))
+    vault = workload.vault()
+    job = workload.finished(workload.copy(vault, workload.recovery_point(vault),
+                                          vault_arn(CENTRAL, BACKUP_REGION, central_vault)))
+    assert job["State"] == "FAILED" and "not evaluated by the emulator" in job["StatusMessage"], job
+    assert vault_arn(CENTRAL, BACKUP_REGION, central_vault) in job["StatusMessage"]
