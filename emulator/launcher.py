@@ -843,6 +843,17 @@ def recovery_point_description(point: dict) -> dict:
     return answer
 
 
+def serve_backup_actions(actions: dict, paths: list[str]) -> None:
+    """Serve AWS Backup's `actions` (operation in snake case -> its BackupResponse method) at `paths` (moto's URL
+    patterns, which moto's router then maps to the operations by botocore's model)."""
+    from moto.backup import urls as backup_urls
+    from moto.backup.responses import BackupResponse
+
+    for name, method in actions.items():
+        setattr(BackupResponse, name, method)
+    backup_urls.url_paths.update({path: backup_urls.response.dispatch for path in paths})
+
+
 def backup_recovery_points() -> None:
     """Addition (a gap in what moto emulates): moto's AWS Backup has vaults and plans but no recovery points and no
     restore jobs. A test registers a recovery point by POSTing {"RecoveryPointArn", "BackupVaultName",
@@ -865,9 +876,7 @@ def backup_recovery_points() -> None:
     (moto's state manager, model `backup::restore`), and that creates the table `Metadata.targetTableName` when it
     completes, as AWS Backup does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS
     with a message, as does every restore of a recovery point registered with "RestoreFailure": "<message>"."""
-    from moto.backup import urls as backup_urls
     from moto.backup.exceptions import InvalidParameterValueException
-    from moto.backup.responses import BackupResponse
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.core.exceptions import JsonRESTError
     from moto.dynamodb.models import dynamodb_backends
@@ -1006,18 +1015,16 @@ def backup_recovery_points() -> None:
             backup_job_completed(point)
         return 201, {}, ""
 
-    BackupResponse.describe_recovery_point = describe_recovery_point
-    BackupResponse.update_recovery_point_lifecycle = update_recovery_point_lifecycle
-    BackupResponse.list_recovery_points_by_backup_vault = list_recovery_points_by_backup_vault
-    BackupResponse.delete_recovery_point = delete_recovery_point
-    BackupResponse.start_restore_job = start_restore_job
-    BackupResponse.describe_restore_job = describe_restore_job
-    backup_urls.url_paths.update({
-        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/(?P<arn>.+)$": backup_urls.response.dispatch,
-        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/$": backup_urls.response.dispatch,
-        "{0}/restore-jobs/?$": backup_urls.response.dispatch,
-        "{0}/restore-jobs/(?P<id>[^/]+)$": backup_urls.response.dispatch,
-    })
+    serve_backup_actions({
+        "describe_recovery_point": describe_recovery_point,
+        "update_recovery_point_lifecycle": update_recovery_point_lifecycle,
+        "list_recovery_points_by_backup_vault": list_recovery_points_by_backup_vault,
+        "delete_recovery_point": delete_recovery_point,
+        "start_restore_job": start_restore_job,
+        "describe_restore_job": describe_restore_job,
+    }, ["{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/(?P<arn>.+)$",
+        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/$",
+        "{0}/restore-jobs/?$", "{0}/restore-jobs/(?P<id>[^/]+)$"])
     response = moto_api_urls.response_instance
     response.add_recovery_point = types.MethodType(add_recovery_point, response)
     moto_api_urls.url_paths["{0}" + RECOVERY_POINTS_PATH] = response.add_recovery_point
@@ -1027,9 +1034,7 @@ def backup_vault_access_policies() -> None:
     """Addition (a gap in what moto emulates): moto's backup vaults have no access policy. Put-, Get- and
     DeleteBackupVaultAccessPolicy keep one per vault (GetBackupVaultAccessPolicy of a vault without one, like AWS:
     ResourceNotFoundException); backup_copy_jobs evaluates them."""
-    from moto.backup import urls as backup_urls
     from moto.backup.exceptions import InvalidParameterValueException, ResourceNotFoundException
-    from moto.backup.responses import BackupResponse
 
     def vault(response):
         name = urllib.parse.unquote(response.path.split("?", 1)[0].split("/")[2])
@@ -1056,10 +1061,11 @@ def backup_vault_access_policies() -> None:
         vault(self).access_policy = None
         return ""
 
-    BackupResponse.put_backup_vault_access_policy = put_backup_vault_access_policy
-    BackupResponse.get_backup_vault_access_policy = get_backup_vault_access_policy
-    BackupResponse.delete_backup_vault_access_policy = delete_backup_vault_access_policy
-    backup_urls.url_paths["{0}/backup-vaults/(?P<name>[^/]+)/access-policy$"] = backup_urls.response.dispatch
+    serve_backup_actions({
+        "put_backup_vault_access_policy": put_backup_vault_access_policy,
+        "get_backup_vault_access_policy": get_backup_vault_access_policy,
+        "delete_backup_vault_access_policy": delete_backup_vault_access_policy,
+    }, ["{0}/backup-vaults/(?P<name>[^/]+)/access-policy$"])
 
 
 def backup_vault_resources() -> None:
@@ -1199,12 +1205,10 @@ def backup_copy_jobs() -> None:
     BySourceRecoveryPointArn) answer in the job's account and region."""
     import threading
 
-    from moto.backup import urls as backup_urls
     from moto.backup.exceptions import (
         InvalidParameterValueException, InvalidRequestException, ResourceNotFoundException,
     )
     from moto.backup.models import backup_backends
-    from moto.backup.responses import BackupResponse
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.elastic_block_store import Snapshot
     from moto.ec2.utils import random_snapshot_id
@@ -1429,13 +1433,8 @@ def backup_copy_jobs() -> None:
         found = [job for job in found if all(value is None or job[key] == value for key, value in filters.items())]
         return json.dumps({"CopyJobs": found})
 
-    BackupResponse.start_copy_job = start_copy_job
-    BackupResponse.describe_copy_job = describe_copy_job
-    BackupResponse.list_copy_jobs = list_copy_jobs
-    backup_urls.url_paths.update({
-        "{0}/copy-jobs/?$": backup_urls.response.dispatch,
-        "{0}/copy-jobs/(?P<id>[^/]+)$": backup_urls.response.dispatch,
-    })
+    serve_backup_actions({"start_copy_job": start_copy_job, "describe_copy_job": describe_copy_job,
+                          "list_copy_jobs": list_copy_jobs}, ["{0}/copy-jobs/?$", "{0}/copy-jobs/(?P<id>[^/]+)$"])
 
 
 PATCHES = {
