@@ -784,7 +784,8 @@ RECOVERY_POINTS_PATH = "/moto-api/backup-archiver/recovery-points"
 RECOVERY_POINTS: dict[tuple[str, str, str], dict] = {}
 DAY_SECONDS = 86400
 # AWS Backup keeps a point at least 90 days in cold storage, so DeleteAfterDays must exceed
-# MoveToColdStorageAfterDays by 90: <https://docs.aws.amazon.com/aws-backup/latest/devguide/API_Lifecycle.html>
+# MoveToColdStorageAfterDays by 90, and the latter cannot change once the point is cold:
+# <https://docs.aws.amazon.com/aws-backup/latest/devguide/API_UpdateRecoveryPointLifecycle.html>
 COLD_MINIMUM_DAYS = 90
 
 
@@ -869,7 +870,8 @@ def backup_recovery_points() -> None:
       "SourceBackupArn", a moto DynamoDB backup holding the content.
     DescribeRecoveryPoint describes a point (with Lifecycle, CalculatedLifecycle, StorageClass),
     ListRecoveryPointsByBackupVault lists a vault's (ByResourceArn), UpdateRecoveryPointLifecycle
-    replaces its Lifecycle (DeleteAfterDays at least 90 days after MoveToColdStorageAfterDays, as AWS requires) and
+    replaces its Lifecycle (DeleteAfterDays at least 90 days after MoveToColdStorageAfterDays, which cannot change once
+    the point is COLD, as AWS requires) and
     DeleteRecoveryPoint removes it; all answer ResourceNotFoundException for a point that is unknown, in another
     vault, account or region, as AWS does. StartRestoreJob
     (IdempotencyToken honoured) starts a job (PENDING) that DescribeRestoreJob reports RUNNING, then COMPLETED
@@ -956,6 +958,11 @@ def backup_recovery_points() -> None:
             raise InvalidParameterValueException(
                 f"DeleteAfterDays ({delete}) must be at least {COLD_MINIMUM_DAYS} days greater than "
                 f"MoveToColdStorageAfterDays ({cold}) for recovery point {point['RecoveryPointArn']}")
+        current_cold = (point.get("Lifecycle") or {}).get("MoveToColdStorageAfterDays")
+        if point.get("StorageClass") == "COLD" and cold != current_cold:
+            raise InvalidParameterValueException(
+                f"MoveToColdStorageAfterDays of recovery point {point['RecoveryPointArn']} cannot change: it is in "
+                "cold storage already")
         point["Lifecycle"] = lifecycle
         description = recovery_point_description(point)
         return json.dumps({key: description[key] for key in

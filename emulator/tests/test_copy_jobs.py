@@ -293,11 +293,18 @@ def test_update_recovery_point_lifecycle_round_trips_through_describe(workload):
                                                         Lifecycle={"DeleteAfterDays": 1})
 
 
-def test_a_point_registered_cold_is_described_cold(workload):
+def test_a_point_registered_cold_is_described_cold_and_keeps_its_cold_transition(workload):
     vault = workload.vault()
-    point = workload.recovery_point(vault, StorageClass="COLD")
+    lifecycle = {"MoveToColdStorageAfterDays": 7, "DeleteAfterDays": 365}
+    point = workload.recovery_point(vault, StorageClass="COLD", Lifecycle=lifecycle)
     described = workload.backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point)
     assert described["StorageClass"] == "COLD"
+    with pytest.raises(ClientError, match="InvalidParameterValueException"):
+        workload.backup.update_recovery_point_lifecycle(BackupVaultName=vault, RecoveryPointArn=point, Lifecycle={
+            "MoveToColdStorageAfterDays": 30, "DeleteAfterDays": 365})
+    shorter = {"MoveToColdStorageAfterDays": 7, "DeleteAfterDays": 97}
+    assert workload.backup.update_recovery_point_lifecycle(BackupVaultName=vault, RecoveryPointArn=point,
+                                                           Lifecycle=shorter)["Lifecycle"] == shorter
 
 
 def test_vault_access_policies_are_put_read_and_deleted(central):
