@@ -25,7 +25,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by emulator/run
@@ -38,6 +38,10 @@ START_TIMEOUT_SECONDS = 60  # moto imports in ~3 s here; generous for a loaded C
 SERVICES = ("moto", "router", "lambda-host")
 PATH_SETTINGS = ("BA_BIN_DIR", "BA_LAMBDA_DIR", "BA_LAMBDA_MAP")
 DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = processes.DEFAULT_ACCOUNT  # clients with the dummy credentials act there
+# The role a client for another account assumes: the one AWS Organizations creates in every member account for the
+# management account. moto's AssumeRole needs no such role; it issues keys of the role ARN's account.
+ACCOUNT_ROLE = "OrganizationAccountAccessRole"
 
 
 def default_state_dir() -> Path:
@@ -50,14 +54,32 @@ def default_state_dir() -> Path:
 class Emulator:
     endpoint: str
     state_dir: Path
+    account_keys: dict = field(default_factory=dict, repr=False)  # account -> AssumeRole's Credentials
 
-    def client(self, service: str, region: str = DEFAULT_REGION):
-        """A boto3 client for the emulator (dummy credentials, no retries that would hide errors)."""
+    def client(self, service: str, region: str = DEFAULT_REGION, account: str = DEFAULT_ACCOUNT):
+        """A boto3 client for the emulator (no retries that would hide errors), in moto's account with dummy
+        credentials, or in `account` with the credentials of its ACCOUNT_ROLE (see `credentials`)."""
         import boto3
         from botocore.config import Config
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id="test",
-                            aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
+        keys = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        if account != DEFAULT_ACCOUNT:
+            credentials = self.credentials(account)
+            keys = {"aws_access_key_id": credentials["AccessKeyId"],
+                    "aws_secret_access_key": credentials["SecretAccessKey"],
+                    "aws_session_token": credentials["SessionToken"]}
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=region,
+                            config=Config(retries={"max_attempts": 1}), **keys)
+
+    def credentials(self, account: str) -> dict:
+        """STS AssumeRole's Credentials for ACCOUNT_ROLE in `account`: moto takes the account of every request from
+        its access key, and AssumeRole's keys belong to the role's account (moto 5.2.5 has no other per-request
+        way to choose an account, short of its own x-moto-account-id header)."""
+        if account not in self.account_keys:
+            sts = self.client("sts")
+            self.account_keys[account] = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{ACCOUNT_ROLE}",
+                                                         RoleSessionName="emulator")["Credentials"]
+        return self.account_keys[account]
 
     def fail_next_export(self, cause: str) -> None:
         """Make the next RDS export started end FAILED with this FailureCause (launcher.py's export_progress)."""
@@ -73,13 +95,16 @@ class Emulator:
         if response.status != 200:
             raise RuntimeError(f"the emulator refused the export failure: HTTP {response.status}")
 
-    def add_recovery_point(self, point: dict) -> None:
+    def add_recovery_point(self, point: dict, account: str | None = None, region: str | None = None) -> None:
         """Register an AWS Backup recovery point, as the backup job that made it would (launcher.py's
-        backup_recovery_points): {"RecoveryPointArn", "BackupVaultName", "ResourceArn", "CreationDate", …}."""
+        backup_recovery_points): {"RecoveryPointArn", "BackupVaultName", "ResourceArn", "CreationDate", …}, in
+        `account` (default moto's) and `region` (default the ARN's). With "BackupJobId" in `point`, that job's
+        "Backup Job State Change" (COMPLETED) goes to the default bus of that account and region."""
         import urllib.request
 
         from emulator.launcher import RECOVERY_POINTS_PATH
 
+        point = {**point, **({"AccountId": account} if account else {}), **({"Region": region} if region else {})}
         request = urllib.request.Request(self.endpoint + RECOVERY_POINTS_PATH, data=json.dumps(point).encode(),
                                          method="POST", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as answer:

@@ -44,7 +44,7 @@ DEFAULT_TIMEOUT_SECONDS = 60  # for functions not created in moto; AWS's default
 DEFAULT_MEMORY_MB = 128  # AWS's default
 # Lambda gives a function's init phase 10 s of its own before the first invocation's timeout starts.
 INIT_SECONDS = 10
-DEFAULT_ACCOUNT = "123456789012"  # moto's
+DEFAULT_ACCOUNT = processes.DEFAULT_ACCOUNT
 
 
 def error_document(error_type: str, message: str) -> bytes:
@@ -216,6 +216,8 @@ class LambdaHost(httpbase.Server):
             _HANDLER=config.get("Handler") or name,
             LAMBDA_TASK_ROOT=str(Path(argv[0]).parent),
         )
+        if arn.split(":")[4] != DEFAULT_ACCOUNT:  # the dummy credentials would act in moto's default account
+            env.update(processes.role_credentials(self.moto_port, config["Role"], region))
         timeout = config.get("Timeout") or DEFAULT_TIMEOUT_SECONDS
         return Function(name, arn, argv, env, timeout, self.state_dir)
 

@@ -15,6 +15,7 @@ states and Retry intervals.
 
 import copy
 import datetime
+import fnmatch
 import functools
 import importlib
 import json
@@ -308,6 +309,81 @@ def state_machine_targets() -> None:
             original(rule, original_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
+
+
+def execution_accounts() -> None:
+    """Found while emulating two accounts (not in DESIGN's list): every call a state machine makes (aws-sdk tasks,
+    batch:, lambda:invoke) carries the key "ak", which moto files under its default account, whatever account the
+    state machine is in, so a flow in a central backup account works on another account's volumes and jobs; the
+    task field `Credentials.RoleArn` (AWS's way to call another account) is ignored too. Make each call in the
+    account of the task's RoleArn, else of the execution, with a key moto issues for that account (as STS
+    AssumeRole does). The execution's account follows it into the threads of its Parallel and Map states."""
+    import threading
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iam.models import iam_backends
+    from moto.stepfunctions.parser.asl.utils import boto_client
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    current = threading.local()  # .account: the account of the execution this thread works for
+    keys: dict[str, object] = {}  # account -> the moto access key its calls carry
+
+    class AccountCarryingThreads(list):
+        """TMP_THREADS, where the interpreter files every thread it creates before starting it: a thread added
+        here runs in the account of the thread that created it."""
+
+        def append(self, thread) -> None:
+            account, target = getattr(current, "account", None), thread._target
+
+            def run(*args, **kwargs):
+                current.account = account
+                return target(*args, **kwargs)
+
+            thread._target = run
+            super().append(thread)
+
+    original_execution_logic = ExecutionWorker._execution_logic
+
+    def _execution_logic(self):
+        current.account = self._evaluation_details.aws_execution_details.account
+        original_execution_logic(self)
+
+    original_client = boto_client.boto_client_for
+
+    def boto_client_for(region: str, service: str, state_credentials=None):
+        role_arn = getattr(state_credentials, "role_arn", None) or ""
+        account = role_arn.split(":")[4] if role_arn.startswith("arn:") else getattr(current, "account", None)
+        client = original_client(region=region, service=service, state_credentials=state_credentials)
+        if account in (None, DEFAULT_ACCOUNT_ID):
+            return client
+        if account not in keys:
+            keys[account] = iam_backends[account]["global"].create_temp_access_key()
+        credentials = client._request_signer._credentials
+        credentials.access_key, credentials.secret_key = keys[account].access_key_id, keys[account].secret_access_key
+        return client
+
+    ExecutionWorker._execution_logic = _execution_logic
+    rebind("moto.stepfunctions.parser", TMP_THREADS, AccountCarryingThreads(TMP_THREADS))
+    rebind("moto.stepfunctions.parser", original_client, boto_client_for)
+
+
+def batch_job_roles() -> None:
+    """Found while emulating two accounts (not in DESIGN's list): DescribeJobs leaves the job definition's
+    jobRoleArn and executionRoleArn out of a job's container, where AWS reports them; the router gives a job of
+    another account its job role's credentials, and reads the role there."""
+    from moto.batch.models import Job
+
+    original = Job._container_details
+
+    def _container_details(self) -> dict:
+        details = original(self)
+        for role in ("jobRoleArn", "executionRoleArn"):
+            if self.job_definition.container_properties.get(role):
+                details[role] = self.job_definition.container_properties[role]
+        return details
+
+    Job._container_details = _container_details
 
 
 def unnamed_executions() -> None:
@@ -690,27 +766,121 @@ def cloudformation_resources() -> None:
     StateMachine.create_from_cloudformation_json = classmethod(create_state_machine)
 
 
+def event_account_field() -> None:
+    """Found while writing the copy jobs (not in DESIGN's list): an event that a rule delivers to a target without an
+    InputTransformer (an SQS queue, a log group) lacks its "account" field, so a consumer cannot tell which account
+    it came from. AWS delivers the whole event; moto's default template leaves that one field out."""
+    from moto.events.utils import EventTemplateParser
+
+    EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
+        '{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", "account": "<account>", '
+        '"time": <time>, "region": "<region>", "resources": <resources>, "detail": <detail>}')
+
+
 # The moto-api path a test POSTs a recovery point to (see backup_recovery_points).
 RECOVERY_POINTS_PATH = "/moto-api/backup-archiver/recovery-points"
+# AWS Backup's recovery points, which moto lacks, keyed as AWS keeps them: (account, region, recovery point ARN).
+# backup_recovery_points registers and serves them; backup_copy_jobs adds the copies it makes.
+RECOVERY_POINTS: dict[tuple[str, str, str], dict] = {}
+DAY_SECONDS = 86400
+# AWS Backup keeps a point at least 90 days in cold storage, so DeleteAfterDays must exceed
+# MoveToColdStorageAfterDays by 90, and the latter cannot change once the point is cold:
+# <https://docs.aws.amazon.com/aws-backup/latest/devguide/API_UpdateRecoveryPointLifecycle.html>
+COLD_MINIMUM_DAYS = 90
+
+
+def iso_time(epoch: float) -> str:
+    """A time as AWS Backup's events write it: 2020-07-15T22:06:27.234Z."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def vault_arn(account: str, region: str, name: str) -> str:
+    return f"arn:aws:backup:{region}:{account}:backup-vault:{name}"
+
+
+def put_backup_event(account: str, region: str, detail_type: str, detail: dict, resources: list[str]) -> None:
+    """Send an AWS Backup event to the default bus of `account` in `region`, as AWS Backup does, so that the
+    EventBridge rules there deliver it."""
+    from moto.events.models import events_backends
+
+    events_backends[account][region].put_events([{"Source": "aws.backup", "DetailType": detail_type,
+                                                  "Detail": json.dumps(detail), "Resources": resources}])
+
+
+# AWS Backup's ResourceType of a resource, by the service in its ARN (RDS clusters and EC2 instances aside).
+RESOURCE_TYPES = {"ec2": "EBS", "rds": "RDS", "dynamodb": "DynamoDB", "elasticfilesystem": "EFS", "s3": "S3"}
+
+
+def resource_type_of(resource_arn: str) -> str:
+    service = resource_arn.split(":")[2]
+    if service == "rds" and ":cluster:" in resource_arn:
+        return "Aurora"
+    if service == "ec2" and ":instance/" in resource_arn:
+        return "EC2"
+    return RESOURCE_TYPES.get(service, service)
+
+
+def recovery_point_description(point: dict) -> dict:
+    """DescribeRecoveryPoint's answer for a registered point (timestamps in epoch seconds, as on the wire)."""
+    lifecycle, created = point.get("Lifecycle") or {}, point["CreationDate"]
+    calculated = {}
+    if lifecycle.get("MoveToColdStorageAfterDays") is not None:
+        calculated["MoveToColdStorageAt"] = created + lifecycle["MoveToColdStorageAfterDays"] * DAY_SECONDS
+    if lifecycle.get("DeleteAfterDays") is not None:
+        calculated["DeleteAt"] = created + lifecycle["DeleteAfterDays"] * DAY_SECONDS
+    resource_type = point.get("ResourceType") or resource_type_of(point["ResourceArn"])
+    answer = {"RecoveryPointArn": point["RecoveryPointArn"], "BackupVaultName": point["BackupVaultName"],
+              "BackupVaultArn": vault_arn(point["AccountId"], point["Region"], point["BackupVaultName"]),
+              "ResourceArn": point["ResourceArn"], "ResourceType": resource_type,
+              "Status": point.get("Status", "COMPLETED"), "StorageClass": point.get("StorageClass", "WARM"),
+              "CreationDate": created, "CompletionDate": created, "IsEncrypted": False}
+    for optional in ("SourceBackupVaultArn", "IamRoleArn", "BackupSizeInBytes", "CreatedBy"):
+        if point.get(optional) is not None:
+            answer[optional] = point[optional]
+    if lifecycle:
+        answer["Lifecycle"] = lifecycle
+    if calculated:
+        answer["CalculatedLifecycle"] = calculated
+    return answer
+
+
+def serve_backup_actions(actions: dict, paths: list[str]) -> None:
+    """Serve AWS Backup's `actions` (operation in snake case -> its BackupResponse method) at `paths` (moto's URL
+    patterns, which moto's router then maps to the operations by botocore's model)."""
+    from moto.backup import urls as backup_urls
+    from moto.backup.responses import BackupResponse
+
+    for name, method in actions.items():
+        setattr(BackupResponse, name, method)
+    backup_urls.url_paths.update({path: backup_urls.response.dispatch for path in paths})
 
 
 def backup_recovery_points() -> None:
     """Addition (a gap in what moto emulates): moto's AWS Backup has vaults and plans but no recovery points and no
     restore jobs. A test registers a recovery point by POSTing {"RecoveryPointArn", "BackupVaultName",
-    "ResourceArn", "CreationDate" (epoch seconds)} to RECOVERY_POINTS_PATH, as the backup job that made it would:
+    "ResourceArn", "CreationDate" (epoch seconds)} to RECOVERY_POINTS_PATH, as the backup job that made it would,
+    optionally with "AccountId" (default moto's 123456789012) and "Region" (default the ARN's), "ResourceType"
+    (default from the ResourceArn's service),
+    "StorageClass" (WARM, COLD or DELETED; default WARM), "Status" (default COMPLETED), "Lifecycle", "IamRoleArn",
+    "BackupSizeInBytes", "CreatedBy"; with "BackupJobId" the job's "Backup Job State Change" (COMPLETED) also goes
+    to that account's default bus in that region. Points are kept per account and region, as AWS keeps them:
     - an EBS recovery point is the EC2 snapshot itself (RecoveryPointArn `arn:aws:ec2:REGION::snapshot/snap-…`,
       ResourceArn the volume's ARN); DeleteRecoveryPoint deletes that snapshot in moto's EC2, as AWS Backup does;
     - a DynamoDB recovery point with AWS Backup's advanced features, which only StartRestoreJob restores, adds
       "SourceBackupArn", a moto DynamoDB backup holding the content.
-    DescribeRecoveryPoint describes a point (Status COMPLETED) and DeleteRecoveryPoint removes it; both answer
-    ResourceNotFoundException for a point that is unknown or is in another vault, as AWS does. StartRestoreJob
+    DescribeRecoveryPoint describes a point (with Lifecycle, CalculatedLifecycle, StorageClass),
+    ListRecoveryPointsByBackupVault lists a vault's (ByResourceArn), UpdateRecoveryPointLifecycle
+    replaces its Lifecycle (DeleteAfterDays at least 90 days after MoveToColdStorageAfterDays, which cannot change once
+    the point is COLD, as AWS requires) and
+    DeleteRecoveryPoint removes it; all answer ResourceNotFoundException for a point that is unknown, in another
+    vault, account or region, as AWS does. StartRestoreJob
     (IdempotencyToken honoured) starts a job (PENDING) that DescribeRestoreJob reports RUNNING, then COMPLETED
     (moto's state manager, model `backup::restore`), and that creates the table `Metadata.targetTableName` when it
     completes, as AWS Backup does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS
     with a message, as does every restore of a recovery point registered with "RestoreFailure": "<message>"."""
-    from moto.backup import urls as backup_urls
+    from moto.backup.exceptions import InvalidParameterValueException
+    from moto.core import DEFAULT_ACCOUNT_ID
     from moto.core.exceptions import JsonRESTError
-    from moto.backup.responses import BackupResponse
     from moto.dynamodb.models import dynamodb_backends
     from moto.ec2.models import ec2_backends
     from moto.moto_api import state_manager
@@ -719,7 +889,6 @@ def backup_recovery_points() -> None:
 
     model = "backup::restore"
     state_manager.register_default_transition(model, {"progression": "manual", "times": 1})
-    recovery_points: dict[str, dict] = {}
     jobs: dict[str, "RestoreJob"] = {}
 
     class RestoreJob(ManagedState):
@@ -728,7 +897,7 @@ def backup_recovery_points() -> None:
             self.body, self.account_id, self.region = body, account_id, region
             self.id = uuid.uuid4().hex.upper()
             self.created = time.time()
-            self.point = recovery_points.get(body.get("RecoveryPointArn"))
+            self.point = RECOVERY_POINTS.get((account_id, region, body.get("RecoveryPointArn")))
             self.failure = None
             if self.point is None:
                 self.failure = f"recovery point {body.get('RecoveryPointArn')} not found"
@@ -758,34 +927,61 @@ def backup_recovery_points() -> None:
                 answer.update(CreatedResourceArn=self.table_arn, CompletionDate=time.time())
             return answer
 
-    def point_in_vault(path: str) -> dict:
-        """The recovery point that /backup-vaults/{name}/recovery-points/{arn} names, in that vault."""
-        vault, arn = path.split("?", 1)[0].removeprefix("/backup-vaults/").split("/recovery-points/", 1)
+    def point_in_vault(response) -> dict:
+        """The recovery point that /backup-vaults/{name}/recovery-points/{arn} names, in that vault of the caller's
+        account and region."""
+        path = response.path.split("?", 1)[0]
+        vault, arn = path.removeprefix("/backup-vaults/").split("/recovery-points/", 1)
         vault, arn = urllib.parse.unquote(vault), urllib.parse.unquote(arn)
-        point = recovery_points.get(arn)
+        point = RECOVERY_POINTS.get((response.current_account, response.region, arn))
         if point is None or point["BackupVaultName"] != vault:
             not_found(f"Recovery point {arn} not found in backup vault {vault}")
         return point
 
     def describe_recovery_point(self):
-        point = point_in_vault(self.path)
-        resource_type = "EBS" if point["RecoveryPointArn"].startswith("arn:aws:ec2:") else "DynamoDB"
-        return json.dumps({"RecoveryPointArn": point["RecoveryPointArn"], "BackupVaultName": point["BackupVaultName"],
-                           "ResourceArn": point["ResourceArn"], "ResourceType": resource_type, "Status": "COMPLETED",
-                           "CreationDate": point["CreationDate"]})
+        return json.dumps(recovery_point_description(point_in_vault(self)))
+
+    def list_recovery_points_by_backup_vault(self):
+        vault = urllib.parse.unquote(self.path.split("?", 1)[0].split("/")[2])
+        self.backup_backend.describe_backup_vault(vault)  # ResourceNotFoundException, as AWS
+        resource = (self.querystring.get("resourceArn") or [None])[0]
+        points = [recovery_point_description(point) for (account, region, _), point in list(RECOVERY_POINTS.items())
+                  if (account, region) == (self.current_account, self.region) and point["BackupVaultName"] == vault
+                  and resource in (None, point["ResourceArn"])]
+        return json.dumps({"RecoveryPoints": points})
+
+    def update_recovery_point_lifecycle(self):
+        point = point_in_vault(self)
+        lifecycle = json.loads(self.body or "{}").get("Lifecycle") or {}
+        cold, delete = lifecycle.get("MoveToColdStorageAfterDays"), lifecycle.get("DeleteAfterDays")
+        if cold is not None and delete is not None and delete < cold + COLD_MINIMUM_DAYS:
+            raise InvalidParameterValueException(
+                f"DeleteAfterDays ({delete}) must be at least {COLD_MINIMUM_DAYS} days greater than "
+                f"MoveToColdStorageAfterDays ({cold}) for recovery point {point['RecoveryPointArn']}")
+        current_cold = (point.get("Lifecycle") or {}).get("MoveToColdStorageAfterDays")
+        if point.get("StorageClass") == "COLD" and cold != current_cold:
+            raise InvalidParameterValueException(
+                f"MoveToColdStorageAfterDays of recovery point {point['RecoveryPointArn']} cannot change: it is in "
+                "cold storage already")
+        point["Lifecycle"] = lifecycle
+        description = recovery_point_description(point)
+        return json.dumps({key: description[key] for key in
+                           ("BackupVaultArn", "RecoveryPointArn", "Lifecycle", "CalculatedLifecycle")
+                           if key in description})
 
     def delete_recovery_point(self) -> str:
-        point = point_in_vault(self.path)
+        point = point_in_vault(self)
         arn = point["RecoveryPointArn"]
         if arn.startswith("arn:aws:ec2:"):  # arn:aws:ec2:REGION::snapshot/snap-…: the recovery point is the snapshot
             ec2_backends[self.current_account][arn.split(":")[3]].delete_snapshot(arn.rsplit("/", 1)[1])
-        del recovery_points[arn]
+        del RECOVERY_POINTS[(self.current_account, self.region, arn)]
         return ""
 
     def start_restore_job(self) -> str:
         body = json.loads(self.body or "{}")
         token = body.get("IdempotencyToken")
-        job = next((j for j in jobs.values() if token and j.body.get("IdempotencyToken") == token), None)
+        job = next((j for j in jobs.values() if token and j.body.get("IdempotencyToken") == token
+                    and j.account_id == self.current_account), None)
         if job is None:
             job = RestoreJob(body, self.current_account, self.region)
             jobs[job.id] = job
@@ -793,30 +989,459 @@ def backup_recovery_points() -> None:
 
     def describe_restore_job(self):
         job = jobs.get(self.path.rstrip("/").rsplit("/", 1)[1])
-        if job is None:
+        if job is None or job.account_id != self.current_account:
             not_found("restore job not found")
         return json.dumps(job.describe())
 
     def not_found(message: str):
         raise JsonRESTError("ResourceNotFoundException", message)
 
+    def backup_job_completed(point: dict) -> None:
+        """The "Backup Job State Change" (COMPLETED) of the job that made `point`, as AWS Backup sends it."""
+        account, region = point["AccountId"], point["Region"]
+        description = recovery_point_description(point)
+        detail = {
+            "backupJobId": point["BackupJobId"], "backupSizeInBytes": str(point.get("BackupSizeInBytes", 0)),
+            "backupVaultArn": description["BackupVaultArn"], "backupVaultName": point["BackupVaultName"],
+            "bytesTransferred": "0", "creationDate": iso_time(point["CreationDate"]),
+            "iamRoleArn": point.get("IamRoleArn",
+                                    f"arn:aws:iam::{account}:role/service-role/AWSBackupDefaultServiceRole"),
+            "resourceArn": point["ResourceArn"], "resourceType": description["ResourceType"], "state": "COMPLETED",
+            "completionDate": iso_time(time.time()), "percentDone": 100, "retryCount": 0,
+        }
+        if point.get("CreatedBy"):  # a plan's job; an on-demand job's event has none
+            detail["createdBy"] = point["CreatedBy"]
+        put_backup_event(account, region, "Backup Job State Change", detail, [point["RecoveryPointArn"]])
+
     def add_recovery_point(self, request, full_url, headers):
         point = self._get_body(headers, request)
-        recovery_points[point["RecoveryPointArn"]] = point
+        point.setdefault("AccountId", DEFAULT_ACCOUNT_ID)
+        point.setdefault("Region", point["RecoveryPointArn"].split(":")[3])
+        RECOVERY_POINTS[(point["AccountId"], point["Region"], point["RecoveryPointArn"])] = point
+        if point.get("BackupJobId"):
+            backup_job_completed(point)
         return 201, {}, ""
 
-    BackupResponse.describe_recovery_point = describe_recovery_point
-    BackupResponse.delete_recovery_point = delete_recovery_point
-    BackupResponse.start_restore_job = start_restore_job
-    BackupResponse.describe_restore_job = describe_restore_job
-    backup_urls.url_paths.update({
-        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/(?P<arn>.+)$": backup_urls.response.dispatch,
-        "{0}/restore-jobs/?$": backup_urls.response.dispatch,
-        "{0}/restore-jobs/(?P<id>[^/]+)$": backup_urls.response.dispatch,
-    })
+    serve_backup_actions({
+        "describe_recovery_point": describe_recovery_point,
+        "update_recovery_point_lifecycle": update_recovery_point_lifecycle,
+        "list_recovery_points_by_backup_vault": list_recovery_points_by_backup_vault,
+        "delete_recovery_point": delete_recovery_point,
+        "start_restore_job": start_restore_job,
+        "describe_restore_job": describe_restore_job,
+    }, ["{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/(?P<arn>.+)$",
+        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/$",
+        "{0}/restore-jobs/?$", "{0}/restore-jobs/(?P<id>[^/]+)$"])
     response = moto_api_urls.response_instance
     response.add_recovery_point = types.MethodType(add_recovery_point, response)
     moto_api_urls.url_paths["{0}" + RECOVERY_POINTS_PATH] = response.add_recovery_point
+
+
+def backup_vault_access_policies() -> None:
+    """Addition (a gap in what moto emulates): moto's backup vaults have no access policy. Put-, Get- and
+    DeleteBackupVaultAccessPolicy keep one per vault (GetBackupVaultAccessPolicy of a vault without one, like AWS:
+    ResourceNotFoundException); backup_copy_jobs evaluates them."""
+    from moto.backup.exceptions import InvalidParameterValueException, ResourceNotFoundException
+
+    def vault(response):
+        name = urllib.parse.unquote(response.path.split("?", 1)[0].split("/")[2])
+        return response.backup_backend.describe_backup_vault(name)
+
+    def put_backup_vault_access_policy(self) -> str:
+        policy = json.loads(self.body or "{}").get("Policy") or ""
+        try:
+            json.loads(policy)
+        except ValueError:
+            raise InvalidParameterValueException(f"the access policy of backup vault {vault(self).backup_vault_name} "
+                                                 "is not valid JSON")
+        vault(self).access_policy = policy
+        return ""
+
+    def get_backup_vault_access_policy(self) -> str:
+        found = vault(self)
+        if getattr(found, "access_policy", None) is None:
+            raise ResourceNotFoundException(f"backup vault {found.backup_vault_name} has no access policy")
+        return json.dumps({"BackupVaultName": found.backup_vault_name, "BackupVaultArn": found.backup_vault_arn,
+                           "Policy": found.access_policy})
+
+    def delete_backup_vault_access_policy(self) -> str:
+        vault(self).access_policy = None
+        return ""
+
+    serve_backup_actions({
+        "put_backup_vault_access_policy": put_backup_vault_access_policy,
+        "get_backup_vault_access_policy": get_backup_vault_access_policy,
+        "delete_backup_vault_access_policy": delete_backup_vault_access_policy,
+    }, ["{0}/backup-vaults/(?P<name>[^/]+)/access-policy$"])
+
+
+def backup_vault_resources() -> None:
+    """Addition (a gap in what moto emulates): moto's CloudFormation has no AWS::Backup::BackupVault; it logs "No Moto
+    CloudFormation support" and creates nothing, so a stack's vault and its access policy are missing. Create the vault
+    in moto's AWS Backup from BackupVaultName, EncryptionKeyArn, BackupVaultTags and AccessPolicy (an object or JSON
+    text, as backup_vault_access_policies keeps it); Ref is its name, Fn::GetAtt gives BackupVaultName and
+    BackupVaultArn; deleting the stack deletes the vault."""
+    from moto.backup.models import Vault, backup_backends
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    class BackupVaultResource(CloudFormationModel):
+        __module__ = "moto.backup.models"  # moto's model registry files a model under the service its module names
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "BackupVaultName"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Backup::BackupVault"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr in ("BackupVaultName", "BackupVaultArn")
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            properties = cloudformation_json.get("Properties", {})
+            vault = backup_backends[account_id][region_name].create_backup_vault(
+                properties.get("BackupVaultName", resource_name), properties.get("BackupVaultTags") or {},
+                properties.get("EncryptionKeyArn"), None)
+            access_policy = properties.get("AccessPolicy")
+            if access_policy:
+                vault.access_policy = access_policy if isinstance(access_policy, str) else json.dumps(access_policy)
+            return vault
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            backup_backends[account_id][region_name].delete_backup_vault(resource_name)
+
+    # What CloudFormation asks of the resources it made (CloudFormationModel's part, which moto's Vault lacks).
+    Vault.is_created = lambda self: True
+    Vault.physical_resource_id = property(lambda self: self.backup_vault_name)
+    Vault.get_cfn_attribute = lambda self, name: {"BackupVaultName": self.backup_vault_name,
+                                                  "BackupVaultArn": self.backup_vault_arn}[name]
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()  # they list CloudFormationModel's subclasses once, maybe before this one existed
+
+
+# The IAM condition operators a vault access policy may use here; a policy with another one fails the copy job
+# rather than being evaluated wrongly. Negated operators match when the key is absent, as in IAM.
+CONDITION_OPERATORS = {
+    "StringEquals": (lambda value, pattern: value == pattern, False),
+    "StringNotEquals": (lambda value, pattern: value == pattern, True),
+    "StringLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), False),
+    "StringNotLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), True),
+    "ArnEquals": (lambda value, pattern: value == pattern, False),
+    "ArnNotEquals": (lambda value, pattern: value == pattern, True),
+    "ArnLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), False),
+    "ArnNotLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), True),
+}
+
+
+class UnsupportedPolicy(Exception):
+    """A vault access policy uses something vault_policy_decision does not evaluate."""
+
+
+def listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def vault_policy_decision(policy: str | None, action: str, principals: set[str], context: dict[str, str]) -> str | None:
+    """"Deny" if a statement of the vault access policy denies `action` to one of `principals` (an account id, its
+    root ARN, a role ARN), "Allow" if one allows it and none denies it, else None. `context` holds the request's
+    condition keys (aws:PrincipalAccount, aws:PrincipalArn, aws:PrincipalOrgID, backup:CopyTargets)."""
+    decisions = set()
+    for statement in listed(json.loads(policy)["Statement"]) if policy else []:
+        unsupported = {"NotAction", "NotPrincipal", "NotResource"} & set(statement)
+        if unsupported:
+            raise UnsupportedPolicy(f"{sorted(unsupported)} in a vault access policy is not evaluated by the emulator")
+        if not any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in listed(statement.get("Action", []))):
+            continue
+        principal = statement.get("Principal")
+        allowed = ["*"] if principal == "*" else listed((principal or {}).get("AWS", []))
+        if not ("*" in allowed or principals & set(allowed)):
+            continue
+        if all(condition_holds(operator, tests, context) for operator, tests in statement.get("Condition", {}).items()):
+            decisions.add(statement["Effect"])
+    return "Deny" if "Deny" in decisions else "Allow" if "Allow" in decisions else None
+
+
+def condition_holds(operator: str, tests: dict, context: dict[str, str]) -> bool:
+    if operator not in CONDITION_OPERATORS:
+        raise UnsupportedPolicy(f"condition operator {operator} in a vault access policy is not evaluated by the "
+                                "emulator")
+    compare, negated = CONDITION_OPERATORS[operator]
+    keys = {key.lower(): value for key, value in context.items()}
+    for key, patterns in tests.items():
+        if key.lower() not in {"aws:principalaccount", "aws:principalarn", "aws:principalorgid", "backup:copytargets"}:
+            raise UnsupportedPolicy(f"condition key {key} in a vault access policy is not evaluated by the emulator")
+        value = keys.get(key.lower())
+        matched = value is not None and any(compare(value, pattern) for pattern in listed(patterns))
+        if matched == negated:
+            return False
+    return True
+
+
+# How long a copy job stays in each state before the next (moto's state manager, model `backup::copy`; a test may
+# change it through /moto-api/state-manager/set-transition). Arbitrary: AWS takes minutes; tests want under a second.
+COPY_STATE_SECONDS = 0.2
+# How often the emulator looks whether a copy job moved on, to send its events without waiting for a DescribeCopyJob.
+COPY_POLL_SECONDS = 0.05
+
+
+def backup_copy_jobs() -> None:
+    """Addition (a gap in what moto emulates): moto has no AWS Backup copy jobs. StartCopyJob copies a registered
+    recovery point (backup_recovery_points) into a vault of another account and/or region, as AWS Backup does:
+    - at the call: the source vault and the point in it must exist in the caller's account and region
+      (ResourceNotFoundException), the role must exist in the caller's account and the destination vault ARN must
+      be one (InvalidParameterValueException); an IdempotencyToken used again with the same parameters returns the
+      first job, with others InvalidRequestException;
+    - the job goes CREATED -> RUNNING -> COMPLETED or FAILED (moto's state manager, model `backup::copy`,
+      COPY_STATE_SECONDS per state), on its own. It FAILS, with a StatusMessage naming the vault, when the
+      destination vault does not exist, when its access policy does not allow backup:CopyIntoBackupVault to the
+      source account (needed across accounts) or denies it, or when the source vault's policy denies
+      backup:CopyFromBackupVault (condition keys backup:CopyTargets, aws:PrincipalAccount, aws:PrincipalArn,
+      aws:PrincipalOrgID from moto's Organizations);
+    - on COMPLETED the copy is a recovery point of the destination vault, in the destination account and region,
+      with the job's Lifecycle and SourceBackupVaultArn; an EBS copy is a new snapshot there
+      (`arn:aws:ec2:DEST_REGION::snapshot/snap-…`), an RDS or Aurora copy a DB (cluster) snapshot
+      `awsbackup:copyjob-ID` of type awsbackup there, others get an `arn:aws:backup:…:recovery-point:ID`;
+    - every state change sends a "Copy Job State Change" event (core/tests/fixtures/eventbridge-copy-job-*.json)
+      to the default bus of the account and region where the job runs (the source's), as AWS Backup does.
+    DescribeCopyJob and ListCopyJobs (ByState, ByAccountId, ByDestinationVaultArn, ByResourceArn,
+    BySourceRecoveryPointArn) answer in the job's account and region."""
+    import threading
+
+    from moto.backup.exceptions import (
+        InvalidParameterValueException, InvalidRequestException, ResourceNotFoundException,
+    )
+    from moto.backup.models import backup_backends
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.elastic_block_store import Snapshot
+    from moto.ec2.utils import random_snapshot_id
+    from moto.iam.models import iam_backends
+    from moto.moto_api import state_manager
+    from moto.moto_api._internal.managed_state_model import ManagedState
+    from moto.organizations.models import organizations_backends
+    from moto.rds.models import DBClusterSnapshot, DBSnapshot, rds_backends
+
+    model = "backup::copy"
+    state_manager.register_default_transition(model, {"progression": "time", "seconds": COPY_STATE_SECONDS})
+    jobs: dict[str, "CopyJob"] = {}
+    finished_states = ("COMPLETED", "FAILED")
+
+    def organization_id(account: str) -> str | None:
+        # moto records the management account of each member; a management account has the organisation itself.
+        management, partition = organizations_backends.master_accounts.get(account, (account, "aws"))
+        organization = organizations_backends[management][partition].org
+        return organization.id if organization else None
+
+    class CopyJob(ManagedState):
+        def __init__(self, body: dict, account: str, region: str, point: dict):
+            self.body, self.account, self.region, self.point = body, account, region, point
+            self.id = str(uuid.uuid4()).upper()
+            self.created, self.completed = time.time(), None
+            self.source_vault_arn = vault_arn(account, region, body["SourceBackupVaultName"])
+            arn = body["DestinationBackupVaultArn"]
+            _, _, _, self.destination_region, self.destination_account, rest = arn.split(":", 5)
+            self.destination_vault = rest.removeprefix("backup-vault:")
+            self.destination_point_arn = None
+            self.failure = self.refusal()
+            super().__init__(model, [("CREATED", "RUNNING"), ("RUNNING", "FAILED" if self.failure else "COMPLETED")])
+            self.reported = None
+            self.lock = threading.Lock()
+
+        def refusal(self) -> str | None:
+            """Why AWS Backup would fail this copy, or None."""
+            destination_arn = self.body["DestinationBackupVaultArn"]
+            try:
+                destination = backup_backends[self.destination_account][self.destination_region].describe_backup_vault(
+                    self.destination_vault)
+            except ResourceNotFoundException:
+                return f"Backup vault {destination_arn} does not exist or cannot be accessed by account {self.account}"
+            source = backup_backends[self.account][self.region].describe_backup_vault(
+                self.body["SourceBackupVaultName"])
+            role = self.body["IamRoleArn"]
+            context = {"aws:PrincipalAccount": self.account, "aws:PrincipalArn": role,
+                       "backup:CopyTargets": destination_arn}
+            if organization_id(self.account):
+                context["aws:PrincipalOrgID"] = organization_id(self.account)
+            principals = {self.account, f"arn:aws:iam::{self.account}:root", role}
+            decisions = {}
+            for vault, arn, action in ((source, self.source_vault_arn, "backup:CopyFromBackupVault"),
+                                       (destination, destination_arn, "backup:CopyIntoBackupVault")):
+                try:
+                    decisions[action] = vault_policy_decision(getattr(vault, "access_policy", None), action,
+                                                              principals, context)
+                except UnsupportedPolicy as error:
+                    return f"{error} (backup vault {arn})"
+            if decisions["backup:CopyFromBackupVault"] == "Deny":
+                return (f"Access denied: the access policy of backup vault {self.source_vault_arn} denies "
+                        f"backup:CopyFromBackupVault to {role} for copies into {destination_arn}")
+            into = decisions["backup:CopyIntoBackupVault"]
+            if into == "Deny" or (into is None and self.destination_account != self.account):
+                return (f"Access denied: the access policy of backup vault {destination_arn} does not allow "
+                        f"backup:CopyIntoBackupVault to account {self.account} (role {role})")
+            return None
+
+        def refresh(self) -> str:
+            """The job's state; on a change, do what AWS Backup does then (the copy, the event), once."""
+            with self.lock:
+                state = self.status
+                if state == self.reported:
+                    return state
+                if state in finished_states:
+                    self.completed = time.time()
+                    if state == "COMPLETED":
+                        self.copy()
+                        state = self._status  # the copy itself may have failed
+                self.reported = state
+                put_backup_event(self.account, self.region, "Copy Job State Change", self.event_detail(),
+                                 [self.point["RecoveryPointArn"]])
+                return state
+
+        def copy(self) -> None:
+            source_arn = self.point["RecoveryPointArn"]
+            account, region = self.destination_account, self.destination_region
+            try:
+                if source_arn.startswith("arn:aws:ec2:") and ":snapshot/" in source_arn:
+                    self.destination_point_arn = self.copy_ebs_snapshot(source_arn)
+                elif source_arn.startswith("arn:aws:rds:"):
+                    self.destination_point_arn = self.copy_rds_snapshot(source_arn)
+                else:
+                    self.destination_point_arn = f"arn:aws:backup:{region}:{account}:recovery-point:{uuid.uuid4()}"
+            except Exception as error:  # moto's not-found errors: the source was deleted since the job started
+                self.failure, self._status = f"the source of recovery point {source_arn} is gone: {error!r}", "FAILED"
+                return
+            copied = {key: self.point[key] for key in ("ResourceArn", "ResourceType", "BackupSizeInBytes")
+                      if self.point.get(key) is not None}
+            RECOVERY_POINTS[(account, region, self.destination_point_arn)] = {
+                **copied, "RecoveryPointArn": self.destination_point_arn, "BackupVaultName": self.destination_vault,
+                "AccountId": account, "Region": region, "CreationDate": self.created,
+                "SourceBackupVaultArn": self.source_vault_arn, "Lifecycle": self.body.get("Lifecycle"),
+                "IamRoleArn": self.body["IamRoleArn"]}
+
+        def copy_ebs_snapshot(self, source_arn: str) -> str:
+            """A new snapshot of the same volume in the destination account and region; its ARN."""
+            source = ec2_backends[self.account][self.region].get_snapshot(source_arn.rsplit("/", 1)[1])
+            backend = ec2_backends[self.destination_account][self.destination_region]
+            snapshot = Snapshot(
+                backend, random_snapshot_id(), volume=source.volume, encrypted=source.encrypted,
+                description=f"This snapshot is created by the AWS Backup service for copy job {self.id}")
+            backend.snapshots[snapshot.id] = snapshot
+            return f"arn:aws:ec2:{self.destination_region}::snapshot/{snapshot.id}"
+
+        def copy_rds_snapshot(self, source_arn: str) -> str:
+            """A new DB (cluster) snapshot `awsbackup:copyjob-ID` of the same database in the destination account
+            and region, as AWS Backup names its RDS copies; its ARN."""
+            source_backend = rds_backends[self.account][self.region]
+            backend = rds_backends[self.destination_account][self.destination_region]
+            name = f"awsbackup:copyjob-{self.id.lower()}"
+            if ":cluster-snapshot:" in source_arn:
+                source = source_backend.get_db_cluster_snapshot(source_arn.split(":cluster-snapshot:", 1)[1])
+                backend.cluster_snapshots[name] = DBClusterSnapshot(backend, source.cluster, name, "awsbackup")
+                return backend.cluster_snapshots[name].arn
+            source = source_backend.get_db_snapshot(source_arn.split(":snapshot:", 1)[1])
+            backend.database_snapshots[name] = DBSnapshot(backend, source.database, name, "awsbackup",
+                                                          original_created_at=source.original_snapshot_create_time)
+            return backend.database_snapshots[name].arn
+
+        def resource_type(self) -> str:
+            return recovery_point_description(self.point)["ResourceType"]
+
+        def event_detail(self) -> dict:
+            detail = {
+                "copyJobId": self.id, "backupSizeInBytes": self.point.get("BackupSizeInBytes", 0),
+                "creationDate": iso_time(self.created), "iamRoleArn": self.body["IamRoleArn"],
+                "resourceArn": self.point["ResourceArn"], "resourceType": self.resource_type(),
+                "sourceBackupVaultArn": self.source_vault_arn, "state": self.reported or self._status,
+                "destinationBackupVaultArn": self.body["DestinationBackupVaultArn"],
+            }
+            if self.completed:
+                detail["completionDate"] = iso_time(self.completed)
+                detail["destinationRecoveryPointArn"] = self.destination_point_arn or {}  # {} when FAILED, as AWS
+            if self.failure and self.completed:
+                detail["statusMessage"] = self.failure
+            return detail
+
+        def description(self) -> dict:
+            state = self.refresh()
+            answer = {"AccountId": self.account, "CopyJobId": self.id, "SourceBackupVaultArn": self.source_vault_arn,
+                      "SourceRecoveryPointArn": self.point["RecoveryPointArn"],
+                      "DestinationBackupVaultArn": self.body["DestinationBackupVaultArn"],
+                      "ResourceArn": self.point["ResourceArn"], "CreationDate": self.created, "State": state,
+                      "BackupSizeInBytes": self.point.get("BackupSizeInBytes", 0),
+                      "IamRoleArn": self.body["IamRoleArn"], "ResourceType": self.resource_type(), "IsParent": False}
+            if self.body.get("Lifecycle"):
+                answer["DestinationRecoveryPointLifecycle"] = self.body["Lifecycle"]
+            if self.destination_point_arn:
+                answer["DestinationRecoveryPointArn"] = self.destination_point_arn
+            if self.completed:
+                answer["CompletionDate"] = self.completed
+            if state == "FAILED":
+                answer["StatusMessage"] = self.failure
+            return answer
+
+    def run(job: CopyJob) -> None:
+        """Move the job on by itself, as AWS does, so that its events come without anyone describing it."""
+        while job.refresh() not in finished_states:
+            time.sleep(COPY_POLL_SECONDS)
+
+    def start_copy_job(self) -> str:
+        body = json.loads(self.body or "{}")
+        account, region = self.current_account, self.region
+        token = body.get("IdempotencyToken")
+        first = next((job for job in jobs.values() if token and job.account == account and job.region == region
+                      and job.body.get("IdempotencyToken") == token), None)
+        if first is not None:
+            if first.body != body:
+                raise InvalidRequestException(f"IdempotencyToken {token} was used by copy job {first.id} with other "
+                                              "parameters")
+            return json.dumps({"CopyJobId": first.id, "CreationDate": first.created, "IsParent": False})
+        vault = body.get("SourceBackupVaultName", "")
+        self.backup_backend.describe_backup_vault(vault)  # ResourceNotFoundException, as AWS
+        point = RECOVERY_POINTS.get((account, region, body.get("RecoveryPointArn")))
+        if point is None or point["BackupVaultName"] != vault:
+            raise ResourceNotFoundException(f"Recovery point {body.get('RecoveryPointArn')} not found in backup vault "
+                                            f"{vault}")
+        destination = body.get("DestinationBackupVaultArn", "").split(":", 5)
+        if len(destination) != 6 or destination[2] != "backup" or not destination[5].startswith("backup-vault:"):
+            raise InvalidParameterValueException(f"DestinationBackupVaultArn {body.get('DestinationBackupVaultArn')} "
+                                                 "is not a backup vault ARN")
+        role = body.get("IamRoleArn", "")
+        role_account, _, role_name = role.removeprefix("arn:aws:iam::").partition(":role/")
+        try:
+            if role_account != account:
+                raise LookupError(role_account)
+            iam_backends[account]["global"].get_role(role_name.rsplit("/", 1)[-1])
+        except Exception:  # moto's NoSuchEntity, or a role of another account
+            raise InvalidParameterValueException(f"IAM role {role} does not exist in account {account} or cannot be "
+                                                 "assumed by AWS Backup")
+        job = CopyJob(body, account, region, point)
+        jobs[job.id] = job
+        job.refresh()  # CREATED, and its event
+        threading.Thread(target=run, args=(job,), name=f"copy-job-{job.id}", daemon=True).start()
+        return json.dumps({"CopyJobId": job.id, "CreationDate": job.created, "IsParent": False})
+
+    def describe_copy_job(self) -> str:
+        job = jobs.get(urllib.parse.unquote(self.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[1]))
+        if job is None or (job.account, job.region) != (self.current_account, self.region):
+            raise ResourceNotFoundException("Copy job not found")
+        job.advance()  # for a test that sets the transition to "manual"
+        return json.dumps({"CopyJob": job.description()})
+
+    def list_copy_jobs(self) -> str:
+        query = {name: values[0] for name, values in self.querystring.items() if values}
+        filters = {"State": query.get("state"), "DestinationBackupVaultArn": query.get("destinationVaultArn"),
+                   "ResourceArn": query.get("resourceArn"),
+                   "SourceRecoveryPointArn": query.get("sourceRecoveryPointArn"),
+                   "AccountId": query.get("accountId", self.current_account)}
+        found = [job.description() for job in jobs.values() if job.region == self.region]
+        found = [job for job in found if all(value is None or job[key] == value for key, value in filters.items())]
+        return json.dumps({"CopyJobs": found})
+
+    serve_backup_actions({"start_copy_job": start_copy_job, "describe_copy_job": describe_copy_job,
+                          "list_copy_jobs": list_copy_jobs}, ["{0}/copy-jobs/?$", "{0}/copy-jobs/(?P<id>[^/]+)$"])
 
 
 PATCHES = {
@@ -828,6 +1453,8 @@ PATCHES = {
     "export_progress": export_progress,
     "state_machine_targets": state_machine_targets,
     "unnamed_executions": unnamed_executions,
+    "execution_accounts": execution_accounts,
+    "batch_job_roles": batch_job_roles,
     "aws_sdk_error_names": aws_sdk_error_names,
     "scaled_time": scaled_time,
     "dynamodb_exports": dynamodb_exports,
@@ -835,7 +1462,11 @@ PATCHES = {
     "bucket_policy_conditions": bucket_policy_conditions,
     "loopback_template_urls": loopback_template_urls,
     "cloudformation_resources": cloudformation_resources,
+    "event_account_field": event_account_field,
     "backup_recovery_points": backup_recovery_points,
+    "backup_vault_access_policies": backup_vault_access_policies,
+    "backup_vault_resources": backup_vault_resources,
+    "backup_copy_jobs": backup_copy_jobs,
 }
 
 

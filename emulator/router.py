@@ -161,8 +161,12 @@ class Router(httpbase.Server):
                              "(set one in the job definition, or set BA_BATCH_ENTRYPOINT)")
             return job
         argv[0] = self.resolve(argv[0])
-        region = description["jobArn"].split(":")[3]
+        _, _, _, region, account, _ = description["jobArn"].split(":", 5)
         env = processes.emulated_environment(self.endpoint, region)
+        if account != processes.DEFAULT_ACCOUNT:  # the dummy credentials would act in moto's default account
+            # No job role: Batch's containers get the instance role's credentials, conventionally ecsInstanceRole's.
+            role = container.get("jobRoleArn") or f"arn:aws:iam::{account}:role/ecsInstanceRole"
+            env.update(processes.role_credentials(self.moto_port, role, region))
         env.update(AWS_BATCH_JOB_ID=job_id, AWS_BATCH_JOB_ATTEMPT="1",
                    AWS_BATCH_JQ_NAME=description.get("jobQueue", "").rsplit("/", 1)[-1])
         env.update({item["name"]: item["value"] for item in container.get("environment") or []})

@@ -25,7 +25,7 @@ def emulator_env(tmp: Path) -> dict:
     lambdas.mkdir()
     bin_dir.mkdir()
     # BA_LAMBDA_DIR/<name>: how the Rust binaries are found (target/debug/<name>).
-    for name in ("echo", "registered"):
+    for name in ("echo", "registered", "central"):
         shutil.copy(FIXTURES / "runtime_function.py", lambdas / name)
     shutil.copy(FIXTURES / "init_error_function.py", lambdas / "broken")
     # BA_LAMBDA_MAP: a function name mapped to a command line.
@@ -72,7 +72,8 @@ def create_state_machine(aws, definition: dict) -> str:
 
 
 def finished(aws, execution_arn: str, timeout: float = 10) -> dict:
-    sfn = aws.client("stepfunctions")
+    _, _, _, region, account, _ = execution_arn.split(":", 5)  # asked where the execution is, as AWS requires
+    sfn = aws.client("stepfunctions", region, account)
 
     def done():
         description = sfn.describe_execution(executionArn=execution_arn)

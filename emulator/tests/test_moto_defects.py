@@ -8,7 +8,9 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import ROLE_ARN, create_role, create_state_machine, emulator_env, finished, run_state_machine, unique
+from conftest import (
+    ROLE_ARN, create_job_queue, create_role, create_state_machine, emulator_env, finished, run_state_machine, unique,
+)
 
 from emulator.control import running
 
@@ -186,3 +188,72 @@ def test_found_cloudformation_key_policies_lists_and_change_set_outputs(unpatche
         "StackResourceDetail"]["PhysicalResourceId"]
     with pytest.raises(ClientError, match="500"):  # AWS: describes it
         unpatched.client("kms").describe_key(KeyId=key)
+
+
+def test_found_backup_has_no_recovery_points_copy_jobs_or_vault_access_policies(unpatched):
+    backup, vault = unpatched.client("backup"), unique("vault")
+    backup.create_backup_vault(BackupVaultName=vault)
+    point = "arn:aws:ec2:us-east-1::snapshot/snap-0123456789abcdef0"
+    calls = {
+        "StartCopyJob": lambda: backup.start_copy_job(
+            RecoveryPointArn=point, SourceBackupVaultName=vault, IamRoleArn=ROLE_ARN,
+            DestinationBackupVaultArn="arn:aws:backup:us-west-2:444455556666:backup-vault:central"),
+        "DescribeCopyJob": lambda: backup.describe_copy_job(CopyJobId="0175DE71-5784-589F-D8AC-541ACCB4CAC8"),
+        "ListCopyJobs": backup.list_copy_jobs,
+        "DescribeRecoveryPoint": lambda: backup.describe_recovery_point(BackupVaultName=vault, RecoveryPointArn=point),
+        "ListRecoveryPointsByBackupVault": lambda: backup.list_recovery_points_by_backup_vault(BackupVaultName=vault),
+        "UpdateRecoveryPointLifecycle": lambda: backup.update_recovery_point_lifecycle(
+            BackupVaultName=vault, RecoveryPointArn=point, Lifecycle={"DeleteAfterDays": 8}),
+        "PutBackupVaultAccessPolicy": lambda: backup.put_backup_vault_access_policy(BackupVaultName=vault,
+                                                                                    Policy="{}"),
+        "GetBackupVaultAccessPolicy": lambda: backup.get_backup_vault_access_policy(BackupVaultName=vault),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ClientError) as error:  # moto has no route for it: AWS answers each
+            call()
+        assert error.value.response["Error"]["Code"] == "404", name
+
+
+def test_found_events_delivered_to_a_queue_lack_their_account(unpatched):
+    events, sqs = unpatched.client("events"), unpatched.client("sqs")
+    queue = sqs.create_queue(QueueName=unique("events"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    source, rule = unique("test.source"), unique("rule")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}"}])
+    [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    delivered = json.loads(message["Body"])
+    assert delivered["source"] == source and "account" not in delivered  # AWS: "account": "123456789012"
+
+
+def test_found_cloudformation_makes_no_backup_vault(unpatched):
+    cloudformation, name = unpatched.client("cloudformation"), unique("vault")
+    cloudformation.create_stack(StackName=unique("stack"), TemplateBody=json.dumps({"Resources": {"Vault": {
+        "Type": "AWS::Backup::BackupVault", "Properties": {"BackupVaultName": name}}}}))
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):  # AWS: the stack made it
+        unpatched.client("backup").describe_backup_vault(BackupVaultName=name)
+
+
+def test_found_a_state_machine_calls_aws_in_the_default_account(unpatched):
+    account, region = "444455556666", "us-west-2"
+    volume_id = unpatched.client("ec2", region, account).create_volume(AvailabilityZone=f"{region}a", Size=1)[
+        "VolumeId"]
+    sfn = unpatched.client("stepfunctions", region, account)
+    definition = task("arn:aws:states:::aws-sdk:ec2:describeVolumes", {"VolumeIds": [volume_id]})
+    arn = sfn.create_state_machine(name=unique("sm"), roleArn=f"arn:aws:iam::{account}:role/flow",
+                                   definition=json.dumps(definition))["stateMachineArn"]
+    execution = finished(unpatched, sfn.start_execution(stateMachineArn=arn)["executionArn"])
+    assert execution["status"] == "FAILED" and volume_id in execution["cause"]  # AWS: its own account's volume
+
+
+def test_found_describe_jobs_leaves_out_the_job_role(unpatched):
+    batch = unpatched.client("batch")
+    queue = create_job_queue(unpatched)
+    definition = batch.register_job_definition(
+        jobDefinitionName=unique("roled"), type="container", containerProperties={
+            "image": "worker", "command": ["true"], "jobRoleArn": ROLE_ARN,
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})
+    job_id = batch.submit_job(jobName="roled", jobQueue=queue["JobQueue"],
+                              jobDefinition=definition["jobDefinitionArn"])["jobId"]
+    assert "jobRoleArn" not in batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]  # AWS: ROLE_ARN
