@@ -230,3 +230,44 @@ fn gnu_tar_extracts_the_concatenated_segments_of_a_files_archive() {
     env.run(["verify", &t.url("tar")]).assert_code(1);
     env.run(["verify", "--deep", &t.url("tar")]).assert_code(1);
 }
+
+#[test]
+fn an_archive_written_before_segments_and_checksums_still_verifies_in_full_and_restores() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("segments-old");
+    let image = work.path().join("random.img");
+    random_image(&image, 8 * MIB);
+    let t = TestS3::start("segments-old");
+    let env = CliEnv::new(&t.endpoint());
+    env.archive(&image, &t.url("old"), &["--mode", "raw"]);
+    // The manifest as the previous format wrote it: no segments, no checksums.
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&t.s3.get(&t.bucket, "old/manifest.json")).expect("manifest is JSON");
+    manifest["objects"][0]
+        .as_object_mut()
+        .expect("an object")
+        .remove("segments");
+    t.s3.put(
+        &t.bucket,
+        "old/manifest.json",
+        serde_json::to_vec(&manifest).expect("JSON"),
+    );
+
+    let verify = env.run(["verify", &t.url("old"), "--json"]);
+    verify.assert_success();
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("verify --json");
+    assert_eq!(
+        report["objects"][0]["method"], "sha256",
+        "no checksum recorded: every byte is read: {report}"
+    );
+    let copy = work.path().join("restored.img");
+    env.run([
+        "restore".as_ref(),
+        t.url("old").as_ref(),
+        "--to-image".as_ref(),
+        copy.as_os_str(),
+    ])
+    .assert_success();
+    assert_eq!(sha256_file(&copy), sha256_file(&image));
+}
