@@ -1444,6 +1444,39 @@ def backup_copy_jobs() -> None:
                           "list_copy_jobs": list_copy_jobs}, ["{0}/copy-jobs/?$", "{0}/copy-jobs/(?P<id>[^/]+)$"])
 
 
+def full_object_checksums() -> None:
+    """Found for the worker's full-object checksums: CompleteMultipartUpload ignores the full-object checksum the
+    client sends (`x-amz-checksum-crc64nvme` with checksum type FULL_OBJECT), so an object whose bytes differ
+    from what the client streamed is completed anyway. S3 refuses it with BadDigest and keeps the upload open:
+    compute the checksum of the listed parts (moto's own compute_checksum, exact for CRC64NVME with awscrt, see
+    requirements.txt) and refuse a mismatch the same way, before moto completes the upload.
+    <https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html>"""
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.responses import S3Response
+    from moto.s3.utils import compute_checksum
+
+    class BadDigest(S3ClientError):
+        code = "BadDigest"
+
+    original = S3Response._key_response_post
+
+    def _key_response_post(self, request, body, bucket_name, query, key_name):
+        upload_id = (query.get("uploadId") or [None])[0]
+        multipart = self.backend.get_bucket(bucket_name).multiparts.get(upload_id) if upload_id else None
+        if multipart is not None and multipart.metadata.get("x-amz-checksum-type") == "FULL_OBJECT":
+            algorithm = multipart.metadata.get("x-amz-checksum-algorithm", "CRC64NVME")
+            sent = request.headers.get(f"x-amz-checksum-{algorithm.lower()}")
+            if sent is not None:
+                parts = [multipart.parts[number].value for number, _ in self._complete_multipart_body(body)
+                         if number in multipart.parts]
+                computed = compute_checksum(b"".join(parts), algorithm).decode()
+                if computed != sent:
+                    raise BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
+        return original(self, request, body, bucket_name, query, key_name)
+
+    S3Response._key_response_post = _key_response_post
+
+
 PATCHES = {
     "definite_json_paths": definite_json_paths,
     "integration_key_normalisation": integration_key_normalisation,
@@ -1467,6 +1500,7 @@ PATCHES = {
     "backup_vault_access_policies": backup_vault_access_policies,
     "backup_vault_resources": backup_vault_resources,
     "backup_copy_jobs": backup_copy_jobs,
+    "full_object_checksums": full_object_checksums,
 }
 
 

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use archiver_core::manifest::{
-    object_name, ArchiveMode, ArchivedObject, EntryCounts, Manifest, ModeRequest, SourceInfo, MANIFEST_FORMAT,
+    check_files_shortfall, object_name, FilesShortfall, ArchiveMode, ArchivedObject, EntryCounts, Manifest, ModeRequest, SourceInfo, MANIFEST_FORMAT,
 };
-use archiver_core::part_size::{PartSchedule, PartSizeError};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
@@ -48,10 +47,20 @@ pub enum ArchiveError {
     Compress(#[from] CompressError),
     #[error(transparent)]
     Upload(#[from] UploadError),
-    #[error(transparent)]
-    PartSize(#[from] PartSizeError),
     #[error("the tar writer stopped early")]
     TreeStopped,
+    #[error("{device}: {source}")]
+    Shortfall {
+        device: PathBuf,
+        #[source]
+        source: FilesShortfall,
+    },
+    #[error("cannot read the used bytes of the filesystem mounted at {path}: {source}")]
+    Statfs {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
     #[error(transparent)]
     Manifest(#[from] ManifestUploadError),
     #[error("a pipeline task failed: {0}")]
@@ -199,14 +208,12 @@ async fn archive_target(
     ];
     metadata.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))));
     let object = ObjectSpec::new(key.clone(), metadata, options.pipeline.compression);
-    let schedule = PartSchedule::for_source(target.size, options.pipeline.part_size)?;
     let pipeline = &options.pipeline;
 
-
-    let (uploaded, entries) = match mounted {
+    let (uploaded, entries, fs_used_bytes) = match mounted {
         Some(mounted) => {
             let (tx, rx) = mpsc::channel::<Result<Bytes, ArchiveError>>(TAR_QUEUE_CHUNKS);
-            let producer = tokio::task::spawn_blocking(move || -> Result<EntryCounts, ArchiveError> {
+            let producer = tokio::task::spawn_blocking(move || -> Result<(EntryCounts, Option<u64>), ArchiveError> {
                 let result = mounted.write_tar(tx.clone());
                 if result.is_err() {
                     // Tells the uploader that the stream is cut short, so that it aborts.
@@ -216,10 +223,10 @@ async fn archive_target(
                 result
             });
             let chunks = tokio_stream_from(rx);
-            let uploaded = pipeline::send_stream(client, pipeline, compressor, object, schedule, chunks, progress, cancel).await;
+            let uploaded = pipeline::send_stream(client, pipeline, compressor, object, chunks, progress, cancel).await;
             let produced = producer.await?;
             match (produced, uploaded) {
-                (Ok(counts), Ok(uploaded)) => (uploaded, Some(counts)),
+                (Ok((counts, used)), Ok(uploaded)) => (uploaded, Some(counts), used),
                 // The writer stopped because the upload failed first: report the upload's error.
                 (Err(e), Err(upload_error)) if e.is_stopped_by_consumer() => return Err(upload_error),
                 (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
@@ -227,8 +234,8 @@ async fn archive_target(
         }
         None => {
             let chunks = raw::read_device::<ArchiveError>(&source.bytes, target.offset, target.size)?;
-            let uploaded = pipeline::send_stream(client, pipeline, compressor, object, schedule, chunks, progress, cancel).await?;
-            (uploaded, None)
+            let uploaded = pipeline::send_stream(client, pipeline, compressor, object, chunks, progress, cancel).await?;
+            (uploaded, None, None)
         }
     };
     tracing::info!(bytes_in = uploaded.bytes_in, bytes_out = uploaded.size, "archived");
@@ -246,6 +253,8 @@ async fn archive_target(
         content_sha256: uploaded.content_sha256,
         entries,
         dump: None,
+        fs_used_bytes,
+        segments: uploaded.segments,
     })
 }
 
@@ -253,24 +262,36 @@ async fn archive_target(
 enum FilesSource {
     /// A kernel mount, and for a partition the loop device it is mounted from. Fields drop in
     /// order: unmount, then detach.
-    Mounted { mount: ReadOnlyMount, _partition: Option<LoopDevice> },
+    Mounted { mount: ReadOnlyMount, _partition: Option<LoopDevice>, device: PathBuf },
     /// A FAT filesystem the kernel cannot mount, read in user space.
     Fat { device: PathBuf, offset: u64, size: u64 },
 }
 
 impl FilesSource {
-    /// Writes the target's files as a tar stream into the compression stage.
-    fn write_tar(&self, tx: mpsc::Sender<Result<Bytes, ArchiveError>>) -> Result<EntryCounts, ArchiveError> {
-        let (counts, writer) = match self {
-            FilesSource::Mounted { mount, .. } => {
+    /// Writes the target's files as a tar stream into the compression stage. For a kernel mount,
+    /// also returns the filesystem's used bytes, and fails (before the stream ends, so the
+    /// upload is aborted) when the archived entries miss most of them.
+    fn write_tar(&self, tx: mpsc::Sender<Result<Bytes, ArchiveError>>) -> Result<(EntryCounts, Option<u64>), ArchiveError> {
+        let (counts, writer, used) = match self {
+            FilesSource::Mounted { mount, device, .. } => {
                 let root = mount.path();
                 let others = mount::mounts_below(root).map_err(|source| TreeError::Append { path: root.into(), source })?;
-                tree::write_tree(root, &others, ChunkWriter::new(tx))?
+                let (counts, writer) = tree::write_tree(root, &others, ChunkWriter::new(tx))?;
+                let fs = nix::sys::statvfs::statvfs(root).map_err(|source| ArchiveError::Statfs { path: root.into(), source })?;
+                let frsize = fs.fragment_size() as u64;
+                let used = (fs.blocks() as u64).saturating_sub(fs.blocks_free() as u64) * frsize;
+                tracing::info!(used, archived = counts.allocated_bytes, "compared with the filesystem's used bytes");
+                check_files_shortfall(counts.allocated_bytes, used, fs.blocks() as u64 * frsize)
+                    .map_err(|source| ArchiveError::Shortfall { device: device.clone(), source })?;
+                (counts, writer, Some(used))
             }
-            FilesSource::Fat { device, offset, size } => fat::write_fat_tree(device, *offset, *size, ChunkWriter::new(tx))?,
+            FilesSource::Fat { device, offset, size } => {
+                let (counts, writer) = fat::write_fat_tree(device, *offset, *size, ChunkWriter::new(tx))?;
+                (counts, writer, None)
+            }
         };
         writer.finish().map_err(TreeError::Finish)?;
-        Ok(counts)
+        Ok((counts, used))
     }
 }
 
@@ -303,7 +324,7 @@ async fn choose_mode(
         };
         let device = partition.as_ref().map_or(target.device.as_path(), |p| p.path.as_path());
         match ReadOnlyMount::mount(device, &fs_type) {
-            Ok(mount) => Ok(FilesSource::Mounted { mount, _partition: partition }),
+            Ok(mount) => Ok(FilesSource::Mounted { mount, _partition: partition, device: target.device.clone() }),
             Err(MountError::UnsupportedType { .. }) if fs_type == "vfat" => {
                 drop(partition);
                 fat::check(&target.device, target.offset, target.size)

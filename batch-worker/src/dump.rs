@@ -10,11 +10,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use archiver_core::dump::{Connection, DumpError as PlanError, DumpObject, DumpTool, Invocation, MAX_DUMP_BYTES, PG_PASSWORD_ENV};
+use archiver_core::dump::{Connection, DumpError as PlanError, DumpObject, DumpTool, Invocation, PG_PASSWORD_ENV};
 use archiver_core::manifest::{
     ArchiveMode, ArchivedObject, DatabaseSource, DumpInfo, Manifest, SourceInfo, MANIFEST_FORMAT,
 };
-use archiver_core::part_size::{PartSchedule, PartSizeError};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;
 use futures::StreamExt;
@@ -59,8 +58,6 @@ pub enum DumpError {
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error(transparent)]
-    PartSize(#[from] PartSizeError),
-    #[error(transparent)]
     Manifest(#[from] ManifestUploadError),
 }
 
@@ -77,7 +74,6 @@ impl DumpError {
             DumpError::Plan(PlanError::UnsupportedEngine { .. } | PlanError::BadDatabaseName { .. })
                 | DumpError::Password(PasswordError::NotFound { .. } | PasswordError::Empty { .. })
                 | DumpError::ToolMissing { .. }
-                | DumpError::PartSize(_)
         )
     }
 }
@@ -110,7 +106,6 @@ pub async fn dump_server(
     let tool = DumpTool::for_engine(&request.engine)?;
     let requested = DumpTool::requested_databases(&request.databases)?;
     let compressor = Compressor::new(options.compression, options.level)?;
-    let schedule = PartSchedule::for_source(MAX_DUMP_BYTES, options.part_size)?;
     // Removed when this function returns, whichever way.
     let option_file = match tool {
         DumpTool::Mysqldump => Some(OptionFile::write(&request.password)?),
@@ -139,7 +134,7 @@ pub async fn dump_server(
         let version = versions.get(planned.invocation.program).cloned().unwrap_or_default();
         let span = tracing::info_span!("dump", database = planned.database.as_deref(), tool = planned.invocation.program, object = %planned.name);
         let dumped = runner
-            .dump_object(client, dest, request, options, &compressor, schedule, planned, version, cancel)
+            .dump_object(client, dest, request, options, &compressor, planned, version, cancel)
             .instrument(span)
             .await;
         match dumped {
@@ -230,7 +225,6 @@ impl Runner<'_> {
         request: &DumpRequest,
         options: &PipelineOptions,
         compressor: &std::sync::Arc<Compressor>,
-        schedule: PartSchedule,
         planned: DumpObject,
         tool_version: String,
         cancel: &CancellationToken,
@@ -253,7 +247,7 @@ impl Runner<'_> {
         let chunks = command::stream_stdout(self.command(&planned.invocation)).map(|chunk| {
             chunk.map_err(|source| DumpError::Dump { what: what.clone(), source: Box::new(source.redact(|s| self.password.redact(s))) })
         });
-        let stored = pipeline::send_stream(client, options, compressor, object, schedule, chunks, None, cancel).await?;
+        let stored = pipeline::send_stream(client, options, compressor, object, chunks, None, cancel).await?;
         tracing::info!(bytes_in = stored.bytes_in, bytes_out = stored.size, "dumped");
         Ok(ArchivedObject {
             key,
@@ -275,6 +269,8 @@ impl Runner<'_> {
                 tool_version,
                 format: planned.format,
             }),
+            fs_used_bytes: None,
+            segments: stored.segments,
         })
     }
 }

@@ -20,7 +20,8 @@
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
-//! both binaries share; [`command`] runs system tools.
+//! both binaries share; [`command`] runs system tools; [`signal`] turns SIGTERM into
+//! cancellation; [`memory`] keeps the allocator from holding freed buffers.
 
 pub mod acl;
 pub mod archive;
@@ -31,6 +32,7 @@ pub mod ebs;
 pub mod fat;
 pub mod layout;
 pub mod logging;
+pub mod memory;
 pub mod mount;
 pub mod nvme;
 pub mod options;

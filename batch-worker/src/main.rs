@@ -139,6 +139,7 @@ fn main() -> ExitCode {
         Mode::Volume(VolumeCli::parse().volume)
     };
     batch_worker::logging::init();
+    batch_worker::memory::bound_allocator();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let result = match mode {
         Mode::Volume(args) => runtime.block_on(run(args)),
@@ -155,27 +156,30 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
+    // First, before any AWS call: a SIGTERM at any step must end with the volume detached.
+    let cancel = signal::cancel_on_signal();
+    let interrupted = |cancel: &tokio_util::sync::CancellationToken| if cancel.is_cancelled() { 130 } else { 1 };
     let usage = failed(2);
     let mut options = args.pipeline.to_options(&args.to.bucket).map_err(|e| usage(&e))?;
     options.volume_id = Some(args.volume_id.clone());
     options.snapshot_id = args.snapshot_id.clone();
     let config = s3::load_config().await;
     let s3_client = s3::client(&config);
-    s3::preflight(&config, &s3_client, &args.to.bucket).await.map_err(|e| usage(&e))?;
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let instance_id = match args.instance_id.clone() {
-        Some(id) => id,
-        None => instance_id_from_imds().await.map_err(|e| usage(&e))?,
+    let preflight = async {
+        s3::preflight(&config, &s3_client, &args.to.bucket).await.map_err(|e| usage(&e))?;
+        match args.instance_id.clone() {
+            Some(id) => Ok(id),
+            None => instance_id_from_imds().await.map_err(|e| usage(&e)),
+        }
     };
-    let cancel = signal::cancel_on_signal();
-    let interrupted = |cancel: &tokio_util::sync::CancellationToken| if cancel.is_cancelled() { 130 } else { 1 };
-
-    let attachment = ebs::attach(&ec2, &args.volume_id, &instance_id, args.wait_seconds, &cancel)
-        .await
-        .map_err(|e| failed(interrupted(&cancel))(&e))?;
-    let result = archive_attached(&args, &s3_client, &options, &cancel).await;
-    // Detach whatever happened: the state machine deletes the volume next.
-    let detached = attachment.detach(&ec2, args.wait_seconds).await;
+    // Nothing is attached yet: a signal here just ends the run.
+    let instance_id = tokio::select! {
+        _ = cancel.cancelled() => return Err(Failure { code: 130, message: "interrupted before the volume was attached".into() }),
+        id = preflight => id?,
+    };
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let work = archive_attached(&args, &s3_client, &options, &cancel);
+    let (result, detached) = ebs::with_attached_volume(&ec2, &args.volume_id, &instance_id, args.wait_seconds, &cancel, work).await;
     let report = result.map_err(|e| failed(interrupted(&cancel))(&e))?;
     detached.map_err(|e| failed(1)(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));

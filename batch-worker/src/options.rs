@@ -3,7 +3,7 @@
 //! device archive, [`PipelineArgs`] (compression and upload) for every archive.
 
 use archiver_core::manifest::{Compression, ModeRequest};
-use archiver_core::part_size::PartSchedule;
+use archiver_core::part_size::UploadSizes;
 use clap::ValueEnum;
 
 use crate::archive::ArchiveOptions;
@@ -29,9 +29,14 @@ pub struct PipelineArgs {
     /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
     #[arg(long)]
     pub level: Option<u32>,
-    /// Size of the first multipart parts (e.g. 16MiB); later parts grow if the source is huge.
+    /// Size of every multipart part (e.g. 16MiB). Memory holds the part being filled and the
+    /// parts in flight: 80 MiB with the defaults.
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     pub part_size: u64,
+    /// Largest object stored (e.g. 64GiB); a longer stream continues in the next segment object,
+    /// cut between gzip members or zstd frames. Default: 64GiB, or what 10,000 parts hold.
+    #[arg(long, value_parser = parse_size)]
+    pub segment_size: Option<u64>,
     /// Parts uploaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -88,16 +93,16 @@ impl PipelineArgs {
             CompressionArg::Zstd => Compression::Zstd,
         };
         Compressor::new(compression, self.level)?;
-        PartSchedule::for_source(0, self.part_size)?;
+        let sizes = UploadSizes::choose(self.part_size, self.segment_size)?;
         Ok(PipelineOptions {
             compression,
             level: self.level,
-            part_size: self.part_size,
             upload: UploadSettings {
                 bucket: bucket.to_string(),
                 storage_class: self.storage_class.as_deref().map(Into::into),
                 sse_kms_key_id: self.sse_kms_key_id.clone(),
                 concurrency: self.concurrency.into(),
+                sizes,
             },
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         })
@@ -142,6 +147,17 @@ mod tests {
     fn rejects_unknown_storage_classes() {
         assert!(Harness::try_parse_from(["x", "--storage-class", "DEEP_ARCHIVE"]).is_ok());
         assert!(Harness::try_parse_from(["x", "--storage-class", "COLD"]).is_err());
+    }
+
+    #[test]
+    fn segment_size_defaults_to_64_gib_and_is_checked_against_the_part_size() {
+        let h = Harness::try_parse_from(["x"]).unwrap();
+        let sizes = h.args.to_options("b").unwrap().pipeline.upload.sizes;
+        assert_eq!(sizes.segment_size, archiver_core::part_size::DEFAULT_SEGMENT_SIZE);
+        let h = Harness::try_parse_from(["x", "--segment-size", "64MiB", "--part-size", "8MiB"]).unwrap();
+        assert_eq!(h.args.to_options("b").unwrap().pipeline.upload.sizes.segment_size, 64 * 1024 * 1024);
+        let h = Harness::try_parse_from(["x", "--segment-size", "1TiB", "--part-size", "5MiB"]).unwrap();
+        assert!(matches!(h.args.to_options("b"), Err(OptionsError::PartSize(_))));
     }
 
     #[test]

@@ -5,8 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use archiver_core::manifest::{ArchivedObject, Compression, Manifest, MANIFEST_NAME};
-use archiver_core::part_size::PartSchedule;
+use archiver_core::manifest::{ArchivedObject, Compression, Manifest, Segment, MANIFEST_NAME};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
@@ -30,8 +29,7 @@ pub struct PipelineOptions {
     pub compression: Compression,
     /// `None`: the compression's default level.
     pub level: Option<u32>,
-    /// The first parts' size; see [`PartSchedule`].
-    pub part_size: u64,
+    /// Where objects go, and their part and segment sizes.
     pub upload: UploadSettings,
     /// Compression threads; the number of cores by default.
     pub workers: usize,
@@ -45,27 +43,29 @@ pub struct ManifestUploadError {
     pub message: String,
 }
 
-/// A stored object and what went into it.
+/// A stored object (one or more segments) and what went into it.
 #[derive(Debug, Clone)]
 pub struct StreamedObject {
+    /// Bytes stored, all segments together.
     pub size: u64,
-    /// Hex SHA-256 of the stored (compressed) bytes.
+    /// Hex SHA-256 of the stored (compressed) bytes, all segments in order.
     pub sha256: String,
+    /// The segment objects, in order, with their full-object checksums.
+    pub segments: Vec<Segment>,
     /// Length of the uncompressed stream.
     pub bytes_in: u64,
     /// Hex SHA-256 of the uncompressed stream; a restore must reproduce it.
     pub content_sha256: String,
 }
 
-/// Compresses `chunks` and uploads them as `object`. An `Err` item (the source failed) aborts
-/// the upload and is returned; so is a compression or upload error, or cancellation.
-#[allow(clippy::too_many_arguments)]
+/// Compresses `chunks` and uploads them as `object`, in segments when the stream is longer than
+/// the segment size. An `Err` item (the source failed) aborts the upload and is returned; so is a
+/// compression or upload error, or cancellation.
 pub async fn send_stream<S, E>(
     client: &Client,
     options: &PipelineOptions,
     compressor: &Arc<Compressor>,
     object: ObjectSpec,
-    schedule: PartSchedule,
     chunks: S,
     progress: Option<&ProgressBar>,
     cancel: &CancellationToken,
@@ -75,12 +75,20 @@ where
     E: From<CompressError> + From<UploadError> + Send + 'static,
 {
     let meter = Arc::new(Mutex::new(InputMeter::default()));
-    let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers);
-    let uploaded = upload::upload_stream(client, &options.upload, object, schedule, body, cancel).await?;
+    let mut stored = Sha256::new();
+    let body = compressor
+        .compress_stream(metered(chunks, &meter, progress), options.workers)
+        .inspect(|member| {
+            if let Ok(member) = member {
+                stored.update(member);
+            }
+        });
+    let segments = upload::upload_segments(client, &options.upload, &object, body, cancel).await?;
     let meter = std::mem::take(&mut *meter.lock().expect("meter lock"));
     Ok(StreamedObject {
-        size: uploaded.size,
-        sha256: uploaded.sha256,
+        size: segments.iter().map(|s| s.size).sum(),
+        sha256: format!("{:x}", stored.finalize()),
+        segments,
         bytes_in: meter.bytes,
         content_sha256: format!("{:x}", meter.hasher.finalize()),
     })

@@ -100,18 +100,19 @@ pub async fn restore_image(
 }
 
 async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, path: PathBuf) -> Result<RestoredObject, RestoreError> {
-    let url = format!("s3://{bucket}/{}", object.key);
-    let body = client
-        .get_object()
-        .bucket(bucket)
-        .key(&object.key)
-        .send()
-        .await
-        .map_err(|e| RestoreError::Download { url: url.clone(), message: DisplayErrorContext(e).to_string() })?
-        .body;
+    let mut segments = object.stored_segments().into_iter().map(|s| s.key);
+    let first = segments.next().expect("an object has at least one segment");
+    // The first download fails here, before any file is created.
+    let body = download(client, bucket, &first).await?;
+    let compressed = Segments {
+        client: client.clone(),
+        bucket: bucket.to_string(),
+        next: segments.collect(),
+        current: Some(SyncIoBridge::new(Box::new(body.into_async_read()))),
+        runtime: tokio::runtime::Handle::current(),
+    };
     let object = object.clone();
     tokio::task::spawn_blocking(move || {
-        let compressed = SyncIoBridge::new(body.into_async_read());
         let mut content = HashingReader::new(decompressor(object.compression, compressed).map_err(|source| {
             RestoreError::Write { key: object.key.clone(), path: path.clone(), source }
         })?);
@@ -144,6 +145,49 @@ async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, 
         Ok(RestoredObject { key: object.key, path, mode: object.mode, bytes })
     })
     .await?
+}
+
+async fn download(client: &Client, bucket: &str, key: &str) -> Result<aws_sdk_s3::primitives::ByteStream, RestoreError> {
+    client.get_object().bucket(bucket).key(key).send().await.map(|o| o.body).map_err(|e| RestoreError::Download {
+        url: format!("s3://{bucket}/{key}"),
+        message: DisplayErrorContext(e).to_string(),
+    })
+}
+
+type SegmentBody = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// An object's segments read one after the other as one stream, on a blocking thread: the
+/// concatenation is the object's compressed stream.
+struct Segments {
+    client: Client,
+    bucket: String,
+    /// The keys still to read, in order.
+    next: std::collections::VecDeque<String>,
+    current: Option<SyncIoBridge<SegmentBody>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Read for Segments {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(current) = &mut self.current else { return Ok(0) };
+            let n = current.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.current = match self.next.pop_front() {
+                Some(key) => {
+                    let body = self
+                        .runtime
+                        .block_on(download(&self.client, &self.bucket, &key))
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                    let body: SegmentBody = Box::new(body.into_async_read());
+                    Some(SyncIoBridge::new_with_handle(body, self.runtime.clone()))
+                }
+                None => None,
+            };
+        }
+    }
 }
 
 fn decompressor<'a, R: Read + 'a>(compression: Compression, input: R) -> io::Result<Box<dyn Read + 'a>> {

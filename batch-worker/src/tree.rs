@@ -93,6 +93,8 @@ pub fn write_tree<W: Write>(root: &Path, other_mounts: &[PathBuf], out: W) -> Re
             first_names.insert((meta.dev(), meta.ino()), name.clone());
         }
 
+        // Each inode once (later names of a hard link stopped above), as the filesystem counts.
+        counts.allocated_bytes += meta.blocks() * 512;
         if file_type.is_file() {
             let mut file = File::open(path).map_err(append_err)?;
             builder.append_file(&name, &mut file).map_err(append_err)?;

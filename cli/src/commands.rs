@@ -34,14 +34,14 @@ pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Fail
             Ok(ExitCode::Success)
         }
         Err(e) if e.is_interrupted() => Err(Failure { code: ExitCode::Interrupted, message: "interrupted; the upload was aborted".into() }),
-        Err(e @ (ArchiveError::Source(_) | ArchiveError::PartSize(_))) => Err(Failure::usage(e)),
+        Err(e @ ArchiveError::Source(_)) => Err(Failure::usage(e)),
         Err(e) => Err(Failure::no(e)),
     }
 }
 
-pub async fn verify(location: S3Location, json: bool) -> Result<ExitCode, Failure> {
+pub async fn verify(location: S3Location, deep: bool, json: bool) -> Result<ExitCode, Failure> {
     let client = connect(&location).await?;
-    let report = verify::verify_archive(&client, &location).await.map_err(verify_failure)?;
+    let report = verify::verify_archive(&client, &location, deep).await.map_err(verify_failure)?;
     if json {
         output::print_json(&report);
     } else {

@@ -45,10 +45,15 @@ struct Cli {
 enum Command {
     /// Archive a block device or disk image to S3 as tar (files) or raw objects plus a manifest.
     Archive(ArchiveArgs),
-    /// Check every object of an archive against its manifest (size and SHA-256).
+    /// Check every object of an archive against its manifest: the size and full-object CRC64NVME
+    /// that S3 reports for each segment (S3 validated that checksum when the segment was stored),
+    /// or with --deep every byte read and its SHA-256 compared.
     Verify {
         /// The archive: s3://BUCKET/PREFIX.
         location: S3Location,
+        /// Read every byte: SHA-256 of each object, size and CRC64NVME of each segment.
+        #[arg(long)]
+        deep: bool,
         /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
@@ -104,12 +109,13 @@ pub struct RestoreArgs {
 fn main() -> ProcessExitCode {
     let cli = Cli::parse();
     batch_worker::logging::init();
+    batch_worker::memory::bound_allocator();
     let progress = !cli.no_progress && std::io::stderr().is_terminal();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let code = runtime.block_on(async {
         let result = match cli.command {
             Command::Archive(args) => commands::archive(args, progress).await,
-            Command::Verify { location, json } => commands::verify(location, json).await,
+            Command::Verify { location, deep, json } => commands::verify(location, deep, json).await,
             Command::Restore(args) => commands::restore(args).await,
             Command::Plan(args) => flow::plan(args),
             Command::Start(args) => flow::start(args).await,

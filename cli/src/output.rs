@@ -2,7 +2,7 @@
 
 use batch_worker::archive::ArchiveReport;
 use batch_worker::restore::RestoredObject;
-use batch_worker::verify::VerifyReport;
+use batch_worker::verify::{Method, VerifyReport};
 use bytesize::ByteSize;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -43,8 +43,16 @@ pub fn print_archive(report: &ArchiveReport) {
 
 pub fn print_verify(report: &VerifyReport) {
     for o in &report.objects {
+        let how = match o.method {
+            Method::Checksum => "size and CRC64NVME",
+            Method::Sha256 => "SHA-256 of every byte",
+        };
+        let segments = match o.segments.len() {
+            1 => String::new(),
+            n => format!(", {n} segments"),
+        };
         match &o.problem {
-            None => println!("ok        {}", o.key),
+            None => println!("ok        {} ({how}{segments})", o.key),
             Some(problem) => println!("MISMATCH  {}: {problem}", o.key),
         }
     }

@@ -501,6 +501,56 @@ fn archive_json_describes_every_object() {
     );
 }
 
+/// Issue 12 item 5: a files-mode archive that misses most of the filesystem's used bytes (here
+/// 400 MiB whose directory entry is gone, as for files the walk cannot see) fails, naming both
+/// numbers, and stores nothing; a full filesystem whose files are all seen passes the same check.
+#[test]
+fn a_files_archive_that_misses_most_used_bytes_fails_naming_both_numbers() {
+    let w = World::new("shortfall");
+    let _system = shared_system();
+    common::require_tools(&["debugfs"]);
+    let img = w.path("disk.img");
+    image::fs_image(&img, Fs::Ext4, 600 * MIB, |root| {
+        populate_basic(root);
+        // Zeros, but written: allocated blocks, cheap to compress had they been archived.
+        let mut big = std::io::BufWriter::new(std::fs::File::create(root.join("hidden.bin")).expect("create hidden.bin"));
+        let zeros = vec![0u8; MIB as usize];
+        for _ in 0..400 {
+            std::io::Write::write_all(&mut big, &zeros).expect("write hidden.bin");
+        }
+    });
+    // Remove the name, keep the inode and its blocks: used, and invisible to any walk.
+    common::sh("debugfs", ["-w".as_ref(), "-R".as_ref(), "unlink /hidden.bin".as_ref(), img.as_os_str()]);
+    let out = w.env.run([
+        "archive".as_ref(),
+        "--device".as_ref(),
+        img.as_os_str(),
+        "--to".as_ref(),
+        w.t.url("short").as_ref(),
+        "--mode".as_ref(),
+        "files".as_ref(),
+    ]);
+    out.assert_code(1);
+    let line = out.assert_one_line_error(&["in use", "occupy"]);
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .filter(|n| *n > MIB)
+        .collect();
+    assert!(numbers.iter().any(|n| *n >= 400 * MIB), "the used bytes are named: {line}");
+    w.t.assert_nothing_under("");
+
+    let full = w.path("full.img");
+    image::fs_image(&full, Fs::Ext4, 64 * MIB, |root| {
+        populate::fill_until_full(root);
+    });
+    let out = w.archive(&full, "full", &["--mode", "files"]);
+    let o = out.object(None);
+    let used = o.json["fs_used_bytes"].as_u64().expect("fs_used_bytes recorded");
+    let allocated = o.json["entries"]["allocated_bytes"].as_u64().expect("allocated_bytes recorded");
+    assert!(allocated <= used + MIB && allocated >= used / 2, "allocated {allocated}, used {used}: {}", o.json);
+}
+
 #[test]
 fn verify_accepts_a_good_archive_and_rejects_a_changed_object() {
     let w = World::new("verify");

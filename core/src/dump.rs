@@ -10,12 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Compression, DumpFormat};
 
-/// The schedule of a dump's multipart upload is fixed before its first byte, and a dump's size
-/// is unknown until it ends. This is the largest compressed dump it must hold: a 64 TiB
-/// instance (RDS's largest PostgreSQL and MySQL storage) that compresses 2:1. The schedule grows
-/// parts only once an object really gets that big, so small dumps keep small parts.
-pub const MAX_DUMP_BYTES: u64 = 32 << 40;
-
 /// The database `psql` connects to for listing the others. RDS creates it for the master user;
 /// so does `initdb`.
 pub const PG_MAINTENANCE_DATABASE: &str = "postgres";

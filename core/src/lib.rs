@@ -2,7 +2,7 @@
 //!
 //! Layout:
 //! - [`s3_location`]: parsing and printing `s3://bucket/prefix` destinations.
-//! - [`part_size`]: choosing a multipart part size that fits any source under S3's limits.
+//! - [`part_size`]: the fixed part size and the segment size that keep every upload within S3's limits.
 //! - [`manifest`]: the JSON document that turns a prefix of objects into an archive.
 //! - [`dump`]: the RDS native-dump flow's tools, command lines, system databases and object names.
 //! - [`arn`]: Amazon Resource Names, parsed once where an event enters.

@@ -160,6 +160,11 @@ pub struct EntryCounts {
     pub skipped_sockets: u64,
     /// Bytes of file content read.
     pub file_bytes: u64,
+    /// Bytes the archived entries occupy on the filesystem (their allocated blocks, each inode
+    /// once): what [`check_files_shortfall`] compares with the filesystem's used bytes. 0 in
+    /// manifests written before it was recorded.
+    #[serde(default)]
+    pub allocated_bytes: u64,
 }
 
 /// One object of the archive.
@@ -191,6 +196,139 @@ pub struct ArchivedObject {
     /// For a `dump` object: the database and the tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump: Option<DumpInfo>,
+    /// Files mode: the filesystem's used bytes (statfs: blocks less free blocks) when it was
+    /// archived, compared with `entries.allocated_bytes` so that a mount of the wrong device or
+    /// an empty directory cannot pass for the filesystem ([`check_files_shortfall`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_used_bytes: Option<u64>,
+    /// The stored objects that hold this object's stream, in order: one, or several when the
+    /// stream was longer than the segment size. Each is a valid gzip or zstd stream alone and
+    /// their concatenation is the whole stream; `size` and `sha256` above are those of the
+    /// concatenation, and `key` is the first segment's. Absent in manifests written before
+    /// segments existed: the object is then the one stored object `key`, with no checksum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<Segment>,
+}
+
+/// One stored object of an archive object's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub key: String,
+    pub size: u64,
+    /// The full-object CRC64NVME as S3 reports it (base64 of the 8 big-endian bytes): computed by
+    /// the worker while streaming, sent with CompleteMultipartUpload (checksum type FULL_OBJECT),
+    /// so S3 refused the object if its bytes differed. `None` only for a segment synthesised from a
+    /// manifest written before checksums existed ([`ArchivedObject::stored_segments`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_crc64nvme: Option<String>,
+}
+
+impl ArchivedObject {
+    /// The stored objects to check or read, in order: the manifest's segments, or for a manifest
+    /// written before segments the one object `key` of `size` bytes, without a checksum.
+    pub fn stored_segments(&self) -> Vec<Segment> {
+        if self.segments.is_empty() {
+            return vec![Segment { key: self.key.clone(), size: self.size, checksum_crc64nvme: None }];
+        }
+        self.segments.clone()
+    }
+}
+
+/// What S3 reports about one stored object: HeadObject (or GetObjectAttributes) with checksum
+/// mode ENABLED.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    pub size: u64,
+    /// `x-amz-checksum-crc64nvme`; `None` when S3 reported no such checksum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_crc64nvme: Option<String>,
+}
+
+/// Why a stored object does not match its manifest entry. Only a match counts as verified: an
+/// object whose checksum cannot be compared is not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentProblem {
+    #[error("{key} does not exist")]
+    Missing { key: String },
+    #[error("{key} holds {found} bytes, the manifest says {expected}")]
+    SizeDiffers { key: String, expected: u64, found: u64 },
+    #[error("{key}: S3's CRC64NVME {found} differs from the manifest's {expected}")]
+    ChecksumDiffers { key: String, expected: String, found: String },
+    #[error("{key}: the manifest records no checksum (it predates full-object checksums); only a full read can verify it")]
+    NoChecksumRecorded { key: String },
+    #[error("{key}: S3 reports no CRC64NVME checksum for it")]
+    NoChecksumStored { key: String },
+}
+
+/// The fast check of one stored object against its manifest entry: the size and the full-object
+/// CRC64NVME that S3 reports (`None`: the object does not exist) must both equal the manifest's.
+/// S3 validated that checksum against the bytes when the object was completed and keeps it with
+/// the object, so a match means S3 holds exactly the bytes the worker wrote. `verify` on the CLI
+/// and the flow's Verify step both decide with this function.
+pub fn check_stored_segment(expected: &Segment, stored: Option<&StoredObject>) -> Result<(), SegmentProblem> {
+    let key = expected.key.clone();
+    let stored = stored.ok_or_else(|| SegmentProblem::Missing { key: key.clone() })?;
+    if stored.size != expected.size {
+        return Err(SegmentProblem::SizeDiffers { key, expected: expected.size, found: stored.size });
+    }
+    let expected = expected.checksum_crc64nvme.as_ref().ok_or_else(|| SegmentProblem::NoChecksumRecorded { key: key.clone() })?;
+    let found = stored.checksum_crc64nvme.as_ref().ok_or_else(|| SegmentProblem::NoChecksumStored { key: key.clone() })?;
+    if found != expected {
+        return Err(SegmentProblem::ChecksumDiffers { key, expected: expected.clone(), found: found.clone() });
+    }
+    Ok(())
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A shortfall up to this much is always explained: a fresh filesystem's own structures that
+/// statfs counts as used (XFS's per-AG metadata and reservations, btrfs's system and metadata
+/// chunks, an ext3-style journal) run to tens or a few hundred MiB.
+pub const SHORTFALL_FLOOR: u64 = 256 * MIB;
+/// ... and up to this share of the filesystem's size: XFS reserves about 0.7 % of a large
+/// filesystem for its metadata btrees (reflink) at mkfs, and reports it as used.
+pub const SHORTFALL_SHARE_OF_SIZE: u64 = 50; // 1/50 = 2 %
+/// ... and as long as the archived entries occupy at least this share of the used bytes: btrfs
+/// keeps metadata (and small files inline) twice (DUP), so its used bytes can reach twice what
+/// the files occupy; a mount of the wrong device or an empty directory archives almost nothing.
+pub const MIN_ARCHIVED_SHARE_OF_USED: u64 = 4; // 1/4
+
+/// A files-mode archive that misses most of its filesystem's used bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the archived files occupy {archived} bytes but the filesystem has {used} bytes in use: {} bytes that hard links, \
+     sparse files and metadata cannot explain (the wrong device, an empty directory, or files the walk cannot see)",
+    used - archived
+)]
+pub struct FilesShortfall {
+    pub archived: u64,
+    pub used: u64,
+}
+
+/// Checks that a files-mode archive holds its filesystem: `archived` (the allocated bytes of
+/// the entries archived, each inode once, so hard links and sparse files count as on disk) may
+/// fall short of `used` (statfs) only by what metadata explains: the shortfall fails the archive
+/// when it is above [`SHORTFALL_FLOOR`] and above 1/[`SHORTFALL_SHARE_OF_SIZE`] of `fs_size`,
+/// and the archived bytes are below 1/[`MIN_ARCHIVED_SHARE_OF_USED`] of the used bytes.
+pub fn check_files_shortfall(archived: u64, used: u64, fs_size: u64) -> Result<(), FilesShortfall> {
+    let shortfall = used.saturating_sub(archived);
+    let allowed = SHORTFALL_FLOOR.max(fs_size / SHORTFALL_SHARE_OF_SIZE);
+    if shortfall > allowed && archived < used / MIN_ARCHIVED_SHARE_OF_USED {
+        return Err(FilesShortfall { archived, used });
+    }
+    Ok(())
+}
+
+/// The key of segment `index` (0-based) of the object `key`: the first segment is `key` itself
+/// (an archive that needs one segment looks as it always did), the next ones `key.0001`,
+/// `key.0002`, ..., so that a shell glob (`cat disk.raw.gz*`) lists them in order up to 9,999
+/// continuations (64 TiB of default 64 GiB segments, more than EBS's largest volume); the
+/// manifest's list is the authority beyond that.
+pub fn segment_key(key: &str, index: usize) -> String {
+    match index {
+        0 => key.to_string(),
+        n => format!("{key}.{n:04}"),
+    }
 }
 
 /// The archive's table of contents.
@@ -214,6 +352,8 @@ pub enum ManifestError {
     NoObjects,
     #[error("object {key}: size {size} differs from bytes_out {bytes_out}")]
     SizeMismatch { key: String, size: u64, bytes_out: u64 },
+    #[error("object {key}: its segments hold {segments_size} bytes, its size is {size}, or the first segment is not {key}")]
+    SegmentsMismatch { key: String, size: u64, segments_size: u64 },
 }
 
 impl Manifest {
@@ -229,6 +369,14 @@ impl Manifest {
         }
         if let Some(o) = manifest.objects.iter().find(|o| o.size != o.bytes_out) {
             return Err(ManifestError::SizeMismatch { key: o.key.clone(), size: o.size, bytes_out: o.bytes_out });
+        }
+        let inconsistent = |o: &&ArchivedObject| {
+            !o.segments.is_empty()
+                && (o.segments.iter().map(|s| s.size).sum::<u64>() != o.size || o.segments[0].key != o.key)
+        };
+        if let Some(o) = manifest.objects.iter().find(inconsistent) {
+            let segments_size = o.segments.iter().map(|s| s.size).sum();
+            return Err(ManifestError::SegmentsMismatch { key: o.key.clone(), size: o.size, segments_size });
         }
         Ok(manifest)
     }
@@ -286,6 +434,8 @@ mod tests {
                 content_sha256: "cd".repeat(32),
                 entries: Some(EntryCounts { files: 3, ..Default::default() }),
                 dump: None,
+                fs_used_bytes: Some(40_960),
+                segments: vec![Segment { key: "a/part1.tar.gz".into(), size: 1234, checksum_crc64nvme: Some("AAAAAAAAAAE=".into()) }],
             }],
             started_at: t,
             finished_at: t,
@@ -356,6 +506,93 @@ mod tests {
             Manifest::from_json(&serde_json::to_vec(&m).unwrap()),
             Err(ManifestError::SizeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn manifests_without_segments_still_parse_as_one_unchecksummed_segment() {
+        let mut m = sample();
+        m.objects[0].segments.clear();
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("segments"), "{json}");
+        let parsed = Manifest::from_json(json.as_bytes()).unwrap();
+        assert_eq!(
+            parsed.objects[0].stored_segments(),
+            vec![Segment { key: "a/part1.tar.gz".into(), size: 1234, checksum_crc64nvme: None }]
+        );
+    }
+
+    #[test]
+    fn rejects_segments_that_do_not_add_up_to_the_object() {
+        let mut m = sample();
+        m.objects[0].segments.push(Segment { key: segment_key("a/part1.tar.gz", 1), size: 1, checksum_crc64nvme: None });
+        assert!(matches!(
+            Manifest::from_json(&serde_json::to_vec(&m).unwrap()),
+            Err(ManifestError::SegmentsMismatch { segments_size: 1235, .. })
+        ));
+        let mut m = sample();
+        m.objects[0].segments[0].key = "a/other".into();
+        assert!(matches!(Manifest::from_json(&serde_json::to_vec(&m).unwrap()), Err(ManifestError::SegmentsMismatch { .. })));
+    }
+
+    #[test]
+    fn names_segments_so_that_a_glob_lists_them_in_order() {
+        let keys: Vec<String> = (0..12).map(|i| segment_key("p/disk.raw.gz", i)).collect();
+        assert_eq!(keys[0], "p/disk.raw.gz");
+        assert_eq!(keys[1], "p/disk.raw.gz.0001");
+        assert_eq!(keys[11], "p/disk.raw.gz.0011");
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys);
+    }
+
+    #[test]
+    fn a_stored_object_matches_only_with_the_same_size_and_checksum() {
+        let expected = Segment { key: "k".into(), size: 10, checksum_crc64nvme: Some("c1".into()) };
+        let stored = |size, checksum: Option<&str>| StoredObject { size, checksum_crc64nvme: checksum.map(Into::into) };
+        assert_eq!(check_stored_segment(&expected, Some(&stored(10, Some("c1")))), Ok(()));
+        assert_eq!(check_stored_segment(&expected, None), Err(SegmentProblem::Missing { key: "k".into() }));
+        assert_eq!(
+            check_stored_segment(&expected, Some(&stored(11, Some("c1")))),
+            Err(SegmentProblem::SizeDiffers { key: "k".into(), expected: 10, found: 11 })
+        );
+        // The same size with other bytes: the case a size-only check lets through.
+        assert_eq!(
+            check_stored_segment(&expected, Some(&stored(10, Some("c2")))),
+            Err(SegmentProblem::ChecksumDiffers { key: "k".into(), expected: "c1".into(), found: "c2".into() })
+        );
+        assert_eq!(
+            check_stored_segment(&expected, Some(&stored(10, None))),
+            Err(SegmentProblem::NoChecksumStored { key: "k".into() })
+        );
+        let old = Segment { checksum_crc64nvme: None, ..expected };
+        let problem = check_stored_segment(&old, Some(&stored(10, Some("c1")))).unwrap_err();
+        assert_eq!(problem, SegmentProblem::NoChecksumRecorded { key: "k".into() });
+        assert!(problem.to_string().contains("full read"), "{problem}");
+    }
+
+    const GIB: u64 = 1024 * MIB;
+
+    #[test]
+    fn an_archive_that_misses_most_of_the_used_bytes_fails_naming_both_numbers() {
+        // The wrong device mounted, or an empty directory: nothing archived of 500 GiB in use.
+        let e = check_files_shortfall(8192, 500 * GIB, 1024 * GIB).unwrap_err();
+        assert_eq!(e, FilesShortfall { archived: 8192, used: 500 * GIB });
+        let text = e.to_string();
+        assert!(text.contains("8192") && text.contains(&(500 * GIB).to_string()), "{text}");
+        // Files hidden from the walk: 400 MiB of 420 MiB used on a 600 MiB filesystem.
+        assert!(check_files_shortfall(20 * MIB, 420 * MIB, 600 * MIB).is_err());
+    }
+
+    #[test]
+    fn metadata_and_fresh_filesystems_are_explained() {
+        // An empty filesystem whose own structures are in use: ext4's or a small XFS's.
+        assert_eq!(check_files_shortfall(0, 200 * MIB, 100 * GIB), Ok(()));
+        // An empty 16 TiB XFS reserves about 0.7 % for its metadata btrees.
+        assert_eq!(check_files_shortfall(0, 115 * GIB, 16 * 1024 * GIB), Ok(()));
+        // btrfs keeps metadata and inline files twice: used is twice what the files occupy.
+        assert_eq!(check_files_shortfall(10 * GIB, 24 * GIB, 100 * GIB), Ok(()));
+        // Archived more than used (the walk saw what statfs had not yet counted): fine.
+        assert_eq!(check_files_shortfall(2 * GIB, GIB, 10 * GIB), Ok(()));
     }
 
     #[test]

@@ -1,11 +1,8 @@
-//! Multipart part sizes: which size each part of an object gets, so that any source fits in S3's
-//! 10,000 parts while memory (parts in flight x part size) stays small for ordinary archives.
-//!
-//! Parts of one upload may differ in size (all but the last must be at least 5 MiB), so the
-//! schedule starts at the configured part size and doubles every `doubling_every` parts. For a
-//! source whose worst-case output fits in 10,000 parts of the base size the schedule is flat; for a
-//! larger one it doubles just often enough. Memory grows only if the output really gets that big,
-//! which a compressed archive of a mostly empty volume never does.
+//! Part and segment sizes of the multipart uploads: every part has the configured size (the last
+//! part of an object may be shorter), and a stream longer than the segment size continues in the
+//! next segment object. Parts no longer grow with the source, so the uploader's memory is the same
+//! for a 1 GiB and a 16 TiB volume, and 10,000 parts always suffice because a segment never holds
+//! more than `segment size / part size` of them.
 //!
 //! S3 limits: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>
 
@@ -13,6 +10,7 @@ use bytesize::ByteSize;
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
+const TIB: u64 = 1024 * GIB;
 
 /// S3's smallest part (except the last).
 pub const MIN_PART_SIZE: u64 = 5 * MIB;
@@ -20,17 +18,16 @@ pub const MIN_PART_SIZE: u64 = 5 * MIB;
 pub const MAX_PART_SIZE: u64 = 5 * GIB;
 /// S3's largest part number.
 pub const MAX_PARTS: u32 = 10_000;
-/// The largest object this schedule can write: every part at the maximum size.
-pub const MAX_OBJECT_SIZE: u64 = MAX_PARTS as u64 * MAX_PART_SIZE;
-/// 16 MiB parts amortise the per-request cost while four in flight cost only 64 MiB.
+/// S3's largest object.
+pub const MAX_OBJECT_SIZE: u64 = 5 * TIB;
+/// 16 MiB parts amortise the per-request cost while the uploader's buffers (four parts in flight and
+/// the one being filled) cost only 80 MiB.
 pub const DEFAULT_PART_SIZE: u64 = 16 * MIB;
-
-/// The worst-case compressed size of `source_bytes` of input. Deflate and zstd add a few bytes per
-/// block on incompressible data and tar adds a 512-byte header per entry; 1/64 plus 64 MiB covers
-/// both with a wide margin. The uploader still refuses to write past the schedule's capacity.
-pub fn worst_case_output(source_bytes: u64) -> u64 {
-    source_bytes.saturating_add(source_bytes / 64).saturating_add(64 * MIB)
-}
+/// 64 GiB segments: 4,096 parts of the default size, well within 10,000 (parts down to 6.6 MiB
+/// still fit); a 16 TiB gp3 volume, EBS's largest, makes at most 256 segments; and one segment is
+/// still a plain GET away from a reader without this tool. When the part size is too small for
+/// 10,000 parts to hold 64 GiB, the default shrinks to what 10,000 parts hold.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * GIB;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PartSizeError {
@@ -38,52 +35,73 @@ pub enum PartSizeError {
     TooSmall { size: u64 },
     #[error("part size {} is above S3's maximum of 5 GiB", ByteSize::b(*size))]
     TooLarge { size: u64 },
-    #[error("a source of {} can produce more than S3's largest object ({})", ByteSize::b(*source_bytes), ByteSize::b(MAX_OBJECT_SIZE))]
-    SourceTooLarge { source_bytes: u64 },
+    #[error("segment size {} is smaller than the part size {}", ByteSize::b(*segment_size), ByteSize::b(*part_size))]
+    SegmentBelowPart { segment_size: u64, part_size: u64 },
+    #[error("segment size {} is above S3's largest object (5 TiB)", ByteSize::b(*segment_size))]
+    SegmentTooLarge { segment_size: u64 },
+    #[error(
+        "segment size {} needs {parts} parts of {}, more than S3's {MAX_PARTS}: raise --part-size or lower --segment-size",
+        ByteSize::b(*segment_size),
+        ByteSize::b(*part_size)
+    )]
+    TooManyParts {
+        segment_size: u64,
+        part_size: u64,
+        parts: u64,
+    },
 }
 
-/// The size of every part of one multipart upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PartSchedule {
-    /// Size of the first parts.
-    pub base: u64,
-    /// The part size doubles after every this many parts (up to 5 GiB); 10,000 means never.
-    pub doubling_every: u32,
+/// The part size and segment size of every object of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadSizes {
+    /// Every part but an object's last has exactly this size.
+    pub part_size: u64,
+    /// No segment object is larger; a longer stream continues in the next segment.
+    pub segment_size: u64,
 }
 
-impl PartSchedule {
-    /// The flattest schedule starting at `base` whose 10,000 parts hold the worst-case output of
-    /// `source_bytes`.
-    pub fn for_source(source_bytes: u64, base: u64) -> Result<Self, PartSizeError> {
-        if base < MIN_PART_SIZE {
-            return Err(PartSizeError::TooSmall { size: base });
+impl UploadSizes {
+    /// Checks `part_size` against S3's limits and chooses the segment size: `segment_size` when
+    /// given (refused when 10,000 parts cannot hold it), else [`DEFAULT_SEGMENT_SIZE`] or what
+    /// 10,000 parts hold, whichever is smaller.
+    pub fn choose(part_size: u64, segment_size: Option<u64>) -> Result<Self, PartSizeError> {
+        if part_size < MIN_PART_SIZE {
+            return Err(PartSizeError::TooSmall { size: part_size });
         }
-        if base > MAX_PART_SIZE {
-            return Err(PartSizeError::TooLarge { size: base });
+        if part_size > MAX_PART_SIZE {
+            return Err(PartSizeError::TooLarge { size: part_size });
         }
-        let needed = worst_case_output(source_bytes);
-        let mut doubling_every = MAX_PARTS;
-        loop {
-            let schedule = PartSchedule { base, doubling_every };
-            if schedule.capacity() >= needed {
-                return Ok(schedule);
-            }
-            if doubling_every == 1 {
-                return Err(PartSizeError::SourceTooLarge { source_bytes });
-            }
-            doubling_every = (doubling_every / 2).max(1);
+        let segment_size = match segment_size {
+            Some(size) => size,
+            None => DEFAULT_SEGMENT_SIZE.min(part_size * MAX_PARTS as u64),
+        };
+        if segment_size < part_size {
+            return Err(PartSizeError::SegmentBelowPart {
+                segment_size,
+                part_size,
+            });
         }
+        if segment_size > MAX_OBJECT_SIZE {
+            return Err(PartSizeError::SegmentTooLarge { segment_size });
+        }
+        let sizes = UploadSizes {
+            part_size,
+            segment_size,
+        };
+        let parts = sizes.parts_per_segment();
+        if parts > MAX_PARTS as u64 {
+            return Err(PartSizeError::TooManyParts {
+                segment_size,
+                part_size,
+                parts,
+            });
+        }
+        Ok(sizes)
     }
 
-    /// The size of part `part_number` (1-based).
-    pub fn part_size(&self, part_number: u32) -> u64 {
-        let doublings = (part_number.saturating_sub(1) / self.doubling_every).min(32);
-        self.base.saturating_mul(1u64 << doublings).min(MAX_PART_SIZE)
-    }
-
-    /// The most bytes 10,000 parts of this schedule hold.
-    pub fn capacity(&self) -> u64 {
-        (1..=MAX_PARTS).map(|n| self.part_size(n)).sum()
+    /// The most parts one segment can need.
+    pub fn parts_per_segment(&self) -> u64 {
+        self.segment_size.div_ceil(self.part_size)
     }
 }
 
@@ -91,65 +109,84 @@ impl PartSchedule {
 mod tests {
     use super::*;
 
-    const TIB: u64 = 1024 * GIB;
-
     #[test]
-    fn small_sources_get_a_flat_schedule_of_the_base_size() {
-        let s = PartSchedule::for_source(100 * GIB, DEFAULT_PART_SIZE).unwrap();
-        assert_eq!(s.doubling_every, MAX_PARTS);
-        assert_eq!(s.part_size(1), DEFAULT_PART_SIZE);
-        assert_eq!(s.part_size(MAX_PARTS), DEFAULT_PART_SIZE);
+    fn defaults_fit_in_10000_parts() {
+        let sizes = UploadSizes::choose(DEFAULT_PART_SIZE, None).unwrap();
+        assert_eq!(
+            sizes,
+            UploadSizes {
+                part_size: DEFAULT_PART_SIZE,
+                segment_size: DEFAULT_SEGMENT_SIZE
+            }
+        );
+        assert_eq!(sizes.parts_per_segment(), 4096);
     }
 
     #[test]
-    fn part_size_keeps_parts_under_10000_for_every_source_size() {
-        let mut size = 0u64;
-        while size < MAX_OBJECT_SIZE {
-            for base in [MIN_PART_SIZE, DEFAULT_PART_SIZE, 64 * MIB] {
-                match PartSchedule::for_source(size, base) {
-                    Ok(s) => assert!(s.capacity() >= worst_case_output(size), "{size} {base}"),
-                    Err(PartSizeError::SourceTooLarge { .. }) => {
-                        assert!(worst_case_output(size) > MAX_OBJECT_SIZE - MAX_PART_SIZE * 10)
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            size = size * 3 / 2 + GIB;
+    fn part_size_keeps_parts_under_10000_for_every_part_size() {
+        let mut part_size = MIN_PART_SIZE;
+        while part_size <= MAX_PART_SIZE {
+            let sizes = UploadSizes::choose(part_size, None).unwrap();
+            assert_eq!(sizes.part_size, part_size, "parts keep the configured size");
+            assert!(sizes.parts_per_segment() <= MAX_PARTS as u64, "{sizes:?}");
+            assert!(sizes.segment_size <= DEFAULT_SEGMENT_SIZE);
+            part_size = part_size * 5 / 4 + 1;
         }
     }
 
     #[test]
-    fn large_sources_start_small_and_double() {
-        let s = PartSchedule::for_source(2 * TIB, DEFAULT_PART_SIZE).unwrap();
-        assert_eq!(s.part_size(1), DEFAULT_PART_SIZE);
-        assert!(s.doubling_every < MAX_PARTS);
-        assert_eq!(s.part_size(s.doubling_every + 1), 2 * DEFAULT_PART_SIZE);
-        // The flattest schedule that fits: doubling half as often would not.
-        let flatter = PartSchedule { doubling_every: s.doubling_every * 2, ..s };
-        assert!(flatter.capacity() < worst_case_output(2 * TIB));
+    fn small_parts_shrink_the_default_segment() {
+        let sizes = UploadSizes::choose(MIN_PART_SIZE, None).unwrap();
+        assert_eq!(sizes.segment_size, MIN_PART_SIZE * 10_000);
+        assert_eq!(sizes.parts_per_segment(), 10_000);
     }
 
     #[test]
-    fn parts_never_exceed_the_s3_maximum() {
-        let s = PartSchedule { base: GIB, doubling_every: 1 };
-        assert_eq!(s.part_size(MAX_PARTS), MAX_PART_SIZE);
-        assert_eq!(s.capacity(), (1 + 2 + 4) * GIB + 9_997 * MAX_PART_SIZE);
-    }
-
-    #[test]
-    fn rejects_part_sizes_outside_s3_limits() {
-        assert_eq!(PartSchedule::for_source(GIB, MIB), Err(PartSizeError::TooSmall { size: MIB }));
+    fn rejects_an_explicit_segment_that_needs_more_than_10000_parts() {
         assert_eq!(
-            PartSchedule::for_source(GIB, 6 * GIB),
-            Err(PartSizeError::TooLarge { size: 6 * GIB })
+            UploadSizes::choose(MIN_PART_SIZE, Some(DEFAULT_SEGMENT_SIZE)),
+            Err(PartSizeError::TooManyParts {
+                segment_size: DEFAULT_SEGMENT_SIZE,
+                part_size: MIN_PART_SIZE,
+                parts: 13_108
+            })
+        );
+        let e = UploadSizes::choose(MIN_PART_SIZE, Some(DEFAULT_SEGMENT_SIZE))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--part-size") && e.contains("13108"), "{e}");
+    }
+
+    #[test]
+    fn rejects_segments_below_the_part_size_or_above_the_largest_object() {
+        assert_eq!(
+            UploadSizes::choose(8 * MIB, Some(6 * MIB)),
+            Err(PartSizeError::SegmentBelowPart {
+                segment_size: 6 * MIB,
+                part_size: 8 * MIB
+            })
+        );
+        assert_eq!(
+            UploadSizes::choose(MAX_PART_SIZE, Some(6 * TIB)),
+            Err(PartSizeError::SegmentTooLarge { segment_size: 6 * TIB })
+        );
+        assert_eq!(
+            UploadSizes::choose(8 * MIB, Some(64 * MIB))
+                .unwrap()
+                .parts_per_segment(),
+            8
         );
     }
 
     #[test]
-    fn rejects_sources_larger_than_the_largest_object() {
+    fn rejects_part_sizes_outside_s3_limits() {
         assert_eq!(
-            PartSchedule::for_source(MAX_OBJECT_SIZE, DEFAULT_PART_SIZE),
-            Err(PartSizeError::SourceTooLarge { source_bytes: MAX_OBJECT_SIZE })
+            UploadSizes::choose(MIB, None),
+            Err(PartSizeError::TooSmall { size: MIB })
+        );
+        assert_eq!(
+            UploadSizes::choose(6 * GIB, None),
+            Err(PartSizeError::TooLarge { size: 6 * GIB })
         );
     }
 }

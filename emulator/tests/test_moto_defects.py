@@ -257,3 +257,32 @@ def test_found_describe_jobs_leaves_out_the_job_role(unpatched):
     job_id = batch.submit_job(jobName="roled", jobQueue=queue["JobQueue"],
                               jobDefinition=definition["jobDefinitionArn"])["jobId"]
     assert "jobRoleArn" not in batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]  # AWS: ROLE_ARN
+
+
+def full_object_upload(s3, bucket: str, parts: list[bytes]) -> str:
+    """A multipart upload with full-object CRC64NVME checksums, its parts uploaded; returns its upload id."""
+    s3.create_bucket(Bucket=bucket)
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC64NVME",
+                                           ChecksumType="FULL_OBJECT")["UploadId"]
+    for number, part in enumerate(parts, 1):
+        s3.upload_part(Bucket=bucket, Key="k", UploadId=upload_id, PartNumber=number, Body=part,
+                       ChecksumAlgorithm="CRC64NVME")
+    return upload_id
+
+
+def completed_parts(s3, bucket: str, upload_id: str) -> dict:
+    parts = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)["Parts"]
+    return {"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]}
+
+
+# A valid CRC64NVME that is not the one of the bytes uploaded (base64 of 8 bytes).
+WRONG_CRC64NVME = "AAAAAAAAAAA="
+
+
+def test_found_complete_multipart_upload_ignores_the_full_object_checksum(unpatched):
+    s3, bucket = unpatched.client("s3"), unique("bucket")
+    upload_id = full_object_upload(s3, bucket, [b"a" * (5 << 20), b"b"])
+    s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id, ChecksumType="FULL_OBJECT",
+                                 ChecksumCRC64NVME=WRONG_CRC64NVME,
+                                 MultipartUpload=completed_parts(s3, bucket, upload_id))
+    assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == (5 << 20) + 1  # AWS: BadDigest, no object

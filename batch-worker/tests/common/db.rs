@@ -19,7 +19,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// uid and gid of a system user.
 fn ids(user: &str) -> (u32, u32) {
-    let user = nix::unistd::User::from_name(user).expect("read passwd").unwrap_or_else(|| panic!("no user {user}: run scripts/setup"));
+    let user = nix::unistd::User::from_name(user)
+        .expect("read passwd")
+        .unwrap_or_else(|| panic!("no user {user}: run scripts/setup"));
     (user.uid.as_raw(), user.gid.as_raw())
 }
 
@@ -45,9 +47,16 @@ fn wait_until(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut()
     let started = Instant::now();
     while !ready() {
         if let Some(status) = child.try_wait().expect("wait server") {
-            panic!("{what} exited with {status}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "{what} exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
-        assert!(started.elapsed() < START_TIMEOUT, "{what} did not start:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            started.elapsed() < START_TIMEOUT,
+            "{what} did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -58,10 +67,17 @@ fn pg_bin() -> PathBuf {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| Some((entry.file_name().to_str()?.parse::<u32>().ok()?, entry.path().join("bin"))))
+        .filter_map(|entry| {
+            Some((
+                entry.file_name().to_str()?.parse::<u32>().ok()?,
+                entry.path().join("bin"),
+            ))
+        })
         .filter(|(_, bin)| bin.join("postgres").is_file())
         .max();
-    newest.map(|(_, bin)| bin).unwrap_or_else(|| panic!("no PostgreSQL server under {PG_LIB}: run scripts/setup"))
+    newest
+        .map(|(_, bin)| bin)
+        .unwrap_or_else(|| panic!("no PostgreSQL server under {PG_LIB}: run scripts/setup"))
 }
 
 /// A PostgreSQL server whose superuser `master` logs in over TCP with a password.
@@ -90,14 +106,38 @@ impl Postgres {
             cmd.uid(uid).gid(gid).env("HOME", dir.path());
             cmd
         };
-        run_ok(as_postgres("initdb").arg("-D").arg(&data).args(["-U", "master", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"]).arg(format!("--pwfile={}", pwfile.display())));
+        run_ok(
+            as_postgres("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "master",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display())),
+        );
         let port = free_port();
         let log = dir.path().join("server.log");
         let log_file = std::fs::File::create(&log).expect("create log");
         let child = as_postgres("postgres")
             .arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+            ])
             .arg("-k")
             .arg(dir.path())
             .stdin(Stdio::null())
@@ -106,7 +146,13 @@ impl Postgres {
             .spawn()
             .expect("start postgres");
         // Built before the wait, so that a server that never answers is still stopped.
-        let mut server = Postgres { child, port, user: "master".into(), password: password.into(), dir };
+        let mut server = Postgres {
+            child,
+            port,
+            user: "master".into(),
+            password: password.into(),
+            dir,
+        };
         wait_until("postgres", &log, &mut server.child, || {
             Command::new(bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
@@ -119,14 +165,29 @@ impl Postgres {
     /// `psql -At` as `master` over TCP, with `ON_ERROR_STOP`.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let mut cmd = self.client("psql");
-        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql]);
-        String::from_utf8(run_ok(&mut cmd)).expect("psql prints UTF-8").trim_end().to_string()
+        cmd.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+            "-c",
+            sql,
+        ]);
+        String::from_utf8(run_ok(&mut cmd))
+            .expect("psql prints UTF-8")
+            .trim_end()
+            .to_string()
     }
 
     /// A PostgreSQL client program connecting as `master` over TCP.
     pub fn client(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", &self.user]).env("PGPASSWORD", &self.password);
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", &self.user])
+            .env("PGPASSWORD", &self.password);
         cmd
     }
 
@@ -159,7 +220,16 @@ impl Mariadb {
         let dir = workdir("mariadb");
         nix::unistd::chown(dir.path(), Some(uid.into()), Some(gid.into())).expect("chown mariadb dir");
         let data = dir.path().join("data");
-        run_ok(Command::new("mariadb-install-db").arg("--no-defaults").arg(format!("--datadir={}", data.display())).args(["--user=mysql", "--skip-test-db", "--auth-root-authentication-method=socket"]));
+        run_ok(
+            Command::new("mariadb-install-db")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .args([
+                    "--user=mysql",
+                    "--skip-test-db",
+                    "--auth-root-authentication-method=socket",
+                ]),
+        );
         // Its own tmpdir: the server's temporary tables must not share /tmp with whatever else runs.
         let tmp = dir.path().join("tmp");
         std::fs::create_dir(&tmp).expect("mariadb tmpdir");
@@ -174,14 +244,27 @@ impl Mariadb {
             .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--tmpdir={}", tmp.display()))
-            .args(["--user=mysql", "--bind-address=127.0.0.1", &format!("--port={port}"), "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0"])
+            .args([
+                "--user=mysql",
+                "--bind-address=127.0.0.1",
+                &format!("--port={port}"),
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-flush-log-at-trx-commit=0",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start mariadbd");
         // Built before the wait, so that a server that never answers is still stopped.
-        let mut server = Mariadb { child, port, user: "master".into(), socket, dir };
+        let mut server = Mariadb {
+            child,
+            port,
+            user: "master".into(),
+            socket,
+            dir,
+        };
         let socket = server.socket.clone();
         wait_until("mariadbd", &log, &mut server.child, || {
             Command::new("mariadb-admin")
@@ -205,8 +288,18 @@ impl Mariadb {
         let mut cmd = Command::new("mariadb");
         cmd.arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
-            .args(["--user=root", "--default-character-set=utf8mb4", "--batch", "--skip-column-names", "--execute", sql]);
-        String::from_utf8(run_ok(&mut cmd)).expect("mariadb prints UTF-8").trim_end().to_string()
+            .args([
+                "--user=root",
+                "--default-character-set=utf8mb4",
+                "--batch",
+                "--skip-column-names",
+                "--execute",
+                sql,
+            ]);
+        String::from_utf8(run_ok(&mut cmd))
+            .expect("mariadb prints UTF-8")
+            .trim_end()
+            .to_string()
     }
 
     /// Runs the SQL file `path` as root.
@@ -215,8 +308,16 @@ impl Mariadb {
         cmd.arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
             .args(["--user=root", "--default-character-set=utf8mb4"]);
-        let out = run_timeout(cmd.arg("--execute").arg(format!("source {}", path.display())), TOOL_TIMEOUT);
-        assert!(out.status.success(), "`{}` failed: {}", describe(&cmd), String::from_utf8_lossy(&out.stderr));
+        let out = run_timeout(
+            cmd.arg("--execute").arg(format!("source {}", path.display())),
+            TOOL_TIMEOUT,
+        );
+        assert!(
+            out.status.success(),
+            "`{}` failed: {}",
+            describe(&cmd),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

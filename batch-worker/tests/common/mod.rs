@@ -23,7 +23,11 @@ pub const WORKER_TIMEOUT: Duration = Duration::from_secs(120);
 /// `backup-archiver`, built beside the worker by `cargo test --workspace` (scripts/test).
 pub fn cli_binary() -> std::path::PathBuf {
     let path = std::path::Path::new(WORKER).with_file_name("backup-archiver");
-    assert!(path.is_file(), "{} is missing: build it with `cargo build -p backup-archiver` (scripts/test does)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p backup-archiver` (scripts/test does)",
+        path.display()
+    );
     path
 }
 
@@ -54,7 +58,10 @@ pub struct World {
 
 impl World {
     pub fn new(tag: &str) -> World {
-        World { s3: s3::TestS3::start(tag), home: workdir("home") }
+        World {
+            s3: s3::TestS3::start(tag),
+            home: workdir("home"),
+        }
     }
 
     /// Stores `value` as the SecureString parameter `name` in moto's SSM.
@@ -62,7 +69,9 @@ impl World {
         let config = aws_sdk_ssm::Config::builder()
             .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
             .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
             .endpoint_url(self.s3.endpoint())
             .build();
         let client = aws_sdk_ssm::Client::from_conf(config);
@@ -103,7 +112,8 @@ impl World {
 
     /// The manifest under `prefix`, parsed.
     pub fn manifest(&self, prefix: &str) -> serde_json::Value {
-        serde_json::from_slice(&self.s3.s3.get(&self.s3.bucket, &format!("{prefix}/manifest.json"))).expect("manifest is JSON")
+        serde_json::from_slice(&self.s3.s3.get(&self.s3.bucket, &format!("{prefix}/manifest.json")))
+            .expect("manifest is JSON")
     }
 }
 
@@ -124,6 +134,9 @@ pub fn assert_success(what: &str, output: &Output) {
 pub fn assert_not_leaked(secret: &str, output: &Output) {
     for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
         let text = String::from_utf8_lossy(bytes);
-        assert!(!text.contains(secret), "the password appears in the worker's {stream}:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "the password appears in the worker's {stream}:\n{text}"
+        );
     }
 }

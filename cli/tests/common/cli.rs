@@ -72,9 +72,7 @@ impl CliEnv {
         S: AsRef<OsStr>,
     {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env_clear()
-            .envs(self.vars.iter().map(|(k, v)| (k, v)));
+        cmd.args(args).env_clear().envs(self.vars.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -167,23 +165,14 @@ impl CliOutput {
 
     #[track_caller]
     pub fn assert_success(&self) -> &Self {
-        assert!(
-            self.status.success(),
-            "expected success:\n{}",
-            self.report()
-        );
+        assert!(self.status.success(), "expected success:\n{}", self.report());
         self
     }
 
     /// Asserts the exit code; a panic (101) or a signal never counts as a clean failure.
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code(),
-            Some(code),
-            "expected exit code {code}:\n{}",
-            self.report()
-        );
+        assert_eq!(self.code(), Some(code), "expected exit code {code}:\n{}", self.report());
         self
     }
 
@@ -266,12 +255,8 @@ impl ArchiveOutput {
     /// which is missing.
     #[track_caller]
     pub fn parse(out: &CliOutput) -> ArchiveOutput {
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout of --json is not one JSON document ({e}):\n{}",
-                out.report()
-            )
-        });
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout of --json is not one JSON document ({e}):\n{}", out.report()));
         let ctx = || out.report();
         assert!(
             json.is_object(),
@@ -348,11 +333,7 @@ pub fn extract_with_gnu_tar(s3: &super::s3::TestS3, key: &str, work: &Path, dest
     let file = work.join(key.replace('/', "_"));
     s3.s3.download(&s3.bucket, key, &file);
     std::fs::create_dir_all(dest).expect("create extraction dir");
-    let decompress = if key.ends_with(".zst") {
-        "--zstd"
-    } else {
-        "--gzip"
-    };
+    let decompress = if key.ends_with(".zst") { "--zstd" } else { "--gzip" };
     super::sh(
         "tar",
         [
@@ -374,11 +355,7 @@ pub fn decompress_raw(s3: &super::s3::TestS3, key: &str, work: &Path) -> PathBuf
     let file = work.join(key.replace('/', "_"));
     s3.s3.download(&s3.bucket, key, &file);
     let out_path = work.join(format!("{}.out", key.replace('/', "_")));
-    let tool = if key.ends_with(".zst") {
-        "zstd"
-    } else {
-        "gzip"
-    };
+    let tool = if key.ends_with(".zst") { "zstd" } else { "gzip" };
     let out = std::fs::File::create(&out_path).expect("create decompressed file");
     let status = Command::new(tool)
         .arg("-dc")
@@ -387,10 +364,6 @@ pub fn decompress_raw(s3: &super::s3::TestS3, key: &str, work: &Path) -> PathBuf
         .stdout(out)
         .status()
         .unwrap_or_else(|e| panic!("run {tool}: {e}"));
-    assert!(
-        status.success(),
-        "{tool} -dc {} failed: {status}",
-        file.display()
-    );
+    assert!(status.success(), "{tool} -dc {} failed: {status}", file.display());
     out_path
 }

@@ -31,13 +31,8 @@ pub fn require_root() {
 /// Panics naming the first tool that is not installed.
 pub fn require_tools(tools: &[&str]) {
     for tool in tools {
-        let found = SYSTEM_PATH
-            .split(':')
-            .any(|dir| Path::new(dir).join(tool).is_file());
-        assert!(
-            found,
-            "required tool `{tool}` is not installed: run scripts/setup"
-        );
+        let found = SYSTEM_PATH.split(':').any(|dir| Path::new(dir).join(tool).is_file());
+        assert!(found, "required tool `{tool}` is not installed: run scripts/setup");
     }
 }
 
@@ -62,10 +57,7 @@ pub fn describe(cmd: &Command) -> String {
 
 fn shell_quote(a: &OsStr) -> String {
     let s = a.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c)) {
         s.into_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -144,21 +136,28 @@ impl Running {
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill has no memory effects; the PID is our own child, not yet reaped.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(
-            rc,
-            0,
-            "kill {}: {}",
-            self.child.id(),
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(rc, 0, "kill {}: {}", self.child.id(), std::io::Error::last_os_error());
     }
 
     /// Waits for the process, killing it (and panicking) if it outlives `timeout`.
-    pub fn wait(mut self, timeout: Duration) -> Output {
+    pub fn wait(self, timeout: Duration) -> Output {
+        self.wait_measured(timeout).0
+    }
+
+    /// [`Running::wait`], and the process's peak resident set size in KiB (its `ru_maxrss`,
+    /// reported by `wait4` for this child alone).
+    pub fn wait_measured(mut self, timeout: Duration) -> (Output, u64) {
+        use std::os::unix::process::ExitStatusExt;
         let started = Instant::now();
-        let status: ExitStatus = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for child") {
-                break status;
+        let pid = self.child.id() as libc::pid_t;
+        let (status, peak_kib) = loop {
+            let mut raw = 0;
+            // SAFETY: an all-zero rusage is valid; wait4 writes it and the status for our own child.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            let reaped = unsafe { libc::wait4(pid, &mut raw, libc::WNOHANG, &mut usage) };
+            assert!(reaped >= 0, "wait4 {pid}: {}", std::io::Error::last_os_error());
+            if reaped == pid {
+                break (ExitStatus::from_raw(raw), usage.ru_maxrss as u64);
             }
             if started.elapsed() > timeout {
                 let _ = self.child.kill();
@@ -172,10 +171,11 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        Output {
+        let output = Output {
             status,
             stdout: self.out_thread.join().unwrap_or_default(),
             stderr: self.err_thread.join().unwrap_or_default(),
-        }
+        };
+        (output, peak_kib)
     }
 }

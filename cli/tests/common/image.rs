@@ -48,12 +48,7 @@ pub struct LoopDevice {
 
 impl LoopDevice {
     /// Attaches `image` (or `size` bytes of it from `offset`) to a free loop device.
-    pub fn attach(
-        image: &Path,
-        offset: Option<u64>,
-        size: Option<u64>,
-        read_only: bool,
-    ) -> LoopDevice {
+    pub fn attach(image: &Path, offset: Option<u64>, size: Option<u64>, read_only: bool) -> LoopDevice {
         let mut cmd = Command::new("losetup");
         cmd.arg("--find").arg("--show");
         if let Some(o) = offset {
@@ -76,10 +71,7 @@ impl LoopDevice {
             path: PathBuf::from(&printed),
             backing,
         };
-        assert!(
-            printed.starts_with("/dev/loop"),
-            "losetup printed {printed:?}"
-        );
+        assert!(printed.starts_with("/dev/loop"), "losetup printed {printed:?}");
         dev
     }
 
@@ -164,9 +156,7 @@ impl Mount {
                 dir.as_os_str(),
             ],
         );
-        Mount {
-            dir: dir.to_path_buf(),
-        }
+        Mount { dir: dir.to_path_buf() }
     }
 }
 
@@ -174,9 +164,7 @@ impl Drop for Mount {
     fn drop(&mut self) {
         for _ in 0..50 {
             let out = run_timeout(
-                Command::new("umount")
-                    .arg(&self.dir)
-                    .env("PATH", SYSTEM_PATH),
+                Command::new("umount").arg(&self.dir).env("PATH", SYSTEM_PATH),
                 super::TOOL_TIMEOUT,
             );
             if out.status.success() {
@@ -243,14 +231,8 @@ pub fn mkfs(fs: Fs, device: &Path) {
                 device.as_os_str(),
             ],
         ),
-        Fs::Xfs => sh(
-            "mkfs.xfs",
-            ["-q".as_ref(), "-f".as_ref(), device.as_os_str()],
-        ),
-        Fs::Btrfs => sh(
-            "mkfs.btrfs",
-            ["-q".as_ref(), "-f".as_ref(), device.as_os_str()],
-        ),
+        Fs::Xfs => sh("mkfs.xfs", ["-q".as_ref(), "-f".as_ref(), device.as_os_str()]),
+        Fs::Btrfs => sh("mkfs.btrfs", ["-q".as_ref(), "-f".as_ref(), device.as_os_str()]),
         Fs::Vfat => sh("mkfs.vfat", [device.as_os_str()]),
     };
 }
@@ -258,11 +240,7 @@ pub fn mkfs(fs: Fs, device: &Path) {
 /// Builds a whole-disk filesystem image of `size` bytes at `path` and fills it with `populate`
 /// (not for vfat: see [`vfat_image`]).
 pub fn fs_image(path: &Path, fs: Fs, size: u64, populate: impl FnOnce(&Path)) {
-    assert_ne!(
-        fs,
-        Fs::Vfat,
-        "vfat images are filled with mtools: use vfat_image"
-    );
+    assert_ne!(fs, Fs::Vfat, "vfat images are filled with mtools: use vfat_image");
     sparse_file(path, size.max(fs.min_size()));
     let dev = LoopDevice::whole(path);
     mkfs(fs, &dev.path);
@@ -367,9 +345,7 @@ const GPT_UNKNOWN_SIZE: u64 = 8 * MIB;
 pub fn gpt_disk(path: &Path, populate: impl Fn(&Path)) -> GptDisk {
     let size = MIB + GPT_EXT4_SIZE + GPT_XFS_SIZE + GPT_UNKNOWN_SIZE + MIB;
     sparse_file(path, size);
-    let part = |n: u32, size: u64, code: &str| {
-        format!("-n{n}:0:+{}M", size / MIB) + &format!(" -t{n}:{code}")
-    };
+    let part = |n: u32, size: u64, code: &str| format!("-n{n}:0:+{}M", size / MIB) + &format!(" -t{n}:{code}");
     let mut args: Vec<String> = Vec::new();
     for spec in [
         part(1, GPT_EXT4_SIZE, "8300"),
@@ -523,11 +499,7 @@ pub fn ext4_with_bad_block_size(path: &Path) {
         ],
     );
     fill_small(path, Fs::Ext4);
-    write_at(
-        path,
-        EXT4_SUPERBLOCK + EXT4_LOG_BLOCK_SIZE,
-        &20u32.to_le_bytes(),
-    );
+    write_at(path, EXT4_SUPERBLOCK + EXT4_LOG_BLOCK_SIZE, &20u32.to_le_bytes());
 }
 
 /// An xfs image whose primary superblock sector is overwritten with pseudo-random bytes.
@@ -564,10 +536,7 @@ pub fn mount_fails(image: &Path, fs: Fs, dir: &Path) -> bool {
         super::TOOL_TIMEOUT,
     );
     if out.status.success() {
-        let _ = Command::new("umount")
-            .arg(dir)
-            .env("PATH", SYSTEM_PATH)
-            .status();
+        let _ = Command::new("umount").arg(dir).env("PATH", SYSTEM_PATH).status();
     }
     drop(dev);
     !out.status.success()

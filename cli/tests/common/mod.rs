@@ -3,7 +3,7 @@
 //! the `backup-archiver` binary with an environment that can only reach the loopback server.
 //!
 //! Layout:
-//! - [`s3`]: `moto_server` on a free loopback port, killed on drop; an S3 client for assertions.
+//! - [`s3`]: a moto server (the emulator's S3 patch) on a free loopback port, killed on drop; an S3 client.
 //! - [`image`]: image files, loop devices and mounts (each behind a guard), mkfs, partition tables.
 //! - [`populate`]: fills a tree with every kind of metadata issue 2 item 5 lists.
 //! - [`tree`]: compares two trees entry by entry and lists every difference.
@@ -197,8 +197,7 @@ pub fn check_archive_output(out: &cli::ArchiveOutput, t: &s3::TestS3, prefix: &s
         out.json
     );
     let manifest: serde_json::Value =
-        serde_json::from_slice(&t.s3.get(&t.bucket, &format!("{prefix}/manifest.json")))
-            .expect("manifest is JSON");
+        serde_json::from_slice(&t.s3.get(&t.bucket, &format!("{prefix}/manifest.json"))).expect("manifest is JSON");
     assert_eq!(
         manifest["objects"].as_array().map(Vec::len),
         Some(out.objects.len()),

@@ -31,11 +31,7 @@ fn cpath(p: &Path) -> CString {
 
 fn check(rc: libc::c_int, what: &str, p: &Path) {
     if rc != 0 {
-        panic!(
-            "{what} {}: {}",
-            p.display(),
-            std::io::Error::last_os_error()
-        );
+        panic!("{what} {}: {}", p.display(), std::io::Error::last_os_error());
     }
 }
 
@@ -48,23 +44,17 @@ fn mkdir(p: &Path) {
 }
 
 pub fn chmod(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
 }
 
 pub fn lchown(p: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-        .unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
 }
 
 fn mknod(p: &Path, kind: libc::mode_t, major: u32, minor: u32) {
     let dev = libc::makedev(major, minor);
     // SAFETY: a valid NUL-terminated path; mknod reads nothing else.
-    check(
-        unsafe { libc::mknod(cpath(p).as_ptr(), kind | 0o644, dev) },
-        "mknod",
-        p,
-    );
+    check(unsafe { libc::mknod(cpath(p).as_ptr(), kind | 0o644, dev) }, "mknod", p);
 }
 
 /// Sets the mtime (and atime) of `p` itself, not of a symlink's target.
@@ -95,8 +85,7 @@ pub fn set_mtime(p: &Path, secs: i64, nsecs: i64) {
 }
 
 fn setxattr(p: &Path, name: &str, value: &[u8]) {
-    xattr::set(p, name, value)
-        .unwrap_or_else(|e| panic!("setxattr {name} on {}: {e}", p.display()));
+    xattr::set(p, name, value).unwrap_or_else(|e| panic!("setxattr {name} on {}: {e}", p.display()));
 }
 
 /// Every entry below `root` (not `root` itself), children before their parents.
@@ -149,10 +138,7 @@ pub fn populate_basic(root: &Path) {
         .flat_map(|i| format!("line {i} of a very compressible text file\n").into_bytes())
         .collect();
     write(&root.join("compressible.txt"), &text);
-    write(
-        &root.join("random.bin"),
-        &pseudo_random(1, 3 * MIB as usize + 123),
-    );
+    write(&root.join("random.bin"), &pseudo_random(1, 3 * MIB as usize + 123));
     mkdir(&root.join("empty_dir"));
     mkdir(&root.join("nested/a/b/c/d"));
     write(&root.join("nested/a/b/c/d/deep.txt"), b"deep\n");
@@ -167,10 +153,7 @@ pub fn populate_basic(root: &Path) {
         deep.push(format!("dir{i}_{}", "d".repeat(90)));
     }
     mkdir(&deep);
-    write(
-        &deep.join(format!("file_{}", "f".repeat(80))),
-        b"long path\n",
-    );
+    write(&deep.join(format!("file_{}", "f".repeat(80))), b"long path\n");
 }
 
 /// Every kind of entry and metadata, for ext4, xfs and btrfs.
@@ -188,16 +171,8 @@ pub fn populate_full(root: &Path) {
     write(&root.join("hardlinks/pair_a"), b"two names\n");
     fs::hard_link(root.join("hardlinks/pair_a"), root.join("hardlinks/pair_b")).expect("link");
     write(&root.join("hardlinks/triple_a"), &pseudo_random(4, 70_000));
-    fs::hard_link(
-        root.join("hardlinks/triple_a"),
-        root.join("hardlinks/triple_b"),
-    )
-    .expect("link");
-    fs::hard_link(
-        root.join("hardlinks/triple_a"),
-        root.join("nested/triple_c"),
-    )
-    .expect("link");
+    fs::hard_link(root.join("hardlinks/triple_a"), root.join("hardlinks/triple_b")).expect("link");
+    fs::hard_link(root.join("hardlinks/triple_a"), root.join("nested/triple_c")).expect("link");
 
     // Sparse files: data at the start and in the middle with a hole to the end, and a hole
     // first with data in the last block.
@@ -205,10 +180,8 @@ pub fn populate_full(root: &Path) {
         let f = fs::File::create(root.join("sparse.bin")).expect("create sparse");
         f.set_len(SPARSE_SIZE).expect("size sparse");
         use std::os::unix::fs::FileExt;
-        f.write_all_at(&pseudo_random(5, 4096), 0)
-            .expect("write sparse");
-        f.write_all_at(&pseudo_random(6, 8192), 16 * MIB)
-            .expect("write sparse");
+        f.write_all_at(&pseudo_random(5, 4096), 0).expect("write sparse");
+        f.write_all_at(&pseudo_random(6, 8192), 16 * MIB).expect("write sparse");
         let f = fs::File::create(root.join("sparse_tail.bin")).expect("create sparse");
         f.set_len(SPARSE_SIZE).expect("size sparse");
         f.write_all_at(&pseudo_random(7, 4096), SPARSE_SIZE - 4096)
@@ -282,11 +255,7 @@ pub fn populate_full(root: &Path) {
     mkdir(&acl_dir);
     sh(
         "setfacl",
-        [
-            "-m".as_ref(),
-            "u:12345:rwx,g:54321:rx".as_ref(),
-            acl_dir.as_os_str(),
-        ],
+        ["-m".as_ref(), "u:12345:rwx,g:54321:rx".as_ref(), acl_dir.as_os_str()],
     );
     sh(
         "setfacl",
@@ -323,12 +292,7 @@ pub fn fill_until_full(root: &Path) -> u64 {
     let mut total = 0u64;
     for i in 0.. {
         let p = root.join(format!("fill_{i:04}.bin"));
-        let mut f = match fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o644)
-            .open(&p)
-        {
+        let mut f = match fs::OpenOptions::new().create_new(true).write(true).mode(0o644).open(&p) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return total,
             Err(e) => panic!("create {}: {e}", p.display()),

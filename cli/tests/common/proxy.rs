@@ -63,10 +63,7 @@ impl Stats {
     }
 
     pub fn log_text(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
 }
 
@@ -155,14 +152,8 @@ fn decide(fault: Fault, part: Option<u32>, stats: &Stats) -> Action {
         Fault::None => Action::Pass,
         Fault::Fail500FromPart(from) if n >= from => Action::Fail500,
         Fault::DropFromPart(from) if n >= from => Action::Drop,
-        Fault::Fail500Once(which)
-            if n == which && !stats.once_used.swap(true, Ordering::SeqCst) =>
-        {
-            Action::Fail500
-        }
-        Fault::DropOnce(which) if n == which && !stats.once_used.swap(true, Ordering::SeqCst) => {
-            Action::Drop
-        }
+        Fault::Fail500Once(which) if n == which && !stats.once_used.swap(true, Ordering::SeqCst) => Action::Fail500,
+        Fault::DropOnce(which) if n == which && !stats.once_used.swap(true, Ordering::SeqCst) => Action::Drop,
         Fault::DelayParts(d) => Action::Delay(d),
         _ => Action::Pass,
     }
@@ -244,9 +235,8 @@ fn read_body(r: &mut impl BufRead, head: &Head) -> std::io::Result<Vec<u8>> {
             let mut size_line = String::new();
             r.read_line(&mut size_line)?;
             raw.extend_from_slice(size_line.as_bytes());
-            let size =
-                usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0").trim(), 16)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0").trim(), 16)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             if size == 0 {
                 // Trailers, up to an empty line.
                 loop {
@@ -263,26 +253,17 @@ fn read_body(r: &mut impl BufRead, head: &Head) -> std::io::Result<Vec<u8>> {
             raw.extend_from_slice(&chunk);
         }
     }
-    let len: usize = head
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let len: usize = head.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     Ok(body)
 }
 
-const INTERNAL_ERROR: &str =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+const INTERNAL_ERROR: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
 <Message>We encountered an internal error. Please try again. (injected by the test proxy)</Message>\
 <RequestId>FAULT</RequestId></Error>";
 
-fn handle(
-    client: TcpStream,
-    upstream_port: u16,
-    fault: Fault,
-    stats: &Stats,
-) -> std::io::Result<()> {
+fn handle(client: TcpStream, upstream_port: u16, fault: Fault, stats: &Stats) -> std::io::Result<()> {
     client.set_read_timeout(Some(SOCKET_TIMEOUT))?;
     client.set_write_timeout(Some(SOCKET_TIMEOUT))?;
     let mut writer = client.try_clone()?;
@@ -310,10 +291,7 @@ fn handle(
         Action::Drop => {
             stats.injected.fetch_add(1, Ordering::SeqCst);
             // Take part of the body, then reset the connection with the rest unread.
-            let len: usize = head
-                .header("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let len: usize = head.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
             let mut half = vec![0u8; (len / 2).clamp(1, 1 << 20)];
             let _ = reader.read_exact(&mut half);
             let _ = writer.shutdown(Shutdown::Both);
@@ -338,10 +316,8 @@ fn handle(
             }
             let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
             upstream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
-            upstream.write_all(&head.encode_without(
-                &["connection", "keep-alive", "expect"],
-                &[("Connection", "close")],
-            ))?;
+            upstream
+                .write_all(&head.encode_without(&["connection", "keep-alive", "expect"], &[("Connection", "close")]))?;
             upstream.write_all(&body)?;
             upstream.flush()?;
             let mut up_reader = BufReader::new(upstream);
@@ -354,9 +330,7 @@ fn handle(
             // The upstream closes after its response: everything until EOF is the body.
             let mut resp_body = Vec::new();
             up_reader.read_to_end(&mut resp_body)?;
-            writer.write_all(
-                &resp.encode_without(&["connection", "keep-alive"], &[("Connection", "close")]),
-            )?;
+            writer.write_all(&resp.encode_without(&["connection", "keep-alive"], &[("Connection", "close")]))?;
             writer.write_all(&resp_body)?;
             writer.flush()?;
             let _ = writer.shutdown(Shutdown::Both);

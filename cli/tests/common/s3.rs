@@ -18,7 +18,9 @@ const MOTO_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Another process may take the port between our probe and moto's bind: try a few ports.
 const MOTO_START_ATTEMPTS: u32 = 3;
 
-/// A running `moto_server`, killed (by PID) when dropped, also when the test panics.
+/// A running moto server, killed (by PID) when dropped, also when the test panics. It runs through
+/// the emulator's launcher with only its S3 patch (`full_object_checksums`): like S3, it refuses
+/// an object whose full-object checksum differs from the one sent at completion.
 pub struct Moto {
     child: Child,
     pub port: u16,
@@ -38,9 +40,7 @@ fn answers_http(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
         return false;
     }
     let mut buf = [0u8; 12];
@@ -49,16 +49,21 @@ fn answers_http(port: u16) -> bool {
 
 impl Moto {
     pub fn binary() -> PathBuf {
-        ba_home().join("venv/bin/moto_server")
+        ba_home().join("venv/bin/python")
+    }
+
+    /// The repository root, where the `emulator` package is (these files are also compiled
+    /// into batch-worker's tests, whose manifest directory is a sibling of cli's).
+    fn repository() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("a crate inside the repository")
+            .to_path_buf()
     }
 
     pub fn start() -> Moto {
         let binary = Self::binary();
-        assert!(
-            binary.is_file(),
-            "{} is missing: run scripts/setup",
-            binary.display()
-        );
+        assert!(binary.is_file(), "{} is missing: run scripts/setup", binary.display());
         let dir = workdir("moto");
         let mut last_log = String::new();
         for attempt in 0..MOTO_START_ATTEMPTS {
@@ -66,7 +71,10 @@ impl Moto {
             let log = dir.path().join(format!("moto-{attempt}.log"));
             let log_file = std::fs::File::create(&log).expect("create moto log");
             let mut child = Command::new(&binary)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-m", "emulator.launcher", &port.to_string()])
+                .current_dir(Self::repository())
+                .env("MOTO_PORT", port.to_string())
+                .env("BA_EMULATOR_PATCHES", "full_object_checksums")
                 .env_remove("AWS_ENDPOINT_URL")
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("dup log"))
@@ -94,14 +102,14 @@ impl Moto {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
-                        "moto_server did not answer on port {port} within {MOTO_START_TIMEOUT:?}:\n{}",
+                        "moto did not answer on port {port} within {MOTO_START_TIMEOUT:?}:\n{}",
                         std::fs::read_to_string(&log).unwrap_or_default()
                     );
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        panic!("moto_server failed to start {MOTO_START_ATTEMPTS} times; last: {last_log}");
+        panic!("moto failed to start {MOTO_START_ATTEMPTS} times; last: {last_log}");
     }
 
     pub fn endpoint(&self) -> String {
@@ -187,11 +195,7 @@ impl S3 {
                         .send(),
                 )
                 .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e:?}"));
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
                 _ => break,

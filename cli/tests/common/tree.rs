@@ -91,13 +91,7 @@ fn is_xfs(p: &Path) -> bool {
     // SAFETY: statfs writes only into the zeroed struct we pass.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    assert_eq!(
-        rc,
-        0,
-        "statfs {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "statfs {}: {}", p.display(), std::io::Error::last_os_error());
     st.f_type as i64 == XFS_SUPER_MAGIC
 }
 
@@ -107,8 +101,7 @@ pub fn scan(root: &Path) -> BTreeMap<RelPath, Entry> {
     scan_into(root, root, &mut out);
     if is_xfs(root) {
         for e in out.values_mut() {
-            e.xattrs
-                .retain(|k, _| !XFS_INTERNAL_XATTRS.contains(&k.as_slice()));
+            e.xattrs.retain(|k, _| !XFS_INTERNAL_XATTRS.contains(&k.as_slice()));
         }
     }
     out
@@ -133,8 +126,7 @@ fn scan_into(root: &Path, p: &Path, out: &mut BTreeMap<RelPath, Entry>) {
     });
     let mut xattrs = BTreeMap::new();
     for name in xattr::list(p).unwrap_or_else(|e| panic!("listxattr {}: {e}", p.display())) {
-        let value = xattr::get(p, &name)
-            .unwrap_or_else(|e| panic!("getxattr {name:?} {}: {e}", p.display()));
+        let value = xattr::get(p, &name).unwrap_or_else(|e| panic!("getxattr {name:?} {}: {e}", p.display()));
         xattrs.insert(name.as_bytes().to_vec(), value.unwrap_or_default());
     }
     let is_dir = meta.is_dir();
@@ -271,11 +263,7 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
     let b = scan(actual);
     let mut diffs = Vec::new();
     for p in a.keys().filter(|p| !b.contains_key(*p)) {
-        diffs.push(format!(
-            "{}: missing ({} in the source)",
-            show(p),
-            kind(&a[p].meta)
-        ));
+        diffs.push(format!("{}: missing ({} in the source)", show(p), kind(&a[p].meta)));
     }
     for p in b.keys().filter(|p| !a.contains_key(*p)) {
         diffs.push(format!("{}: unexpected {}", show(p), kind(&b[p].meta)));
@@ -285,21 +273,13 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
         let name = show(p);
         let (ma, mb) = (&ea.meta, &eb.meta);
         if ma.mode() & libc::S_IFMT != mb.mode() & libc::S_IFMT {
-            diffs.push(format!(
-                "{name}: is a {}, expected a {}",
-                kind(mb),
-                kind(ma)
-            ));
+            diffs.push(format!("{name}: is a {}, expected a {}", kind(mb), kind(ma)));
             continue;
         }
         let is_root = p.as_slice() == b".";
         let meta = !is_root || how.root_metadata;
         if meta && how.mode && ma.mode() != mb.mode() {
-            diffs.push(format!(
-                "{name}: mode {:o}, expected {:o}",
-                mb.mode(),
-                ma.mode()
-            ));
+            diffs.push(format!("{name}: mode {:o}, expected {:o}", mb.mode(), ma.mode()));
         }
         if meta && how.owner && (ma.uid(), ma.gid()) != (mb.uid(), mb.gid()) {
             diffs.push(format!(
@@ -310,13 +290,9 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
                 ma.gid()
             ));
         }
-        let check_mtime = how.mtime
-            && (!ma.file_type().is_symlink() || how.symlink_mtime)
-            && (!ma.is_dir() || how.dir_mtime);
-        if meta
-            && check_mtime
-            && (mtime_ns(ma) - mtime_ns(mb)).unsigned_abs() > how.mtime_tolerance_ns as u128
-        {
+        let check_mtime =
+            how.mtime && (!ma.file_type().is_symlink() || how.symlink_mtime) && (!ma.is_dir() || how.dir_mtime);
+        if meta && check_mtime && (mtime_ns(ma) - mtime_ns(mb)).unsigned_abs() > how.mtime_tolerance_ns as u128 {
             diffs.push(format!(
                 "{name}: mtime {}.{:09}, expected {}.{:09}",
                 mb.mtime(),
@@ -350,11 +326,7 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
         }
         if ma.is_file() {
             if ma.size() != mb.size() {
-                diffs.push(format!(
-                    "{name}: size {}, expected {}",
-                    mb.size(),
-                    ma.size()
-                ));
+                diffs.push(format!("{name}: size {}, expected {}", mb.size(), ma.size()));
             } else if let Err(e) = same_content(
                 &expected.join(std::ffi::OsStr::from_bytes(p)),
                 &actual.join(std::ffi::OsStr::from_bytes(p)),
@@ -406,12 +378,7 @@ pub fn assert_same_tree(expected: &Path, actual: &Path, how: Compare) {
             actual.display(),
             expected.display(),
             diffs.len(),
-            diffs
-                .iter()
-                .take(SHOWN)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n  "),
+            diffs.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("\n  "),
             if more > 0 {
                 format!("\n  ... and {more} more")
             } else {
