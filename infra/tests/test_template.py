@@ -28,7 +28,7 @@ INFRA = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("BA_INFRA_ROOT") or INFRA.parent).resolve()
 TEMPLATE = INFRA / "template.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-# The tag the flow puts on every temporary volume (core::flow TAG_MANAGED_BY, valued with the stack name), and
+# The tag the flow puts on every temporary volume (core::naming TAG_MANAGED_BY, valued with the stack name), and
 # the tag the compute environments put on the worker instances.
 VOLUME_TAG = "backup-archiver:managed-by"
 STACK_TAG = "backup-archiver:stack"
@@ -402,11 +402,11 @@ class Worker(unittest.TestCase):
         self.assertIn("AttemptDurationSeconds", props["Timeout"])
 
     def test_command_uses_only_the_parameters_the_flow_passes(self):
-        # core::flow JOB_PARAMETERS: what the ASL's SubmitJob passes; the job definition's own
+        # core::flows::ebs JOB_PARAMETERS: what the ASL's SubmitJob passes; the job definition's own
         # Parameters are defaults. A Ref:: to anything else would reach the worker literally.
-        flow = (ROOT / "core" / "src" / "flow.rs").read_text()
+        flow = (ROOT / "core" / "src" / "flows" / "ebs.rs").read_text()
         match = re.search(r"pub const JOB_PARAMETERS: &\[&str\] = &\[([^\]]*)\]", flow)
-        self.assertIsNotNone(match, "core::flow JOB_PARAMETERS not found")
+        self.assertIsNotNone(match, "core::flows::ebs JOB_PARAMETERS not found")
         passed = set(re.findall(r'"([a-z_]+)"', match.group(1)))
         defaults = set(self.job["Properties"].get("Parameters", {}))
         command = self.job["Properties"]["ContainerProperties"]["Command"]
@@ -457,9 +457,8 @@ class DumpJob(unittest.TestCase):
         command = self.job["ContainerProperties"]["Command"]
         self.assertEqual(command[0], "dump")
         refs = {arg.removeprefix("Ref::") for arg in command if arg.startswith("Ref::")}
-        passed = rust_str_list(ROOT / "core" / "src" / "database.rs", "DUMP_JOB_PARAMETERS")
-        if passed is None:
-            self.skipTest("core::database DUMP_JOB_PARAMETERS not here yet (the rds-dump branch)")
+        passed = rust_str_list(ROOT / "core" / "src" / "flows" / "rds_dump.rs", "DUMP_JOB_PARAMETERS")
+        self.assertIsNotNone(passed, "core::flows::rds_dump DUMP_JOB_PARAMETERS not found")
         defaults = set(self.job.get("Parameters", {}))
         self.assertEqual(refs - passed - defaults, set(), "Ref:: to a parameter nobody passes")
         self.assertEqual(passed - refs, set(), "a parameter the flow passes that the command ignores")

@@ -2,9 +2,9 @@
 //! while the temporary DB instance (and, for Aurora, its cluster) is not available or a master
 //! password change is pending (the ASL's Retry bounds how long it waits), `DbFailed` if it never
 //! will be; else returns its endpoint and the complete dump job. See
-//! [`archiver_core::database::check_database`].
+//! [`archiver_core::flows::rds_dump::check_database`].
 
-use archiver_core::database::{check_database, CheckDatabaseInput, DatabaseEndpoint, DatabaseObservation};
+use archiver_core::flows::rds_dump::{check_database, CheckDatabaseInput, DatabaseEndpoint, DatabaseObservation};
 use aws_sdk_rds::Client;
 use lambda_common::{databases, parse_input, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};

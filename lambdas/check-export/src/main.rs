@@ -3,11 +3,13 @@
 //! ASL retries with a bounded backoff (exports take hours); FAILED or CANCELED fails
 //! `ExportFailed` with RDS's `FailureCause`; COMPLETE lists the export's files and returns their
 //! count and size, or fails `ArchiveIncomplete` when the `export_info` file or the data is
-//! missing. Decisions: [`archiver_core::export`].
+//! missing. Decisions: [`archiver_core::flows::rds_export`].
 
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
-use archiver_core::export::{check_export, missing_export, verify_export, CheckExportInput, ExportError, ExportTaskState, ExportedFiles};
+use archiver_core::flows::rds_export::{
+    check_export, missing_export, verify_export, CheckExportInput, ExportError, ExportTaskState, ExportedFiles,
+};
 use lambda_common::{parse_input, storage, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;

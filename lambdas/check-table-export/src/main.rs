@@ -5,8 +5,10 @@
 //! it last. Decisions: [`check_table_export`].
 
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::dynamodb::{check_table_export, missing_summary, CheckTableExportInput, ExportResult, ExportStatus};
 use archiver_core::errors;
+use archiver_core::flows::dynamodb::{
+    check_table_export, missing_summary, CheckTableExportInput, ExportResult, ExportStatus,
+};
 use aws_sdk_dynamodb::Client;
 use lambda_common::tables::{table_error, utc};
 use lambda_common::{parse_input, AwsFailure, StepError};

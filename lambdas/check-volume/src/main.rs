@@ -1,8 +1,9 @@
 //! The `check-volume` Lambda (state `CheckVolume`): fails `VolumeNotReady` while the temporary
 //! volume is `creating` (the ASL's Retry bounds how long it waits), `VolumeFailed` if it will
-//! never be available. See [`archiver_core::flow::check_volume`].
+//! never be available. See [`archiver_core::flows::ebs::check_volume`].
 
-use archiver_core::flow::{check_volume, CheckVolumeInput, FlowError};
+use archiver_core::document::FlowError;
+use archiver_core::flows::ebs::{check_volume, CheckVolumeInput};
 use aws_sdk_ec2::Client;
 use lambda_common::{parse_input, volumes, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};

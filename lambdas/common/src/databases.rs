@@ -3,9 +3,9 @@
 //! `check-database` and `delete-database`.
 
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::database::ExistingDatabase;
 use archiver_core::errors;
-use archiver_core::flow::{TAG_EXECUTION, TAG_MANAGED_BY};
+use archiver_core::flows::rds_dump::ExistingDatabase;
+use archiver_core::naming::{TAG_EXECUTION, TAG_MANAGED_BY};
 use aws_sdk_rds::types::{DbCluster, DbInstance, Tag};
 use aws_sdk_rds::Client;
 

@@ -4,8 +4,8 @@
 //! chrono's.
 
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::dynamodb::{ExistingTable, PitrWindow};
 use archiver_core::errors;
+use archiver_core::flows::dynamodb::{ExistingTable, PitrWindow};
 use aws_sdk_dynamodb::types::ContinuousBackupsDescription;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};

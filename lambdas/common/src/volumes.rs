@@ -2,7 +2,8 @@
 //! [`ExistingVolume`]s, for `create-volume`, `check-volume` and `delete-volume`.
 
 use archiver_core::errors;
-use archiver_core::flow::{ExistingVolume, VolumeAttachment, TAG_EXECUTION, TAG_MANAGED_BY};
+use archiver_core::flows::ebs::{ExistingVolume, VolumeAttachment};
+use archiver_core::naming::{TAG_EXECUTION, TAG_MANAGED_BY};
 use aws_sdk_ec2::types::{Filter, Volume};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};

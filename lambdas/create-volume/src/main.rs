@@ -4,14 +4,15 @@
 //! volume, and CreateVolume's client token is per execution); across executions of one snapshot
 //! (duplicate events) the first volume wins and the others end with `DuplicateArchive`.
 //!
-//! The decisions are [`archiver_core::flow`]'s: [`volume_request`], [`claim_volume`],
+//! The decisions are [`archiver_core::flows::ebs`]'s: [`volume_request`], [`claim_volume`],
 //! [`lost_race`], [`archive_job`].
 
+use archiver_core::document::FlowError;
 use archiver_core::errors;
-use archiver_core::flow::{
-    archive_job, claim_volume, lost_race, volume_request, Claim, CreateVolumeInput, CreatedVolume, FlowError,
-    VolumeRequest, TAG_IDEMPOTENCY_KEY,
+use archiver_core::flows::ebs::{
+    archive_job, claim_volume, lost_race, volume_request, Claim, CreateVolumeInput, CreatedVolume, VolumeRequest,
 };
+use archiver_core::naming::TAG_IDEMPOTENCY_KEY;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
 use aws_sdk_ec2::Client;
 use lambda_common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};

@@ -8,10 +8,10 @@
 //! ASL retries a bounded number of times; the instance and the parameter are gone by then.
 
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::database::{
+use archiver_core::errors;
+use archiver_core::flows::rds_dump::{
     names_in, release_database, DatabaseError, DatabaseRelease, DeleteDatabaseInput, DeletedDatabase,
 };
-use archiver_core::errors;
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::Client as Ssm;
 use lambda_common::{databases, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};

@@ -4,8 +4,8 @@
 //! and only after `Verify` succeeded. A recovery point already gone counts as deleted.
 
 use archiver_core::aws_error::AwsErrorClass;
+use archiver_core::document::{DeleteRecoveryPointInput, RecoveryPointDeletion};
 use archiver_core::errors;
-use archiver_core::flow::{DeleteRecoveryPointInput, RecoveryPointDeletion};
 use aws_sdk_backup::Client;
 use lambda_common::{parse_input, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};

@@ -9,11 +9,11 @@
 //! Plan that failed) is a success. Decisions: [`release_table`], [`restore_job_progress`].
 
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::dynamodb::{
+use archiver_core::errors;
+use archiver_core::flows::dynamodb::{
     release_table, restore_job_progress, temporary_table_in, temporary_table_tags, DeleteTableInput, DeletedTables,
     TableRelease, TemporaryTable,
 };
-use archiver_core::errors;
 use aws_sdk_dynamodb::types::Tag;
 use aws_sdk_dynamodb::Client;
 use lambda_common::tables::{self, table_error};

@@ -1,7 +1,7 @@
 //! The `delete-volume` Lambda (states `DeleteVolume` and `Cleanup`): deletes every temporary
 //! volume of the execution, the one the document names and any tagged with the execution (a
 //! volume whose id never reached the state machine). An attached volume is detached (forced
-//! after [`FORCE_DETACH_AFTER_RETRIES`](archiver_core::flow::FORCE_DETACH_AFTER_RETRIES) retries)
+//! after [`FORCE_DETACH_AFTER_RETRIES`](archiver_core::flows::ebs::FORCE_DETACH_AFTER_RETRIES) retries)
 //! and the call fails `VolumeStillAttached`, which the ASL retries a bounded number of times.
 //! Volumes not tagged as ours are never touched. Decisions: [`release_volume`].
 
@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
-use archiver_core::flow::{
-    release_volume, volume_ids_in, DeleteVolumeInput, DeletedVolumes, ExistingVolume, Release, TAG_EXECUTION,
+use archiver_core::flows::ebs::{
+    release_volume, volume_ids_in, DeleteVolumeInput, DeletedVolumes, ExistingVolume, Release,
 };
+use archiver_core::naming::TAG_EXECUTION;
 use aws_sdk_ec2::Client;
 use lambda_common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};

@@ -3,8 +3,8 @@
 //! archive's prefix as DynamoDB JSON. The client token is per execution, so a retried call
 //! returns the export the first one started. Parameters: [`export_request`].
 
-use archiver_core::dynamodb::{export_request, ExportTableInput, TableExport};
 use archiver_core::errors;
+use archiver_core::flows::dynamodb::{export_request, ExportTableInput, TableExport};
 use aws_sdk_dynamodb::types::ExportFormat;
 use aws_sdk_dynamodb::Client;
 use lambda_common::tables::{table_error, utc};

@@ -13,9 +13,9 @@
 
 use std::time::Duration;
 
+use archiver_core::document::{NotificationReport, NotifyInput};
 use archiver_core::errors;
-use archiver_core::flow::{FlowView, NotificationReport, NotifyInput};
-use archiver_core::message::{notification, slack_retry_delay, Notification};
+use archiver_core::message::{notification, slack_retry_delay, FlowView, Notification};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
@@ -233,7 +233,7 @@ mod tests {
 
     fn message() -> Notification {
         notification(
-            archiver_core::flow::FlowOutcome::Failed,
+            archiver_core::document::FlowOutcome::Failed,
             &FlowView::default(),
             "arn:aws:states:us-east-1:1:execution:m:e",
             Duration::from_secs(3),

@@ -10,14 +10,15 @@
 //! every invocation with `InvalidConfig` and a message naming the setting.
 
 use archiver_core::aws_error::AwsErrorClass;
+use archiver_core::document::FlowError;
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
-use archiver_core::flow::FlowError;
 use archiver_core::manifest::MANIFEST_NAME;
 use archiver_core::request::{
-    archive_target, plan_archive, rds_snapshot_type, ArchiveRequest, PlanConfig, PlanError, PlanOutcome, ResourceKind,
-    SnapshotFacts, Targeting,
+    archive_target, plan_archive, rds_snapshot_type, ArchiveRequest, PlanConfig, PlanError, PlanOutcome, SnapshotFacts,
+    Targeting,
 };
+use archiver_core::resource::ResourceKind;
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;

@@ -5,7 +5,7 @@
 //! requires it). The ASL's Retry bounds both waits. Every call is idempotent, so each retry simply
 //! starts over. Decisions: [`prepare_table`].
 
-use archiver_core::dynamodb::{
+use archiver_core::flows::dynamodb::{
     prepare_table, restore_job_progress, temporary_table_tags, PrepareTableInput, TablePreparation,
 };
 use aws_sdk_dynamodb::types::{PointInTimeRecoverySpecification, Tag};
@@ -36,7 +36,7 @@ async fn prepare(
     input: PrepareTableInput,
 ) -> Result<Value, StepError> {
     let name = &input.table_name;
-    let step_error = |e: archiver_core::dynamodb::DynamoDbError| StepError::new(e.error_name(), e.to_string());
+    let step_error = |e: archiver_core::flows::dynamodb::DynamoDbError| StepError::new(e.error_name(), e.to_string());
     let decide = |table_status: &str, pitr: Option<&str>| prepare_table(name, table_status, pitr).map_err(step_error);
     let mut table = tables::describe(dynamodb, name).await?;
     if let (None, Some(job_id)) = (&table, &input.restore_job_id) {

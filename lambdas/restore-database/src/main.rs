@@ -10,16 +10,16 @@
 //! restore fails `DBInstanceAlreadyExists` and ends `DuplicateArchive`.
 //!
 //! Configuration: `DB_SUBNET_GROUP_NAME` and `DB_SECURITY_GROUP_IDS` (comma-separated).
-//! Decisions: [`archiver_core::database`]'s [`restore_request`], [`claim_database`],
+//! Decisions: [`archiver_core::flows::rds_dump`]'s [`restore_request`], [`claim_database`],
 //! [`master_password`], [`temporary_database`].
 
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::database::{
+use archiver_core::errors;
+use archiver_core::flows::rds_dump::{
     claim_database, master_password, restore_request, temporary_database, DatabaseClaim, DatabaseError, DatabaseShape,
     DbSnapshotFacts, ExistingDatabase, RestoreConfig, RestoreDatabaseInput, RestoreRequest, TemporaryDatabase,
     PASSWORD_RANDOM_BYTES,
 };
-use archiver_core::errors;
 use archiver_core::request::{snapshot_readiness, Readiness};
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::types::{ParameterType, Tag as SsmTag};
@@ -71,7 +71,7 @@ async fn restore_database(
 ) -> Result<TemporaryDatabase, StepError> {
     let request = &input.request;
     let execution_id = &input.execution_id;
-    let shape = archiver_core::database::database_names(request, execution_id).map_err(database_error)?.shape;
+    let shape = archiver_core::flows::rds_dump::database_names(request, execution_id).map_err(database_error)?.shape;
     let facts = describe_snapshot(&clients.rds, &request.snapshot_id, shape).await?;
     let restore = restore_request(request, execution_id, &facts, config).map_err(database_error)?;
     let master_username = facts.master_username.as_deref().unwrap_or_default();
@@ -145,7 +145,7 @@ async fn describe_snapshot(rds: &Rds, snapshot_id: &str, shape: DatabaseShape) -
         AwsErrorClass::NotFound => StepError::new(errors::SNAPSHOT_NOT_FOUND, failure.message),
         _ => failure.into_step_error(errors::DB_OPERATION_FAILED),
     };
-    let snapshot_type = archiver_core::database::snapshot_type(snapshot_id);
+    let snapshot_type = archiver_core::flows::rds_dump::snapshot_type(snapshot_id);
     let facts = match shape {
         DatabaseShape::Instance => {
             let output = rds

@@ -5,8 +5,8 @@
 //! the one RDS call: it is never logged or returned. `CheckPassword` then waits until RDS has
 //! applied it.
 
-use archiver_core::database::{CheckDatabaseInput, DatabaseShape};
 use archiver_core::errors;
+use archiver_core::flows::rds_dump::{CheckDatabaseInput, DatabaseShape};
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::Client as Ssm;
 use lambda_common::{parse_input, AwsFailure, StepError};

@@ -2,7 +2,7 @@
 //! planned snapshot to the plan's destination. `ExportTaskAlreadyExists` means an earlier attempt
 //! started it (its answer was lost, or a duplicate event came first): the flow polls that export.
 //! The account's limit of concurrent exports fails `ExportQuotaExceeded`, which the ASL retries
-//! with a long, bounded backoff. Decisions: [`archiver_core::export`].
+//! with a long, bounded backoff. Decisions: [`archiver_core::flows::rds_export`].
 //!
 //! Configuration, read once at start (a bad one fails every invocation with `InvalidConfig`):
 //! - `EXPORT_IAM_ROLE_ARN`: the role RDS assumes to write the bucket;
@@ -10,9 +10,9 @@
 //! - `EXPORT_ONLY` (optional): a JSON list of `database[.schema][.table]` to export.
 
 use archiver_core::errors;
-use archiver_core::export::{
-    export_location, export_task_request, start_refusal, ExportConfig, ExportError, ExportTaskRequest, StartExportInput,
-    StartRefusal, StartedExport,
+use archiver_core::flows::rds_export::{
+    export_location, export_task_request, start_refusal, ExportConfig, ExportError, ExportTaskRequest,
+    StartExportInput, StartRefusal, StartedExport,
 };
 use aws_sdk_rds::Client;
 use lambda_common::{optional_env, parse_input, required_env, AwsFailure, StepError};

@@ -10,11 +10,11 @@
 
 use archiver_core::arn::Arn;
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::dynamodb::{
+use archiver_core::errors;
+use archiver_core::flows::dynamodb::{
     plan_table_export, restore_job_request, sibling_table_arn, table_name_of, BackupFacts, DynamoDbError, ExportPlan,
     ExportSource, PitrWindow, Restorer, StartTableExportInput, TableSource,
 };
-use archiver_core::errors;
 use aws_sdk_dynamodb::Client;
 use lambda_common::tables::{self, table_error, utc};
 use lambda_common::{parse_input, required_env, AwsFailure, StepError};

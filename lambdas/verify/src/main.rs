@@ -4,9 +4,9 @@
 //! byte on the way up, and `backup-archiver verify` re-hashes them on demand.
 //! Decisions: [`verify_listing`].
 
+use archiver_core::archive_job::{missing_manifest, verify_listing, Verification, VerifyInput};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
-use archiver_core::flow::{missing_manifest, verify_listing, Verification, VerifyInput};
 use archiver_core::manifest::{Manifest, MANIFEST_NAME};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;

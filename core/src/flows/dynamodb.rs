@@ -18,7 +18,7 @@
 //! any Catch           -> error | cleanup_error | notify_error
 //! ```
 //!
-//! [`FlowDocument`](crate::flow::FlowDocument)`<`[`DynamodbExportSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the
+//! [`FlowDocument`](crate::document::FlowDocument)`<`[`DynamodbExportSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the
 //! ASL against it.
 //!
 //! Why two ways: ExportTableToPointInTime reads a table's PITR history, not a backup. When the
@@ -40,10 +40,9 @@ use serde_json::Value;
 
 use crate::arn::Arn;
 use crate::errors;
-use crate::flow::{
-    client_token, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
-};
-use crate::request::{ArchiveRequest, ResourceKind};
+use crate::naming::{client_token, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID};
+use crate::request::ArchiveRequest;
+use crate::resource::ResourceKind;
 use crate::s3_location::S3Location;
 
 /// Every temporary table's name starts with this: an operator listing tables sees whose they are.
@@ -271,7 +270,7 @@ pub fn temporary_table_name(idempotency_key: &str, execution_id: &str) -> String
     name
 }
 
-/// Tags that mark a temporary table as the deployment's, as [`crate::flow`]'s volumes are tagged.
+/// Tags that mark a temporary table as the deployment's, as [`crate::flows::ebs`]'s volumes are tagged.
 pub fn temporary_table_tags(
     deployment: &str,
     execution_id: &str,
@@ -663,7 +662,7 @@ mod tests {
     #[test]
     fn manual_backup_arn_plans_a_dynamodb_export() {
         let request = request();
-        assert_eq!(request.flow, crate::request::Flow::DynamodbExport);
+        assert_eq!(request.flow, crate::flows::Flow::DynamodbExport);
         assert_eq!(request.snapshot_id, "01568804569000-d3306d76");
         assert_eq!(request.source_resource_id, "Orders");
         assert_eq!(request.source_resource_arn.unwrap().to_string(), TABLE_ARN);

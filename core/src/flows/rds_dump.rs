@@ -21,7 +21,7 @@
 //! RDS restores keep the snapshot's master password, which we do not know; the flow sets a new
 //! one once the instance is available. The password exists only in the SSM SecureString
 //! parameter that `restore-database` creates: states, logs and the job's arguments carry the
-//! parameter's *name*. [`FlowDocument`](crate::flow::FlowDocument)`<`[`RdsDumpSteps`]`>` is the document; `core/tests/asl.rs` checks every
+//! parameter's *name*. [`FlowDocument`](crate::document::FlowDocument)`<`[`RdsDumpSteps`]`>` is the document; `core/tests/asl.rs` checks every
 //! JSONPath of the ASL against it.
 
 use std::collections::BTreeMap;
@@ -30,13 +30,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::archive_job::{ArchiveJob, JobResult, Verification};
 use crate::errors;
-use crate::flow::{
-    ArchiveJob, JobResult, Verification, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY,
-    TAG_SNAPSHOT_ID,
+use crate::naming::{
+    database_identifier, password_parameter_name, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
 };
-use crate::naming::{database_identifier, password_parameter_name};
-use crate::request::{ArchiveRequest, DbMethod, ResourceKind};
+use crate::request::ArchiveRequest;
+use crate::resource::{supported_methods, DbMethod, ResourceKind};
 
 /// The class of a temporary RDS instance (PostgreSQL, MySQL, MariaDB): the dump is one client
 /// reading sequentially, so the smallest burstable class with 2 GiB of memory does; `micro`'s
@@ -321,7 +321,7 @@ pub fn restore_request(
         field: "engine",
         reason: "is unknown: the snapshot's description names none".into(),
     })?;
-    if crate::request::supported_methods(&engine).iter().all(|m| *m != DbMethod::Dump) {
+    if supported_methods(&engine).iter().all(|m| *m != DbMethod::Dump) {
         return Err(DatabaseError::InvalidInput { field: "engine", reason: format!("{engine} cannot be dumped") });
     }
     let is_cluster_engine = engine.starts_with("aurora");
@@ -644,7 +644,7 @@ mod tests {
     }
 
     fn aurora() -> ArchiveRequest {
-        request(include_str!("../tests/fixtures/manual-aurora-snapshot-dump.json"))
+        request(include_str!("../../tests/fixtures/manual-aurora-snapshot-dump.json"))
     }
 
     fn config() -> RestoreConfig {

@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::arn::Arn;
 use crate::errors;
-use crate::request::{ArchiveRequest, Flow};
+use crate::flows::Flow;
+use crate::request::ArchiveRequest;
 use crate::s3_location::S3Location;
 
 /// The summary RDS writes once an export is complete: `export_info_<identifier>.json`. Its
@@ -317,7 +318,7 @@ mod tests {
 
     fn request() -> ArchiveRequest {
         let event =
-            TriggerEvent::from_json(include_bytes!("../tests/fixtures/eventbridge-backup-job-completed-rds.json")).unwrap();
+            TriggerEvent::from_json(include_bytes!("../../tests/fixtures/eventbridge-backup-job-completed-rds.json")).unwrap();
         let config: PlanConfig =
             serde_json::from_value(serde_json::json!({"destination": {"bucket": "example-archive", "prefix": "backups"}}))
                 .unwrap();
