@@ -2,7 +2,7 @@
 
 The template is written by hand (each role is least privilege for its one function), so these
 tests keep it honest as the flows grow: it deploys exactly the state machines in
-state-machines/ and one function per directory in lambdas/, every `${Placeholder}` of every ASL
+state-machines/ and one function per step in lambdas/src/steps/, every `${Placeholder}` of every ASL
 file has a substitution and every substitution a placeholder, every event pattern in
 state-machines/events/ has a rule that targets the state machine emulator/deploy.py's RULE_TARGETS
 names, and the IAM invariants that a security reviewer relies on hold (volume, database, table
@@ -59,11 +59,11 @@ def resources(template, kind):
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def lambda_dirs():
-    """The directories under lambdas/ that are functions: a crate with a binary (src/main.rs);
-    lambdas/common is a library. Each builds the binary lambda-<dir> (the flows contract), which
-    infra/build-lambdas zips as .build/lambdas/lambda-<dir>.zip."""
-    return {p.parent.name for p in (ROOT / "lambdas").glob("*/Cargo.toml") if (p.parent / "src" / "main.rs").exists()}
+def lambda_steps():
+    """The handler names of the Lambda binary's steps: one module each under lambdas/src/steps/
+    (`create_volume.rs` serves `create-volume`). infra/build-lambdas zips the one binary as
+    .build/lambdas/lambdas.zip."""
+    return {p.stem.replace("_", "-") for p in (ROOT / "lambdas" / "src" / "steps").glob("*.rs") if p.stem != "mod"}
 
 
 def pascal(name):
@@ -71,9 +71,9 @@ def pascal(name):
     return "".join(part.capitalize() for part in re.split(r"[-_]", name))
 
 
-def logical_id(directory):
-    """lambdas/delete-volume -> DeleteVolumeFunction."""
-    return pascal(directory) + "Function"
+def logical_id(step):
+    """delete-volume -> DeleteVolumeFunction."""
+    return pascal(step) + "Function"
 
 
 def definition_path(location):
@@ -239,13 +239,15 @@ class Functions(unittest.TestCase):
         self.template = load_template()
         self.functions = resources(self.template, "AWS::Lambda::Function")
 
-    def test_every_lambda_directory_has_a_function_and_every_function_a_directory(self):
-        expected = {logical_id(d): d for d in lambda_dirs()}
-        self.assertEqual(set(self.functions), set(expected), "template and lambdas/ disagree")
-        for name, directory in expected.items():
+    def test_every_step_has_a_function_and_every_function_a_step(self):
+        expected = {logical_id(step): step for step in lambda_steps()}
+        self.assertGreater(len(expected), 0, "no steps under lambdas/src/steps")
+        self.assertEqual(set(self.functions), set(expected), "template and lambdas/src/steps disagree")
+        for name, step in expected.items():
             props = self.functions[name]["Properties"]
-            self.assertEqual(props["Code"], f".build/lambdas/lambda-{directory}.zip", name)
-            self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{directory}"}, name)
+            self.assertEqual(props["Handler"], step, name)
+            self.assertEqual(props["Code"], ".build/lambdas/lambdas.zip", name)
+            self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{step}"}, name)
 
     def test_every_function_is_invoked_by_the_state_machines_or_the_trigger_topic(self):
         invokable = []
@@ -265,7 +267,6 @@ class Functions(unittest.TestCase):
             props = function["Properties"]
             self.assertEqual(props["Runtime"], "provided.al2023", name)
             self.assertEqual(props["Architectures"], ["x86_64"], name)
-            self.assertEqual(props["Handler"], "bootstrap", name)
 
     def test_each_function_has_its_own_role_and_log_group(self):
         roles = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in self.functions.values()]
@@ -380,7 +381,7 @@ class Iam(unittest.TestCase):
             if "backup:deleterecoverypoint" in {a.lower() for a in as_list(statement["Action"])}:
                 found = True
                 self.assertEqual(condition, "MayDeleteRecoveryPoints", f"{role}: granted even when not configured")
-        self.assertTrue(found or not (ROOT / "lambdas" / "delete-recovery-point").exists(), "nobody may delete")
+        self.assertTrue(found or not (ROOT / "lambdas" / "src" / "steps" / "delete_recovery_point.rs").exists(), "nobody may delete")
 
 
 class Worker(unittest.TestCase):
