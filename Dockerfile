@@ -5,7 +5,7 @@
 #
 # Two stages: the workspace is compiled in the Rust image, and only the binary and the programs
 # it runs (batch-worker/src: `command::run("losetup" | "blkid" | "blockdev" | "sfdisk", ..)`, and
-# core/src/dump.rs's pg_dump, pg_dumpall, psql, mysqldump, mysql) go into a slim Debian runtime. Mounting needs no mkfs/fsck tools (e2fsprogs, xfsprogs, btrfs-progs):
+# core/src/dump_tools.rs's pg_dump, pg_dumpall, psql, mysqldump, mysql) go into a slim Debian runtime. Mounting needs no mkfs/fsck tools (e2fsprogs, xfsprogs, btrfs-progs):
 # the worker calls mount(2) itself and the host's kernel reads the filesystems.
 #
 # Both stages are Debian 13 (trixie), the current stable release (bookworm left regular security

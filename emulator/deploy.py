@@ -13,9 +13,10 @@ What it creates, all named after `Settings.name`:
   - a Batch compute environment, one job queue for the AZ, and the worker's job definition, whose command is
     `batch-worker ... --instance-id <that instance> --device <a loop device>`: locally the "volume" the worker
     archives is a loop device made by the caller, since moto's volumes have no bytes;
-  - one Lambda function per crate under lambdas/ (but `common`), mapped to its binary `lambda-<dir>` of the
-    cargo target directory through the emulator's BA_LAMBDA_MAP file (functions keep their configuration for
-    their process's life: a different configuration needs another `name`);
+  - one Lambda function per step (lambdas/src/steps/), each run from the one binary `lambdas` of the cargo
+    target directory (mapped through the emulator's BA_LAMBDA_MAP file) with its step as `Handler`, which the
+    emulator passes in `_HANDLER` as Lambda does (functions keep their configuration for their process's life:
+    a different configuration needs another `name`);
   - one state machine per state-machines/<stem>.asl.json, named `<name>-<stem>`, with its placeholders filled
     by state-machines/render.py, the substitution infra's DefinitionSubstitutions does in AWS;
   - what each flow needs beyond that, from its module in emulator/flows/ (see emulator/flows/__init__.py);
@@ -41,10 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 
-LAMBDAS = ROOT / "lambdas"
+# One module per step; every function runs the one binary LAMBDA_BINARY with its step as `Handler`.
+LAMBDA_STEPS = ROOT / "lambdas" / "src" / "steps"
+LAMBDA_BINARY = "lambdas"
 STATE_MACHINES = ROOT / "state-machines"
-# The crate under lambdas/ that is a library of the others, not a function.
-SHARED_CRATE = "common"
 # EventBridge pattern (state-machines/events/<stem>.json) -> the state machine (state-machines/<stem>.asl.json)
 # its rule targets. infra/template.yaml's rules follow the same table.
 RULE_TARGETS = {
@@ -64,8 +65,8 @@ def pascal(stem: str) -> str:
 
 
 def steps() -> list[str]:
-    """Every Lambda step: the crates under lambdas/, each built as `lambda-<dir>`."""
-    return sorted(p.name for p in LAMBDAS.iterdir() if (p / "Cargo.toml").exists() and p.name != SHARED_CRATE)
+    """Every Lambda step, by handler name: the modules of lambdas/src/steps/ (`create_volume.rs` -> `create-volume`)."""
+    return sorted(p.stem.replace("_", "-") for p in LAMBDA_STEPS.glob("*.rs") if p.stem != "mod")
 
 
 def flows() -> list[str]:
@@ -274,7 +275,7 @@ def deploy_functions(aws, settings: Settings, role_arn: str, environment: dict, 
     arns, mapping = {}, {}
     for step in steps():
         function_name = f"{settings.name}-{step}"
-        executable = bin_dir / f"lambda-{step}"
+        executable = bin_dir / LAMBDA_BINARY
         if not os.access(executable, os.X_OK):
             raise RuntimeError(f"{executable} is missing: build it first (cargo build --workspace --bins)")
         variables = {"RUST_LOG": "info", "DEPLOYMENT_NAME": settings.name, **settings.lambda_environment,
@@ -286,7 +287,7 @@ def deploy_functions(aws, settings: Settings, role_arn: str, environment: dict, 
         except awslambda.exceptions.ResourceNotFoundException:
             pass
         arns[step] = awslambda.create_function(
-            FunctionName=function_name, Runtime="provided.al2023", Role=role_arn, Handler="bootstrap",
+            FunctionName=function_name, Runtime="provided.al2023", Role=role_arn, Handler=step,
             Code={"ZipFile": minimal_zip()}, Timeout=FUNCTION_TIMEOUT_SECONDS, MemorySize=256,
             Environment={"Variables": variables},
         )["FunctionArn"]

@@ -5,12 +5,12 @@
 //! run and deletes what it stored: a prefix never holds a short dump.
 //!
 //! What runs, with which arguments, and under which names is decided in
-//! [`archiver_core::dump`]; this module runs it.
+//! [`archiver_core::dump_tools`]; this module runs it.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use archiver_core::dump::{Connection, DumpError as PlanError, DumpObject, DumpTool, Invocation, PG_PASSWORD_ENV};
+use archiver_core::dump_tools::{Connection, DumpError as PlanError, DumpObject, DumpTool, Invocation, PG_PASSWORD_ENV};
 use archiver_core::manifest::{
     ArchiveMode, ArchivedObject, DatabaseSource, DumpInfo, Manifest, SourceInfo, MANIFEST_FORMAT,
 };

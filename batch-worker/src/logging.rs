@@ -1,5 +1,6 @@
-//! Logging for both binaries: human-readable (warnings and up) on a terminal, JSON lines (info
-//! and up) otherwise, which is what CloudWatch Logs receives from Batch. `RUST_LOG` overrides.
+//! The worker's logging: human-readable (warnings and up) on a terminal, JSON lines (info and up)
+//! otherwise, which is what CloudWatch Logs receives from Batch. `RUST_LOG` overrides. (The CLI
+//! logs readable text only, warnings unless `-v`: see its `init_logging`.)
 
 use std::io::IsTerminal;
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use archiver_core::dump::SUPPORTED_ENGINES;
+use archiver_core::dump_tools::SUPPORTED_ENGINES;
 use archiver_core::s3_location::S3Location;
 use batch_worker::dump::{self, DumpRequest};
 use batch_worker::options::{DeviceArgs, PipelineArgs};

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
-use archiver_core::dump::{redact, DumpTool};
+use archiver_core::dump_tools::{redact, DumpTool};
 use aws_sdk_ssm::error::DisplayErrorContext;
 use aws_sdk_ssm::operation::get_parameter::GetParameterError;
 

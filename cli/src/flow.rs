@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use archiver_core::event::TriggerEvent;
-use archiver_core::flow::trigger_snapshot_id;
 use archiver_core::request::{
-    archive_target, event_target, plan_archive, PlanConfig, PlanError, PlanOutcome, SnapshotFacts, Targeting,
+    archive_target, event_target, plan_archive, trigger_snapshot_id, PlanConfig, PlanError, PlanOutcome, SnapshotFacts,
+    Targeting,
 };
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use chrono::{DateTime, Utc};
@@ -406,7 +406,7 @@ fn aws_failure(operation: &str, error: impl std::error::Error + 'static) -> Fail
 }
 
 /// The state machine to use: the flag, the environment, or the only one named *`suffix` (a
-/// flow's [`archiver_core::request::Flow::state_machine`]).
+/// flow's [`archiver_core::flows::Flow::state_machine`]).
 async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>, suffix: &str) -> Result<String, Failure> {
     if let Some(arn) = flag.map(str::to_string).or_else(|| std::env::var(STATE_MACHINE_ENV).ok().filter(|v| !v.is_empty())) {
         return Ok(arn);

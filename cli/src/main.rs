@@ -39,6 +39,10 @@ struct Cli {
     /// Never draw progress bars.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Log more on stderr: -v info, -vv debug (default: warnings only). `RUST_LOG`, when set,
+    /// chooses instead.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,7 +112,7 @@ pub struct RestoreArgs {
 
 fn main() -> ProcessExitCode {
     let cli = Cli::parse();
-    batch_worker::logging::init();
+    init_logging(cli.verbose);
     batch_worker::memory::bound_allocator();
     let progress = !cli.no_progress && std::io::stderr().is_terminal();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
@@ -133,6 +137,22 @@ fn main() -> ProcessExitCode {
         }
     });
     ProcessExitCode::from(code as u8)
+}
+
+/// The CLI's log: readable text on stderr, warnings only unless `-v` asks for more, so a script
+/// or a CI log reading the command's output sees only the command's own lines. JSON lines are
+/// for the worker and the Lambdas, whose logs go to CloudWatch.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).init();
 }
 
 /// A failed command: what to tell the operator and how to exit.

@@ -582,6 +582,40 @@ fn verify_accepts_a_good_archive_and_rejects_a_changed_object() {
     w.env.run(["verify", &w.t.url("v")]).assert_code(1);
 }
 
+/// Issue 15 item 7: with stdout piped, as in a script or a CI log, a successful `verify` prints
+/// its own lines and no log line on either stream at the default verbosity; `-v` brings log lines
+/// back, as readable text on stderr.
+#[test]
+fn verify_prints_no_log_lines_unless_asked() {
+    let mut w = World::new("quiet");
+    w.env.remove("RUST_LOG");
+    let _system = shared_system();
+    let img = w.path("disk.img");
+    image::fs_image(&img, Fs::Ext4, 16 * MIB, populate_basic);
+    w.archive(&img, "q", &[]);
+
+    let out = w.env.run(["verify", &w.t.url("q")]);
+    out.assert_success();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.trim().is_empty(), "verify says what it checked:\n{}", out.report());
+    assert!(
+        !stdout.lines().any(|line| line.contains("\"level\"") || line.contains(" INFO ")),
+        "a log line on stdout:\n{}",
+        out.report()
+    );
+    assert!(out.stderr.is_empty(), "nothing on stderr at the default verbosity:\n{}", out.report());
+
+    let verbose = w.env.run(["-v", "verify", &w.t.url("q")]);
+    verbose.assert_success();
+    let stderr = String::from_utf8_lossy(&verbose.stderr);
+    assert!(
+        stderr.lines().any(|line| line.contains(" INFO ") && line.contains("checked object")),
+        "-v logs the checks as text on stderr:\n{}",
+        verbose.report()
+    );
+    assert!(!stderr.contains("\"level\""), "no JSON log lines from the CLI:\n{}", verbose.report());
+}
+
 #[test]
 fn verify_and_restore_say_a_prefix_without_manifest_is_not_an_archive() {
     let w = World::new("nomanifest");

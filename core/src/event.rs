@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use crate::arn::Arn;
 use crate::manifest::ModeRequest;
-use crate::request::DbMethod;
+use crate::resource::DbMethod;
 
 /// EventBridge `source` of AWS Backup events.
 pub const SOURCE_BACKUP: &str = "aws.backup";

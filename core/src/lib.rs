@@ -1,44 +1,49 @@
 //! The backup-archiver domain, free of AWS calls, clocks and I/O.
 //!
-//! Layout:
-//! - [`s3_location`]: parsing and printing `s3://bucket/prefix` destinations.
-//! - [`part_size`]: the fixed part size and the segment size that keep every upload within S3's limits.
-//! - [`manifest`]: the JSON document that turns a prefix of objects into an archive.
-//! - [`dump`]: the RDS native-dump flow's tools, command lines, system databases and object names.
+//! Layout, from the leaves up (a module uses only those above it; `tests/module_graph.rs`
+//! fails on an import cycle):
 //! - [`arn`]: Amazon Resource Names, parsed once where an event enters.
-//! - [`event`]: every trigger (EventBridge, SNS, manual input) parsed into one typed enum.
-//! - [`request`]: the `plan` step: an event becomes an [`request::ArchiveRequest`] or a skip.
-//! - [`naming`]: archive key prefixes, idempotency keys, RDS export task identifiers.
+//! - [`s3_location`]: parsing and printing `s3://bucket/prefix` destinations.
 //! - [`errors`]: the stable Lambda error names that the ASL's `ErrorEquals` match.
 //! - [`aws_error`]: which AWS error codes are transient, "not found", or permanent.
-//! - [`flow`]: the EBS flow's states: their inputs and outputs, and the volume, job and
-//!   verification decisions of its Lambdas.
-//! - [`database`]: the RDS dump flow's states: the temporary database's names, class, tags,
-//!   master password, readiness and deletion, and the dump job.
-//! - [`dynamodb`]: the DynamoDB export flow's states: point-in-time or temporary-table exports,
-//!   the temporary table's name and cleanup, the export's status.
-//! - [`export`]: the RDS export flow's states: starting an export, reading its status, checking
-//!   its files.
-//! - [`message`]: the notification an execution ends with, for Slack and SNS.
+//! - [`part_size`]: the fixed part size and the segment size that keep every upload within S3's limits.
+//! - [`manifest`]: the JSON document that turns a prefix of objects into an archive.
+//! - [`dump_tools`]: the database dump tools the worker runs: command lines, system databases,
+//!   object names.
+//! - [`resource`]: the kinds of resource archived and the methods a database snapshot takes.
+//! - [`event`]: every trigger (EventBridge, SNS, manual input) parsed into one typed enum.
+//! - [`naming`]: archive key prefixes, idempotency keys, RDS export task identifiers, the tags
+//!   and client tokens of temporary resources.
+//! - [`request`]: the `plan` step: an event becomes an [`request::ArchiveRequest`] or a skip.
+//! - [`document`]: what every flow's execution shares: the document, the errors its states fail
+//!   with, the handoff, the recovery point's deletion, the outcome and the notification report.
+//! - [`archive_job`]: the Batch job that writes an archive and the `verify` step that checks it
+//!   (EBS and RDS dump flows).
+//! - [`flows`]: one module per state machine, each with its states' inputs and outputs and its
+//!   Lambdas' decisions: [`flows::ebs`] (temporary volume, archive job), [`flows::rds_export`]
+//!   (RDS snapshot export), [`flows::rds_dump`] (temporary database, dump job),
+//!   [`flows::dynamodb`] (point-in-time or temporary-table exports).
+//! - [`message`]: the notification an execution ends with, for Slack and SNS, read from any
+//!   flow's document.
 //! - [`retention`]: the organisation flow's retention shortening: the lifecycle update that
 //!   schedules a copied recovery point's deletion sooner, never later.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
 //! Lambdas, the CLI and the ASL files agree on one set of field names.
 
+pub mod archive_job;
 pub mod arn;
 pub mod aws_error;
-pub mod database;
-pub mod dump;
-pub mod dynamodb;
+pub mod document;
+pub mod dump_tools;
 pub mod errors;
 pub mod event;
-pub mod export;
-pub mod flow;
+pub mod flows;
 pub mod manifest;
 pub mod message;
 pub mod naming;
 pub mod part_size;
 pub mod request;
+pub mod resource;
 pub mod retention;
 pub mod s3_location;

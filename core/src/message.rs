@@ -13,10 +13,16 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde_json::{json, Value};
 
-use crate::dynamodb::{ExportSource, TableSource};
+use crate::archive_job::{JobResult, Verification};
+use crate::document::{FlowOutcome, RecoveryPointDeletion, StateError};
 use crate::errors;
-use crate::flow::{FlowOutcome, FlowView, StateError};
-use crate::request::{Flow, ResourceKind};
+use crate::flows::dynamodb::{DeletedTables, ExportResult, ExportSource, TableSource};
+use crate::flows::ebs::CreatedVolume;
+use crate::flows::rds_dump::{DeletedDatabase, TemporaryDatabase};
+use crate::flows::rds_export::{ExportedFiles, StartedExport};
+use crate::flows::Flow;
+use crate::request::{trigger_snapshot_id, ArchiveRequest};
+use crate::resource::ResourceKind;
 
 /// Causes longer than this are cut in messages: a Batch job description is several KiB of JSON,
 /// and Slack truncates a section's text at 3,000 characters.
@@ -336,13 +342,71 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1 << attempt.saturating_sub(1).min(4))
 }
 
+/// What the `notify`, `delete-volume` and `delete-table` Lambdas can read from any document the
+/// cleanup path may carry, in any flow: a full state, a plan, or the raw trigger event of a Plan
+/// that failed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowView {
+    pub request: Option<ArchiveRequest>,
+    /// The snapshot the raw event names, when there is no plan.
+    pub event_snapshot_id: Option<String>,
+    pub temporary_volume: Option<CreatedVolume>,
+    /// The dump flow's temporary database, once RestoreDatabase returned.
+    pub temporary_database: Option<TemporaryDatabase>,
+    /// What the dump flow's DeleteDatabase or Cleanup deleted.
+    pub deleted_database: Option<DeletedDatabase>,
+    pub job: Option<JobResult>,
+    pub verification: Option<Verification>,
+    /// The RDS export flow's export, once started, and its files, once checked.
+    pub export: Option<StartedExport>,
+    pub exported: Option<ExportedFiles>,
+    pub recovery_point_deletion: Option<RecoveryPointDeletion>,
+    pub error: Option<StateError>,
+    pub cleanup_error: Option<StateError>,
+    /// DynamoDB flow: where the export read from, what it wrote, which temporary table went.
+    pub table_source: Option<TableSource>,
+    pub export_result: Option<ExportResult>,
+    pub deleted_tables: Option<DeletedTables>,
+}
+
+impl FlowView {
+    pub fn from_value(state: &Value) -> FlowView {
+        fn field<T: serde::de::DeserializeOwned>(state: &Value, name: &str) -> Option<T> {
+            state.get(name).and_then(|v| serde_json::from_value(v.clone()).ok())
+        }
+        let request = serde_json::from_value::<ArchiveRequest>(state.clone()).ok();
+        let event_snapshot_id = if request.is_none() { trigger_snapshot_id(state) } else { None };
+        FlowView {
+            request,
+            event_snapshot_id,
+            temporary_volume: field(state, "temporary_volume"),
+            temporary_database: field(state, "temporary_database"),
+            deleted_database: field(state, "deleted_database"),
+            job: field(state, "job"),
+            verification: field(state, "verification"),
+            export: field(state, "export"),
+            exported: field(state, "exported"),
+            recovery_point_deletion: field(state, "recovery_point_deletion"),
+            error: field(state, "error"),
+            cleanup_error: field(state, "cleanup_error"),
+            table_source: field(state, "table_source"),
+            export_result: field(state, "export_result"),
+            deleted_tables: field(state, "deleted_tables"),
+        }
+    }
+
+    /// The snapshot, from the plan or else from the event.
+    pub fn snapshot_id(&self) -> Option<&str> {
+        self.request.as_ref().map(|r| r.snapshot_id.as_str()).or(self.event_snapshot_id.as_deref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::{ExportedFiles, StartedExport};
-    use crate::flow::{ArchiveJob, CreatedVolume, Verification};
-    use crate::s3_location::S3Location;
+    use crate::archive_job::ArchiveJob;
     use crate::request::{plan_archive, PlanConfig, PlanOutcome, SnapshotFacts};
+    use crate::s3_location::S3Location;
     use std::collections::BTreeMap;
 
     fn planned_view() -> FlowView {
@@ -497,7 +561,7 @@ mod tests {
         let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
         assert_eq!(field(&n, "Temporary database"), "none was restored");
         assert!(n.fields.iter().all(|(l, _)| l != "Temporary volume"), "a dump has no volume");
-        view.deleted_database = Some(crate::database::DeletedDatabase {
+        view.deleted_database = Some(DeletedDatabase {
             deleted: vec!["ba-x-1".into(), "ba-x".into()],
             password_parameter_deleted: true,
             ..Default::default()
@@ -578,7 +642,7 @@ mod tests {
     fn dynamodb_success_names_table_backup_location_items_and_size() {
         let mut view = dynamodb_view();
         view.table_source = Some(table_source(ExportSource::PointInTime));
-        view.export_result = Some(crate::dynamodb::ExportResult {
+        view.export_result = Some(ExportResult {
             export_arn: "arn:aws:dynamodb:us-east-1:111122223333:table/Orders/export/0169-2d87".into(),
             location: "s3://archive/dynamodb/Orders/2025/03/04/01568804569000-d3306d76".into(),
             manifest_summary_key: "k".into(),
@@ -603,7 +667,7 @@ mod tests {
         assert_eq!(n.title, "Archive of 01568804569000-d3306d76 FAILED: ExportFailed");
         assert_eq!(field(&n, "Temporary table"), "none was left");
         view.table_source = Some(table_source(ExportSource::TemporaryTable));
-        view.deleted_tables = Some(crate::dynamodb::DeletedTables { deleted: vec!["backup-archiver-k-1".into()], already_gone: vec![] });
+        view.deleted_tables = Some(DeletedTables { deleted: vec!["backup-archiver-k-1".into()], already_gone: vec![] });
         let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
         assert_eq!(field(&n, "Temporary table"), "backup-archiver-k-1 deleted");
         view.cleanup_error = Some(StateError { error: "TableNotReady".into(), cause: Some("still creating".into()) });
@@ -635,5 +699,24 @@ mod tests {
         assert_eq!(slack_retry_delay(1, Some(404), None), None);
         assert_eq!(slack_retry_delay(1, Some(400), None), None);
         assert_eq!(slack_retry_delay(SLACK_MAX_ATTEMPTS, Some(429), Some("1")), None, "bounded");
+    }
+
+    #[test]
+    fn flow_view_reads_a_raw_event_with_an_error() {
+        let mut event: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap();
+        event["error"] = serde_json::json!({"Error": "SnapshotNotFound", "Cause": "gone"});
+        let view = FlowView::from_value(&event);
+        assert!(view.request.is_none());
+        assert_eq!(view.snapshot_id(), Some("snap-0a1b2c3d4e5f67890"));
+        assert_eq!(view.error.unwrap().error, "SnapshotNotFound");
+    }
+
+    #[test]
+    fn flow_view_of_garbage_is_empty_not_an_error() {
+        let view = FlowView::from_value(&serde_json::json!({"error": {"Error": "InvalidEvent"}, "x": 1}));
+        assert_eq!(view.snapshot_id(), None);
+        assert_eq!(view.error.unwrap().cause, None);
+        assert_eq!(FlowView::from_value(&serde_json::json!("text")), FlowView::default());
     }
 }

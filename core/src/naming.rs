@@ -12,7 +12,21 @@
 use chrono::{Datelike, NaiveDate};
 use sha2::{Digest, Sha256};
 
-use crate::request::ResourceKind;
+use crate::resource::ResourceKind;
+
+/// Tags on every temporary volume. The managed-by tag holds the deployment's name (the stack's):
+/// IAM lets a deployment's roles attach, detach and delete only volumes that carry their own
+/// name, so two deployments in one account never touch each other's volumes. The execution tag
+/// is what the cleanup finds volumes by (so a volume whose id never reached the state machine is
+/// still deleted), the key tag is what a duplicate execution finds the first one's volume by.
+pub const TAG_MANAGED_BY: &str = "backup-archiver:managed-by";
+pub const TAG_EXECUTION: &str = "backup-archiver:execution";
+pub const TAG_IDEMPOTENCY_KEY: &str = "backup-archiver:idempotency-key";
+pub const TAG_SNAPSHOT_ID: &str = "backup-archiver:snapshot-id";
+
+/// `ClientToken` of CreateVolume: at most 64 ASCII characters.
+/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html>
+const MAX_CLIENT_TOKEN_LEN: usize = 64;
 
 /// Hex digits of SHA-256 appended where a name was rewritten. 8 hex digits (32 bits) make a
 /// collision between two snapshots that also share the same readable part negligible, and keep
@@ -212,6 +226,15 @@ pub fn database_identifier(idempotency_key: &str) -> String {
 /// <https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html>
 pub fn password_parameter_name(idempotency_key: &str, execution_id: &str) -> String {
     format!("/backup-archiver/{}/{}/master-password", slug(idempotency_key), short_hash(execution_id))
+}
+
+/// `<idempotency key cut short>-<hash of key and execution>`: readable, at most 64 characters of
+/// `[a-z0-9-]`. Also the DynamoDB export's client token and the temporary table's name.
+pub(crate) fn client_token(idempotency_key: &str, execution_id: &str) -> String {
+    let hash = short_hash(&format!("{idempotency_key}\n{execution_id}"));
+    let room = MAX_CLIENT_TOKEN_LEN - hash.len() - 1;
+    let readable = &idempotency_key[..idempotency_key.len().min(room)];
+    format!("{}-{hash}", readable.trim_end_matches('-'))
 }
 
 #[cfg(test)]
@@ -524,5 +547,16 @@ mod tests {
         assert_ne!(a, password_parameter_name(key, "arn:aws:states:eu-west-1:1:execution:m:e2"));
         assert!(a.starts_with("/backup-archiver/rds-snapshot-orders-2025/") && a.ends_with("/master-password"), "{a}");
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)), "{a}");
+    }
+
+    #[test]
+    fn client_token_is_short_stable_and_per_execution() {
+        let key = "backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c";
+        let a = client_token(key, "arn:exec:1");
+        assert_eq!(a, client_token(key, "arn:exec:1"));
+        assert_ne!(a, client_token(key, "arn:exec:2"), "a replay gets a volume of its own");
+        assert!(a.len() <= MAX_CLIENT_TOKEN_LEN && a.is_ascii(), "{a}");
+        let long = "x".repeat(64);
+        assert!(client_token(&long, "e").len() <= MAX_CLIENT_TOKEN_LEN);
     }
 }

@@ -21,10 +21,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::arn::Arn;
@@ -33,167 +33,11 @@ use crate::event::{
     BackupJobDetail, BackupVaultNotification, CopyJobDetail, EventBridgeEvent, EventError, JobState, ManualInput,
     ManualSnapshot, RdsEventDetail, RdsNotification, SnsEvent, SnsMessage, TriggerEvent,
 };
+use crate::flows::Flow;
 use crate::manifest::ModeRequest;
 use crate::naming::{self, IdempotencyBasis};
+use crate::resource::{supported_methods, DbMethod, ResourceKind};
 use crate::s3_location::S3Location;
-
-/// The kinds of resource this project archives. Everything else AWS Backup protects (EFS, EC2
-/// instances, FSx, S3, …) is skipped with [`SkipReason::UnsupportedResourceType`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ResourceKind {
-    /// An EBS volume, archived from its snapshot through a temporary volume.
-    #[serde(rename = "ebs")]
-    Ebs,
-    /// An RDS DB instance (DB snapshot).
-    #[serde(rename = "rds")]
-    Rds,
-    /// A DB cluster (cluster snapshot): Aurora, and also RDS Multi-AZ DB clusters, whose
-    /// snapshots take the same paths.
-    #[serde(rename = "aurora")]
-    Aurora,
-    /// A DynamoDB table.
-    #[serde(rename = "dynamodb")]
-    DynamoDb,
-}
-
-impl ResourceKind {
-    /// The name in keys and JSON: `ebs`, `rds`, `aurora`, `dynamodb`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Ebs => "ebs",
-            ResourceKind::Rds => "rds",
-            ResourceKind::Aurora => "aurora",
-            ResourceKind::DynamoDb => "dynamodb",
-        }
-    }
-
-    /// From AWS Backup's `resourceType` (`EBS`, `RDS`, `Aurora`, `DynamoDB`).
-    /// <https://docs.aws.amazon.com/aws-backup/latest/devguide/API_BackupJob.html>
-    pub fn from_backup_resource_type(resource_type: &str) -> Option<Self> {
-        match resource_type {
-            "EBS" => Some(ResourceKind::Ebs),
-            "RDS" => Some(ResourceKind::Rds),
-            "Aurora" => Some(ResourceKind::Aurora),
-            "DynamoDB" => Some(ResourceKind::DynamoDb),
-            _ => None,
-        }
-    }
-
-    /// From the ARN of the backed-up resource, for AWS Backup's SNS prose, which names no type.
-    pub fn from_resource_arn(arn: &Arn) -> Option<Self> {
-        if arn.is("ec2", "volume") {
-            Some(ResourceKind::Ebs)
-        } else if arn.is("rds", "db") {
-            Some(ResourceKind::Rds)
-        } else if arn.is("rds", "cluster") {
-            Some(ResourceKind::Aurora)
-        } else if arn.is("dynamodb", "table") {
-            Some(ResourceKind::DynamoDb)
-        } else {
-            None
-        }
-    }
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a database snapshot becomes an archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DbMethod {
-    /// RDS's snapshot export to S3 (Parquet), or DynamoDB's export to S3: no compute of ours.
-    Export,
-    /// Restore to a temporary instance and run `pg_dump` / `mysqldump` in the worker: restorable
-    /// with the database's own tools.
-    Dump,
-}
-
-impl DbMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbMethod::Export => "export",
-            DbMethod::Dump => "dump",
-        }
-    }
-}
-
-impl fmt::Display for DbMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DbMethod {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "export" => Ok(DbMethod::Export),
-            "dump" => Ok(DbMethod::Dump),
-            other => Err(format!("{other:?} is not a method (expected \"export\" or \"dump\")")),
-        }
-    }
-}
-
-/// Engines whose snapshots RDS exports to S3. `aurora` (Aurora MySQL 1, end of life in 2023) is
-/// left out on purpose: its clusters are dumped, which works for every MySQL 5.6 compatible.
-/// <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ExportSnapshot.html>
-const EXPORT_ENGINES: &[&str] = &["postgres", "mysql", "mariadb", "aurora-postgresql", "aurora-mysql"];
-/// Engines the worker dumps: `pg_dump` for the PostgreSQL family, `mysqldump` for the MySQL
-/// family (`aurora` is Aurora MySQL 1, compatible with MySQL 5.6).
-const DUMP_ENGINES: &[&str] = &["postgres", "mysql", "mariadb", "aurora-postgresql", "aurora-mysql", "aurora"];
-
-/// The methods possible for an RDS engine, export first because it is the default where it
-/// works (no instance of ours to start, pay for and clean up).
-pub fn supported_methods(engine: &str) -> Vec<DbMethod> {
-    let mut methods = Vec::new();
-    if EXPORT_ENGINES.contains(&engine) {
-        methods.push(DbMethod::Export);
-    }
-    if DUMP_ENGINES.contains(&engine) {
-        methods.push(DbMethod::Dump);
-    }
-    methods
-}
-
-/// Which state machine carries the request on; the ASL of the entry flow branches on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flow {
-    /// `state-machines/ebs-archive.asl.json`.
-    EbsArchive,
-    /// `state-machines/rds-export.asl.json`.
-    RdsExport,
-    /// `state-machines/rds-dump.asl.json`.
-    RdsDump,
-    /// DynamoDB export to S3 (point-in-time or via a temporary restored table).
-    DynamodbExport,
-}
-
-impl Flow {
-    /// The stem of the ASL file that carries this flow (`state-machines/<stem>.asl.json`), which
-    /// is also the end of its deployed state machine's name: a flow that planned a request for
-    /// another flow hands the trigger over to the state machine of that name.
-    pub fn state_machine(self) -> &'static str {
-        match self {
-            Flow::EbsArchive => "ebs-archive",
-            Flow::RdsExport => "rds-export",
-            Flow::RdsDump => "rds-dump",
-            Flow::DynamodbExport => "dynamodb-export",
-        }
-    }
-
-    /// Whether the flow's archive ends with our manifest, whose presence means "already
-    /// archived" to the `plan` step. The export flows write AWS's own layout and are made
-    /// idempotent by their export's identifier or client token instead.
-    pub fn writes_manifest(self) -> bool {
-        matches!(self, Flow::EbsArchive | Flow::RdsDump)
-    }
-}
 
 /// Which kind of trigger started the archive, for the notification and for `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -769,6 +613,30 @@ pub fn event_target(event: &TriggerEvent) -> Result<Targeting, PlanError> {
         TriggerEvent::Sns(sns) => return target_sns(sns),
         TriggerEvent::Manual(input) => target_manual(input),
     })
+}
+
+/// The snapshot a raw trigger event names (the input of an execution, or the document of a Plan
+/// that failed), if it parses. Any fields a Catch added are ignored.
+pub fn trigger_snapshot_id(state: &Value) -> Option<String> {
+    let mut event = state.clone();
+    for added in ["error", "cleanup_error", "notify_error", "deleted_volumes", "deleted_tables", "deleted_database", "notification"] {
+        event.as_object_mut()?.remove(added);
+    }
+    let event = TriggerEvent::from_value(&event).ok()?;
+    // Any vault is allowed here: this only names the snapshot in a failure message.
+    let config = PlanConfig {
+        destination: S3Location { bucket: "unused".into(), prefix: String::new() },
+        allowed_vaults: vec![],
+        availability_zones: vec![],
+        db_methods: BTreeMap::new(),
+        delete_recovery_point: false,
+        volume_initialization_rate_mibps: None,
+        job_queues: BTreeMap::new(),
+    };
+    match archive_target(&event, &config).ok()? {
+        Targeting::Target(target) => Some(target.snapshot_id),
+        Targeting::Skip(_) => None,
+    }
 }
 
 /// Snapshot id, snapshot ARN, kind and source id read off a recovery point.

@@ -9,23 +9,29 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use archiver_core::database::{
-    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase,
-    RdsDumpSteps, RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
-};
-use archiver_core::dynamodb::{
-    CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportSteps, ExportResult, ExportSource,
-    ExportTableInput, PrepareTableInput, StartTableExportInput, TableExport, TableSource,
+use archiver_core::archive_job::{ArchiveJob, JobResult, Verification, VerifyInput};
+use archiver_core::document::{
+    DeleteRecoveryPointInput, FlowDocument, Handoff, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
 };
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
-use archiver_core::export::{CheckExportInput, ExportedFiles, RdsExportSteps, StartExportInput, StartedExport};
-use archiver_core::flow::{
-    ArchiveJob, CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteRecoveryPointInput, DeleteVolumeInput,
-    DeletedVolumes, EbsArchiveSteps, FlowDocument, Handoff, JobResult, NotificationReport, NotifyInput, RecoveryPointDeletion, StateError,
-    Verification, VerifyInput, JOB_PARAMETERS,
+use archiver_core::flows::dynamodb::{
+    CheckTableExportInput, DeleteTableInput, DeletedTables, DynamodbExportSteps, ExportResult, ExportSource,
+    ExportTableInput, PrepareTableInput, StartTableExportInput, TableExport, TableSource,
 };
-use archiver_core::request::{plan_archive, ArchiveRequest, Flow, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
+use archiver_core::flows::ebs::{
+    CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteVolumeInput, DeletedVolumes, EbsArchiveSteps,
+    JOB_PARAMETERS,
+};
+use archiver_core::flows::rds_dump::{
+    CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase,
+    RdsDumpSteps, RestoreDatabaseInput, TemporaryDatabase, DUMP_JOB_PARAMETERS,
+};
+use archiver_core::flows::rds_export::{
+    CheckExportInput, ExportedFiles, RdsExportSteps, StartExportInput, StartedExport,
+};
+use archiver_core::flows::Flow;
+use archiver_core::request::{plan_archive, ArchiveRequest, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
 use archiver_core::s3_location::S3Location;
 use serde_json::{json, Value};
 

@@ -8,11 +8,13 @@ use std::path::PathBuf;
 
 use archiver_core::errors;
 use archiver_core::event::{JobState, TriggerEvent};
+use archiver_core::flows::Flow;
 use archiver_core::manifest::ModeRequest;
 use archiver_core::request::{
-    archive_target, plan_archive, ArchiveRequest, DbMethod, Flow, PlanConfig, PlanError, PlanOutcome, ResourceKind,
-    SkipReason, SnapshotFacts, Targeting, TriggerKind, VolumePerformance,
+    archive_target, plan_archive, ArchiveRequest, PlanConfig, PlanError, PlanOutcome, SkipReason, SnapshotFacts,
+    Targeting, TriggerKind, VolumePerformance,
 };
+use archiver_core::resource::{DbMethod, ResourceKind};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 

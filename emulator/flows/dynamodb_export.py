@@ -1,7 +1,7 @@
 """The DynamoDB export flow's own resource: the IAM role AWS Backup assumes to restore a recovery point with its
 advanced features into a temporary table (infra/template.yaml creates the same in AWS), for `start-table-export`
 (RESTORE_ROLE_ARN). DynamoDB writes exports into the archive bucket with the caller's (the Lambda role's)
-permissions, and the flow's placeholders are all Lambda ARNs, which deploy.py fills for every `lambdas/<dir>`."""
+permissions, and the flow's placeholders are all Lambda ARNs, which deploy.py fills for every step of `lambdas/src/steps/`."""
 
 import json
 

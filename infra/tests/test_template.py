@@ -2,7 +2,7 @@
 
 The template is written by hand (each role is least privilege for its one function), so these
 tests keep it honest as the flows grow: it deploys exactly the state machines in
-state-machines/ and one function per directory in lambdas/, every `${Placeholder}` of every ASL
+state-machines/ and one function per step in lambdas/src/steps/, every `${Placeholder}` of every ASL
 file has a substitution and every substitution a placeholder, every event pattern in
 state-machines/events/ has a rule that targets the state machine emulator/deploy.py's RULE_TARGETS
 names, and the IAM invariants that a security reviewer relies on hold (volume, database, table
@@ -28,7 +28,7 @@ INFRA = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("BA_INFRA_ROOT") or INFRA.parent).resolve()
 TEMPLATE = INFRA / "template.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-# The tag the flow puts on every temporary volume (core::flow TAG_MANAGED_BY, valued with the stack name), and
+# The tag the flow puts on every temporary volume (core::naming TAG_MANAGED_BY, valued with the stack name), and
 # the tag the compute environments put on the worker instances.
 VOLUME_TAG = "backup-archiver:managed-by"
 STACK_TAG = "backup-archiver:stack"
@@ -59,11 +59,11 @@ def resources(template, kind):
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def lambda_dirs():
-    """The directories under lambdas/ that are functions: a crate with a binary (src/main.rs);
-    lambdas/common is a library. Each builds the binary lambda-<dir> (the flows contract), which
-    infra/build-lambdas zips as .build/lambdas/lambda-<dir>.zip."""
-    return {p.parent.name for p in (ROOT / "lambdas").glob("*/Cargo.toml") if (p.parent / "src" / "main.rs").exists()}
+def lambda_steps():
+    """The handler names of the Lambda binary's steps: one module each under lambdas/src/steps/
+    (`create_volume.rs` serves `create-volume`). infra/build-lambdas zips the one binary as
+    .build/lambdas/lambdas.zip."""
+    return {p.stem.replace("_", "-") for p in (ROOT / "lambdas" / "src" / "steps").glob("*.rs") if p.stem != "mod"}
 
 
 def pascal(name):
@@ -71,9 +71,9 @@ def pascal(name):
     return "".join(part.capitalize() for part in re.split(r"[-_]", name))
 
 
-def logical_id(directory):
-    """lambdas/delete-volume -> DeleteVolumeFunction."""
-    return pascal(directory) + "Function"
+def logical_id(step):
+    """delete-volume -> DeleteVolumeFunction."""
+    return pascal(step) + "Function"
 
 
 def definition_path(location):
@@ -239,13 +239,15 @@ class Functions(unittest.TestCase):
         self.template = load_template()
         self.functions = resources(self.template, "AWS::Lambda::Function")
 
-    def test_every_lambda_directory_has_a_function_and_every_function_a_directory(self):
-        expected = {logical_id(d): d for d in lambda_dirs()}
-        self.assertEqual(set(self.functions), set(expected), "template and lambdas/ disagree")
-        for name, directory in expected.items():
+    def test_every_step_has_a_function_and_every_function_a_step(self):
+        expected = {logical_id(step): step for step in lambda_steps()}
+        self.assertGreater(len(expected), 0, "no steps under lambdas/src/steps")
+        self.assertEqual(set(self.functions), set(expected), "template and lambdas/src/steps disagree")
+        for name, step in expected.items():
             props = self.functions[name]["Properties"]
-            self.assertEqual(props["Code"], f".build/lambdas/lambda-{directory}.zip", name)
-            self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{directory}"}, name)
+            self.assertEqual(props["Handler"], step, name)
+            self.assertEqual(props["Code"], ".build/lambdas/lambdas.zip", name)
+            self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{step}"}, name)
 
     def test_every_function_is_invoked_by_the_state_machines_or_the_trigger_topic(self):
         invokable = []
@@ -265,7 +267,6 @@ class Functions(unittest.TestCase):
             props = function["Properties"]
             self.assertEqual(props["Runtime"], "provided.al2023", name)
             self.assertEqual(props["Architectures"], ["x86_64"], name)
-            self.assertEqual(props["Handler"], "bootstrap", name)
 
     def test_each_function_has_its_own_role_and_log_group(self):
         roles = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in self.functions.values()]
@@ -380,7 +381,7 @@ class Iam(unittest.TestCase):
             if "backup:deleterecoverypoint" in {a.lower() for a in as_list(statement["Action"])}:
                 found = True
                 self.assertEqual(condition, "MayDeleteRecoveryPoints", f"{role}: granted even when not configured")
-        self.assertTrue(found or not (ROOT / "lambdas" / "delete-recovery-point").exists(), "nobody may delete")
+        self.assertTrue(found or not (ROOT / "lambdas" / "src" / "steps" / "delete_recovery_point.rs").exists(), "nobody may delete")
 
 
 class Worker(unittest.TestCase):
@@ -402,11 +403,11 @@ class Worker(unittest.TestCase):
         self.assertIn("AttemptDurationSeconds", props["Timeout"])
 
     def test_command_uses_only_the_parameters_the_flow_passes(self):
-        # core::flow JOB_PARAMETERS: what the ASL's SubmitJob passes; the job definition's own
+        # core::flows::ebs JOB_PARAMETERS: what the ASL's SubmitJob passes; the job definition's own
         # Parameters are defaults. A Ref:: to anything else would reach the worker literally.
-        flow = (ROOT / "core" / "src" / "flow.rs").read_text()
+        flow = (ROOT / "core" / "src" / "flows" / "ebs.rs").read_text()
         match = re.search(r"pub const JOB_PARAMETERS: &\[&str\] = &\[([^\]]*)\]", flow)
-        self.assertIsNotNone(match, "core::flow JOB_PARAMETERS not found")
+        self.assertIsNotNone(match, "core::flows::ebs JOB_PARAMETERS not found")
         passed = set(re.findall(r'"([a-z_]+)"', match.group(1)))
         defaults = set(self.job["Properties"].get("Parameters", {}))
         command = self.job["Properties"]["ContainerProperties"]["Command"]
@@ -457,9 +458,8 @@ class DumpJob(unittest.TestCase):
         command = self.job["ContainerProperties"]["Command"]
         self.assertEqual(command[0], "dump")
         refs = {arg.removeprefix("Ref::") for arg in command if arg.startswith("Ref::")}
-        passed = rust_str_list(ROOT / "core" / "src" / "database.rs", "DUMP_JOB_PARAMETERS")
-        if passed is None:
-            self.skipTest("core::database DUMP_JOB_PARAMETERS not here yet (the rds-dump branch)")
+        passed = rust_str_list(ROOT / "core" / "src" / "flows" / "rds_dump.rs", "DUMP_JOB_PARAMETERS")
+        self.assertIsNotNone(passed, "core::flows::rds_dump DUMP_JOB_PARAMETERS not found")
         defaults = set(self.job.get("Parameters", {}))
         self.assertEqual(refs - passed - defaults, set(), "Ref:: to a parameter nobody passes")
         self.assertEqual(passed - refs, set(), "a parameter the flow passes that the command ignores")

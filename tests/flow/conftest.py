@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from emulator.control import running
-from emulator.deploy import REGION, Settings, deploy, steps, target_dir
+from emulator.deploy import LAMBDA_BINARY, REGION, Settings, deploy, target_dir
 
 from faults import FaultProxy, wait_until
 from images import loop_device, populate
@@ -24,7 +24,7 @@ from slack import FakeSlack
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "core" / "tests" / "fixtures"
 TIME_SCALE = 0.01  # Wait states and Retry intervals: a 60 s backoff takes 0.6 s
-BINARIES = ["backup-archiver", "batch-worker"] + [f"lambda-{step}" for step in steps()]
+BINARIES = ["backup-archiver", "batch-worker", LAMBDA_BINARY]
 EXECUTION_TIMEOUT = 60  # seconds for one flow, end to end (they take a few)
 
 KEEP_VAULT = "archive-vault"  # the "keep" stack's vault: recovery points are kept

@@ -13,8 +13,8 @@ from conftest import KEEP_VAULT, cli, finished, output_of, put_event, sns_messag
 from emulator.deploy import REGION
 
 ACCOUNT = "123456789012"
-TAG_MANAGED_BY = "backup-archiver:managed-by"  # core::flow::TAG_MANAGED_BY
-TEMPORARY_TABLE_PREFIX = "backup-archiver-"  # core::dynamodb::TEMPORARY_TABLE_PREFIX
+TAG_MANAGED_BY = "backup-archiver:managed-by"  # core::naming::TAG_MANAGED_BY
+TEMPORARY_TABLE_PREFIX = "backup-archiver-"  # core::flows::dynamodb::TEMPORARY_TABLE_PREFIX
 POINT_IN_TIME_PATH = ["Plan", "Route", "StartTableExport", "NeedsTemporaryTable", "ExportTable", "WaitForExport",
                       "CheckTableExport", "DeleteTable", "ShouldDeleteRecoveryPoint", "NotifySuccess", "Archived"]
 

@@ -1,0 +1,408 @@
+//! The EBS archive flow (`state-machines/ebs-archive.asl.json`): the input and output of each of
+//! its states, and the decisions its Lambdas make about the temporary volume, the Batch job and
+//! the archive's verification.
+//!
+//! The execution's document grows state by state, each writing one field (its `ResultPath`):
+//!
+//! ```text
+//! Plan                -> the whole document: PlanOutcome (ArchiveRequest fields + "outcome")
+//! CreateVolume        -> temporary_volume     (CreatedVolume: the volume and its Batch job)
+//! CheckVolume         -> (nothing)            fails VolumeNotReady until `available`, bounded
+//! ArchiveJob          -> job                  (JobResult, from batch:submitJob.sync)
+//! DeleteVolume        -> deleted_volumes      (DeletedVolumes)
+//! Verify              -> verification         (Verification)
+//! DeleteRecoveryPoint -> recovery_point_deletion
+//! Notify*             -> notification         (NotificationReport)
+//! any Catch           -> error | cleanup_error | notify_error   (StateError)
+//! ```
+//!
+//! [`FlowDocument`](crate::document::FlowDocument)`<`[`EbsArchiveSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the ASL
+//! against it, so a renamed field fails a test instead of an execution.
+
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::archive_job::{ArchiveJob, JobResult, Verification};
+use crate::document::FlowError;
+use crate::naming::{client_token, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID};
+use crate::request::ArchiveRequest;
+
+/// After this many retries of DeleteVolume on an attached volume, the detach is forced. The
+/// worker detaches on its own when it ends normally (also on SIGTERM); a volume still attached
+/// here belongs to a worker that was killed, and a plain detach of a volume nobody unmounted can
+/// hang on a live instance. Two plain attempts (one ASL retry interval apart) give a detach that
+/// was already under way the time to finish. Arbitrary, but bounded by the ASL's MaxAttempts.
+pub const FORCE_DETACH_AFTER_RETRIES: u32 = 2;
+
+// ---------------------------------------------------------------------------------------------
+// CreateVolume.
+
+/// Input of the `create-volume` Lambda: the plan and the execution that owns the volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateVolumeInput {
+    pub request: ArchiveRequest,
+    pub execution_id: String,
+}
+
+/// CreateVolume's parameters, decided here so the Lambda only translates them to the SDK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRequest {
+    pub availability_zone: String,
+    pub snapshot_id: String,
+    pub volume_type: String,
+    pub iops: u32,
+    pub throughput_mibps: u32,
+    pub initialization_rate_mibps: Option<u32>,
+    /// Set for encrypted snapshots: the volume is encrypted with the snapshot's key (EBS would
+    /// do so anyway; saying it makes a missing key grant fail at CreateVolume, not later).
+    pub kms_key_id: Option<String>,
+    pub encrypted: bool,
+    /// Makes a retried CreateVolume of one execution return the same volume. Unique per
+    /// execution, so a replay (a new execution) creates a volume of its own.
+    pub client_token: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// The CreateVolume call for `request`, owned by `execution_id` of the deployment `deployment`.
+pub fn volume_request(request: &ArchiveRequest, execution_id: &str, deployment: &str) -> Result<VolumeRequest, FlowError> {
+    let volume = request.volume.as_ref().ok_or(FlowError::InvalidInput {
+        field: "volume",
+        reason: format!("is null: the plan is for a {} archive, not an EBS one", request.kind),
+    })?;
+    if execution_id.is_empty() {
+        return Err(FlowError::InvalidInput { field: "execution_id", reason: "is empty".into() });
+    }
+    if deployment.is_empty() {
+        return Err(FlowError::InvalidConfig { field: "deployment", reason: "is empty: volumes are tagged with it".into() });
+    }
+    let encrypted = request.encrypted.unwrap_or(false);
+    Ok(VolumeRequest {
+        availability_zone: volume.availability_zone.clone(),
+        snapshot_id: request.snapshot_id.clone(),
+        volume_type: volume.volume_type.clone(),
+        iops: volume.iops,
+        throughput_mibps: volume.throughput_mibps,
+        initialization_rate_mibps: volume.initialization_rate_mibps,
+        kms_key_id: if encrypted { request.kms_key_id.clone() } else { None },
+        encrypted,
+        client_token: client_token(&request.idempotency_key, execution_id),
+        tags: vec![
+            ("Name".to_string(), format!("backup-archiver {}", request.snapshot_id)),
+            (TAG_MANAGED_BY.to_string(), deployment.to_string()),
+            (TAG_EXECUTION.to_string(), execution_id.to_string()),
+            (TAG_IDEMPOTENCY_KEY.to_string(), request.idempotency_key.clone()),
+            (TAG_SNAPSHOT_ID.to_string(), request.snapshot_id.clone()),
+        ],
+    })
+}
+
+/// A volume as DescribeVolumes reports it, reduced to what the flow decides on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExistingVolume {
+    pub volume_id: String,
+    /// `creating | available | in-use | deleting | deleted | error`.
+    pub state: String,
+    pub create_time: Option<DateTime<Utc>>,
+    /// The value of [`TAG_EXECUTION`].
+    pub execution: Option<String>,
+    /// The value of [`TAG_MANAGED_BY`]: only volumes of this deployment are ever deleted.
+    #[serde(default)]
+    pub managed_by: Option<String>,
+    /// Instance and state of each attachment.
+    #[serde(default)]
+    pub attachments: Vec<VolumeAttachment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeAttachment {
+    pub instance_id: String,
+    /// `attaching | attached | detaching | detached | busy`.
+    pub state: String,
+}
+
+impl ExistingVolume {
+    fn is_live(&self) -> bool {
+        !matches!(self.state.as_str(), "deleting" | "deleted")
+    }
+}
+
+/// What `create-volume` does, given the volumes already tagged with the snapshot's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This execution created it on an earlier attempt (a retried Lambda): use it.
+    Reuse { volume_id: String },
+    /// Another execution is archiving the snapshot.
+    Duplicate { execution: String, volume_id: String },
+    /// Nobody is: create one.
+    Create,
+}
+
+/// The first volume in creation order: the one that wins when two executions raced.
+fn first_created<'a>(volumes: impl Iterator<Item = &'a ExistingVolume>) -> Option<&'a ExistingVolume> {
+    volumes.min_by(|a, b| (a.create_time, &a.volume_id).cmp(&(b.create_time, &b.volume_id)))
+}
+
+/// Decides whether to create a volume (see [`Claim`]). Deleted and deleting volumes do not count:
+/// they belong to archives that have ended.
+pub fn claim_volume(existing: &[ExistingVolume], execution_id: &str) -> Claim {
+    let live = || existing.iter().filter(|v| v.is_live());
+    if let Some(own) = live().find(|v| v.execution.as_deref() == Some(execution_id)) {
+        return Claim::Reuse { volume_id: own.volume_id.clone() };
+    }
+    match first_created(live()) {
+        Some(other) => Claim::Duplicate {
+            execution: other.execution.clone().unwrap_or_else(|| "an unknown execution".into()),
+            volume_id: other.volume_id.clone(),
+        },
+        None => Claim::Create,
+    }
+}
+
+/// After creating `own_volume_id`, with every live volume of the key listed again: `None` if this
+/// execution won (its volume is the first created), else the winner, and this execution must
+/// delete its own volume and stop. Both racers see the same list, so exactly one wins.
+pub fn lost_race<'a>(existing: &'a [ExistingVolume], own_volume_id: &str) -> Option<&'a ExistingVolume> {
+    first_created(existing.iter().filter(|v| v.is_live())).filter(|first| first.volume_id != own_volume_id)
+}
+
+/// The names of [`ArchiveJob::parameters`]; the job definition's command uses them.
+pub const JOB_PARAMETERS: &[&str] = &["volume_id", "snapshot_id", "destination", "mode", "execution_id"];
+
+/// The archive job for `request`'s volume `volume_id`.
+pub fn archive_job(request: &ArchiveRequest, volume_id: &str, execution_id: &str) -> Result<ArchiveJob, FlowError> {
+    let queue = request.volume.as_ref().and_then(|v| v.job_queue.clone()).ok_or_else(|| FlowError::InvalidConfig {
+        field: "job_queues",
+        reason: format!(
+            "names no Batch job queue for {}",
+            request.volume.as_ref().map_or("the volume's AZ", |v| v.availability_zone.as_str())
+        ),
+    })?;
+    let mode = request.mode.unwrap_or_default();
+    let mode = serde_json::to_value(mode).expect("a unit enum serializes");
+    let parameters = BTreeMap::from([
+        ("volume_id".to_string(), volume_id.to_string()),
+        ("snapshot_id".to_string(), request.snapshot_id.clone()),
+        ("destination".to_string(), request.destination.to_string()),
+        ("mode".to_string(), mode.as_str().expect("modes serialize as strings").to_string()),
+        ("execution_id".to_string(), execution_id.to_string()),
+    ]);
+    Ok(ArchiveJob { queue, name: request.idempotency_key.clone(), parameters })
+}
+
+/// Output of `create-volume`, at `$.temporary_volume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedVolume {
+    pub volume_id: String,
+    pub availability_zone: String,
+    pub job: ArchiveJob,
+}
+
+// ---------------------------------------------------------------------------------------------
+// CheckVolume.
+
+/// Input of `check-volume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckVolumeInput {
+    pub volume_id: String,
+}
+
+/// Whether a temporary volume in `state` can be attached now: `creating` is worth waiting for
+/// (the ASL's Retry bounds the wait); anything but `available` will never be.
+pub fn check_volume(volume_id: &str, state: &str) -> Result<(), FlowError> {
+    match state {
+        "available" => Ok(()),
+        "creating" => Err(FlowError::VolumeNotReady { volume_id: volume_id.into(), state: state.into() }),
+        _ => Err(FlowError::VolumeFailed { volume_id: volume_id.into(), state: state.into() }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeleteVolume.
+
+/// Input of `delete-volume`, used both on the way out of a successful archive and by the
+/// cleanup path, where the document may hold anything from a raw event to a full state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteVolumeInput {
+    pub execution_id: String,
+    /// `$$.State.RetryCount`: how often the ASL has retried this state (forces the detach).
+    #[serde(default)]
+    pub retry_count: u32,
+    /// The execution's document (`$`).
+    pub state: Value,
+}
+
+/// What to do with one of the execution's volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Gone already (deleted, or deleting).
+    Gone,
+    /// Not tagged as ours: never touched, whatever the document says.
+    Foreign,
+    Delete,
+    /// Still attached: detach (forced once [`FORCE_DETACH_AFTER_RETRIES`] is reached), then
+    /// fail `VolumeStillAttached` so the ASL retries the deletion after its interval.
+    Detach { instance_id: String, force: bool },
+    /// Detaching: wait for the next retry.
+    Wait,
+}
+
+/// Decides how `deployment` gets rid of `volume` on the `retry_count`-th retry of the
+/// DeleteVolume state.
+pub fn release_volume(volume: &ExistingVolume, retry_count: u32, deployment: &str) -> Release {
+    let force = retry_count >= FORCE_DETACH_AFTER_RETRIES;
+    if !volume.is_live() {
+        return Release::Gone;
+    }
+    if volume.managed_by.as_deref() != Some(deployment) {
+        return Release::Foreign;
+    }
+    if let Some(attached) = volume.attachments.iter().find(|a| matches!(a.state.as_str(), "attaching" | "attached" | "busy")) {
+        return Release::Detach { instance_id: attached.instance_id.clone(), force };
+    }
+    if let Some(detaching) = volume.attachments.iter().find(|a| a.state == "detaching") {
+        return if force { Release::Detach { instance_id: detaching.instance_id.clone(), force } } else { Release::Wait };
+    }
+    match volume.state.as_str() {
+        // Tried: a volume stuck in `creating` must not outlive the execution either; if EC2
+        // refuses, the error is retried like a wait.
+        "creating" => Release::Delete,
+        // `in-use` without an attachment listed: the attachment is on its way out.
+        "in-use" => Release::Wait,
+        _ => Release::Delete,
+    }
+}
+
+/// The volume ids the document names: `temporary_volume.volume_id`, once CreateVolume returned.
+pub fn volume_ids_in(state: &Value) -> Vec<String> {
+    state
+        .pointer("/temporary_volume/volume_id")
+        .and_then(Value::as_str)
+        .map(|id| vec![id.to_string()])
+        .unwrap_or_default()
+}
+
+/// Output of `delete-volume`, at `$.deleted_volumes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedVolumes {
+    /// Volumes this call deleted.
+    pub deleted: Vec<String>,
+    /// Volumes that were already gone.
+    pub already_gone: Vec<String>,
+}
+
+/// The EBS flow's steps: the temporary volume, the archive job, the volume's deletion, the
+/// archive's verification.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EbsArchiveSteps {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary_volume: Option<CreatedVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_volumes: Option<DeletedVolumes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors;
+
+    const DEPLOYMENT: &str = "archiver-prod";
+    use chrono::TimeZone;
+
+    fn volume(id: &str, state: &str, second: u32, execution: &str) -> ExistingVolume {
+        ExistingVolume {
+            volume_id: id.into(),
+            state: state.into(),
+            create_time: Some(Utc.with_ymd_and_hms(2025, 3, 4, 2, 20, second).unwrap()),
+            execution: Some(execution.into()),
+            managed_by: Some(DEPLOYMENT.into()),
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn claim_creates_when_nothing_is_live() {
+        assert_eq!(claim_volume(&[], "e1"), Claim::Create);
+        assert_eq!(claim_volume(&[volume("vol-1", "deleted", 0, "e0")], "e1"), Claim::Create);
+    }
+
+    #[test]
+    fn claim_reuses_the_executions_own_volume() {
+        let existing = [volume("vol-1", "available", 0, "e1")];
+        assert_eq!(claim_volume(&existing, "e1"), Claim::Reuse { volume_id: "vol-1".into() });
+    }
+
+    #[test]
+    fn claim_reports_another_executions_volume_as_a_duplicate() {
+        let existing = [volume("vol-2", "in-use", 5, "e2"), volume("vol-1", "available", 1, "e0")];
+        assert_eq!(claim_volume(&existing, "e1"), Claim::Duplicate { execution: "e0".into(), volume_id: "vol-1".into() });
+    }
+
+    #[test]
+    fn exactly_one_of_two_racers_wins() {
+        let both = [volume("vol-b", "creating", 3, "e2"), volume("vol-a", "creating", 3, "e1")];
+        assert_eq!(lost_race(&both, "vol-a"), None, "same second: the smaller id wins");
+        assert_eq!(lost_race(&both, "vol-b").map(|v| v.volume_id.as_str()), Some("vol-a"));
+        let earlier = [volume("vol-b", "creating", 1, "e2"), volume("vol-a", "creating", 3, "e1")];
+        assert_eq!(lost_race(&earlier, "vol-b"), None);
+    }
+
+    #[test]
+    fn release_deletes_detaches_and_forces_in_turn() {
+        let mut v = volume("vol-1", "in-use", 0, "e");
+        v.attachments = vec![VolumeAttachment { instance_id: "i-1".into(), state: "attached".into() }];
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Detach { instance_id: "i-1".into(), force: false });
+        assert_eq!(
+            release_volume(&v, FORCE_DETACH_AFTER_RETRIES, DEPLOYMENT),
+            Release::Detach { instance_id: "i-1".into(), force: true }
+        );
+        v.attachments[0].state = "detaching".into();
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Wait);
+        assert_eq!(release_volume(&v, 5, DEPLOYMENT), Release::Detach { instance_id: "i-1".into(), force: true });
+        v.attachments.clear();
+        v.state = "available".into();
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Delete);
+        v.state = "error".into();
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Delete, "a failed volume is deleted too");
+        v.state = "deleting".into();
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Gone);
+        v.state = "creating".into();
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Delete, "a volume stuck in creating is deleted too");
+    }
+
+    #[test]
+    fn release_never_touches_a_volume_that_is_not_ours() {
+        let mut v = volume("vol-1", "available", 0, "e");
+        v.managed_by = None;
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Foreign);
+        v.attachments = vec![VolumeAttachment { instance_id: "i-1".into(), state: "attached".into() }];
+        assert_eq!(release_volume(&v, 9, DEPLOYMENT), Release::Foreign, "not even detached");
+        v.managed_by = Some("archiver-staging".into());
+        assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Foreign, "another deployment's volume");
+    }
+
+    #[test]
+    fn check_volume_waits_only_for_creating() {
+        assert_eq!(check_volume("vol-1", "available"), Ok(()));
+        assert_eq!(check_volume("vol-1", "creating").unwrap_err().error_name(), errors::VOLUME_NOT_READY);
+        for never in ["error", "deleting", "deleted", "in-use"] {
+            assert_eq!(check_volume("vol-1", never).unwrap_err().error_name(), errors::VOLUME_FAILED, "{never}");
+        }
+    }
+
+    #[test]
+    fn volume_ids_come_from_the_temporary_volume_only() {
+        let state = serde_json::json!({"temporary_volume": {"volume_id": "vol-1"}, "volume": {"availability_zone": "a"}});
+        assert_eq!(volume_ids_in(&state), ["vol-1"]);
+        assert!(volume_ids_in(&serde_json::json!({"detail": {}})).is_empty());
+    }
+
+
+}

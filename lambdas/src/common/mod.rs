@@ -1,0 +1,150 @@
+//! What every Lambda of the flows shares, so that each step stays a thin adapter: the error
+//! type that reaches Step Functions with a stable name, the mapping of AWS SDK errors to those
+//! names, and configuration read from the environment once.
+//!
+//! Error names are [`archiver_core::errors`]'s; the ASL's `Retry` and `Catch` match them.
+
+use std::fmt;
+
+use archiver_core::aws_error::{classify, AwsErrorClass};
+use archiver_core::errors;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lambda_runtime::Diagnostic;
+
+pub mod databases;
+pub mod tables;
+pub mod storage;
+pub mod volumes;
+
+/// An error a Lambda returns: a stable name from [`archiver_core::errors`] and a message for the
+/// person reading the failed execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(name: &'static str, message: impl Into<String>) -> Self {
+        StepError { name, message: message.into() }
+    }
+
+    /// A configuration error: every invocation fails with `InvalidConfig` until it is fixed.
+    pub fn config(message: impl Into<String>) -> Self {
+        StepError::new(errors::INVALID_CONFIG, message)
+    }
+
+    /// The input document is not what the ASL should have passed.
+    pub fn input(error: serde_json::Error) -> Self {
+        StepError::new(errors::INVALID_EVENT, format!("the state's input does not have the expected fields: {error}"))
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for StepError {}
+
+impl From<StepError> for Diagnostic {
+    fn from(error: StepError) -> Diagnostic {
+        Diagnostic { error_type: error.name.to_string(), error_message: error.message }
+    }
+}
+
+/// An SDK error reduced to what a step decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsFailure {
+    pub class: AwsErrorClass,
+    /// The service's error code (`VolumeInUse`), when it sent one.
+    pub code: Option<String>,
+    /// The whole chain, for the message.
+    pub message: String,
+}
+
+impl AwsFailure {
+    /// Classifies `error` of the call described by `operation` ("DeleteVolume vol-1").
+    pub fn of<E>(operation: &str, error: &SdkError<E, HttpResponse>) -> AwsFailure
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let code = error.code().map(str::to_string);
+        let status = error.raw_response().map(|response| response.status().as_u16());
+        AwsFailure {
+            class: classify(code.as_deref(), status),
+            code,
+            message: format!("{operation}: {}", DisplayErrorContext(error)),
+        }
+    }
+
+    /// The step's error: `Retryable` for transient failures, else `permanent_name`.
+    pub fn into_step_error(self, permanent_name: &'static str) -> StepError {
+        match self.class {
+            AwsErrorClass::Transient => StepError::new(errors::RETRYABLE, self.message),
+            AwsErrorClass::NotFound | AwsErrorClass::Permanent => StepError::new(permanent_name, self.message),
+        }
+    }
+}
+
+/// The AWS configuration of a Lambda: its role's credentials and region, and `AWS_ENDPOINT_URL`
+/// when set (the local emulator).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// An S3 client with path-style addressing, which every S3-compatible endpoint serves (the
+/// emulator's included) and AWS still accepts.
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
+}
+
+/// The environment variable naming the deployment (the stack): the value of the managed-by tag
+/// on the temporary volumes, which IAM limits each deployment's roles to.
+pub const DEPLOYMENT_NAME_ENV: &str = "DEPLOYMENT_NAME";
+
+/// A required environment variable, or a configuration error naming it.
+pub fn required_env(name: &str) -> Result<String, StepError> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(StepError::config(format!("the environment variable {name} is not set"))),
+    }
+}
+
+/// An optional environment variable; empty counts as unset.
+pub fn optional_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+/// Parses a state's input into its core type, as `InvalidEvent` when it does not fit.
+pub fn parse_input<T: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Result<T, StepError> {
+    serde_json::from_value(payload).map_err(StepError::input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_errors_reach_step_functions_with_their_stable_name() {
+        let diagnostic: Diagnostic = StepError::new(errors::VOLUME_NOT_READY, "vol-1 is creating").into();
+        assert_eq!(diagnostic.error_type, "VolumeNotReady");
+        assert_eq!(diagnostic.error_message, "vol-1 is creating");
+    }
+
+    #[test]
+    fn malformed_input_is_an_invalid_event() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Input {
+            volume_id: String,
+        }
+        let error = parse_input::<Input>(serde_json::json!({"volume": 1})).unwrap_err();
+        assert_eq!(error.name, errors::INVALID_EVENT);
+        assert!(error.message.contains("volume_id"), "{error}");
+    }
+}

@@ -1,0 +1,29 @@
+//! The archive bucket as the checking steps see it: the listing of a prefix, for `verify` and
+//! `check-export`.
+
+use std::collections::BTreeMap;
+
+use archiver_core::errors;
+use archiver_core::s3_location::S3Location;
+use aws_sdk_s3::Client;
+
+use crate::common::{AwsFailure, StepError};
+
+/// Every key under `location`'s prefix (as a folder: `prefix/`) with its size. A failure is
+/// `StorageAccessFailed`, or `Retryable` when transient.
+pub async fn list(s3: &Client, location: &S3Location) -> Result<BTreeMap<String, u64>, StepError> {
+    let prefix = if location.prefix.is_empty() { String::new() } else { format!("{}/", location.prefix) };
+    let mut pages = s3.list_objects_v2().bucket(&location.bucket).prefix(&prefix).into_paginator().send();
+    let mut listing = BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            AwsFailure::of(&format!("ListObjectsV2 {location}/"), &e).into_step_error(errors::STORAGE_ACCESS_FAILED)
+        })?;
+        for object in page.contents() {
+            if let Some(key) = object.key() {
+                listing.insert(key.to_string(), object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0));
+            }
+        }
+    }
+    Ok(listing)
+}

@@ -1,0 +1,117 @@
+//! The `create-volume` Lambda (state `CreateVolume`): creates the temporary gp3 volume an EBS
+//! archive is read from, tagged with the execution that owns it, and returns it with the Batch
+//! job that will archive it. Idempotent within an execution (a retried invocation finds its
+//! volume, and CreateVolume's client token is per execution); across executions of one snapshot
+//! (duplicate events) the first volume wins and the others end with `DuplicateArchive`.
+//!
+//! The decisions are [`archiver_core::flows::ebs`]'s: [`volume_request`], [`claim_volume`],
+//! [`lost_race`], [`archive_job`].
+
+use archiver_core::document::FlowError;
+use archiver_core::errors;
+use archiver_core::flows::ebs::{
+    archive_job, claim_volume, lost_race, volume_request, Claim, CreateVolumeInput, CreatedVolume, VolumeRequest,
+};
+use archiver_core::naming::TAG_IDEMPOTENCY_KEY;
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
+use aws_sdk_ec2::Client;
+use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+/// Serves the `create-volume` handler: builds its clients, then answers invocations until the runtime stops.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    let deployment = required_env(DEPLOYMENT_NAME_ENV);
+    let ec2 = Client::new(&crate::common::aws_config().await);
+    let (ec2, deployment) = (&ec2, &deployment);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        create_volume(ec2, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
+    }))
+    .await
+}
+
+fn flow_error(error: FlowError) -> StepError {
+    StepError::new(error.error_name(), error.to_string())
+}
+
+#[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id, execution_id = input.execution_id))]
+async fn create_volume(ec2: &Client, deployment: &str, input: CreateVolumeInput) -> Result<CreatedVolume, StepError> {
+    let request = &input.request;
+    let spec = volume_request(request, &input.execution_id, deployment).map_err(flow_error)?;
+    // Checked before anything is created: a missing queue is a configuration error.
+    let mut job = archive_job(request, "", &input.execution_id).map_err(flow_error)?;
+    let key = &request.idempotency_key;
+    let existing = volumes::tagged(ec2, TAG_IDEMPOTENCY_KEY, key).await?;
+    let volume_id = match claim_volume(&existing, &input.execution_id) {
+        Claim::Reuse { volume_id } => {
+            tracing::info!(volume_id, "reusing the volume an earlier attempt created");
+            volume_id
+        }
+        Claim::Duplicate { execution, volume_id } => {
+            return Err(flow_error(FlowError::Duplicate { snapshot_id: request.snapshot_id.clone(), execution, volume_id }))
+        }
+        Claim::Create => {
+            let volume_id = create(ec2, &spec).await?;
+            let after = volumes::tagged(ec2, TAG_IDEMPOTENCY_KEY, key).await?;
+            if let Some(winner) = lost_race(&after, &volume_id) {
+                tracing::warn!(volume_id, winner = winner.volume_id, "another execution created its volume first");
+                delete_own(ec2, &volume_id).await?;
+                return Err(flow_error(FlowError::Duplicate {
+                    snapshot_id: request.snapshot_id.clone(),
+                    execution: winner.execution.clone().unwrap_or_default(),
+                    volume_id: winner.volume_id.clone(),
+                }));
+            }
+            volume_id
+        }
+    };
+    job.parameters.insert("volume_id".to_string(), volume_id.clone());
+    tracing::info!(volume_id, availability_zone = spec.availability_zone, "volume ready to be awaited");
+    Ok(CreatedVolume { volume_id, availability_zone: spec.availability_zone, job })
+}
+
+async fn create(ec2: &Client, spec: &VolumeRequest) -> Result<String, StepError> {
+    let tags: Vec<Tag> = spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    let mut call = ec2
+        .create_volume()
+        .availability_zone(&spec.availability_zone)
+        .snapshot_id(&spec.snapshot_id)
+        .volume_type(VolumeType::from(spec.volume_type.as_str()))
+        .iops(to_i32(spec.iops))
+        .throughput(to_i32(spec.throughput_mibps))
+        .encrypted(spec.encrypted)
+        .client_token(&spec.client_token)
+        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tags)).build());
+    if let Some(rate) = spec.initialization_rate_mibps {
+        call = call.volume_initialization_rate(to_i32(rate));
+    }
+    if let Some(key) = &spec.kms_key_id {
+        call = call.kms_key_id(key);
+    }
+    let output = call.send().await.map_err(|e| {
+        AwsFailure::of(&format!("CreateVolume from {}", spec.snapshot_id), &e).into_step_error(errors::VOLUME_OPERATION_FAILED)
+    })?;
+    let volume_id = output.volume_id().unwrap_or_default().to_string();
+    tracing::info!(volume_id, "created volume");
+    Ok(volume_id)
+}
+
+/// Deletes the volume this execution created after losing the race to another execution.
+async fn delete_own(ec2: &Client, volume_id: &str) -> Result<(), StepError> {
+    match ec2.delete_volume().volume_id(volume_id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let failure = AwsFailure::of(&format!("DeleteVolume {volume_id}"), &e);
+            if failure.class == archiver_core::aws_error::AwsErrorClass::NotFound {
+                return Ok(());
+            }
+            // The cleanup path deletes it by its execution tag.
+            Err(failure.into_step_error(errors::VOLUME_OPERATION_FAILED))
+        }
+    }
+}
+
+/// The core's sizes fit gp3's limits (16,000 IOPS, 1,000 MiB/s), far below `i32::MAX`.
+fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).expect("gp3 IOPS, throughput and rates are far below i32::MAX")
+}
