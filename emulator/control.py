@@ -51,13 +51,24 @@ class Emulator:
     endpoint: str
     state_dir: Path
 
-    def client(self, service: str, region: str = DEFAULT_REGION):
-        """A boto3 client for the emulator (dummy credentials, no retries that would hide errors)."""
+    def client(self, service: str, region: str = DEFAULT_REGION, role: str | None = None):
+        """A boto3 client for the emulator (no retries that would hide errors), with dummy credentials, or with
+        those of the deployment's `role` (an ARN): its calls are then recorded and checked as that role's."""
         import boto3
         from botocore.config import Config
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id="test",
-                            aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
+        from emulator import identity
+
+        key, secret = (identity.access_key(role), identity.SECRET) if role else ("test", "test")
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id=key,
+                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+    def calls(self, start: int = 0) -> list[dict]:
+        """The calls the deployment's identities made, from the `start`-th on (emulator/calls.py)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.endpoint}/_emulator/calls?start={start}", timeout=30) as answer:
+            return json.loads(answer.read())["calls"]
 
     def fail_next_export(self, cause: str) -> None:
         """Make the next RDS export started end FAILED with this FailureCause (launcher.py's export_progress)."""

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
-from emulator import httpbase, processes
+from emulator import httpbase, identity, processes
 
 INVOKE = re.compile(r"^/2015-03-31/functions/(?P<function>[^/?]+)/invocations(\?.*)?$")
 RUNTIME = re.compile(r"^/(?P<name>[^/]+)/2018-06-01/runtime/"
@@ -71,8 +71,11 @@ class Invocation:
 class Function:
     """One function: its queue of invocations and its process (started when needed)."""
 
-    def __init__(self, name: str, arn: str, argv: list[str], env: dict, timeout: float, state_dir: Path):
+    def __init__(self, name: str, arn: str, argv: list[str], env: dict, timeout: float, memory: int,
+                 state_dir: Path):
         self.name, self.arn, self.argv, self.env, self.timeout = name, arn, argv, env, timeout
+        # Recorded (health, AWS_LAMBDA_FUNCTION_MEMORY_SIZE), not enforced: no cgroup limits a local process.
+        self.memory = memory
         self.log_path = state_dir / "logs" / "lambda" / f"{name}.log"
         self.pid_path = state_dir / "pids" / f"fn-{name}.pid"
         self.cwd = str(Path(argv[0]).parent) if "/" in argv[0] else None  # Lambda runs in its task root
@@ -198,16 +201,19 @@ class LambdaHost(httpbase.Server):
             where = "exists in moto, but no executable was" if config else "not found: no executable"
             raise LookupError(f"Function {name} {where} found (BA_LAMBDA_MAP, BA_LAMBDA_DIR)")
         config = config or {}
+        memory = config.get("MemorySize") or DEFAULT_MEMORY_MB
         credential = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", headers.get("Authorization", ""))
         region = credential.group(1) if credential else "us-east-1"
         arn = config.get("FunctionArn") or f"arn:aws:lambda:{region}:{DEFAULT_ACCOUNT}:function:{name}"
         env = processes.emulated_environment(self.endpoint, region)
         env.update((config.get("Environment") or {}).get("Variables") or {})
+        if config.get("Role"):  # the function's own credentials, which name its role (emulator/identity.py)
+            env.update(identity.credentials(config["Role"]))
         env.update(  # the variables Lambda reserves: the function's configuration cannot change them
             AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.port}/{name}",
             AWS_LAMBDA_FUNCTION_NAME=name,
             AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(config.get("MemorySize") or DEFAULT_MEMORY_MB),
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(memory),
             AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
             AWS_LAMBDA_LOG_STREAM_NAME=f"emulator/{name}",
             AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
@@ -217,7 +223,7 @@ class LambdaHost(httpbase.Server):
             LAMBDA_TASK_ROOT=str(Path(argv[0]).parent),
         )
         timeout = config.get("Timeout") or DEFAULT_TIMEOUT_SECONDS
-        return Function(name, arn, argv, env, timeout, self.state_dir)
+        return Function(name, arn, argv, env, timeout, memory, self.state_dir)
 
     def moto_configuration(self, name: str, headers) -> dict | None:
         """The function's configuration if it was created in moto (the caller's headers carry its account)."""
@@ -267,7 +273,8 @@ class LambdaHandler(httpbase.Handler):
     def do_GET(self) -> None:
         match = RUNTIME.match(self.path)
         if self.path == "/_emulator/health":
-            self.send_json(200, {"functions": sorted(self.server.functions)})
+            self.send_json(200, {"functions": {name: {"timeout": function.timeout, "memory": function.memory}
+                                               for name, function in sorted(self.server.functions.items())}})
         elif match and match["next"]:
             self.runtime_next(match["name"])
         else:

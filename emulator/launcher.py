@@ -26,6 +26,7 @@ import types
 import urllib.parse
 import uuid
 
+import boto3
 import moto
 
 # The patches reach into moto's internals; another version needs them checked again (see the tests).
@@ -798,7 +799,30 @@ def backup_recovery_points() -> None:
     moto_api_urls.url_paths["{0}" + RECOVERY_POINTS_PATH] = response.add_recovery_point
 
 
+def state_machine_identity() -> None:
+    """Addition (for emulator/iam_check.py): the interpreter signs every call of an execution with fixed
+    credentials ("ak"); sign them as the execution's role (the state's Credentials, else the state machine's
+    RoleArn), as Step Functions does, so that the router records which role made them."""
+    from moto.stepfunctions.parser.asl.utils import boto_client as module
+
+    from emulator import identity
+
+    original = module.boto_client_for
+
+    def boto_client_for(region: str, service: str, state_credentials=None):
+        client = original(region=region, service=service, state_credentials=state_credentials)
+        role_arn = getattr(state_credentials, "role_arn", None)
+        if not role_arn:
+            return client
+        return boto3.client(service_name=service, region_name=region, endpoint_url=client.meta.endpoint_url,
+                            aws_access_key_id=identity.access_key(role_arn), aws_secret_access_key=identity.SECRET,
+                            config=client.meta.config)
+
+    rebind("moto.stepfunctions.parser", original, boto_client_for)
+
+
 PATCHES = {
+    "state_machine_identity": state_machine_identity,
     "definite_json_paths": definite_json_paths,
     "integration_key_normalisation": integration_key_normalisation,
     "json_task_results": json_task_results,

@@ -44,7 +44,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from emulator import httpbase, processes
+from emulator import calls, httpbase, identity, processes
 
 LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/[^/?]+/invocations(\?.*)?$")
 
@@ -141,6 +141,7 @@ class Router(httpbase.Server):
         self.entrypoint = shlex.split(os.environ.get("BA_BATCH_ENTRYPOINT", ""))
         self.bin_dir = Path(os.environ["BA_BIN_DIR"]) if os.environ.get("BA_BIN_DIR") else None
         self.rds = {"hold_creating": False, "server": None}  # see the module's docstring
+        self.recorder = calls.Recorder(moto_port)
 
     def resolve(self, program: str) -> str:
         if "/" not in program and self.bin_dir is not None:
@@ -163,6 +164,9 @@ class Router(httpbase.Server):
         argv[0] = self.resolve(argv[0])
         region = description["jobArn"].split(":")[3]
         env = processes.emulated_environment(self.endpoint, region)
+        role = container.get("jobRoleArn") or job_definition.get("containerProperties", {}).get("jobRoleArn")
+        if role:  # the job role's credentials, which name it (emulator/identity.py), as ECS gives a task
+            env.update(identity.credentials(role))
         env.update(AWS_BATCH_JOB_ID=job_id, AWS_BATCH_JOB_ATTEMPT="1",
                    AWS_BATCH_JQ_NAME=description.get("jobQueue", "").rsplit("/", 1)[-1])
         env.update({item["name"]: item["value"] for item in container.get("environment") or []})
@@ -216,6 +220,7 @@ class RouterHandler(httpbase.Handler):
     server: Router
 
     def do_request(self) -> None:
+        self.body = None  # one handler serves the requests of a keep-alive connection in turn
         try:
             self.route()
         except ConnectionRefusedError as error:  # moto or the Lambda host is not (yet, or any more) there
@@ -227,6 +232,10 @@ class RouterHandler(httpbase.Handler):
             return self.health()
         if path == "/_emulator/jobs":
             return self.send_json(200, {job_id: job.summary() for job_id, job in list(self.server.jobs.items())})
+        if path == "/_emulator/calls":  # ?start=N: the calls recorded from the N-th on
+            start = int(urllib.parse.parse_qs(self.path.partition("?")[2]).get("start", ["0"])[0])
+            return self.send_json(200, {"calls": self.server.recorder.since(start)})
+        self.record_call()
         if path == "/_emulator/rds":
             if self.command == "POST":
                 self.server.rds.update(json.loads(self.read_body() or b"{}"))
@@ -244,6 +253,21 @@ class RouterHandler(httpbase.Handler):
             return self.batch_terminate()
         return self.proxy(self.server.moto_port)
 
+    def read_body(self) -> bytes:
+        """The request body, read once (the recorder and the handler both read it)."""
+        if self.body is None:
+            self.body = super().read_body()
+        return self.body
+
+    def record_call(self) -> None:
+        """Record the call if one of the deployment's identities signed it (S3 bodies are not read: no
+        authorization depends on them but DeleteObjects', a POST)."""
+        key = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
+        if key is None or identity.role_of(key.group(1)) is None:
+            return
+        body = self.read_body() if service_of(self.headers) != "s3" or self.command == "POST" else b""
+        self.server.recorder.record(self.command, self.path, self.headers, body)
+
     def log_request(self, code="-", size="-") -> None:
         if not self.path.startswith("/_emulator/"):  # `run start` polls health ten times a second
             super().log_request(code, size)
@@ -257,9 +281,11 @@ class RouterHandler(httpbase.Handler):
         """Relay the request to `port` and its answer back, streaming bodies that have a length."""
         upstream = http.client.HTTPConnection("127.0.0.1", port)
         upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+        whole = self.body is not None or self.headers.get("Transfer-Encoding", "").lower() == "chunked"
         for name, value in self.forwarded_headers():
-            upstream.putheader(name, value)
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            if not (whole and name.lower() == "content-length"):
+                upstream.putheader(name, value)
+        if whole:  # read already (by the recorder), or chunked: sent whole with its length
             body = self.read_body()
             upstream.putheader("Content-Length", str(len(body)))
             upstream.endheaders(body)

@@ -1,0 +1,35 @@
+"""The identity behind an emulated AWS call: each Lambda function, Batch job and state machine execution signs
+its calls with an access key id that names its role, so that the router can tell who called and
+emulator/iam_check.py can evaluate the call against that role's policies.
+
+The key id is `ASIA` (AWS's prefix of temporary credentials, which Lambda, ECS task roles and Step Functions
+get) followed by the role ARN in base32, without padding: reversible without a table shared between the
+emulator's processes. moto accepts any key id (it is not 12 digits, so moto's default account applies).
+"""
+
+import base64
+
+PREFIX = "ASIA"
+# The secret is never checked (moto does not verify signatures); the same for every identity.
+SECRET = "emulated"
+
+
+def access_key(role_arn: str) -> str:
+    return PREFIX + base64.b32encode(role_arn.encode()).decode().rstrip("=")
+
+
+def role_of(key_id: str) -> str | None:
+    """The role ARN `key_id` was made from, or None for any other key (a test's or an operator's)."""
+    if not key_id.startswith(PREFIX):
+        return None
+    encoded = key_id[len(PREFIX):]
+    try:
+        role_arn = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return role_arn if role_arn.startswith("arn:") else None
+
+
+def credentials(role_arn: str) -> dict:
+    """The environment variables of a process that runs as `role_arn`."""
+    return {"AWS_ACCESS_KEY_ID": access_key(role_arn), "AWS_SECRET_ACCESS_KEY": SECRET}
