@@ -139,9 +139,11 @@ def operation(service: str, method: str, path: str, headers, body: bytes) -> tup
 # Tags, as the emulator holds them at call time.
 
 class Tags:
-    """Reads resources' tags from moto directly (not through the router: these reads are not anyone's calls)."""
+    """Reads resources' tags and encryption settings from moto directly (not through the router: these reads are
+    not anyone's calls)."""
 
-    def __init__(self, moto_port: int, region: str):
+    def __init__(self, moto_port: int, region: str, bucket_keys: dict):
+        self.bucket_keys = bucket_keys  # {bucket: default KMS key or None}, the recorder's: it does not change
         config = Config(retries={"max_attempts": 1})
         self.client = lambda service: boto3.client(  # noqa: E731
             service, region_name=region, endpoint_url=f"http://127.0.0.1:{moto_port}", aws_access_key_id="test",
@@ -173,6 +175,34 @@ class Tags:
         except dynamodb.exceptions.ClientError:
             return {}
         return {t["Key"]: t["Value"] for t in tags}
+
+    def bucket_key(self, bucket: str) -> str | None:
+        """The KMS key of the bucket's default encryption (SSE-KMS), or None."""
+        if bucket not in self.bucket_keys:
+            s3 = self.client("s3")
+            try:
+                rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+            except s3.exceptions.ClientError:
+                rules = []
+            defaults = [r["ApplyServerSideEncryptionByDefault"] for r in rules]
+            self.bucket_keys[bucket] = next((d.get("KMSMasterKeyID") for d in defaults
+                                             if d.get("SSEAlgorithm") == "aws:kms"), None)
+        return self.bucket_keys[bucket]
+
+    def topic_key(self, topic_arn: str) -> str | None:
+        sns = self.client("sns")
+        try:
+            return sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"].get("KmsMasterKeyId")
+        except sns.exceptions.ClientError:
+            return None
+
+    def secure_string_key(self, name: str) -> str | None:
+        """The KMS key of a SecureString parameter, or None if it is not one."""
+        ssm = self.client("ssm")
+        found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])["Parameters"]
+        if not found or found[0]["Type"] != "SecureString":
+            return None
+        return found[0].get("KeyId", "alias/aws/ssm")
 
     def volume_attachment(self, volume_id: str) -> str | None:
         """The instance a volume is attached to (DetachVolume may omit it)."""
@@ -337,6 +367,23 @@ def rds_create_instance(call: Call) -> list[Check]:
     return rds_create(call, "db", p["DBInstanceIdentifier"], sources)
 
 
+def key_arn(call: Call, key: str) -> str:
+    """A KMS key id or ARN as the key's ARN; an alias (alias/aws/ssm, an AWS managed key whose id the
+    emulator does not know) as a key ARN with the alias in place of the id, which a policy's key/* matches."""
+    if key.startswith("arn:") and ":key/" in key:
+        return key
+    if key.startswith("alias/") or ":alias/" in key:
+        call.approximate = f"the key behind {key} is named by a placeholder ARN (its id is not known here)"
+        return call.arn("kms", f"key/({key.rsplit(':', 1)[-1]})")
+    return call.arn("kms", f"key/{key}")
+
+
+def kms_via(call: Call, service: str, key: str, actions: list[str], context: dict | None = None) -> list[Check]:
+    """What `service` asks KMS with the caller's permissions when it encrypts or decrypts for the caller."""
+    arn = key_arn(call, key)
+    return [Check(action, arn, {**via(call, service), **(context or {})}) for action in actions]
+
+
 def pass_role(role_arn: str, service: str) -> Check:
     return Check("iam:PassRole", role_arn, {"iam:PassedToService": service})
 
@@ -355,13 +402,26 @@ def rds_start_export(call: Call) -> list[Check]:
     return checks
 
 
+# The KMS actions S3 performs with the caller's permissions on an SSE-KMS object, per operation.
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html#require-sse-kms
+S3_KMS_ACTIONS = {
+    "PutObject": ["kms:GenerateDataKey"], "CreateMultipartUpload": ["kms:GenerateDataKey", "kms:Decrypt"],
+    "UploadPart": ["kms:GenerateDataKey", "kms:Decrypt"], "GetObject": ["kms:Decrypt"],
+}
+
+
 def s3_object(action: str):
     def rule(call: Call) -> list[Check]:
         p = call.params
         arn = f"arn:aws:s3:::{p['Bucket']}/{p['Key']}"
-        checks = [Check(action, arn)]
+        headers = {"s3:x-amz-server-side-encryption": p.get("ServerSideEncryption"),
+                   "s3:x-amz-server-side-encryption-aws-kms-key-id": p.get("SSEKMSKeyId")}
+        checks = [Check(action, arn, {key: value for key, value in headers.items() if value})]
         if p.get("Tagging"):  # tags given with the object need their own permission
             checks.append(Check("s3:PutObjectTagging", arn))
+        key = p.get("SSEKMSKeyId") or call.tags.bucket_key(p["Bucket"])
+        if key and call.name in S3_KMS_ACTIONS:
+            checks += kms_via(call, "s3", key, S3_KMS_ACTIONS[call.name])
         return checks
     return rule
 
@@ -378,7 +438,12 @@ def ssm_parameter(call: Call, name: str) -> str:
 
 def ssm_existing(call: Call) -> list[Check]:
     name = call.params["Name"]
-    return [Check(call.action(), ssm_parameter(call, name), resource_tags(call.tags.ssm(name)))]
+    arn = ssm_parameter(call, name)
+    checks = [Check(call.action(), arn, resource_tags(call.tags.ssm(name)))]
+    key = call.tags.secure_string_key(name) if call.params.get("WithDecryption") else None
+    if key:  # SSM decrypts a SecureString with the caller's permissions, naming the parameter
+        checks += kms_via(call, "ssm", key, ["kms:Decrypt"], {"kms:EncryptionContext:PARAMETER_ARN": arn})
+    return checks
 
 
 def ssm_put(call: Call) -> list[Check]:
@@ -388,6 +453,9 @@ def ssm_put(call: Call) -> list[Check]:
     checks = [Check(call.action(), arn, request_tags(tags))]
     if tags:
         checks.append(Check("ssm:AddTagsToResource", arn, request_tags(tags)))
+    if p.get("Type") == "SecureString":
+        checks += kms_via(call, "ssm", p.get("KeyId", "alias/aws/ssm"), ["kms:Encrypt"],
+                          {"kms:EncryptionContext:PARAMETER_ARN": arn})
     return checks
 
 
@@ -418,7 +486,20 @@ def dynamodb_export(call: Call) -> list[Check]:
     p = call.params
     prefix = p.get("S3Prefix", "").strip("/")
     key = f"{prefix}/AWSDynamoDB/{NEW}/manifest-summary.json" if prefix else f"AWSDynamoDB/{NEW}/manifest-summary.json"
-    return [Check(call.action(), p["TableArn"]), Check("s3:PutObject", f"arn:aws:s3:::{p['S3Bucket']}/{key}")]
+    checks = [Check(call.action(), p["TableArn"]), Check("s3:PutObject", f"arn:aws:s3:::{p['S3Bucket']}/{key}")]
+    bucket_key = p.get("S3SseKmsKeyId") or call.tags.bucket_key(p["S3Bucket"])
+    if bucket_key:
+        checks += kms_via(call, "s3", bucket_key, ["kms:GenerateDataKey"])
+    return checks
+
+
+def sns_publish(call: Call) -> list[Check]:
+    topic = call.params["TopicArn"]
+    checks = [Check(call.action(), topic)]
+    key = call.tags.topic_key(topic)
+    if key:  # SNS encrypts the message with the publisher's permissions
+        checks += kms_via(call, "sns", key, ["kms:GenerateDataKey", "kms:Decrypt"])
+    return checks
 
 
 def param(name: str):
@@ -502,7 +583,7 @@ RULES = {
     "dynamodb:DescribeExport": param("ExportArn"),
     "backup:DescribeRecoveryPoint": recovery_point, "backup:DeleteRecoveryPoint": recovery_point,
     "backup:StartRestoreJob": backup_restore, "backup:DescribeRestoreJob": anything,
-    "sns:Publish": param("TopicArn"),
+    "sns:Publish": sns_publish,
     "lambda:Invoke": lambda_invoke,
     "batch:SubmitJob": batch_submit, "batch:DescribeJobs": anything, "batch:TerminateJob": batch_terminate,
     "states:StartExecution": param("stateMachineArn"),
@@ -518,6 +599,7 @@ class Recorder:
 
     def __init__(self, moto_port: int):
         self.moto_port = moto_port
+        self.bucket_keys: dict = {}
         self.calls: list[dict] = []
         self.lock = threading.Lock()
 
@@ -531,7 +613,7 @@ class Recorder:
         entry = {"role": role, "call": f"{service} {method} {path.split('?', 1)[0]}", "checks": []}
         try:
             name, params = operation(service, method, path, headers, body)
-            call = Call(service, name, params, region, Tags(self.moto_port, region))
+            call = Call(service, name, params, region, Tags(self.moto_port, region, self.bucket_keys))
             entry["call"] = f"{service}:{name}"
             rule = RULES.get(f"{service}:{name}")
             if rule is None:

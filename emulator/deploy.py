@@ -145,6 +145,8 @@ class Stack:
     sns_queue_url: str | None
     roles: dict
     """{role ARN: [inline policy documents]}, as the template renders them: what iam_check evaluates."""
+    resource_policies: dict
+    """{ARN: policy document} of the archive bucket and the archive key, as the template renders them."""
 
 
 def minimal_zip() -> bytes:
@@ -254,6 +256,7 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
         parameters.update(made.get("parameters", {}))
     template = Template.load().stack(name, REGION, ACCOUNT, template_parameters(settings, parameters), physical)
 
+    encrypt_as_the_template_says(aws, template, settings.bucket, topic_arn)
     roles = deploy_roles(aws.client("iam"), template)
     register_job_definition(aws, settings, job_definition, instance_id)
     deploy_functions(aws, settings, template, lambda_map)
@@ -288,7 +291,22 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
         bucket=settings.bucket, vaults=settings.vaults, instance_id=instance_id, job_queue_arn=queue,
         job_definition=job_definition, functions={step: f"{name}-{step}" for step in steps()}, rules=rules,
         topic_arn=topic_arn, sns_queue_url=queue_url, roles=roles,
+        resource_policies={physical["ArchiveBucket"]["Arn"]: template.properties("ArchiveBucketPolicy")["PolicyDocument"],
+                           physical["ArchiveKey"]["Arn"]: template.properties("ArchiveKey")["KeyPolicy"]},
     )
+
+
+def encrypt_as_the_template_says(aws, template, bucket: str, topic_arn: str) -> None:
+    """The archive bucket's default encryption and the notification topic's key, from the template: the calls
+    that write them need the key's permissions (emulator/calls.py)."""
+    rules = template.render(template.resource("ArchiveBucket")["Properties"]["BucketEncryption"])
+    aws.client("s3").put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+         "BucketKeyEnabled": rule.get("BucketKeyEnabled", False)}
+        for rule in rules["ServerSideEncryptionConfiguration"]]})
+    topic_key = template.render(template.resource("NotificationTopic")["Properties"]["KmsMasterKeyId"])
+    aws.client("sns").set_topic_attributes(TopicArn=topic_arn, AttributeName="KmsMasterKeyId",
+                                          AttributeValue=topic_key)
 
 
 def queue_arn(sqs, url: str) -> str:

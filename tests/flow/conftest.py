@@ -83,6 +83,7 @@ class IamAudit:
     def __init__(self, aws):
         self.aws = aws
         self.roles: dict = {}
+        self.resource_policies: dict = {}
         self.checked = 0
         self.approximations: set = set()
 
@@ -93,8 +94,11 @@ class IamAudit:
         self.approximations.update(iam_check.approximations(calls))
         return calls
 
+    def evaluate(self, calls: list[dict]) -> list[iam_check.Finding]:
+        return iam_check.evaluate(calls, self.roles, self.resource_policies)
+
     def findings(self) -> list[iam_check.Finding]:
-        return iam_check.evaluate(self.take(), self.roles)
+        return self.evaluate(self.take())
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +153,7 @@ def keep_stack(aws, proxy, slack, device, iam):
     stack = deploy(aws, s, aws.lambda_map)
     stack.settings = s
     iam.roles.update(stack.roles)
+    iam.resource_policies.update(stack.resource_policies)
     return stack
 
 
@@ -158,6 +163,7 @@ def delete_stack(aws, proxy, slack, device, iam):
     stack = deploy(aws, s, aws.lambda_map)
     stack.settings = s
     iam.roles.update(stack.roles)
+    iam.resource_policies.update(stack.resource_policies)
     return stack
 
 

@@ -30,13 +30,7 @@ def test_a_flows_calls_are_recorded_under_each_functions_role_and_allowed(aws, k
     [create] = [c for c in calls if c["call"] == "ec2:CreateVolume"]
     tag_on_create = [c for c in create["checks"] if c["action"] == "ec2:CreateTags"]
     assert tag_on_create and tag_on_create[0]["context"]["ec2:CreateAction"] == "CreateVolume"
-    assert iam_findings(iam, calls) == []
-
-
-def iam_findings(iam, calls):
-    from emulator import iam_check
-
-    return iam_check.evaluate(calls, iam.roles)
+    assert iam.evaluate(calls) == []
 
 
 def test_deleting_a_volume_without_our_tag_is_denied(aws, keep_stack, iam):
@@ -49,7 +43,7 @@ def test_deleting_a_volume_without_our_tag_is_denied(aws, keep_stack, iam):
     as_delete_volume = aws.client("ec2", role=role(keep_stack, "DeleteVolumeFunctionRole"))
     as_delete_volume.delete_volume(VolumeId=theirs["VolumeId"])  # the emulator does it; AWS would refuse
     as_delete_volume.delete_volume(VolumeId=ours["VolumeId"])
-    findings = iam_findings(iam, iam.take())
+    findings = iam.evaluate(iam.take())
     assert [(f.action, f.resource) for f in findings] == [
         ("ec2:DeleteVolume", f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/{theirs['VolumeId']}")], findings
     [denied] = findings
@@ -64,7 +58,7 @@ def test_reading_another_bucket_is_denied(aws, keep_stack, iam):
     s3.put_object(Bucket="someone-elses-bucket", Key="backups/secret", Body=b"not ours")
     as_verify = aws.client("s3", role=role(keep_stack, "VerifyFunctionRole"))
     assert as_verify.get_object(Bucket="someone-elses-bucket", Key="backups/secret")["Body"].read() == b"not ours"
-    findings = iam_findings(iam, iam.take())
+    findings = iam.evaluate(iam.take())
     assert [(f.action, f.resource) for f in findings] == [
         ("s3:GetObject", "arn:aws:s3:::someone-elses-bucket/backups/secret")], findings
     assert "ReadArchives" in findings[0].reason
@@ -79,7 +73,7 @@ def test_passing_the_export_role_to_another_service_is_denied(aws, keep_stack, i
                                           IamRoleArn=export_role, Metadata={})
     except as_start_export.exceptions.ClientError:
         pass
-    findings = iam_findings(iam, iam.take())
+    findings = iam.evaluate(iam.take())
     passes = [f for f in findings if f.action == "iam:PassRole"]
     assert [(f.resource, f.role) for f in passes] == [(export_role, role(keep_stack, "StartExportFunctionRole"))]
     assert "PassTheExportRoleToRdsOnly" in passes[0].reason and "backup.amazonaws.com" in passes[0].reason
