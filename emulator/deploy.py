@@ -291,8 +291,9 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
         bucket=settings.bucket, vaults=settings.vaults, instance_id=instance_id, job_queue_arn=queue,
         job_definition=job_definition, functions={step: f"{name}-{step}" for step in steps()}, rules=rules,
         topic_arn=topic_arn, sns_queue_url=queue_url, roles=roles,
-        resource_policies={physical["ArchiveBucket"]["Arn"]: template.properties("ArchiveBucketPolicy")["PolicyDocument"],
-                           physical["ArchiveKey"]["Arn"]: template.properties("ArchiveKey")["KeyPolicy"]},
+        resource_policies={
+            physical["ArchiveBucket"]["Arn"]: template.properties("ArchiveBucketPolicy")["PolicyDocument"],
+            physical["ArchiveKey"]["Arn"]: template.properties("ArchiveKey")["KeyPolicy"]},
     )
 
 

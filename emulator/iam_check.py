@@ -29,7 +29,9 @@ EVALUATOR_TIMEOUT_SECONDS = 120
 
 def node_modules() -> Path:
     """Where scripts/setup installed the evaluator (BA_IAM_NODE, else $BA_HOME/iam-node)."""
-    home = os.environ.get("BA_IAM_NODE") or str(Path(os.environ.get("BA_HOME", "/var/cache/backup-archiver")) / "iam-node")
+    home = os.environ.get("BA_IAM_NODE")
+    if not home:
+        home = str(Path(os.environ.get("BA_HOME", "/var/cache/backup-archiver")) / "iam-node")
     return Path(home) / "node_modules"
 
 

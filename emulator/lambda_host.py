@@ -12,8 +12,10 @@ hence its own queue. The `http://` is needed: lambda_runtime_api_client 1.x pars
 its path as a prefix of every Runtime API path, and panics ("Unable to convert to URL") on `host:port/path`,
 which is not a URI. Clients that expect bare `host:port` (the Python and Node runtimes) cannot take a prefix.
 
-If the function exists in moto (CreateFunction), its Environment, Timeout and MemorySize apply; a function
-that only exists as an executable runs with DEFAULT_TIMEOUT_SECONDS. One process serves one function, one
+If the function exists in moto (CreateFunction), its Environment, Timeout, MemorySize (recorded, not enforced)
+and Handler (`_HANDLER`) apply, and its process gets credentials that name its Role (emulator/identity.py), so
+that its calls are checked against that role; a function that only exists as an executable runs with
+DEFAULT_TIMEOUT_SECONDS and the dummy credentials. One process serves one function, one
 invocation at a time; further invocations wait in its queue. Function errors are answered as Lambda does:
 HTTP 200, `X-Amz-Function-Error: Unhandled`, the error document {"errorType", "errorMessage"} as the payload,
 which is what Step Functions matches Retry and Catch against. Timeouts answer `Sandbox.Timedout` and kill

@@ -18,7 +18,8 @@ function whyNot(s) {
   const explain = s.explain || {};
   if (!s.resourceMatch) return `${label(s)}: resource ${JSON.stringify(explain.resources)} does not match`;
   const failed = (explain.conditions || []).filter((c) => !c.matches)
-    .map((c) => `${c.operator} ${c.conditionKeyValue} ${JSON.stringify(c.values)} (request: ${JSON.stringify(c.resolvedConditionKeyValue ?? null)})`);
+    .map((c) => `${c.operator} ${c.conditionKeyValue} ${JSON.stringify(c.values)} `
+      + `(request: ${JSON.stringify(c.resolvedConditionKeyValue ?? null)})`);
   return `${label(s)}: condition ${failed.join('; ') || 'does not match'}`;
 }
 
@@ -42,7 +43,8 @@ async function evaluate(policies, resourcePolicies, check) {
     identity: identity.map((a) => a.result).join(', '),
     resource: resource.map((a) => a.result).join(', '),
     denied_by: identity.concat(resource).flatMap((a) => (a.denyStatements || []).map(label)),
-    nearest: identity.flatMap((a) => (a.unmatchedStatements || []).filter((s) => s.actionMatch && s.explain.effect === 'Allow').map(whyNot)),
+    nearest: identity.flatMap((a) => (a.unmatchedStatements || [])
+      .filter((s) => s.actionMatch && s.explain.effect === 'Allow').map(whyNot)),
     ignored_context: analyses.flatMap((r) => r.ignoredContextKeys || []),
   };
 }
