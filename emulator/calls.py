@@ -246,8 +246,8 @@ class Call:
         self.service, self.name, self.params, self.region, self.tags = service, name, params, region, tags
         self.approximate: str | None = None
 
-    def arn(self, service: str, rest: str, region: bool = True, account: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{ACCOUNT if account else ''}:{rest}"
+    def arn(self, service: str, rest: str, account: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region}:{ACCOUNT if account else ''}:{rest}"
 
     def action(self) -> str:
         """The IAM action of the call: the signing name is the IAM prefix for every service RULES knows."""
@@ -295,18 +295,6 @@ def ec2_detach_volume(call: Call) -> list[Check]:
     instance_id = call.params.get("InstanceId") or call.tags.volume_attachment(volume_id)
     if instance_id:
         checks.append(instance(call, instance_id))
-    return checks
-
-
-def ec2_create_tags(call: Call) -> list[Check]:
-    tags = indexed_tags(call.params, "Tag")
-    resources = [v for k, v in call.params.items() if re.match(r"^ResourceId\.\d+$", k)]
-    kinds = {"vol": "volume", "i": "instance", "snap": "snapshot"}
-    checks = []
-    for resource_id in resources:
-        kind = kinds[resource_id.split("-", 1)[0]]
-        arn = call.arn("ec2", f"{kind}/{resource_id}", account=kind != "snapshot")
-        checks.append(Check(call.action(), arn, {**request_tags(tags), **resource_tags(call.tags.ec2(resource_id))}))
     return checks
 
 
@@ -541,21 +529,10 @@ def batch_terminate(call: Call) -> list[Check]:
     return [Check(call.action(), call.arn("batch", f"job/{call.params['jobId']}"))]
 
 
-def events_rule(call: Call) -> list[Check]:
-    name = call.params.get("Name") or call.params.get("Rule")
-    return [Check(call.action(), call.arn("events", f"rule/{name}"))]
-
-
-def sqs_queue(call: Call) -> list[Check]:
-    url = call.params["QueueUrl"]
-    return [Check(call.action(), call.arn("sqs", url.rstrip("/").rsplit("/", 1)[1]))]
-
-
 RULES = {
-    "ec2:DescribeVolumes": anything, "ec2:DescribeSnapshots": anything, "ec2:DescribeInstances": anything,
+    "ec2:DescribeVolumes": anything, "ec2:DescribeSnapshots": anything,
     "ec2:CreateVolume": ec2_create_volume, "ec2:AttachVolume": ec2_attach_volume,
     "ec2:DetachVolume": ec2_detach_volume, "ec2:DeleteVolume": lambda call: [volume(call, call.params["VolumeId"])],
-    "ec2:CreateTags": ec2_create_tags,
     "rds:DescribeDBSnapshots": rds_describe("snapshot", "DBSnapshotIdentifier"),
     "rds:DescribeDBClusterSnapshots": rds_describe("cluster-snapshot", "DBClusterSnapshotIdentifier"),
     "rds:DescribeDBInstances": rds_describe("db", "DBInstanceIdentifier"),
@@ -572,7 +549,7 @@ RULES = {
     "s3:PutObject": s3_object("s3:PutObject"), "s3:CreateMultipartUpload": s3_object("s3:PutObject"),
     "s3:UploadPart": s3_object("s3:PutObject"), "s3:CompleteMultipartUpload": s3_object("s3:PutObject"),
     "s3:AbortMultipartUpload": s3_object("s3:AbortMultipartUpload"), "s3:DeleteObject": s3_object("s3:DeleteObject"),
-    "s3:ListObjectsV2": s3_list, "s3:ListObjects": s3_list,
+    "s3:ListObjectsV2": s3_list,
     "s3:HeadBucket": lambda call: [Check("s3:ListBucket", f"arn:aws:s3:::{call.params['Bucket']}")],
     "ssm:GetParameter": ssm_existing, "ssm:DeleteParameter": ssm_existing, "ssm:PutParameter": ssm_put,
     "dynamodb:DescribeTable": dynamodb_table("TableName"), "dynamodb:DeleteTable": dynamodb_table("TableName"),
@@ -587,8 +564,6 @@ RULES = {
     "lambda:Invoke": lambda_invoke,
     "batch:SubmitJob": batch_submit, "batch:DescribeJobs": anything, "batch:TerminateJob": batch_terminate,
     "states:StartExecution": param("stateMachineArn"),
-    "events:PutRule": events_rule, "events:PutTargets": events_rule, "events:DescribeRule": events_rule,
-    "sqs:SendMessage": sqs_queue,
 }
 
 
