@@ -182,11 +182,15 @@ def export_progress() -> None:
     successive DescribeExportTasks calls, and on COMPLETE write into moto's S3 what RDS writes under
     `<S3Prefix>/<ExportTaskIdentifier>/`: export_info_<id>.json, export_tables_info_<id>_from_1_to_N.json and
     one `<database>/<schema.table>/1/part-00000-<uuid>.gz.parquet` per table (the layout of
-    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ExportSnapshot.FileNames.html). POST
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ExportSnapshot.FileNames.html). RDS writes them
+    as the export's IamRoleArn with the export's KMS key: so do these writes, through the router (MOTO_PORT), so
+    that they are recorded and checked as that role's (emulator/calls.py). POST
     {"cause": "..."} to EXPORT_FAILURES_PATH and the next export started ends FAILED with that FailureCause."""
     from moto.moto_api._internal import urls
     from moto.rds.models import ExportTask, RDSBackend
-    from moto.s3.models import s3_backends
+    from moto.settings import moto_server_port
+
+    from emulator import identity
 
     failures: list[str] = []  # the causes of the next exports to fail, oldest first
     tables = {"appdb": ["public.orders", "public.customers"]}  # what every emulated snapshot holds
@@ -205,22 +209,30 @@ def export_progress() -> None:
         self.snapshot_time = getattr(snapshot, "created", None) or self.created_at
 
     def write_files(task) -> None:
-        s3 = s3_backends[task.backend.account_id]["global"]
+        s3 = boto3.client("s3", region_name=task.backend.region_name,
+                          endpoint_url=f"http://localhost:{moto_server_port()}",
+                          aws_access_key_id=identity.access_key(task.iam_role_arn),
+                          aws_secret_access_key=identity.SECRET)
+
+        def put_object(bucket: str, key: str, body: bytes) -> None:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="aws:kms",
+                          SSEKMSKeyId=task.kms_key_id)
+
         root = "/".join(part for part in (task.s3_prefix.strip("/"), task.export_task_identifier) if part)
         identifier = task.export_task_identifier
         count = sum(len(names) for names in tables.values())
         info = {"exportTaskIdentifier": identifier, "sourceArn": task.source_arn, "exportOnly": task.export_only,
                 "snapshotTime": str(task.snapshot_time), "status": "COMPLETE", "percentProgress": 100,
                 "totalExportedDataInGB": 0}
-        s3.put_object(task.s3_bucket, f"{root}/export_info_{identifier}.json", json.dumps(info).encode())
+        put_object(task.s3_bucket, f"{root}/export_info_{identifier}.json", json.dumps(info).encode())
         listing = {"perTableStatus": [{"target": f"{db}.{name}", "status": "COMPLETE", "sizeGB": 0}
                                       for db, names in tables.items() for name in names]}
-        s3.put_object(task.s3_bucket, f"{root}/export_tables_info_{identifier}_from_1_to_{count}.json",
-                      json.dumps(listing).encode())
+        put_object(task.s3_bucket, f"{root}/export_tables_info_{identifier}_from_1_to_{count}.json",
+                   json.dumps(listing).encode())
         for db, names in tables.items():
             for name in names:
-                s3.put_object(task.s3_bucket, f"{root}/{db}/{name}/1/part-00000-{uuid.uuid4()}.gz.parquet",
-                              b"PAR1" + bytes(1024) + b"PAR1")
+                put_object(task.s3_bucket, f"{root}/{db}/{name}/1/part-00000-{uuid.uuid4()}.gz.parquet",
+                           b"PAR1" + bytes(1024) + b"PAR1")
 
     def advance(task) -> None:
         if task.status not in EXPORT_PROGRESS[:-1]:
