@@ -41,6 +41,18 @@ CONFIG = {
 }
 
 
+def client_as(role_arn: str, service: str, region: str, config=None):
+    """A boto3 client that calls back through the router (MOTO_PORT) signed as `role_arn`: the router records its
+    calls as that role's (emulator/identity.py, emulator/calls.py), as AWS would authorize them."""
+    from moto.settings import moto_server_port
+
+    from emulator import identity
+
+    return boto3.client(service, region_name=region, endpoint_url=f"http://localhost:{moto_server_port()}",
+                        aws_access_key_id=identity.access_key(role_arn), aws_secret_access_key=identity.SECRET,
+                        config=config)
+
+
 def rebind(package: str, old, new) -> None:
     """Replace function `old` by `new` in every module of `package`, including the modules that imported it by
     name (`from x import f`), which a plain `setattr` on its home module would miss."""
@@ -188,9 +200,6 @@ def export_progress() -> None:
     {"cause": "..."} to EXPORT_FAILURES_PATH and the next export started ends FAILED with that FailureCause."""
     from moto.moto_api._internal import urls
     from moto.rds.models import ExportTask, RDSBackend
-    from moto.settings import moto_server_port
-
-    from emulator import identity
 
     failures: list[str] = []  # the causes of the next exports to fail, oldest first
     tables = {"appdb": ["public.orders", "public.customers"]}  # what every emulated snapshot holds
@@ -209,10 +218,7 @@ def export_progress() -> None:
         self.snapshot_time = getattr(snapshot, "created", None) or self.created_at
 
     def write_files(task) -> None:
-        s3 = boto3.client("s3", region_name=task.backend.region_name,
-                          endpoint_url=f"http://localhost:{moto_server_port()}",
-                          aws_access_key_id=identity.access_key(task.iam_role_arn),
-                          aws_secret_access_key=identity.SECRET)
+        s3 = client_as(task.iam_role_arn, "s3", task.backend.region_name)
 
         def put_object(bucket: str, key: str, body: bytes) -> None:
             s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="aws:kms",
@@ -274,7 +280,9 @@ def export_progress() -> None:
 def state_machine_targets() -> None:
     """Defect 5: PutEvents returns 500 when a matching rule targets a state machine. Deliver such targets as
     EventBridge does: start an execution whose input is the event (with an ISO-8601 `time`), or the target's
-    Input, InputPath or InputTransformer applied to it. Other targets keep moto's handling."""
+    Input, InputPath or InputTransformer applied to it; as the target's RoleArn, through the router (MOTO_PORT),
+    so that the call is recorded and checked as that role's (emulator/calls.py). Other targets keep moto's
+    handling."""
     from jsonpath_ng.ext import parse
     from moto.events.models import Rule
     from moto.events.utils import EventTemplateParser
@@ -311,7 +319,11 @@ def state_machine_targets() -> None:
             arn = target["Arn"]
             _, _, _, region, account, *_ = arn.split(":")
             try:
-                get_backend(account, region).start_execution(arn, None, execution_input(target, original_event))
+                if target.get("RoleArn"):
+                    client_as(target["RoleArn"], "stepfunctions", region).start_execution(
+                        stateMachineArn=arn, input=execution_input(target, original_event))
+                else:
+                    get_backend(account, region).start_execution(arn, None, execution_input(target, original_event))
             except Exception as error:  # EventBridge delivers asynchronously: PutEvents itself still succeeds
                 print(f"EventBridge could not start {arn}: {error!r}", file=sys.stderr)
         others = [target for target in self.targets if not is_state_machine(target)]
@@ -817,18 +829,12 @@ def state_machine_identity() -> None:
     RoleArn), as Step Functions does, so that the router records which role made them."""
     from moto.stepfunctions.parser.asl.utils import boto_client as module
 
-    from emulator import identity
-
     original = module.boto_client_for
 
     def boto_client_for(region: str, service: str, state_credentials=None):
         client = original(region=region, service=service, state_credentials=state_credentials)
         role_arn = getattr(state_credentials, "role_arn", None)
-        if not role_arn:
-            return client
-        return boto3.client(service_name=service, region_name=region, endpoint_url=client.meta.endpoint_url,
-                            aws_access_key_id=identity.access_key(role_arn), aws_secret_access_key=identity.SECRET,
-                            config=client.meta.config)
+        return client_as(role_arn, service, region, client.meta.config) if role_arn else client
 
     rebind("moto.stepfunctions.parser", original, boto_client_for)
 
