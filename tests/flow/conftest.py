@@ -97,15 +97,20 @@ class IamAudit:
     def evaluate(self, calls: list[dict]) -> list[iam_check.Finding]:
         return iam_check.evaluate(calls, self.roles, self.resource_policies)
 
-    def findings(self) -> list[iam_check.Finding]:
-        return self.evaluate(self.take())
+    def fail_on_denials(self) -> None:
+        """Fails the running test (or the session's end) if AWS would deny a call made since the last check."""
+        findings = self.evaluate(self.take())
+        if findings:
+            pytest.fail("AWS would deny these calls (role, call: action on resource: why):\n"
+                        + "\n".join(f"  {finding}" for finding in findings), pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def iam(aws, pytestconfig):
     audit = IamAudit(aws)
     pytestconfig.iam_audit = audit  # for pytest_terminal_summary
-    return audit
+    yield audit
+    audit.fail_on_denials()  # what executions still running after the last test did
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -124,10 +129,7 @@ def iam_checked(request):
         return
     audit = request.getfixturevalue("iam")
     yield
-    findings = audit.findings()
-    if findings:
-        pytest.fail("AWS would deny these calls (role, call: action on resource: why):\n"
-                    + "\n".join(f"  {finding}" for finding in findings), pytrace=False)
+    audit.fail_on_denials()
 
 
 @pytest.fixture(scope="session")
