@@ -382,7 +382,7 @@ def via(call: Call, service: str) -> dict:
 
 def rds_start_export(call: Call) -> list[Check]:
     p = call.params
-    checks = [Check(call.action(), "*"), pass_role(p["IamRoleArn"], "export.rds.amazonaws.com")]
+    checks = [Check(call.action(), p["SourceArn"]), pass_role(p["IamRoleArn"], "export.rds.amazonaws.com")]
     key = p["KmsKeyId"]
     key_arn = key if key.startswith("arn:") else call.arn("kms", f"key/{key}")
     checks += [Check("kms:CreateGrant", key_arn, {**via(call, "rds"), "kms:GrantIsForAWSResource": "true"}),
