@@ -43,8 +43,9 @@ CONFIG = {
 
 
 def client_as(role_arn: str, service: str, region: str, config=None):
-    """A boto3 client that calls back through the router (MOTO_PORT) signed as `role_arn`: the router records its
-    calls as that role's (emulator/identity.py, emulator/calls.py), as AWS would authorize them."""
+    """A boto3 client that calls back through the router (MOTO_PORT) signed as `role_arn`: the router makes its
+    calls in the role's account and records them as that role's (emulator/identity.py, emulator/calls.py), as AWS
+    would authorize them."""
     from moto.settings import moto_server_port
 
     from emulator import identity
