@@ -119,8 +119,8 @@ def operation(service: str, method: str, path: str, headers, body: bytes) -> tup
         params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(), keep_blank_values=True).items()}
         params.update(query)
         return params.get("Action", ""), params
-    found = rest_operation(service_model, method, urllib.parse.unquote(raw_path) if service != "s3" else raw_path,
-                           query, headers)
+    # Matched still encoded, as the labels are sent: a label may hold a `/` (a recovery point's snapshot ARN).
+    found = rest_operation(service_model, method, raw_path, query, headers)
     if found is None:
         raise LookupError(f"{service}: no operation for {method} {path}")
     name, params = found

@@ -68,6 +68,32 @@ def with_encryption_context_stand_in(document):
     return renamed
 
 
+# iam-simulate 0.1.173 evaluates AWS Backup's recovery point actions only on the resource type the Service
+# Authorization Reference lists, `arn:…:backup:…:recovery-point:…`, and refuses ("no.resource.types") the ARN AWS
+# Backup gives an EBS recovery point, its snapshot's, on which AWS authorizes them (so policies name
+# `arn:…:ec2:…::snapshot/…`). Such a check, and every Resource or NotResource naming snapshots, are evaluated
+# under a stand-in recovery-point ARN whose account field says "snapshot": no policy's own recovery-point pattern,
+# which names an account, matches it; only one naming any account (`recovery-point` in `arn:…:*:recovery-point:*`)
+# would, where AWS would not.
+SNAPSHOT = re.compile(r"^arn:([^:]*):ec2:([^:]*)::snapshot/(.*)$")
+SNAPSHOT_STAND_IN = r"arn:\1:backup:\2:ec2-snapshot:recovery-point:\3"
+
+
+def with_snapshot_stand_in(policy):
+    """`policy` with the stand-in of each snapshot pattern of its statements' Resource and NotResource added."""
+    statements = policy.get("Statement", [])
+    renamed = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        statement = dict(statement)
+        for field in ("Resource", "NotResource"):
+            if field in statement:
+                patterns = statement[field] if isinstance(statement[field], list) else [statement[field]]
+                stand_ins = [SNAPSHOT.sub(SNAPSHOT_STAND_IN, p) for p in patterns if SNAPSHOT.match(p)]
+                statement[field] = patterns + stand_ins
+        renamed.append(statement)
+    return {**policy, "Statement": renamed}
+
+
 def default_key_policy(account: str) -> dict:
     """KMS's default key policy: the account's IAM policies decide.
     https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html"""
@@ -101,7 +127,10 @@ def evaluate(calls: list[dict], roles: dict, resource_policies: dict) -> list[Fi
             context = {"aws:SecureTransport": "true", **check["context"]}
             if check["action"].startswith("s3:"):
                 context["s3:TlsVersion"] = "1.3"
-            checks.append({"role": call["role"], **check, "context": context,
+            resource = check["resource"]
+            if check["action"].startswith("backup:"):
+                resource = SNAPSHOT.sub(SNAPSHOT_STAND_IN, resource)
+            checks.append({"role": call["role"], **check, "resource": resource, "context": context,
                            "resource_policy": resource_policy_of(check, resource_policies)})
             origins.append(call)
     if not checks:
@@ -110,6 +139,7 @@ def evaluate(calls: list[dict], roles: dict, resource_policies: dict) -> list[Fi
     if not (modules / "@cloud-copilot" / "iam-simulate").is_dir():
         raise RuntimeError(f"the IAM evaluator is not installed in {modules}: run scripts/setup")
     policies = {**resource_policies, "(default key policy)": default_key_policy(checks[0]["role"].split(":")[4])}
+    roles = {role: [with_snapshot_stand_in(policy) for policy in documents] for role, documents in roles.items()}
     document = with_encryption_context_stand_in({"policies": roles, "resource_policies": policies, "checks": checks})
     result = subprocess.run(["node", str(EVALUATOR)], input=json.dumps(document),
                             capture_output=True, text=True, timeout=EVALUATOR_TIMEOUT_SECONDS,
