@@ -25,7 +25,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by emulator/run
@@ -39,9 +39,6 @@ SERVICES = ("moto", "router", "lambda-host")
 PATH_SETTINGS = ("BA_BIN_DIR", "BA_LAMBDA_DIR", "BA_LAMBDA_MAP")
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = processes.DEFAULT_ACCOUNT  # clients with the dummy credentials act there
-# The role a client for another account assumes: the one AWS Organizations creates in every member account for the
-# management account. moto's AssumeRole needs no such role; it issues keys of the role ARN's account.
-ACCOUNT_ROLE = "OrganizationAccountAccessRole"
 
 
 def default_state_dir() -> Path:
@@ -54,32 +51,29 @@ def default_state_dir() -> Path:
 class Emulator:
     endpoint: str
     state_dir: Path
-    account_keys: dict = field(default_factory=dict, repr=False)  # account -> AssumeRole's Credentials
 
-    def client(self, service: str, region: str = DEFAULT_REGION, account: str = DEFAULT_ACCOUNT):
-        """A boto3 client for the emulator (no retries that would hide errors), in moto's account with dummy
-        credentials, or in `account` with the credentials of its ACCOUNT_ROLE (see `credentials`)."""
+    def client(self, service: str, region: str = DEFAULT_REGION, account: str = DEFAULT_ACCOUNT,
+               role: str | None = None):
+        """A boto3 client for the emulator (no retries that would hide errors): with the credentials of the
+        deployment's `role` (an ARN), its calls then made in the role's account and recorded and checked as that
+        role's; else with dummy credentials in `account` (moto's by default), like an operator's, not recorded
+        (emulator/identity.py)."""
         import boto3
         from botocore.config import Config
 
-        keys = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-        if account != DEFAULT_ACCOUNT:
-            credentials = self.credentials(account)
-            keys = {"aws_access_key_id": credentials["AccessKeyId"],
-                    "aws_secret_access_key": credentials["SecretAccessKey"],
-                    "aws_session_token": credentials["SessionToken"]}
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=region,
-                            config=Config(retries={"max_attempts": 1}), **keys)
+        from emulator import identity
 
-    def credentials(self, account: str) -> dict:
-        """STS AssumeRole's Credentials for ACCOUNT_ROLE in `account`: moto takes the account of every request from
-        its access key, and AssumeRole's keys belong to the role's account (moto 5.2.5 has no other per-request
-        way to choose an account, short of its own x-moto-account-id header)."""
-        if account not in self.account_keys:
-            sts = self.client("sts")
-            self.account_keys[account] = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{ACCOUNT_ROLE}",
-                                                         RoleSessionName="emulator")["Credentials"]
-        return self.account_keys[account]
+        key, secret = (identity.access_key(role), identity.SECRET) if role else ("test", "test")
+        client = boto3.client(service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id=key,
+                              aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+        return identity.in_account(client, account) if account != DEFAULT_ACCOUNT and not role else client
+
+    def calls(self, start: int = 0) -> list[dict]:
+        """The calls the deployment's identities made, from the `start`-th on (emulator/calls.py)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.endpoint}/_emulator/calls?start={start}", timeout=30) as answer:
+            return json.loads(answer.read())["calls"]
 
     def fail_next_export(self, cause: str) -> None:
         """Make the next RDS export started end FAILED with this FailureCause (launcher.py's export_progress)."""

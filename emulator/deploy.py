@@ -1,24 +1,29 @@
-"""Deploy the EBS flow into a running local emulator: what infra/template.yaml creates in AWS, made here with
-boto3 against the emulator, using the real Lambda binaries and the real Batch worker.
+"""Deploy the project into a running local emulator from infra/template.yaml: what the template creates in AWS,
+made here with boto3 against the emulator, using the real Lambda binaries and the real Batch worker.
 
     python -m emulator.deploy --device /dev/loopN [--name NAME] [--delete-recovery-point] ...
 
 prints the stack (state machine ARN, bucket, vault, ...) as JSON. From Python: `deploy(aws, Settings(...))`.
 
-What it creates, all named after `Settings.name`:
-  - an IAM role (moto checks that the roles it is given exist);
-  - the archive bucket, the AWS Backup vaults, an SNS topic (optional) with an SQS queue subscribed to it, so a
-    test can read what was published;
-  - an EC2 instance standing in for the Batch host: the worker attaches the temporary volume to it;
+The template is the one source of every setting it holds (emulator/template.py renders it with the stack's
+parameters): each function's Handler, Role, Timeout, MemorySize and Environment, each role's trust and inline
+policies, each job definition's timeout and job role, each state machine's DefinitionSubstitutions and role.
+What the emulator makes in place of the template's other resources, all named after `Settings.name` (the stack
+name), is passed to the renderer as their physical ids:
+  - the archive bucket and its KMS key, the AWS Backup vaults, the notification topic (with an SQS queue
+    subscribed to it when `sns_topic`, so a test can read what was published) and the dead-letter queue;
+  - an EC2 instance standing in for the Batch host, tagged as the compute environments tag theirs: the worker
+    attaches the temporary volume to it;
   - a Batch compute environment, one job queue for the AZ, and the worker's job definition, whose command is
     `batch-worker ... --instance-id <that instance> --device <a loop device>`: locally the "volume" the worker
     archives is a loop device made by the caller, since moto's volumes have no bytes;
-  - one Lambda function per step (lambdas/src/steps/), each run from the one binary `lambdas` of the cargo
-    target directory (mapped through the emulator's BA_LAMBDA_MAP file) with its step as `Handler`, which the
-    emulator passes in `_HANDLER` as Lambda does (functions keep their configuration for their process's life:
-    a different configuration needs another `name`);
-  - one state machine per state-machines/<stem>.asl.json, named `<name>-<stem>`, with its placeholders filled
-    by state-machines/render.py, the substitution infra's DefinitionSubstitutions does in AWS;
+  - every role of the template, as IAM roles in moto named by emulator.template.role_name, with their
+    inline policies: emulator/iam_check.py evaluates the calls each identity made against them;
+  - one Lambda function per AWS::Lambda::Function, run by the emulator from its executable (see `executable`)
+    through the BA_LAMBDA_MAP file (functions keep their configuration for their process's life: a different
+    configuration needs another `name`);
+  - one state machine per AWS::StepFunctions::StateMachine, its state-machines/<stem>.asl.json filled by
+    state-machines/render.py with the template's DefinitionSubstitutions;
   - what each flow needs beyond that, from its module in emulator/flows/ (see emulator/flows/__init__.py);
   - the EventBridge rules of state-machines/events/, each targeting the state machine RULE_TARGETS names.
 """
@@ -37,14 +42,12 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emulator.flows import FLOWS  # noqa: E402  (after the path fix above)
+from emulator.template import Template  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 
-# One module per step; every function runs the one binary LAMBDA_BINARY with its step as `Handler`.
-LAMBDA_STEPS = ROOT / "lambdas" / "src" / "steps"
-LAMBDA_BINARY = "lambdas"
 STATE_MACHINES = ROOT / "state-machines"
 # EventBridge pattern (state-machines/events/<stem>.json) -> the state machine (state-machines/<stem>.asl.json)
 # its rule targets. infra/template.yaml's rules follow the same table.
@@ -55,23 +58,9 @@ RULE_TARGETS = {
     "rds-backup-job-completed": "rds-export",
     "rds-snapshot-ready": "rds-export",
 }
-# The notify step waits out Slack's Retry-After inside one invocation (core::message::SLACK_MAX_RETRY_AFTER).
-FUNCTION_TIMEOUT_SECONDS = 120
-
-
-def pascal(stem: str) -> str:
-    """`create-volume` -> `CreateVolume`: the ASL placeholders' spelling of a file or crate name."""
-    return "".join(part[:1].upper() + part[1:] for part in stem.replace("_", "-").split("-"))
-
-
-def steps() -> list[str]:
-    """Every Lambda step, by handler name: the modules of lambdas/src/steps/ (`create_volume.rs` -> `create-volume`)."""
-    return sorted(p.stem.replace("_", "-") for p in LAMBDA_STEPS.glob("*.rs") if p.stem != "mod")
-
-
-def flows() -> list[str]:
-    """Every state machine's stem: state-machines/<stem>.asl.json."""
-    return sorted(p.name.removesuffix(".asl.json") for p in STATE_MACHINES.glob("*.asl.json"))
+# The tag the template's compute environments put on the worker instances (WorkerJobRole attaches volumes only
+# to instances that carry it).
+STACK_TAG = "backup-archiver:stack"
 
 
 def load_render():
@@ -88,6 +77,26 @@ def target_dir() -> Path:
     return Path(os.environ.get("BA_HOME", "/var/cache/backup-archiver")) / "target"
 
 
+def functions_of(template: Template) -> dict:
+    """{step: logical id} of the template's functions: `${AWS::StackName}-<step>` is the function's name."""
+    functions = {}
+    for logical_id in template.of_type("AWS::Lambda::Function"):
+        name = template.document["Resources"][logical_id]["Properties"]["FunctionName"]["Fn::Sub"]
+        functions[name.removeprefix("${AWS::StackName}-")] = logical_id
+    return functions
+
+
+def steps() -> list[str]:
+    """Every Lambda step: one function of the template each."""
+    return sorted(functions_of(Template.load()))
+
+
+def executable(bin_dir: Path, properties: dict) -> Path:
+    """The local program of a function: its deployment package `.build/lambdas/<program>.zip` is built from
+    <cargo target>/debug/<program>."""
+    return bin_dir / Path(properties["Code"]).name.removesuffix(".zip")
+
+
 @dataclass
 class Settings:
     device: str
@@ -99,19 +108,23 @@ class Settings:
     delete_recovery_point: bool = False
     availability_zone: str = f"{REGION}a"
     job_timeout_seconds: int = 300
+    """The template's JobTimeoutSeconds."""
     lambda_endpoint: str | None = None
     """AWS_ENDPOINT_URL of the functions (e.g. a test's fault proxy); default: the emulator's own."""
     job_endpoint: str | None = None
     """AWS_ENDPOINT_URL of the worker; default: the emulator's own."""
     lambda_environment: dict = field(default_factory=dict)
-    """Environment of every function."""
+    """Environment of every function, over the template's."""
     function_environment: dict = field(default_factory=dict)
-    """Environment of one function: {step: {VAR: value}}, over the flows' own (emulator/flows)."""
+    """Environment of one function: {step: {VAR: value}}, over the template's."""
     job_environment: dict = field(default_factory=dict)
     slack_webhook_url: str | None = None
     sns_topic: bool = False
+    """Subscribe an SQS queue to the notification topic, to read what notify published."""
     bin_dir: str | None = None
     """Where the lambda-* binaries are; default: <cargo target dir>/debug."""
+    parameters: dict = field(default_factory=dict)
+    """More template parameters (e.g. DatabaseMethods), over those the settings above imply."""
 
 
 @dataclass
@@ -130,8 +143,10 @@ class Stack:
     rules: list
     topic_arn: str | None
     sns_queue_url: str | None
-    role_arn: str
-    plan_config: dict
+    roles: dict
+    """{role ARN: [inline policy documents]}, as the template renders them: what iam_check evaluates."""
+    resource_policies: dict
+    """{ARN: policy document} of the archive bucket and the archive key, as the template renders them."""
 
 
 def minimal_zip() -> bytes:
@@ -140,15 +155,6 @@ def minimal_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("bootstrap", "#!/bin/sh\necho 'runs locally through the emulator' >&2\nexit 1\n")
     return buffer.getvalue()
-
-
-def ensure_role(iam, name: str) -> str:
-    try:
-        return iam.get_role(RoleName=name)["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {
-            "Service": ["lambda.amazonaws.com", "states.amazonaws.com", "events.amazonaws.com", "batch.amazonaws.com"]}}]}
-        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
 
 def update_lambda_map(path: Path, entries: dict) -> None:
@@ -166,86 +172,107 @@ def lambda_map_path() -> Path:
     return Path(value)
 
 
+def archive_key(kms, alias: str) -> dict:
+    """The archive key (the template's ArchiveKey), created once."""
+    for existing in kms.list_aliases()["Aliases"]:
+        if existing["AliasName"] == alias and existing.get("TargetKeyId"):
+            metadata = kms.describe_key(KeyId=existing["TargetKeyId"])["KeyMetadata"]
+            return {"Ref": metadata["KeyId"], "Arn": metadata["Arn"]}
+    metadata = kms.create_key(Description=f"backup-archiver archives ({alias})")["KeyMetadata"]
+    kms.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"])
+    return {"Ref": metadata["KeyId"], "Arn": metadata["Arn"]}
+
+
+def template_parameters(settings: Settings, extra: dict) -> dict:
+    parameters = {
+        "VaultNames": ",".join(settings.vaults), "ArchivePrefix": settings.prefix,
+        "ArchiveBucketName": settings.bucket, "DeleteRecoveryPoints": str(settings.delete_recovery_point).lower(),
+        "AvailabilityZone1": settings.availability_zone, "JobTimeoutSeconds": str(settings.job_timeout_seconds),
+        "VpcId": "vpc-emulated", "SubnetId1": "subnet-emulated", "ImageTag": "local",
+        "SlackWebhookParameterName": f"/{settings.name}/slack-webhook" if settings.slack_webhook_url else "",
+    }
+    parameters.update(extra)
+    parameters.update(settings.parameters)
+    return parameters
+
+
 def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
-    """Create (or update) everything the flow needs in the emulator `aws` (an emulator.control.Emulator)."""
+    """Create (or update) everything the flows need in the emulator `aws` (an emulator.control.Emulator)."""
     render = load_render()
     lambda_map = lambda_map or lambda_map_path()
     name = settings.name
-    role_arn = ensure_role(aws.client("iam"), f"{name}-role")
+    physical = {}
 
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket=settings.bucket)
+    aws.client("s3").create_bucket(Bucket=settings.bucket)
+    physical["ArchiveBucket"] = {"Ref": settings.bucket, "Arn": f"arn:aws:s3:::{settings.bucket}"}
+    physical["ArchiveKey"] = archive_key(aws.client("kms"), f"alias/{name}-archive")
     backup = aws.client("backup")
     for vault in settings.vaults:
         backup.create_backup_vault(BackupVaultName=vault)
 
-    topic_arn = queue_url = None
+    sns, sqs = aws.client("sns"), aws.client("sqs")
+    topic_arn = sns.create_topic(Name=f"{name}-notifications")["TopicArn"]
+    physical["NotificationTopic"] = {"Ref": topic_arn}
+    dead_letters = sqs.create_queue(QueueName=f"{name}-dead-letters")["QueueUrl"]
+    physical["DeadLetterQueue"] = {"Ref": dead_letters, "Arn": queue_arn(sqs, dead_letters)}
+    queue_url = None
     if settings.sns_topic:
-        sns, sqs = aws.client("sns"), aws.client("sqs")
-        topic_arn = sns.create_topic(Name=f"{name}-notifications")["TopicArn"]
         queue_url = sqs.create_queue(QueueName=f"{name}-notifications")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn(sqs, queue_url),
+                      Attributes={"RawMessageDelivery": "true"})
+    if settings.slack_webhook_url:
+        # As infra/README asks of a user: the webhook in a SecureString parameter, named to the stack.
+        aws.client("ssm").put_parameter(Name=f"/{name}/slack-webhook", Value=settings.slack_webhook_url,
+                                        Type="SecureString", Overwrite=True)
 
     ec2 = aws.client("ec2")
     image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     instance_id = ec2.run_instances(
         ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="c7g.large",
         Placement={"AvailabilityZone": settings.availability_zone},
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": f"{name}-batch-host"}]}],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "Name", "Value": f"{name}-batch-host"}, {"Key": STACK_TAG, "Value": name}]}],
     )["Instances"][0]["InstanceId"]
 
     batch = aws.client("batch")
     compute = batch.create_compute_environment(
-        computeEnvironmentName=f"{name}-local", type="UNMANAGED", state="ENABLED", serviceRole=role_arn)
-    queue_arn = batch.create_job_queue(
+        computeEnvironmentName=f"{name}-local", type="UNMANAGED", state="ENABLED",
+        serviceRole=service_linked_batch_role(aws.client("iam")))
+    queue = batch.create_job_queue(
         jobQueueName=f"{name}-{settings.availability_zone}", state="ENABLED", priority=1,
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute["computeEnvironmentArn"]}],
     )["jobQueueArn"]
+    physical["JobQueue1"] = {"Ref": queue}
+    # Named without a revision, so that the latest applies (a test registers a shorter-timeout revision);
+    # CloudFormation's Ref would name the revision it made.
     job_definition = f"{name}-worker"
-    register_job_definition(aws, settings, job_definition, instance_id)
+    physical["WorkerJobDefinition"] = {"Ref": job_definition}
 
-    plan_config = {
-        "destination": {"bucket": settings.bucket, "prefix": settings.prefix},
-        "allowed_vaults": settings.vaults,
-        "availability_zones": [settings.availability_zone],
-        "job_queues": {settings.availability_zone: queue_arn},
-        "delete_recovery_point": settings.delete_recovery_point,
-    }
-    machine_prefix = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}-"
-    values = {"JobDefinitionArn": job_definition, "StateMachineArnPrefix": machine_prefix}
-    values.update({f"{pascal(stem)}StateMachineArn": machine_prefix + stem for stem in flows()})
-    environment = {"plan": {"PLAN_CONFIG": json.dumps(plan_config)}, "notify": {},
-                   "sns-trigger": {"STATE_MACHINE_ARN_PREFIX": machine_prefix}}
-    if settings.slack_webhook_url:
-        # As infra/ README asks of a user: the webhook in a SecureString parameter, named to notify.
-        parameter = f"/{name}/slack-webhook"
-        aws.client("ssm").put_parameter(Name=parameter, Value=settings.slack_webhook_url, Type="SecureString",
-                                        Overwrite=True)
-        environment["notify"]["SLACK_WEBHOOK_PARAMETER"] = parameter
-    if topic_arn:
-        environment["notify"]["SNS_TOPIC_ARN"] = topic_arn
-    stack_so_far = {"name": name, "role_arn": role_arn, "instance_id": instance_id, "job_queue_arn": queue_arn,
-                    "bucket": settings.bucket, "plan_config": plan_config}
+    stack_so_far = {"name": name, "instance_id": instance_id, "job_queue_arn": queue, "bucket": settings.bucket}
+    parameters = {}
     for flow in FLOWS:
-        extra = flow.resources(aws, settings, stack_so_far)
-        values.update(extra.get("values", {}))
-        for step, variables in extra.get("environment", {}).items():
-            environment.setdefault(step, {}).update(variables)
-    for step, variables in settings.function_environment.items():
-        environment.setdefault(step, {}).update(variables)
+        made = flow.resources(aws, settings, stack_so_far)
+        physical.update(made.get("physical", {}))
+        parameters.update(made.get("parameters", {}))
+    template = Template.load().stack(name, REGION, ACCOUNT, template_parameters(settings, parameters), physical)
 
-    functions = deploy_functions(aws, settings, role_arn, environment, lambda_map)
-    values.update({f"{pascal(step)}FunctionArn": arn for step, arn in functions.items()})
+    encrypt_as_the_template_says(aws, template, settings.bucket, topic_arn)
+    roles = deploy_roles(aws.client("iam"), template)
+    register_job_definition(aws, settings, job_definition, instance_id)
+    deploy_functions(aws, settings, template, lambda_map)
 
     sfn = aws.client("stepfunctions")
     machines = {}
-    for stem in flows():
-        definition = render(json.loads((STATE_MACHINES / f"{stem}.asl.json").read_text()), values)
-        machines[stem] = put_state_machine(sfn, f"{name}-{stem}", definition, role_arn)
-        assert machines[stem] == values[f"{pascal(stem)}StateMachineArn"], "moto names ARNs as AWS does"
+    for logical_id in template.template.of_type("AWS::StepFunctions::StateMachine"):
+        properties = template.properties(logical_id)
+        stem = Path(properties["DefinitionS3Location"]).name.removesuffix(".asl.json")
+        definition = render(json.loads((STATE_MACHINES / f"{stem}.asl.json").read_text()),
+                            properties["DefinitionSubstitutions"])
+        machines[stem] = put_state_machine(sfn, properties["StateMachineName"], definition, properties["RoleArn"])
+        assert machines[stem] == template.attribute(logical_id, "Ref"), "moto names ARNs as AWS does"
 
     events = aws.client("events")
+    events_role = template.attribute("EventsRole", "Arn")
     pattern_values = {
         "ArchiveVaultNames": settings.vaults,
         "ArchiveVaultArns": [f"arn:aws:backup:{REGION}:{ACCOUNT}:backup-vault:{vault}" for vault in settings.vaults],
@@ -256,44 +283,100 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
         target = RULE_TARGETS[pattern_file.stem]
         pattern = render(json.loads(pattern_file.read_text()), pattern_values)
         events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
-        events.put_targets(Rule=rule, Targets=[{"Id": target, "Arn": machines[target], "RoleArn": role_arn}])
+        events.put_targets(Rule=rule, Targets=[{"Id": target, "Arn": machines[target], "RoleArn": events_role}])
         rules.append(rule)
 
     return Stack(
         state_machine_arn=machines["ebs-archive"], state_machine_name=f"{name}-ebs-archive", state_machines=machines,
-        bucket=settings.bucket,
-        vaults=settings.vaults, instance_id=instance_id, job_queue_arn=queue_arn, job_definition=job_definition,
-        functions={step: f"{name}-{step}" for step in functions}, rules=rules, topic_arn=topic_arn, sns_queue_url=queue_url, role_arn=role_arn,
-        plan_config=plan_config,
+        bucket=settings.bucket, vaults=settings.vaults, instance_id=instance_id, job_queue_arn=queue,
+        job_definition=job_definition, functions={step: f"{name}-{step}" for step in steps()}, rules=rules,
+        topic_arn=topic_arn, sns_queue_url=queue_url, roles=roles,
+        resource_policies={
+            physical["ArchiveBucket"]["Arn"]: template.properties("ArchiveBucketPolicy")["PolicyDocument"],
+            physical["ArchiveKey"]["Arn"]: template.properties("ArchiveKey")["KeyPolicy"]},
     )
 
 
-def deploy_functions(aws, settings: Settings, role_arn: str, environment: dict, lambda_map: Path) -> dict:
-    """One function per step, each run by the emulator from its binary; returns {step: function ARN}."""
+def encrypt_as_the_template_says(aws, template, bucket: str, topic_arn: str) -> None:
+    """The archive bucket's default encryption and the notification topic's key, from the template: the calls
+    that write them need the key's permissions (emulator/calls.py)."""
+    rules = template.render(template.resource("ArchiveBucket")["Properties"]["BucketEncryption"])
+    aws.client("s3").put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+         "BucketKeyEnabled": rule.get("BucketKeyEnabled", False)}
+        for rule in rules["ServerSideEncryptionConfiguration"]]})
+    topic_key = template.render(template.resource("NotificationTopic")["Properties"]["KmsMasterKeyId"])
+    aws.client("sns").set_topic_attributes(TopicArn=topic_arn, AttributeName="KmsMasterKeyId",
+                                          AttributeValue=topic_key)
+
+
+def queue_arn(sqs, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def service_linked_batch_role(iam) -> str:
+    """AWSServiceRoleForBatch, which a managed compute environment of the template uses (it names none)."""
+    try:
+        return iam.get_role(RoleName="AWSServiceRoleForBatch")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "batch.amazonaws.com"}}]}
+        return iam.create_role(RoleName="AWSServiceRoleForBatch", Path="/aws-service-role/batch.amazonaws.com/",
+                               AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
+def deploy_roles(iam, template) -> dict:
+    """Every role of the template with its trust and inline policies; returns {role ARN: [policy documents]}.
+    Managed policies (the worker instance role's ECS agent policy) are not attached: no emulated call is made
+    with that role."""
+    roles = {}
+    for logical_id in template.template.of_type("AWS::IAM::Role"):
+        if not template.exists(logical_id):
+            continue
+        properties = template.properties(logical_id)
+        role = template.attribute(logical_id, "Ref")
+        try:
+            iam.get_role(RoleName=role)
+        except iam.exceptions.NoSuchEntityException:
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(properties["AssumeRolePolicyDocument"]),
+                            Description=properties.get("Description", ""))
+        policies = properties.get("Policies", [])
+        for policy in policies:
+            iam.put_role_policy(RoleName=role, PolicyName=policy["PolicyName"],
+                                PolicyDocument=json.dumps(policy["PolicyDocument"]))
+        roles[template.attribute(logical_id, "Arn")] = [policy["PolicyDocument"] for policy in policies]
+    return roles
+
+
+def deploy_functions(aws, settings: Settings, template, lambda_map: Path) -> dict:
+    """One function per AWS::Lambda::Function, each run by the emulator from its executable; returns
+    {function name: ARN}."""
     bin_dir = Path(settings.bin_dir) if settings.bin_dir else target_dir() / "debug"
     awslambda = aws.client("lambda")
-    arns, mapping = {}, {}
-    for step in steps():
-        function_name = f"{settings.name}-{step}"
-        executable = bin_dir / LAMBDA_BINARY
-        if not os.access(executable, os.X_OK):
-            raise RuntimeError(f"{executable} is missing: build it first (cargo build --workspace --bins)")
-        variables = {"RUST_LOG": "info", "DEPLOYMENT_NAME": settings.name, **settings.lambda_environment,
-                     **environment.get(step, {})}
+    made, mapping = {}, {}
+    for step, logical_id in functions_of(template.template).items():
+        properties = template.properties(logical_id)
+        function_name = properties["FunctionName"]
+        program = executable(bin_dir, properties)
+        if not os.access(program, os.X_OK):
+            raise RuntimeError(f"{program} is missing: build it first (cargo build --workspace --bins)")
+        variables = {"RUST_LOG": "info", **properties.get("Environment", {}).get("Variables", {}),
+                     **settings.lambda_environment, **settings.function_environment.get(step, {})}
         if settings.lambda_endpoint:
             variables["AWS_ENDPOINT_URL"] = settings.lambda_endpoint
         try:
             awslambda.delete_function(FunctionName=function_name)
         except awslambda.exceptions.ResourceNotFoundException:
             pass
-        arns[step] = awslambda.create_function(
-            FunctionName=function_name, Runtime="provided.al2023", Role=role_arn, Handler=step,
-            Code={"ZipFile": minimal_zip()}, Timeout=FUNCTION_TIMEOUT_SECONDS, MemorySize=256,
-            Environment={"Variables": variables},
+        arn = awslambda.create_function(
+            FunctionName=function_name, Runtime=properties["Runtime"], Role=properties["Role"],
+            Handler=properties["Handler"], Code={"ZipFile": minimal_zip()}, Timeout=properties["Timeout"],
+            MemorySize=properties["MemorySize"], Environment={"Variables": variables},
         )["FunctionArn"]
-        mapping[function_name] = str(executable)
+        made[function_name] = arn
+        mapping[function_name] = str(program)
     update_lambda_map(lambda_map, mapping)
-    return arns
+    return made
 
 
 def put_state_machine(sfn, name: str, definition: dict, role_arn: str) -> str:
@@ -304,23 +387,38 @@ def put_state_machine(sfn, name: str, definition: dict, role_arn: str) -> str:
     return sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=role_arn)["stateMachineArn"]
 
 
-def register_job_definition(aws, settings: Settings, job_definition: str, instance_id: str,
-                            timeout_seconds: int | None = None) -> str:
-    """A new revision of the worker's job definition (the state machine names it without a revision, so the
-    latest applies). Returns its ARN."""
+def job_environment(settings: Settings) -> list:
+    """The environment of the worker's jobs: what only a local run needs."""
     environment = {"RUST_LOG": "info", **settings.job_environment}
     if settings.job_endpoint:
         environment["AWS_ENDPOINT_URL"] = settings.job_endpoint
+    return [{"name": k, "value": v} for k, v in environment.items()]
+
+
+def job_settings(settings: Settings, logical_id: str) -> tuple[int, str]:
+    """A job definition's timeout and job role, as the template renders them for these settings."""
+    template = Template.load().stack(settings.name, REGION, ACCOUNT, template_parameters(settings, {}), {})
+    properties = template.resource(logical_id)["Properties"]
+    timeout = template.render(properties["Timeout"])["AttemptDurationSeconds"]
+    return int(timeout), template.render(properties["ContainerProperties"]["JobRoleArn"])
+
+
+def register_job_definition(aws, settings: Settings, job_definition: str, instance_id: str,
+                            timeout_seconds: int | None = None) -> str:
+    """A new revision of the worker's job definition with the template's timeout (or `timeout_seconds`) and job
+    role (the state machine names it without a revision, so the latest applies). Returns its ARN."""
+    timeout, role = job_settings(settings, "WorkerJobDefinition")
     return aws.client("batch").register_job_definition(
         jobDefinitionName=job_definition, type="container",
-        timeout={"attemptDurationSeconds": timeout_seconds or settings.job_timeout_seconds},
+        timeout={"attemptDurationSeconds": timeout_seconds or timeout},
         containerProperties={
             "image": "backup-archiver-worker",
+            "jobRoleArn": role,
             # The same arguments as infra's job definition, plus what only a local run needs.
             "command": ["batch-worker", "--volume-id", "Ref::volume_id", "--to", "Ref::destination",
                         "--snapshot-id", "Ref::snapshot_id", "--mode", "Ref::mode",
                         "--instance-id", instance_id, "--device", settings.device, "--wait-seconds", "30"],
-            "environment": [{"name": k, "value": v} for k, v in environment.items()],
+            "environment": job_environment(settings),
             "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
             "privileged": True,
         },

@@ -12,8 +12,10 @@ hence its own queue. The `http://` is needed: lambda_runtime_api_client 1.x pars
 its path as a prefix of every Runtime API path, and panics ("Unable to convert to URL") on `host:port/path`,
 which is not a URI. Clients that expect bare `host:port` (the Python and Node runtimes) cannot take a prefix.
 
-If the function exists in moto (CreateFunction), its Environment, Timeout and MemorySize apply; a function
-that only exists as an executable runs with DEFAULT_TIMEOUT_SECONDS. One process serves one function, one
+If the function exists in moto (CreateFunction), its Environment, Timeout, MemorySize (recorded, not enforced)
+and Handler (`_HANDLER`) apply, and its process gets credentials that name its Role (emulator/identity.py), so
+that its calls act in the role's account and are checked against that role; a function that only exists as an
+executable runs with DEFAULT_TIMEOUT_SECONDS and the dummy credentials. One process serves one function, one
 invocation at a time; further invocations wait in its queue. Function errors are answered as Lambda does:
 HTTP 200, `X-Amz-Function-Error: Unhandled`, the error document {"errorType", "errorMessage"} as the payload,
 which is what Step Functions matches Retry and Catch against. Timeouts answer `Sandbox.Timedout` and kill
@@ -34,7 +36,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
-from emulator import httpbase, processes
+from emulator import httpbase, identity, processes
 
 INVOKE = re.compile(r"^/2015-03-31/functions/(?P<function>[^/?]+)/invocations(\?.*)?$")
 RUNTIME = re.compile(r"^/(?P<name>[^/]+)/2018-06-01/runtime/"
@@ -71,8 +73,11 @@ class Invocation:
 class Function:
     """One function: its queue of invocations and its process (started when needed)."""
 
-    def __init__(self, name: str, arn: str, argv: list[str], env: dict, timeout: float, state_dir: Path):
+    def __init__(self, name: str, arn: str, argv: list[str], env: dict, timeout: float, memory: int,
+                 state_dir: Path):
         self.name, self.arn, self.argv, self.env, self.timeout = name, arn, argv, env, timeout
+        # Recorded (health, AWS_LAMBDA_FUNCTION_MEMORY_SIZE), not enforced: no cgroup limits a local process.
+        self.memory = memory
         self.log_path = state_dir / "logs" / "lambda" / f"{name}.log"
         self.pid_path = state_dir / "pids" / f"fn-{name}.pid"
         self.cwd = str(Path(argv[0]).parent) if "/" in argv[0] else None  # Lambda runs in its task root
@@ -198,16 +203,19 @@ class LambdaHost(httpbase.Server):
             where = "exists in moto, but no executable was" if config else "not found: no executable"
             raise LookupError(f"Function {name} {where} found (BA_LAMBDA_MAP, BA_LAMBDA_DIR)")
         config = config or {}
+        memory = config.get("MemorySize") or DEFAULT_MEMORY_MB
         credential = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", headers.get("Authorization", ""))
         region = credential.group(1) if credential else "us-east-1"
         arn = config.get("FunctionArn") or f"arn:aws:lambda:{region}:{DEFAULT_ACCOUNT}:function:{name}"
         env = processes.emulated_environment(self.endpoint, region)
         env.update((config.get("Environment") or {}).get("Variables") or {})
+        if config.get("Role"):  # credentials that name its role: it acts in the role's account (emulator/identity.py)
+            env.update(identity.credentials(config["Role"]))
         env.update(  # the variables Lambda reserves: the function's configuration cannot change them
             AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.port}/{name}",
             AWS_LAMBDA_FUNCTION_NAME=name,
             AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(config.get("MemorySize") or DEFAULT_MEMORY_MB),
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(memory),
             AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
             AWS_LAMBDA_LOG_STREAM_NAME=f"emulator/{name}",
             AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
@@ -216,15 +224,15 @@ class LambdaHost(httpbase.Server):
             _HANDLER=config.get("Handler") or name,
             LAMBDA_TASK_ROOT=str(Path(argv[0]).parent),
         )
-        if arn.split(":")[4] != DEFAULT_ACCOUNT:  # the dummy credentials would act in moto's default account
-            env.update(processes.role_credentials(self.moto_port, config["Role"], region))
         timeout = config.get("Timeout") or DEFAULT_TIMEOUT_SECONDS
-        return Function(name, arn, argv, env, timeout, self.state_dir)
+        return Function(name, arn, argv, env, timeout, memory, self.state_dir)
 
     def moto_configuration(self, name: str, headers) -> dict | None:
-        """The function's configuration if it was created in moto (the caller's headers carry its account)."""
+        """The function's configuration if it was created in moto (the caller's headers carry its account: the
+        router's identity.ACCOUNT_HEADER, else the access key)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=10)
-        forwarded = {key: value for key, value in headers.items() if key.lower() == "authorization"}
+        forwarded = {key: value for key, value in headers.items()
+                     if key.lower() in ("authorization", identity.ACCOUNT_HEADER)}
         connection.request("GET", f"/2015-03-31/functions/{name}", headers=forwarded)
         response = connection.getresponse()
         body = response.read()
@@ -269,7 +277,8 @@ class LambdaHandler(httpbase.Handler):
     def do_GET(self) -> None:
         match = RUNTIME.match(self.path)
         if self.path == "/_emulator/health":
-            self.send_json(200, {"functions": sorted(self.server.functions)})
+            self.send_json(200, {"functions": {name: {"timeout": function.timeout, "memory": function.memory}
+                                               for name, function in sorted(self.server.functions.items())}})
         elif match and match["next"]:
             self.runtime_next(match["name"])
         else:

@@ -27,6 +27,7 @@ import types
 import urllib.parse
 import uuid
 
+import boto3
 import moto
 
 # The patches reach into moto's internals; another version needs them checked again (see the tests).
@@ -39,6 +40,19 @@ CONFIG = {
     "batch": {"use_docker": False},
     "lambda": {"use_docker": False},
 }
+
+
+def client_as(role_arn: str, service: str, region: str, config=None):
+    """A boto3 client that calls back through the router (MOTO_PORT) signed as `role_arn`: the router makes its
+    calls in the role's account and records them as that role's (emulator/identity.py, emulator/calls.py), as AWS
+    would authorize them."""
+    from moto.settings import moto_server_port
+
+    from emulator import identity
+
+    return boto3.client(service, region_name=region, endpoint_url=f"http://localhost:{moto_server_port()}",
+                        aws_access_key_id=identity.access_key(role_arn), aws_secret_access_key=identity.SECRET,
+                        config=config)
 
 
 def rebind(package: str, old, new) -> None:
@@ -182,11 +196,12 @@ def export_progress() -> None:
     successive DescribeExportTasks calls, and on COMPLETE write into moto's S3 what RDS writes under
     `<S3Prefix>/<ExportTaskIdentifier>/`: export_info_<id>.json, export_tables_info_<id>_from_1_to_N.json and
     one `<database>/<schema.table>/1/part-00000-<uuid>.gz.parquet` per table (the layout of
-    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ExportSnapshot.FileNames.html). POST
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ExportSnapshot.FileNames.html). RDS writes them
+    as the export's IamRoleArn with the export's KMS key: so do these writes, through the router (MOTO_PORT), so
+    that they are recorded and checked as that role's (emulator/calls.py). POST
     {"cause": "..."} to EXPORT_FAILURES_PATH and the next export started ends FAILED with that FailureCause."""
     from moto.moto_api._internal import urls
     from moto.rds.models import ExportTask, RDSBackend
-    from moto.s3.models import s3_backends
 
     failures: list[str] = []  # the causes of the next exports to fail, oldest first
     tables = {"appdb": ["public.orders", "public.customers"]}  # what every emulated snapshot holds
@@ -205,22 +220,27 @@ def export_progress() -> None:
         self.snapshot_time = getattr(snapshot, "created", None) or self.created_at
 
     def write_files(task) -> None:
-        s3 = s3_backends[task.backend.account_id]["global"]
+        s3 = client_as(task.iam_role_arn, "s3", task.backend.region_name)
+
+        def put_object(bucket: str, key: str, body: bytes) -> None:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="aws:kms",
+                          SSEKMSKeyId=task.kms_key_id)
+
         root = "/".join(part for part in (task.s3_prefix.strip("/"), task.export_task_identifier) if part)
         identifier = task.export_task_identifier
         count = sum(len(names) for names in tables.values())
         info = {"exportTaskIdentifier": identifier, "sourceArn": task.source_arn, "exportOnly": task.export_only,
                 "snapshotTime": str(task.snapshot_time), "status": "COMPLETE", "percentProgress": 100,
                 "totalExportedDataInGB": 0}
-        s3.put_object(task.s3_bucket, f"{root}/export_info_{identifier}.json", json.dumps(info).encode())
+        put_object(task.s3_bucket, f"{root}/export_info_{identifier}.json", json.dumps(info).encode())
         listing = {"perTableStatus": [{"target": f"{db}.{name}", "status": "COMPLETE", "sizeGB": 0}
                                       for db, names in tables.items() for name in names]}
-        s3.put_object(task.s3_bucket, f"{root}/export_tables_info_{identifier}_from_1_to_{count}.json",
-                      json.dumps(listing).encode())
+        put_object(task.s3_bucket, f"{root}/export_tables_info_{identifier}_from_1_to_{count}.json",
+                   json.dumps(listing).encode())
         for db, names in tables.items():
             for name in names:
-                s3.put_object(task.s3_bucket, f"{root}/{db}/{name}/1/part-00000-{uuid.uuid4()}.gz.parquet",
-                              b"PAR1" + bytes(1024) + b"PAR1")
+                put_object(task.s3_bucket, f"{root}/{db}/{name}/1/part-00000-{uuid.uuid4()}.gz.parquet",
+                           b"PAR1" + bytes(1024) + b"PAR1")
 
     def advance(task) -> None:
         if task.status not in EXPORT_PROGRESS[:-1]:
@@ -262,7 +282,9 @@ def export_progress() -> None:
 def state_machine_targets() -> None:
     """Defect 5: PutEvents returns 500 when a matching rule targets a state machine. Deliver such targets as
     EventBridge does: start an execution whose input is the event (with an ISO-8601 `time`), or the target's
-    Input, InputPath or InputTransformer applied to it. Other targets keep moto's handling."""
+    Input, InputPath or InputTransformer applied to it; as the target's RoleArn, through the router (MOTO_PORT),
+    so that the call is recorded and checked as that role's (emulator/calls.py). Other targets keep moto's
+    handling."""
     from jsonpath_ng.ext import parse
     from moto.events.models import Rule
     from moto.events.utils import EventTemplateParser
@@ -299,7 +321,11 @@ def state_machine_targets() -> None:
             arn = target["Arn"]
             _, _, _, region, account, *_ = arn.split(":")
             try:
-                get_backend(account, region).start_execution(arn, None, execution_input(target, original_event))
+                if target.get("RoleArn"):
+                    client_as(target["RoleArn"], "stepfunctions", region).start_execution(
+                        stateMachineArn=arn, input=execution_input(target, original_event))
+                else:
+                    get_backend(account, region).start_execution(arn, None, execution_input(target, original_event))
             except Exception as error:  # EventBridge delivers asynchronously: PutEvents itself still succeeds
                 print(f"EventBridge could not start {arn}: {error!r}", file=sys.stderr)
         others = [target for target in self.targets if not is_state_machine(target)]
@@ -311,61 +337,24 @@ def state_machine_targets() -> None:
     Rule.send_to_targets = send_to_targets
 
 
-def execution_accounts() -> None:
-    """Found while emulating two accounts (not in DESIGN's list): every call a state machine makes (aws-sdk tasks,
-    batch:, lambda:invoke) carries the key "ak", which moto files under its default account, whatever account the
-    state machine is in, so a flow in a central backup account works on another account's volumes and jobs; the
-    task field `Credentials.RoleArn` (AWS's way to call another account) is ignored too. Make each call in the
-    account of the task's RoleArn, else of the execution, with a key moto issues for that account (as STS
-    AssumeRole does). The execution's account follows it into the threads of its Parallel and Map states."""
-    import threading
+def state_machine_identity() -> None:
+    """Addition (for emulator/iam_check.py), and a defect found while emulating two accounts: the interpreter signs
+    every call of an execution (aws-sdk tasks, batch:, lambda:invoke) with the fixed key "ak", which moto files
+    under its default account whatever account the state machine is in, and it ignores the task field
+    `Credentials.RoleArn` (AWS's way to call as another role, maybe of another account). Sign each call as the
+    task's Credentials.RoleArn, else the state machine's RoleArn (the interpreter's state_credentials hold one or
+    the other), as Step Functions does: the router then makes it in that role's account and records it as that
+    role's (emulator/identity.py)."""
+    from moto.stepfunctions.parser.asl.utils import boto_client as module
 
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.iam.models import iam_backends
-    from moto.stepfunctions.parser.asl.utils import boto_client
-    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-    from moto.stepfunctions.parser.utils import TMP_THREADS
-
-    current = threading.local()  # .account: the account of the execution this thread works for
-    keys: dict[str, object] = {}  # account -> the moto access key its calls carry
-
-    class AccountCarryingThreads(list):
-        """TMP_THREADS, where the interpreter files every thread it creates before starting it: a thread added
-        here runs in the account of the thread that created it."""
-
-        def append(self, thread) -> None:
-            account, target = getattr(current, "account", None), thread._target
-
-            def run(*args, **kwargs):
-                current.account = account
-                return target(*args, **kwargs)
-
-            thread._target = run
-            super().append(thread)
-
-    original_execution_logic = ExecutionWorker._execution_logic
-
-    def _execution_logic(self):
-        current.account = self._evaluation_details.aws_execution_details.account
-        original_execution_logic(self)
-
-    original_client = boto_client.boto_client_for
+    original = module.boto_client_for
 
     def boto_client_for(region: str, service: str, state_credentials=None):
-        role_arn = getattr(state_credentials, "role_arn", None) or ""
-        account = role_arn.split(":")[4] if role_arn.startswith("arn:") else getattr(current, "account", None)
-        client = original_client(region=region, service=service, state_credentials=state_credentials)
-        if account in (None, DEFAULT_ACCOUNT_ID):
-            return client
-        if account not in keys:
-            keys[account] = iam_backends[account]["global"].create_temp_access_key()
-        credentials = client._request_signer._credentials
-        credentials.access_key, credentials.secret_key = keys[account].access_key_id, keys[account].secret_access_key
-        return client
+        client = original(region=region, service=service, state_credentials=state_credentials)
+        role_arn = getattr(state_credentials, "role_arn", None)
+        return client_as(role_arn, service, region, client.meta.config) if role_arn else client
 
-    ExecutionWorker._execution_logic = _execution_logic
-    rebind("moto.stepfunctions.parser", TMP_THREADS, AccountCarryingThreads(TMP_THREADS))
-    rebind("moto.stepfunctions.parser", original_client, boto_client_for)
+    rebind("moto.stepfunctions.parser", original, boto_client_for)
 
 
 def batch_job_roles() -> None:
@@ -1486,7 +1475,7 @@ PATCHES = {
     "export_progress": export_progress,
     "state_machine_targets": state_machine_targets,
     "unnamed_executions": unnamed_executions,
-    "execution_accounts": execution_accounts,
+    "state_machine_identity": state_machine_identity,
     "batch_job_roles": batch_job_roles,
     "aws_sdk_error_names": aws_sdk_error_names,
     "scaled_time": scaled_time,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 # Credentials for the processes the emulator starts: moto accepts any; real ones must never reach them.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-DEFAULT_ACCOUNT = "123456789012"  # moto's: where any key that moto did not issue acts, the dummy one included
+DEFAULT_ACCOUNT = "123456789012"  # moto's: where a request acts without emulator/identity.py's ACCOUNT_HEADER
 UNWANTED_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 # How long a process gets between SIGTERM and SIGKILL. AWS Batch and ECS wait 30 s; we stop only local test
@@ -82,19 +82,6 @@ def signal_pid_file(pid_path: Path, sig: int) -> None:
 def exit_code(returncode: int) -> int:
     """A Popen return code as a container reports it: death by signal N is exit code 128 + N."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def role_credentials(moto_port: int, role_arn: str, region: str) -> dict:
-    """The credential variables of `role_arn`, as Lambda and Batch give a function or a job its role's: moto issues
-    them in the role's account (STS AssumeRole), so the process acts in that account, where the dummy credentials
-    would act in moto's default one."""
-    import boto3
-
-    sts = boto3.client("sts", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name=region,
-                       **{name.lower(): value for name, value in DUMMY_CREDENTIALS.items()})
-    credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName="emulator")["Credentials"]
-    return {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"], "AWS_SESSION_TOKEN": credentials["SessionToken"],
-            "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"]}
 
 
 def emulated_environment(endpoint: str, region: str) -> dict:

@@ -1,5 +1,6 @@
 """The emulator's only endpoint: sends Lambda Invoke to the local Lambda host, runs Batch jobs as local processes,
-and proxies everything else to moto unchanged.
+and proxies everything else to moto unchanged, except that a call signed by one of the deployment's identities
+(emulator/identity.py) is made in its role's account and recorded for the IAM check (emulator/calls.py).
 
     python -m emulator.router --port R --moto-port M --lambda-port L --state-dir DIR
 
@@ -12,8 +13,9 @@ process for the job, chosen as AWS Batch would run the container:
          + the command (containerOverrides.command, else the job definition's), with each `Ref::name`
            replaced by the job's parameters (SubmitJob's, else the job definition's defaults);
   argv[0] without a slash is looked up in BA_BIN_DIR first, then in PATH;
-  environment = the emulator's own, plus AWS_ENDPOINT_URL (this router), dummy credentials, the region and
-           AWS_BATCH_JOB_ID, plus the job's environment (job definition and overrides);
+  environment = the emulator's own, plus AWS_ENDPOINT_URL (this router), the credentials of the job role (else
+           of the job account's ecsInstanceRole, emulator/identity.py), the region and AWS_BATCH_JOB_ID, plus the
+           job's environment (job definition and overrides);
   stdout and stderr go to <state dir>/logs/jobs/<job id>.log;
   timeout = the job's or job definition's attemptDurationSeconds, in real seconds.
 DescribeJobs then reports RUNNING until the process exits, then SUCCEEDED (exit 0) or FAILED with
@@ -44,7 +46,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from emulator import httpbase, processes
+from emulator import calls, httpbase, identity, processes
 
 LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/[^/?]+/invocations(\?.*)?$")
 
@@ -141,6 +143,7 @@ class Router(httpbase.Server):
         self.entrypoint = shlex.split(os.environ.get("BA_BATCH_ENTRYPOINT", ""))
         self.bin_dir = Path(os.environ["BA_BIN_DIR"]) if os.environ.get("BA_BIN_DIR") else None
         self.rds = {"hold_creating": False, "server": None}  # see the module's docstring
+        self.recorder = calls.Recorder(moto_port)
 
     def resolve(self, program: str) -> str:
         if "/" not in program and self.bin_dir is not None:
@@ -163,10 +166,11 @@ class Router(httpbase.Server):
         argv[0] = self.resolve(argv[0])
         _, _, _, region, account, _ = description["jobArn"].split(":", 5)
         env = processes.emulated_environment(self.endpoint, region)
-        if account != processes.DEFAULT_ACCOUNT:  # the dummy credentials would act in moto's default account
-            # No job role: Batch's containers get the instance role's credentials, conventionally ecsInstanceRole's.
-            role = container.get("jobRoleArn") or f"arn:aws:iam::{account}:role/ecsInstanceRole"
-            env.update(processes.role_credentials(self.moto_port, role, region))
+        # Batch gives the container its job role's credentials (DescribeJobs reports the job definition's, see
+        # launcher.py's batch_job_roles), else the instance role's, conventionally ecsInstanceRole. They name the
+        # role (emulator/identity.py): the job's calls act in the role's account and are checked as its.
+        role = container.get("jobRoleArn") or f"arn:aws:iam::{account}:role/ecsInstanceRole"
+        env.update(identity.credentials(role))
         env.update(AWS_BATCH_JOB_ID=job_id, AWS_BATCH_JOB_ATTEMPT="1",
                    AWS_BATCH_JQ_NAME=description.get("jobQueue", "").rsplit("/", 1)[-1])
         env.update({item["name"]: item["value"] for item in container.get("environment") or []})
@@ -220,6 +224,7 @@ class RouterHandler(httpbase.Handler):
     server: Router
 
     def do_request(self) -> None:
+        self.body = None  # one handler serves the requests of a keep-alive connection in turn
         try:
             self.route()
         except ConnectionRefusedError as error:  # moto or the Lambda host is not (yet, or any more) there
@@ -231,6 +236,10 @@ class RouterHandler(httpbase.Handler):
             return self.health()
         if path == "/_emulator/jobs":
             return self.send_json(200, {job_id: job.summary() for job_id, job in list(self.server.jobs.items())})
+        if path == "/_emulator/calls":  # ?start=N: the calls recorded from the N-th on
+            start = int(urllib.parse.parse_qs(self.path.partition("?")[2]).get("start", ["0"])[0])
+            return self.send_json(200, {"calls": self.server.recorder.since(start)})
+        self.identify()
         if path == "/_emulator/rds":
             if self.command == "POST":
                 self.server.rds.update(json.loads(self.read_body() or b"{}"))
@@ -248,6 +257,24 @@ class RouterHandler(httpbase.Handler):
             return self.batch_terminate()
         return self.proxy(self.server.moto_port)
 
+    def read_body(self) -> bytes:
+        """The request body, read once (the recorder and the handler both read it)."""
+        if self.body is None:
+            self.body = super().read_body()
+        return self.body
+
+    def identify(self) -> None:
+        """If one of the deployment's identities signed the call (emulator/identity.py): make it in its role's
+        account, which moto and the Lambda host read from identity.ACCOUNT_HEADER (set here whatever the caller
+        sent), and record it (S3 bodies are not read: no authorization depends on them but DeleteObjects', a POST)."""
+        role = identity.role_of_request(self.headers)
+        if role is None:
+            return
+        del self.headers[identity.ACCOUNT_HEADER]
+        self.headers[identity.ACCOUNT_HEADER] = identity.account_of(role)
+        body = self.read_body() if service_of(self.headers) != "s3" or self.command == "POST" else b""
+        self.server.recorder.record(self.command, self.path, self.headers, body)
+
     def log_request(self, code="-", size="-") -> None:
         if not self.path.startswith("/_emulator/"):  # `run start` polls health ten times a second
             super().log_request(code, size)
@@ -261,9 +288,11 @@ class RouterHandler(httpbase.Handler):
         """Relay the request to `port` and its answer back, streaming bodies that have a length."""
         upstream = http.client.HTTPConnection("127.0.0.1", port)
         upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+        whole = self.body is not None or self.headers.get("Transfer-Encoding", "").lower() == "chunked"
         for name, value in self.forwarded_headers():
-            upstream.putheader(name, value)
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            if not (whole and name.lower() == "content-length"):
+                upstream.putheader(name, value)
+        if whole:  # read already (by the recorder), or chunked: sent whole with its length
             body = self.read_body()
             upstream.putheader("Content-Length", str(len(body)))
             upstream.endheaders(body)

@@ -1,12 +1,13 @@
-"""What each flow needs in the emulator beyond the Lambdas and state machines that emulator/deploy.py makes
-for every flow: one module per flow (an export role, a KMS key, a DB subnet group, a second job definition).
+"""What a flow needs in the emulator beyond what emulator/deploy.py makes for every flow and what
+infra/template.yaml's rendering gives (roles, functions, state machines): one module per flow that needs more
+(a DB subnet group, a second job definition).
 
 Each module has `resources(aws, settings, stack) -> dict`, called by deploy() with the emulator, the deploy
-Settings and what is deployed so far (a dict: name, role_arn, instance_id, job_queue_arn, bucket, plan_config).
-It creates what its flow needs and returns {"values": {ASL placeholder: value}, "environment": {lambda step:
-{VAR: value}}}. List the module in FLOWS.
+Settings and what is deployed so far (a dict: name, instance_id, job_queue_arn, bucket). It creates what its flow
+needs and returns {"physical": {template logical id: {"Ref": ..., attributes}}, "parameters": {template
+parameter: value}}, which the template is rendered with. List the module in FLOWS.
 """
 
-from emulator.flows import dynamodb_export, rds_dump, rds_export  # noqa: E402
+from emulator.flows import rds_dump  # noqa: E402
 
-FLOWS: list = [dynamodb_export, rds_dump, rds_export]
+FLOWS: list = [rds_dump]

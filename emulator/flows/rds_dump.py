@@ -15,8 +15,10 @@ DUMP_COMMAND = ["batch-worker", "dump", "--engine", "Ref::engine", "--host", "Re
 
 
 def resources(aws, settings, stack) -> dict:
-    """Create the subnet group, the security group and the job definition; return the ASL placeholder values
-    and the environment of the Lambdas that need them."""
+    """Create the subnet group, the security group and the dump job definition (with the template's timeout and
+    job role); return them as the template's DatabaseSubnetGroup, DatabaseSecurityGroup and DumpJobDefinition."""
+    from emulator.deploy import job_environment, job_settings  # deploy imports this module
+
     name = settings.name
     ec2, rds = aws.client("ec2"), aws.client("rds")
     vpc_id = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
@@ -31,20 +33,19 @@ def resources(aws, settings, stack) -> dict:
     existing = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [group_name]}])["SecurityGroups"]
     security_group = existing[0]["GroupId"] if existing else ec2.create_security_group(
         GroupName=group_name, VpcId=vpc_id, Description="backup-archiver: the worker reaches temporary databases")["GroupId"]
-    environment = {"RUST_LOG": "info", **settings.job_environment}
-    if settings.job_endpoint:
-        environment["AWS_ENDPOINT_URL"] = settings.job_endpoint
-    job_definition = aws.client("batch").register_job_definition(
-        jobDefinitionName=f"{name}-dump", type="container",
-        timeout={"attemptDurationSeconds": settings.job_timeout_seconds},
+    timeout, role = job_settings(settings, "DumpJobDefinition")
+    job_definition = f"{name}-dump"
+    aws.client("batch").register_job_definition(
+        jobDefinitionName=job_definition, type="container", timeout={"attemptDurationSeconds": timeout},
         containerProperties={
-            "image": "backup-archiver-worker", "command": DUMP_COMMAND,
-            "environment": [{"name": k, "value": v} for k, v in environment.items()],
+            "image": "backup-archiver-worker", "command": DUMP_COMMAND, "jobRoleArn": role,
+            "environment": job_environment(settings),
             "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
         },
-    )["jobDefinitionArn"]
+    )
     return {
-        "values": {"DumpJobDefinitionArn": job_definition},
-        "environment": {"restore-database": {"DB_SUBNET_GROUP_NAME": subnet_group,
-                                             "DB_SECURITY_GROUP_IDS": security_group}},
+        "physical": {"DatabaseSubnetGroup": {"Ref": subnet_group}, "DatabaseSecurityGroup": {"Ref": security_group},
+                     # without a revision: the latest applies (CloudFormation's Ref names the revision it made)
+                     "DumpJobDefinition": {"Ref": job_definition}},
+        "parameters": {"DatabaseSubnetIds": ",".join(subnets[:2])},
     }

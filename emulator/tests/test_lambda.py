@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ROLE_ARN, run_state_machine, unique
 
+from emulator import identity
+
 ECHO_ARN = "arn:aws:lambda:us-east-1:123456789012:function:echo"
 
 
@@ -70,19 +72,28 @@ def test_invoke_of_unknown_function_is_resource_not_found(aws):
         raise AssertionError("invoking an unknown function succeeded")
 
 
-def test_function_created_in_moto_gets_its_environment_and_timeout(aws):
+def test_function_created_in_moto_gets_its_environment_timeout_memory_handler_and_role(aws):
     # "registered" exists as an executable in BA_LAMBDA_DIR; its configuration comes from moto.
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("bootstrap", "")
     aws.client("lambda").create_function(
         FunctionName="registered", Runtime="provided.al2023", Role=ROLE_ARN, Handler="bootstrap",
-        Code={"ZipFile": code.getvalue()}, Timeout=1, Environment={"Variables": {"COLOUR": "green"}})
+        Code={"ZipFile": code.getvalue()}, Timeout=1, MemorySize=512, Environment={"Variables": {"COLOUR": "green"}})
     _, payload = invoke(aws, "registered", {})
     assert payload["env"]["COLOUR"] == "green"
+    assert payload["env"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512" and payload["env"]["_HANDLER"] == "bootstrap"
+    assert identity.role_of(payload["env"]["AWS_ACCESS_KEY_ID"]) == ROLE_ARN, "its calls are signed as its role"
 
     response, payload = invoke(aws, "registered", {"sleep": 3})
     assert response["FunctionError"] == "Unhandled" and payload["errorType"] == "Sandbox.Timedout"
+    assert payload["errorMessage"].endswith("Task timed out after 1.00 seconds"), payload
+    definition = {"StartAt": "Slow", "States": {"Slow": {
+        "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:registered",
+        "Parameters": {"sleep": 3}, "End": True}}}
+    execution = run_state_machine(aws, definition, timeout=30)
+    assert execution["status"] == "FAILED" and execution["error"] == "Sandbox.Timedout", execution
+    assert "Task timed out after 1.00 seconds" in execution["cause"]
     _, payload = invoke(aws, "registered", {"again": True})  # a fresh process took over
     assert payload["event"] == {"again": True}
 

@@ -277,6 +277,59 @@ class Functions(unittest.TestCase):
             self.assertIn("KmsKeyId", groups[group]["Properties"], name)
 
 
+# The AWS SDK for Rust's standard retry mode, which every Lambda uses (no RetryConfig in lambdas/): 3 attempts,
+# exponential backoff from 1 s with full jitter, so at most 1 s then 2 s of waiting per call.
+# https://docs.aws.amazon.com/sdk-for-rust/latest/dg/retries.html
+SDK_RETRY_WAITS_SECONDS = 1 + 2
+
+
+def rust_const_seconds(name):
+    """`const NAME: Duration = Duration::from_secs(N)` or `const NAME: u32 = N`, wherever it is under core/ or
+    lambdas/: N."""
+    for path in sorted((ROOT / "core").rglob("*.rs")) + sorted((ROOT / "lambdas").rglob("*.rs")):
+        match = re.search(rf"const {name}: (?:Duration = Duration::from_secs\((\d+)\)|u32 = (\d+));", path.read_text())
+        if match:
+            return int(match.group(1) or match.group(2))
+    raise AssertionError(f"no const {name} under core/ or lambdas/")
+
+
+def step_sources(step):
+    """The Rust sources of one step: lambdas/<step>/ (a crate per step) or a module named after it (one crate)."""
+    names = {step, step.replace("-", "_")}
+    return [p for p in (ROOT / "lambdas").rglob("*.rs")
+            if "common" not in p.parts and (names & set(p.parts) or p.stem in names)]
+
+
+def retry_budget(step):
+    """The longest one invocation of `step` can spend waiting to retry, in seconds: the SDK's retry waits for each
+    AWS call in its source, plus notify's Slack delivery (core::message), whose every attempt may take
+    SLACK_REQUEST_TIMEOUT and whose every retry may wait SLACK_MAX_RETRY_AFTER. Response times are not counted
+    (the Lambdas set no SDK operation timeout: an unanswered call is bounded by the function's own timeout)."""
+    sources = step_sources(step)
+    if not sources:
+        raise AssertionError(f"no Rust source for the step {step} under lambdas/")
+    calls = sum(p.read_text().count(".send()") for p in sources)
+    budget = calls * SDK_RETRY_WAITS_SECONDS
+    if step == "notify":
+        attempts = rust_const_seconds("SLACK_MAX_ATTEMPTS")
+        budget += attempts * rust_const_seconds("SLACK_REQUEST_TIMEOUT") + (attempts - 1) * rust_const_seconds(
+            "SLACK_MAX_RETRY_AFTER")
+    return budget
+
+
+class Timeouts(unittest.TestCase):
+    def test_every_function_outlasts_its_worst_case_retry_budget(self):
+        for name, function in resources(load_template(), "AWS::Lambda::Function").items():
+            step = function["Properties"]["FunctionName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+            budget, timeout = retry_budget(step), function["Properties"]["Timeout"]
+            with self.subTest(function=name):
+                self.assertGreaterEqual(timeout, budget, f"{name}: Timeout {timeout} s, retry budget {budget} s")
+
+    def test_notifys_budget_is_its_slack_retries(self):
+        # 4 attempts of up to 10 s, 3 waits of up to 30 s, and the SSM and SNS calls' SDK retries
+        self.assertEqual(retry_budget("notify"), 4 * 10 + 3 * 30 + 2 * SDK_RETRY_WAITS_SECONDS)
+
+
 class Iam(unittest.TestCase):
     def setUp(self):
         self.template = load_template()

@@ -1,7 +1,9 @@
 """Fixtures of the end-to-end flows: one emulator for the session (stopped at the end, also after a failure),
-the project deployed into it twice (recovery points kept / deleted), a real ext4 image on a loop device for the
-worker, a Slack webhook stand-in and a fault-injecting proxy in front of the emulator for the Lambdas and the
-worker. Helpers to emit events and read executions follow."""
+the project deployed into it twice from infra/template.yaml (recovery points kept / deleted), a real ext4 image
+on a loop device for the worker, a Slack webhook stand-in and a fault-injecting proxy in front of the emulator
+for the Lambdas and the worker. After each test, every AWS call the deployment's functions, jobs and state
+machines made is evaluated against their roles' policies (emulator/iam_check.py): a call AWS would deny fails
+the test. Helpers to emit events and read executions follow."""
 
 import copy
 import json
@@ -14,8 +16,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from emulator import iam_check
 from emulator.control import running
-from emulator.deploy import LAMBDA_BINARY, REGION, Settings, deploy, target_dir
+from emulator.deploy import REGION, Settings, deploy, target_dir
 
 from faults import FaultProxy, wait_until
 from images import loop_device, populate
@@ -24,7 +27,8 @@ from slack import FakeSlack
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "core" / "tests" / "fixtures"
 TIME_SCALE = 0.01  # Wait states and Retry intervals: a 60 s backoff takes 0.6 s
-BINARIES = ["backup-archiver", "batch-worker", LAMBDA_BINARY]
+# The CLI, the worker, and the one binary every Lambda function runs (infra/template.yaml's Code: lambdas.zip).
+BINARIES = ["backup-archiver", "batch-worker", "lambdas"]
 EXECUTION_TIMEOUT = 60  # seconds for one flow, end to end (they take a few)
 
 KEEP_VAULT = "archive-vault"  # the "keep" stack's vault: recovery points are kept
@@ -75,6 +79,61 @@ def aws(tmp_path_factory, binaries):
         yield emulator
 
 
+class IamAudit:
+    """The deployed roles' policies, and how many of the recorded calls have been evaluated."""
+
+    def __init__(self, aws):
+        self.aws = aws
+        self.roles: dict = {}
+        self.resource_policies: dict = {}
+        self.checked = 0
+        self.approximations: set = set()
+
+    def take(self) -> list[dict]:
+        """The calls recorded since the last evaluation, which no longer belong to the next one."""
+        calls = self.aws.calls(self.checked)
+        self.checked += len(calls)
+        self.approximations.update(iam_check.approximations(calls))
+        return calls
+
+    def evaluate(self, calls: list[dict]) -> list[iam_check.Finding]:
+        return iam_check.evaluate(calls, self.roles, self.resource_policies)
+
+    def fail_on_denials(self) -> None:
+        """Fails the running test (or the session's end) if AWS would deny a call made since the last check."""
+        findings = self.evaluate(self.take())
+        if findings:
+            pytest.fail("AWS would deny these calls (role, call: action on resource: why):\n"
+                        + "\n".join(f"  {finding}" for finding in findings), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def iam(aws, pytestconfig):
+    audit = IamAudit(aws)
+    pytestconfig.iam_audit = audit  # for pytest_terminal_summary
+    yield audit
+    audit.fail_on_denials()  # what executions still running after the last test did
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    audit = getattr(config, "iam_audit", None)
+    if audit is not None and audit.approximations:
+        terminalreporter.section("IAM evaluation: approximations (emulator/calls.py)")
+        for line in sorted(audit.approximations):
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def iam_checked(request):
+    """After the test, every call made since the last check must be one that AWS would allow."""
+    if "aws" not in request.fixturenames:
+        yield
+        return
+    audit = request.getfixturevalue("iam")
+    yield
+    audit.fail_on_denials()
+
+
 @pytest.fixture(scope="session")
 def proxy(aws):
     server = FaultProxy(int(aws.endpoint.rsplit(":", 1)[1])).start()
@@ -93,18 +152,22 @@ def settings(name: str, vault: str, delete: bool, device: str, proxy, slack) -> 
 
 
 @pytest.fixture(scope="session")
-def keep_stack(aws, proxy, slack, device):
+def keep_stack(aws, proxy, slack, device, iam):
     s = settings("keep", KEEP_VAULT, False, device, proxy, slack)
     stack = deploy(aws, s, aws.lambda_map)
     stack.settings = s
+    iam.roles.update(stack.roles)
+    iam.resource_policies.update(stack.resource_policies)
     return stack
 
 
 @pytest.fixture(scope="session")
-def delete_stack(aws, proxy, slack, device):
+def delete_stack(aws, proxy, slack, device, iam):
     s = settings("delete", DELETE_VAULT, True, device, proxy, slack)
     stack = deploy(aws, s, aws.lambda_map)
     stack.settings = s
+    iam.roles.update(stack.roles)
+    iam.resource_policies.update(stack.resource_policies)
     return stack
 
 
