@@ -132,7 +132,13 @@ mod tests {
 
     #[test]
     fn text_round_trips_to_the_same_bytes() {
-        let xattr = encode(&[(USER_OBJ, 7, UNDEFINED_ID), (USER, 1, 65534), (GROUP_OBJ, 0, UNDEFINED_ID), (MASK, 1, UNDEFINED_ID), (OTHER, 4, UNDEFINED_ID)]);
+        let xattr = encode(&[
+            (USER_OBJ, 7, UNDEFINED_ID),
+            (USER, 1, 65534),
+            (GROUP_OBJ, 0, UNDEFINED_ID),
+            (MASK, 1, UNDEFINED_ID),
+            (OTHER, 4, UNDEFINED_ID),
+        ]);
         assert_eq!(text_to_xattr(&xattr_to_text(&xattr).unwrap()).unwrap(), xattr);
     }
 
@@ -145,7 +151,10 @@ mod tests {
     #[test]
     fn rejects_malformed_values() {
         assert_eq!(xattr_to_text(&[2, 0, 0]), Err(AclError::Length(3)));
-        assert_eq!(xattr_to_text(&encode(&[])[..0].iter().chain(&[1, 0, 0, 0]).copied().collect::<Vec<_>>()), Err(AclError::Version(1)));
+        assert_eq!(
+            xattr_to_text(&encode(&[])[..0].iter().chain(&[1, 0, 0, 0]).copied().collect::<Vec<_>>()),
+            Err(AclError::Version(1))
+        );
         assert_eq!(xattr_to_text(&encode(&[(0x40, 0, 0)])), Err(AclError::Tag(0x40)));
         assert!(matches!(text_to_xattr("user:bob:rw-"), Err(AclError::Text(_))));
         assert!(matches!(text_to_xattr("mask:1:rw-"), Err(AclError::Text(_))));

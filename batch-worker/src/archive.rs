@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use archiver_core::manifest::{
-    check_files_shortfall, object_name, FilesShortfall, ArchiveMode, ArchivedObject, EntryCounts, Manifest, ModeRequest, SourceInfo, MANIFEST_FORMAT,
+    check_files_shortfall, object_name, ArchiveMode, ArchivedObject, EntryCounts, FilesShortfall, Manifest,
+    ModeRequest, SourceInfo, MANIFEST_FORMAT,
 };
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;
@@ -141,20 +142,20 @@ pub async fn archive_device(
     let device = source.given.display().to_string();
     let released = tokio::task::spawn_blocking(move || drop(source)).await;
     let run = result.map(|()| Manifest {
-            format: MANIFEST_FORMAT,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            source: SourceInfo {
-                device,
-                size: layout.size,
-                partition_table: layout.partition_table.clone(),
-                partition_table_dump: layout.partition_table_dump.clone(),
-                volume_id: options.volume_id.clone(),
-                snapshot_id: options.snapshot_id.clone(),
-                database: None,
-            },
-            objects: objects.clone(),
-            started_at,
-            finished_at: chrono::Utc::now(),
+        format: MANIFEST_FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        source: SourceInfo {
+            device,
+            size: layout.size,
+            partition_table: layout.partition_table.clone(),
+            partition_table_dump: layout.partition_table_dump.clone(),
+            volume_id: options.volume_id.clone(),
+            snapshot_id: options.snapshot_id.clone(),
+            database: None,
+        },
+        objects: objects.clone(),
+        started_at,
+        finished_at: chrono::Utc::now(),
     });
     let manifest_key = pipeline::conclude(client, dest, &options.pipeline.upload, &objects, run).await?;
     released?;
@@ -234,7 +235,8 @@ async fn archive_target(
         }
         None => {
             let chunks = raw::read_device::<ArchiveError>(&source.bytes, target.offset, target.size)?;
-            let uploaded = pipeline::send_stream(client, pipeline, compressor, object, chunks, progress, cancel).await?;
+            let uploaded =
+                pipeline::send_stream(client, pipeline, compressor, object, chunks, progress, cancel).await?;
             (uploaded, None, None)
         }
     };
@@ -271,13 +273,18 @@ impl FilesSource {
     /// Writes the target's files as a tar stream into the compression stage. For a kernel mount,
     /// also returns the filesystem's used bytes, and fails (before the stream ends, so the
     /// upload is aborted) when the archived entries miss most of them.
-    fn write_tar(&self, tx: mpsc::Sender<Result<Bytes, ArchiveError>>) -> Result<(EntryCounts, Option<u64>), ArchiveError> {
+    fn write_tar(
+        &self,
+        tx: mpsc::Sender<Result<Bytes, ArchiveError>>,
+    ) -> Result<(EntryCounts, Option<u64>), ArchiveError> {
         let (counts, writer, used) = match self {
             FilesSource::Mounted { mount, device, .. } => {
                 let root = mount.path();
-                let others = mount::mounts_below(root).map_err(|source| TreeError::Append { path: root.into(), source })?;
+                let others =
+                    mount::mounts_below(root).map_err(|source| TreeError::Append { path: root.into(), source })?;
                 let (counts, writer) = tree::write_tree(root, &others, ChunkWriter::new(tx))?;
-                let fs = nix::sys::statvfs::statvfs(root).map_err(|source| ArchiveError::Statfs { path: root.into(), source })?;
+                let fs = nix::sys::statvfs::statvfs(root)
+                    .map_err(|source| ArchiveError::Statfs { path: root.into(), source })?;
                 let frsize = fs.fragment_size() as u64;
                 let used = (fs.blocks() as u64).saturating_sub(fs.blocks_free() as u64) * frsize;
                 tracing::info!(used, archived = counts.allocated_bytes, "compared with the filesystem's used bytes");

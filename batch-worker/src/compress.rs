@@ -68,9 +68,9 @@ impl Compressor {
                 encoder.write_all(chunk).map_err(CompressError::Compress)?;
                 Ok(encoder.finish().map_err(CompressError::Compress)?.into())
             }
-            Compression::Zstd => zstd::bulk::compress(chunk, self.level as i32)
-                .map(Bytes::from)
-                .map_err(CompressError::Compress),
+            Compression::Zstd => {
+                zstd::bulk::compress(chunk, self.level as i32).map(Bytes::from).map_err(CompressError::Compress)
+            }
         }
     }
 

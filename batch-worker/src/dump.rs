@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use archiver_core::dump_tools::{Connection, DumpError as PlanError, DumpObject, DumpTool, Invocation, PG_PASSWORD_ENV};
+use archiver_core::dump_tools::{
+    Connection, DumpError as PlanError, DumpObject, DumpTool, Invocation, PG_PASSWORD_ENV,
+};
 use archiver_core::manifest::{
     ArchiveMode, ArchivedObject, DatabaseSource, DumpInfo, Manifest, SourceInfo, MANIFEST_FORMAT,
 };
@@ -169,7 +171,13 @@ pub async fn dump_server(
     });
     let manifest_key = pipeline::conclude(client, dest, &options.upload, &objects, run).await?;
     drop(option_file);
-    Ok(ArchiveReport { location: dest.to_string(), manifest_key, objects, bytes_read, seconds: clock.elapsed().as_secs_f64() })
+    Ok(ArchiveReport {
+        location: dest.to_string(),
+        manifest_key,
+        objects,
+        bytes_read,
+        seconds: clock.elapsed().as_secs_f64(),
+    })
 }
 
 /// Runs one engine's tools against one server.
@@ -245,7 +253,10 @@ impl Runner<'_> {
         let object = ObjectSpec::new(key.clone(), metadata, options.compression);
 
         let chunks = command::stream_stdout(self.command(&planned.invocation)).map(|chunk| {
-            chunk.map_err(|source| DumpError::Dump { what: what.clone(), source: Box::new(source.redact(|s| self.password.redact(s))) })
+            chunk.map_err(|source| DumpError::Dump {
+                what: what.clone(),
+                source: Box::new(source.redact(|s| self.password.redact(s))),
+            })
         });
         let stored = pipeline::send_stream(client, options, compressor, object, chunks, None, cancel).await?;
         tracing::info!(bytes_in = stored.bytes_in, bytes_out = stored.size, "dumped");

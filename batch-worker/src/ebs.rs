@@ -38,21 +38,13 @@ pub const DETACH_AFTER_SIGNAL: Duration = Duration::from_secs(13);
 #[derive(Debug, thiserror::Error)]
 pub enum EbsError {
     #[error("failed to attach {volume_id} to {instance_id}: {message}")]
-    Attach {
-        volume_id: String,
-        instance_id: String,
-        message: String,
-    },
+    Attach { volume_id: String, instance_id: String, message: String },
     #[error("failed to detach {volume_id}: {message}")]
     Detach { volume_id: String, message: String },
     #[error("failed to describe {volume_id}: {message}")]
     Describe { volume_id: String, message: String },
     #[error("{volume_id} did not become {wanted} within {waited:?}")]
-    Timeout {
-        volume_id: String,
-        wanted: &'static str,
-        waited: Duration,
-    },
+    Timeout { volume_id: String, wanted: &'static str, waited: Duration },
     #[error("the archive did not stop within {CLEANUP_AFTER_SIGNAL:?} of the signal")]
     CleanupTimedOut,
     #[error("interrupted")]
@@ -91,10 +83,7 @@ pub trait Volumes {
 }
 
 fn failure<E: ProvideErrorMetadata + std::error::Error + 'static>(e: E) -> Ec2Failure {
-    Ec2Failure {
-        code: e.code().map(Into::into),
-        message: DisplayErrorContext(e).to_string(),
-    }
+    Ec2Failure { code: e.code().map(Into::into), message: DisplayErrorContext(e).to_string() }
 }
 
 impl Volumes for aws_sdk_ec2::Client {
@@ -121,18 +110,11 @@ impl Volumes for aws_sdk_ec2::Client {
     }
 
     async fn volume_status(&self, volume_id: &str) -> Result<VolumeStatus, Ec2Failure> {
-        let output = self
-            .describe_volumes()
-            .volume_ids(volume_id)
-            .send()
-            .await
-            .map_err(failure)?;
+        let output = self.describe_volumes().volume_ids(volume_id).send().await.map_err(failure)?;
         let volume = output.volumes().first();
         Ok(VolumeStatus {
             volume: volume.and_then(|v| v.state().cloned()),
-            attachment: volume
-                .and_then(|v| v.attachments().first())
-                .and_then(|a| a.state().cloned()),
+            attachment: volume.and_then(|v| v.attachments().first()).and_then(|a| a.state().cloned()),
         })
     }
 }
@@ -180,11 +162,8 @@ where
 /// Calls AttachVolume with the first free device name. Once this returns, the volume may be
 /// attaching and must be detached.
 async fn request_attachment<V: Volumes>(ec2: &V, volume_id: &str, instance_id: &str) -> Result<Attachment, EbsError> {
-    let attach_err = |message: String| EbsError::Attach {
-        volume_id: volume_id.into(),
-        instance_id: instance_id.into(),
-        message,
-    };
+    let attach_err =
+        |message: String| EbsError::Attach { volume_id: volume_id.into(), instance_id: instance_id.into(), message };
     for name in DEVICE_NAMES {
         match ec2.attach_volume(volume_id, instance_id, name).await {
             Ok(()) => {
@@ -199,9 +178,7 @@ async fn request_attachment<V: Volumes>(ec2: &V, volume_id: &str, instance_id: &
             Err(e) => return Err(attach_err(e.message)),
         }
     }
-    Err(attach_err(
-        "every device name from /dev/sdf to /dev/sdp is in use".into(),
-    ))
+    Err(attach_err("every device name from /dev/sdf to /dev/sdp is in use".into()))
 }
 
 impl Attachment {
@@ -250,10 +227,7 @@ impl Attachment {
         tracing::info!(volume_id = %self.volume_id, force, "detaching volume");
         ec2.detach_volume(&self.volume_id, &self.instance_id, force)
             .await
-            .map_err(|e| EbsError::Detach {
-                volume_id: self.volume_id.clone(),
-                message: e.message,
-            })
+            .map_err(|e| EbsError::Detach { volume_id: self.volume_id.clone(), message: e.message })
     }
 }
 
@@ -267,19 +241,15 @@ async fn wait_for<V: Volumes>(
 ) -> Result<(), EbsError> {
     let started = tokio::time::Instant::now();
     loop {
-        let status = ec2.volume_status(volume_id).await.map_err(|e| EbsError::Describe {
-            volume_id: volume_id.into(),
-            message: e.message,
-        })?;
+        let status = ec2
+            .volume_status(volume_id)
+            .await
+            .map_err(|e| EbsError::Describe { volume_id: volume_id.into(), message: e.message })?;
         if done(&status) {
             return Ok(());
         }
         if started.elapsed() >= timeout {
-            return Err(EbsError::Timeout {
-                volume_id: volume_id.into(),
-                wanted,
-                waited: timeout,
-            });
+            return Err(EbsError::Timeout { volume_id: volume_id.into(), wanted, waited: timeout });
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(EbsError::Interrupted),
@@ -305,16 +275,8 @@ mod tests {
 
     impl Ec2 {
         fn new(attaches: bool, detaches: bool) -> Ec2 {
-            let state = VolumeStatus {
-                volume: Some(VolumeState::Available),
-                attachment: None,
-            };
-            Ec2 {
-                attaches,
-                detaches,
-                calls: Mutex::default(),
-                state: Mutex::new(state),
-            }
+            let state = VolumeStatus { volume: Some(VolumeState::Available), attachment: None };
+            Ec2 { attaches, detaches, calls: Mutex::default(), state: Mutex::new(state) }
         }
 
         fn calls(&self) -> Vec<String> {
@@ -329,25 +291,17 @@ mod tests {
     impl Volumes for Ec2 {
         async fn attach_volume(&self, _: &str, _: &str, device: &str) -> Result<(), Ec2Failure> {
             self.calls.lock().unwrap().push(format!("attach {device}"));
-            let attachment = if self.attaches {
-                VolumeAttachmentState::Attached
-            } else {
-                VolumeAttachmentState::Attaching
-            };
-            *self.state.lock().unwrap() = VolumeStatus {
-                volume: Some(VolumeState::InUse),
-                attachment: Some(attachment),
-            };
+            let attachment =
+                if self.attaches { VolumeAttachmentState::Attached } else { VolumeAttachmentState::Attaching };
+            *self.state.lock().unwrap() =
+                VolumeStatus { volume: Some(VolumeState::InUse), attachment: Some(attachment) };
             Ok(())
         }
 
         async fn detach_volume(&self, _: &str, _: &str, force: bool) -> Result<(), Ec2Failure> {
             self.calls.lock().unwrap().push(format!("detach force={force}"));
             if force || self.detaches {
-                *self.state.lock().unwrap() = VolumeStatus {
-                    volume: Some(VolumeState::Available),
-                    attachment: None,
-                };
+                *self.state.lock().unwrap() = VolumeStatus { volume: Some(VolumeState::Available), attachment: None };
             }
             Ok(())
         }
@@ -380,15 +334,9 @@ mod tests {
     async fn an_attach_whose_wait_times_out_is_detached() {
         let ec2 = Ec2::new(false, false);
         let (result, detached) = run(&ec2, &CancellationToken::new(), async { Ok(()) }).await;
-        assert!(
-            matches!(result, Err(EbsError::Timeout { wanted: "attached", .. })),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(EbsError::Timeout { wanted: "attached", .. })), "{result:?}");
         detached.unwrap();
-        assert_eq!(
-            ec2.calls(),
-            ["attach /dev/sdf", "detach force=false", "detach force=true"]
-        );
+        assert_eq!(ec2.calls(), ["attach /dev/sdf", "detach force=false", "detach force=true"]);
         assert!(ec2.available());
     }
 
@@ -402,11 +350,7 @@ mod tests {
         assert!(matches!(result, Err(EbsError::Interrupted)), "{result:?}");
         detached.unwrap();
         assert!(ec2.available());
-        assert!(
-            started.elapsed() <= Duration::from_secs(7) + SIGNAL_BUDGET,
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() <= Duration::from_secs(7) + SIGNAL_BUDGET, "{:?}", started.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
@@ -418,10 +362,7 @@ mod tests {
         let (result, detached) = run(&ec2, &cancel, std::future::pending()).await;
         assert!(matches!(result, Err(EbsError::CleanupTimedOut)), "{result:?}");
         detached.unwrap();
-        assert_eq!(
-            ec2.calls(),
-            ["attach /dev/sdf", "detach force=false", "detach force=true"]
-        );
+        assert_eq!(ec2.calls(), ["attach /dev/sdf", "detach force=false", "detach force=true"]);
         assert!(ec2.available());
         let after_signal = started.elapsed() - Duration::from_secs(3600);
         assert!(after_signal <= SIGNAL_BUDGET, "{after_signal:?}");
@@ -435,15 +376,8 @@ mod tests {
         sigterm_after(&cancel, Duration::from_secs(5));
         let started = Instant::now();
         attachment.detach(&ec2, WAIT, &cancel).await.unwrap();
-        assert!(
-            started.elapsed() <= Duration::from_secs(5) + DETACH_AFTER_SIGNAL,
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(
-            ec2.calls(),
-            ["attach /dev/sdf", "detach force=false", "detach force=true"]
-        );
+        assert!(started.elapsed() <= Duration::from_secs(5) + DETACH_AFTER_SIGNAL, "{:?}", started.elapsed());
+        assert_eq!(ec2.calls(), ["attach /dev/sdf", "detach force=false", "detach force=true"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -79,14 +79,20 @@ pub fn write_fat_tree<W: Write>(device: &Path, offset: u64, size: u64, out: W) -
     let mut builder = tar::Builder::new(out);
     let mut counts = EntryCounts::default();
     let root = fs.root_dir();
-    append(&mut builder, &PathBuf::from("."), EntryType::Directory, DIR_MODE, 0, 0, io::empty()).map_err(|source| TreeError::Append { path: ".".into(), source })?;
+    append(&mut builder, &PathBuf::from("."), EntryType::Directory, DIR_MODE, 0, 0, io::empty())
+        .map_err(|source| TreeError::Append { path: ".".into(), source })?;
     counts.directories += 1;
     append_dir(&mut builder, &root, Path::new(""), &mut counts)?;
     let out = builder.into_inner().map_err(TreeError::Finish)?;
     Ok((counts, out))
 }
 
-fn append_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &FatDir<'_>, at: &Path, counts: &mut EntryCounts) -> Result<(), TreeError> {
+fn append_dir<W: Write>(
+    builder: &mut tar::Builder<W>,
+    dir: &FatDir<'_>,
+    at: &Path,
+    counts: &mut EntryCounts,
+) -> Result<(), TreeError> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TreeError::Append { path, source }
@@ -103,8 +109,13 @@ fn append_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &FatDir<'_>, at: &Pa
             counts.directories += 1;
             append_dir(builder, &entry.to_dir(), &path, counts)?;
         } else {
-            let mode = if entry.attributes().contains(fatfs::FileAttributes::READ_ONLY) { READ_ONLY_FILE_MODE } else { FILE_MODE };
-            append(builder, &path, EntryType::Regular, mode, mtime, entry.len(), entry.to_file()).map_err(err(&path))?;
+            let mode = if entry.attributes().contains(fatfs::FileAttributes::READ_ONLY) {
+                READ_ONLY_FILE_MODE
+            } else {
+                FILE_MODE
+            };
+            append(builder, &path, EntryType::Regular, mode, mtime, entry.len(), entry.to_file())
+                .map_err(err(&path))?;
             counts.files += 1;
             counts.file_bytes += entry.len();
         }
@@ -136,7 +147,9 @@ fn append<W: Write, R: Read>(
 /// FAT stores local time without a zone; a kernel mount reads it as UTC unless told otherwise.
 fn unix_time(t: fatfs::DateTime) -> u64 {
     chrono::NaiveDate::from_ymd_opt(t.date.year.into(), t.date.month.into(), t.date.day.into())
-        .and_then(|d| d.and_hms_milli_opt(t.time.hour.into(), t.time.min.into(), t.time.sec.into(), t.time.millis.into()))
+        .and_then(|d| {
+            d.and_hms_milli_opt(t.time.hour.into(), t.time.min.into(), t.time.sec.into(), t.time.millis.into())
+        })
         .map(|dt| dt.and_utc().timestamp().max(0) as u64)
         .unwrap_or(0)
 }

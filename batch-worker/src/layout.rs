@@ -118,7 +118,9 @@ pub fn read_layout(device: &Path) -> Result<Layout, LayoutError> {
     let mut targets = Vec::new();
     for p in &table.partitions {
         let type_id = p.type_id.clone();
-        if table.label == "dos" && type_id.as_deref().is_some_and(|t| MBR_EXTENDED_TYPES.contains(&t.to_lowercase().as_str())) {
+        if table.label == "dos"
+            && type_id.as_deref().is_some_and(|t| MBR_EXTENDED_TYPES.contains(&t.to_lowercase().as_str()))
+        {
             continue;
         }
         let (offset, part_size) = (p.start * table.sectorsize, p.size * table.sectorsize);

@@ -179,7 +179,8 @@ async fn run(args: Args) -> Result<(), Failure> {
     };
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let work = archive_attached(&args, &s3_client, &options, &cancel);
-    let (result, detached) = ebs::with_attached_volume(&ec2, &args.volume_id, &instance_id, args.wait_seconds, &cancel, work).await;
+    let (result, detached) =
+        ebs::with_attached_volume(&ec2, &args.volume_id, &instance_id, args.wait_seconds, &cancel, work).await;
     let report = result.map_err(|e| failed(interrupted(&cancel))(&e))?;
     detached.map_err(|e| failed(1)(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
@@ -231,7 +232,17 @@ async fn archive_attached(
     let nodes = tempfile::Builder::new().prefix("backup-archiver-dev-").tempdir()?;
     let device = match &args.device {
         Some(device) => device.clone(),
-        None => nvme::wait_for_volume_device(&args.volume_id, &args.sysfs, &args.dev_dir, nodes.path(), args.wait_seconds, cancel).await?,
+        None => {
+            nvme::wait_for_volume_device(
+                &args.volume_id,
+                &args.sysfs,
+                &args.dev_dir,
+                nodes.path(),
+                args.wait_seconds,
+                cancel,
+            )
+            .await?
+        }
     };
     Ok(archive::archive_device(client, &device, &args.to, options, None, cancel).await?)
 }

@@ -54,7 +54,9 @@ impl ReadOnlyMount {
                 Err(nix::errno::Errno::ENODEV) => {
                     return Err(MountError::UnsupportedType { fs_type: fs_type.into() });
                 }
-                Err(errno) => failures.push(format!("ro{}{options}: {errno}", if options.is_empty() { "" } else { "," })),
+                Err(errno) => {
+                    failures.push(format!("ro{}{options}: {errno}", if options.is_empty() { "" } else { "," }))
+                }
             }
         }
         Err(MountError::Mount { device: device.into(), fs_type: fs_type.into(), attempts: failures.join("; ") })
@@ -105,7 +107,10 @@ fn parse_mount_points(mountinfo: &str) -> Vec<PathBuf> {
             let mut out = Vec::with_capacity(bytes.len());
             let mut i = 0;
             while i < bytes.len() {
-                if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+                if bytes[i] == b'\\'
+                    && i + 3 < bytes.len()
+                    && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+                {
                     let code = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
                     out.push(code);
                     i += 4;

@@ -156,9 +156,16 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             fake_device(&path, "nvme1n1", "vol0123", "7:200");
         });
-        let node = wait_for_volume_device("vol-0123", sysfs.path(), dev_dir.path(), dev_dir.path(), Duration::from_secs(60), &CancellationToken::new())
-            .await
-            .unwrap();
+        let node = wait_for_volume_device(
+            "vol-0123",
+            sysfs.path(),
+            dev_dir.path(),
+            dev_dir.path(),
+            Duration::from_secs(60),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(node, dev_dir.path().join("nvme1n1"));
         let meta = std::fs::metadata(&node).unwrap();
         assert!(meta.file_type().is_block_device(), "a node is made when /dev lacks one");
@@ -168,9 +175,16 @@ mod tests {
     async fn gives_up_after_the_timeout() {
         let sysfs = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(sysfs.path().join("block")).unwrap();
-        let err = wait_for_volume_device("vol-0123", sysfs.path(), sysfs.path(), sysfs.path(), Duration::from_secs(10), &CancellationToken::new())
-            .await
-            .unwrap_err();
+        let err = wait_for_volume_device(
+            "vol-0123",
+            sysfs.path(),
+            sysfs.path(),
+            sysfs.path(),
+            Duration::from_secs(10),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, DiscoveryError::NotFound { .. }), "{err}");
     }
 }

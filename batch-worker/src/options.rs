@@ -113,7 +113,9 @@ impl PipelineArgs {
 const _: () = assert!(archiver_core::part_size::DEFAULT_PART_SIZE == 16 * 1024 * 1024);
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    text.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("{text:?} is not a size like 16MiB: {e}"))
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{text:?} is not a size like 16MiB: {e}"))
 }
 
 fn parse_storage_class(text: &str) -> Result<String, String> {

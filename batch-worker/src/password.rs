@@ -73,8 +73,10 @@ impl OptionFile {
     pub fn write(password: &Password) -> Result<OptionFile, PasswordError> {
         // The directory is ours alone (0700), and the file is created 0600 before anything is
         // written to it.
-        let dir = tempfile::Builder::new().prefix("backup-archiver-mysql-").tempdir().map_err(PasswordError::OptionFile)?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).map_err(PasswordError::OptionFile)?;
+        let dir =
+            tempfile::Builder::new().prefix("backup-archiver-mysql-").tempdir().map_err(PasswordError::OptionFile)?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(PasswordError::OptionFile)?;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -207,7 +207,8 @@ mod tests {
         for value_len in [0, 1, 5, 6, 7, 90, 94, 95, 96, 100, 994, 995, 996, 10_000] {
             let mut out = Vec::new();
             encode_record(&mut out, "SCHILY.xattr.user.k", &vec![b'v'; value_len]);
-            let len: usize = std::str::from_utf8(&out[..out.iter().position(|b| *b == b' ').unwrap()]).unwrap().parse().unwrap();
+            let len: usize =
+                std::str::from_utf8(&out[..out.iter().position(|b| *b == b' ').unwrap()]).unwrap().parse().unwrap();
             assert_eq!(len, out.len(), "value length {value_len}");
         }
     }
@@ -218,7 +219,10 @@ mod tests {
         encode_record(&mut data, "SCHILY.xattr.user.binary", b"\0\x01\n\n\0");
         encode_record(&mut data, "mtime", b"1.5");
         let records = parse_records(&data).unwrap();
-        assert_eq!(records, vec![("SCHILY.xattr.user.binary".into(), b"\0\x01\n\n\0".to_vec()), ("mtime".into(), b"1.5".to_vec())]);
+        assert_eq!(
+            records,
+            vec![("SCHILY.xattr.user.binary".into(), b"\0\x01\n\n\0".to_vec()), ("mtime".into(), b"1.5".to_vec())]
+        );
     }
 
     #[test]

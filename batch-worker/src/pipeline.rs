@@ -76,13 +76,11 @@ where
 {
     let meter = Arc::new(Mutex::new(InputMeter::default()));
     let mut stored = Sha256::new();
-    let body = compressor
-        .compress_stream(metered(chunks, &meter, progress), options.workers)
-        .inspect(|member| {
-            if let Ok(member) = member {
-                stored.update(member);
-            }
-        });
+    let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers).inspect(|member| {
+        if let Ok(member) = member {
+            stored.update(member);
+        }
+    });
     let segments = upload::upload_segments(client, &options.upload, &object, body, cancel).await?;
     let meter = std::mem::take(&mut *meter.lock().expect("meter lock"));
     Ok(StreamedObject {
@@ -130,7 +128,11 @@ struct InputMeter {
     hasher: Sha256,
 }
 
-fn metered<S, E>(chunks: S, meter: &Arc<Mutex<InputMeter>>, progress: Option<&ProgressBar>) -> impl Stream<Item = Result<Bytes, E>>
+fn metered<S, E>(
+    chunks: S,
+    meter: &Arc<Mutex<InputMeter>>,
+    progress: Option<&ProgressBar>,
+) -> impl Stream<Item = Result<Bytes, E>>
 where
     S: Stream<Item = Result<Bytes, E>>,
 {
@@ -152,7 +154,12 @@ where
     })
 }
 
-async fn put_manifest(client: &Client, settings: &UploadSettings, key: &str, manifest: &Manifest) -> Result<(), ManifestUploadError> {
+async fn put_manifest(
+    client: &Client,
+    settings: &UploadSettings,
+    key: &str,
+    manifest: &Manifest,
+) -> Result<(), ManifestUploadError> {
     let body = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
     let mut request = client
         .put_object()

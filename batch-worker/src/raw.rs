@@ -54,8 +54,12 @@ where
             async move {
                 tokio::task::spawn_blocking(move || {
                     let mut buf = vec![0u8; len];
-                    file.read_exact_at(&mut buf, start + offset)
-                        .map_err(|source| RawError::Read { path: path.to_path_buf(), offset: start + offset, len, source })?;
+                    file.read_exact_at(&mut buf, start + offset).map_err(|source| RawError::Read {
+                        path: path.to_path_buf(),
+                        offset: start + offset,
+                        len,
+                        source,
+                    })?;
                     Ok(Bytes::from(buf))
                 })
                 .await
@@ -83,11 +87,8 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         let data: Vec<u8> = (0..(3 * CHUNK_SIZE + 100)).map(|i| (i % 253) as u8).collect();
         std::fs::write(file.path(), &data).unwrap();
-        let chunks: Vec<Bytes> = read_device::<TestError>(file.path(), 0, data.len() as u64)
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect()
-            .await;
+        let chunks: Vec<Bytes> =
+            read_device::<TestError>(file.path(), 0, data.len() as u64).unwrap().map(|c| c.unwrap()).collect().await;
         assert_eq!(chunks.len(), 4);
         assert_eq!(chunks.concat(), data);
     }
@@ -98,8 +99,11 @@ mod tests {
         let data: Vec<u8> = (0..(2 * CHUNK_SIZE)).map(|i| (i % 251) as u8).collect();
         std::fs::write(file.path(), &data).unwrap();
         let start = CHUNK_SIZE as u64 / 2 + 3;
-        let chunks: Vec<Bytes> =
-            read_device::<TestError>(file.path(), start, CHUNK_SIZE as u64).unwrap().map(|c| c.unwrap()).collect().await;
+        let chunks: Vec<Bytes> = read_device::<TestError>(file.path(), start, CHUNK_SIZE as u64)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
         assert_eq!(chunks.concat(), &data[start as usize..start as usize + CHUNK_SIZE]);
     }
 

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use tar::EntryType;
 use tokio_util::io::SyncIoBridge;
 
-use crate::pax::{self, PaxTap};
 use crate::acl;
+use crate::pax::{self, PaxTap};
 use crate::verify::{fetch_manifest, VerifyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,11 @@ pub struct RestoredObject {
 /// Restores every object under `location` into `dir`: `disk/` or `partN/` trees for tar
 /// objects, `disk.img` or `partN.img` for raw ones, `<database>.pgdump` or `<database>.sql` for
 /// dumps (the object's name without its compression extension).
-pub async fn restore_to_dir(client: &Client, location: &S3Location, dir: &Path) -> Result<Vec<RestoredObject>, RestoreError> {
+pub async fn restore_to_dir(
+    client: &Client,
+    location: &S3Location,
+    dir: &Path,
+) -> Result<Vec<RestoredObject>, RestoreError> {
     let manifest = fetch_manifest(client, location).await?;
     let mut restored = Vec::new();
     for object in &manifest.objects {
@@ -99,7 +103,12 @@ pub async fn restore_image(
     restore_object(client, &location.bucket, object, path.to_path_buf()).await
 }
 
-async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, path: PathBuf) -> Result<RestoredObject, RestoreError> {
+async fn restore_object(
+    client: &Client,
+    bucket: &str,
+    object: &ArchivedObject,
+    path: PathBuf,
+) -> Result<RestoredObject, RestoreError> {
     let mut segments = object.stored_segments().into_iter().map(|s| s.key);
     let first = segments.next().expect("an object has at least one segment");
     // The first download fails here, before any file is created.
@@ -113,9 +122,12 @@ async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, 
     };
     let object = object.clone();
     tokio::task::spawn_blocking(move || {
-        let mut content = HashingReader::new(decompressor(object.compression, compressed).map_err(|source| {
-            RestoreError::Write { key: object.key.clone(), path: path.clone(), source }
-        })?);
+        let mut content =
+            HashingReader::new(decompressor(object.compression, compressed).map_err(|source| RestoreError::Write {
+                key: object.key.clone(),
+                path: path.clone(),
+                source,
+            })?);
         let write_err = |source| RestoreError::Write { key: object.key.clone(), path: path.clone(), source };
         match object.mode {
             ArchiveMode::Raw | ArchiveMode::Dump => {
@@ -138,7 +150,10 @@ async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, 
             return Err(RestoreError::Mismatch {
                 key: object.key.clone(),
                 path,
-                problem: format!("{bytes} bytes with SHA-256 {sha256}, the manifest says {} bytes with {}", object.bytes_in, object.content_sha256),
+                problem: format!(
+                    "{bytes} bytes with SHA-256 {sha256}, the manifest says {} bytes with {}",
+                    object.bytes_in, object.content_sha256
+                ),
             });
         }
         tracing::info!(key = %object.key, path = %path.display(), bytes, "restored");
@@ -147,7 +162,11 @@ async fn restore_object(client: &Client, bucket: &str, object: &ArchivedObject, 
     .await?
 }
 
-async fn download(client: &Client, bucket: &str, key: &str) -> Result<aws_sdk_s3::primitives::ByteStream, RestoreError> {
+async fn download(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<aws_sdk_s3::primitives::ByteStream, RestoreError> {
     client.get_object().bucket(bucket).key(key).send().await.map(|o| o.body).map_err(|e| RestoreError::Download {
         url: format!("s3://{bucket}/{key}"),
         message: DisplayErrorContext(e).to_string(),
@@ -245,7 +264,8 @@ pub fn extract_tree<R: Read>(input: R, dest: &Path) -> io::Result<()> {
         let pax = match entry.pax_extensions()? {
             Some(_) => {
                 let payload = pax_payloads.borrow_mut().pop_front();
-                let payload = payload.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "PAX header not seen in the stream"))?;
+                let payload = payload
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "PAX header not seen in the stream"))?;
                 pax::parse_records(&payload)?
             }
             None => Vec::new(),
@@ -332,14 +352,8 @@ fn set_mtime(path: &Path, (secs, nanos): (i64, i64)) -> io::Result<()> {
     let time = TimeSpec::new(secs, nanos);
     // atime is not archived; leave it as it is.
     let omit = TimeSpec::new(0, nix::libc::UTIME_OMIT);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &omit,
-        &time,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(io::Error::from)
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &omit, &time, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        .map_err(io::Error::from)
 }
 
 #[cfg(test)]

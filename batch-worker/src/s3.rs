@@ -15,7 +15,9 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
-    #[error("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role): {0}")]
+    #[error(
+        "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role): {0}"
+    )]
     NoCredentials(String),
     #[error("bucket {0} does not exist")]
     NoSuchBucket(String),
@@ -51,10 +53,7 @@ pub async fn preflight(config: &SdkConfig, client: &Client, bucket: &str) -> Res
     let provider = config
         .credentials_provider()
         .ok_or_else(|| S3Error::NoCredentials("no credentials provider is configured".into()))?;
-    provider
-        .provide_credentials()
-        .await
-        .map_err(|e| S3Error::NoCredentials(DisplayErrorContext(e).to_string()))?;
+    provider.provide_credentials().await.map_err(|e| S3Error::NoCredentials(DisplayErrorContext(e).to_string()))?;
     match client.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(()),
         Err(e) => {

@@ -54,10 +54,7 @@ mod tests {
         let cancel = CancellationToken::new();
         cancel.cancel();
         let started = tokio::time::Instant::now();
-        assert_eq!(
-            with_grace(std::future::pending::<()>(), &cancel, Duration::from_secs(10)).await,
-            None
-        );
+        assert_eq!(with_grace(std::future::pending::<()>(), &cancel, Duration::from_secs(10)).await, None);
         assert_eq!(started.elapsed(), Duration::from_secs(10));
     }
 
@@ -71,9 +68,6 @@ mod tests {
             "aborted"
         };
         cancel.cancel();
-        assert_eq!(
-            with_grace(work, &cancel, Duration::from_secs(10)).await,
-            Some("aborted")
-        );
+        assert_eq!(with_grace(work, &cancel, Duration::from_secs(10)).await, Some("aborted"));
     }
 }

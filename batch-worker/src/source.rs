@@ -56,7 +56,13 @@ impl Source {
     /// skipped by mounting with `noload`/`norecovery` rather than replayed).
     pub fn open(path: &Path) -> Result<Source, SourceError> {
         if validate(path)? == SourceKind::BlockDevice {
-            return Ok(Source { given: path.into(), device: path.into(), bytes: path.into(), read_only: false, _loop_device: None });
+            return Ok(Source {
+                given: path.into(),
+                device: path.into(),
+                bytes: path.into(),
+                read_only: false,
+                _loop_device: None,
+            });
         }
         let loop_device = LoopDevice::attach(path, None, true)?;
         Ok(Source {

@@ -195,7 +195,11 @@ where
     let upload_id = create
         .send()
         .await
-        .map_err(|e| UploadError::Create { bucket: bucket.into(), key: key.into(), message: DisplayErrorContext(e).to_string() })?
+        .map_err(|e| UploadError::Create {
+            bucket: bucket.into(),
+            key: key.into(),
+            message: DisplayErrorContext(e).to_string(),
+        })?
         .upload_id
         .unwrap_or_default();
     let upload = Upload { client: client.clone(), bucket: bucket.to_string(), key: key.to_string(), upload_id };
@@ -348,7 +352,8 @@ impl Upload {
     /// Completes the upload with the full-object checksum, which S3 checks against the parts it
     /// holds, then reads back the size and checksum S3 keeps with the object.
     async fn complete(&self, parts: Vec<CompletedPart>, written: &Segment) -> Result<(), UploadError> {
-        let err = |message: String| UploadError::Complete { bucket: self.bucket.clone(), key: self.key.clone(), message };
+        let err =
+            |message: String| UploadError::Complete { bucket: self.bucket.clone(), key: self.key.clone(), message };
         let checksum = written.checksum_crc64nvme.clone().expect("the uploader records every checksum");
         self.client
             .complete_multipart_upload()
@@ -372,7 +377,12 @@ impl Upload {
             .map_err(|e| err(DisplayErrorContext(e).to_string()))?;
         let stored = head.content_length.unwrap_or(-1).max(0) as u64;
         let mismatch = if stored != written.size {
-            Some(UploadError::SizeMismatch { bucket: self.bucket.clone(), key: self.key.clone(), stored, written: written.size })
+            Some(UploadError::SizeMismatch {
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                stored,
+                written: written.size,
+            })
         } else {
             match head.checksum_crc64_nvme {
                 Some(stored) if stored != checksum => Some(UploadError::ChecksumMismatch {

@@ -142,7 +142,12 @@ async fn head_object(client: &Client, bucket: &str, object: &ArchivedObject) -> 
             }
             Err(message) => (None, Some(format!("cannot read {}: {message}", expected.key))),
         };
-        segments.push(segment_check(&expected, stored.as_ref().map(|s| s.size), stored.and_then(|s| s.checksum_crc64nvme), problem));
+        segments.push(segment_check(
+            &expected,
+            stored.as_ref().map(|s| s.size),
+            stored.and_then(|s| s.checksum_crc64nvme),
+            problem,
+        ));
     }
     object_check(object, Method::Checksum, None, segments)
 }
@@ -163,7 +168,9 @@ async fn read_object(client: &Client, bucket: &str, object: &ArchivedObject) -> 
                 .map(|p| p.to_string());
                 segment_check(&expected, Some(size), Some(checksum), problem)
             }
-            Err(message) => segment_check(&expected, None, None, Some(format!("cannot read {}: {message}", expected.key))),
+            Err(message) => {
+                segment_check(&expected, None, None, Some(format!("cannot read {}: {message}", expected.key)))
+            }
         };
         let failed = check.size.is_none();
         segments.push(check);
@@ -176,7 +183,12 @@ async fn read_object(client: &Client, bucket: &str, object: &ArchivedObject) -> 
     object_check(object, Method::Sha256, sha256, segments)
 }
 
-fn segment_check(expected: &Segment, size: Option<u64>, checksum: Option<String>, problem: Option<String>) -> SegmentCheck {
+fn segment_check(
+    expected: &Segment,
+    size: Option<u64>,
+    checksum: Option<String>,
+    problem: Option<String>,
+) -> SegmentCheck {
     SegmentCheck {
         key: expected.key.clone(),
         expected_size: expected.size,
@@ -188,8 +200,17 @@ fn segment_check(expected: &Segment, size: Option<u64>, checksum: Option<String>
     }
 }
 
-fn object_check(object: &ArchivedObject, method: Method, sha256: Option<String>, segments: Vec<SegmentCheck>) -> ObjectCheck {
-    let size = segments.iter().map(|s| s.size).sum::<Option<u64>>().filter(|_| segments.len() == object.stored_segments().len());
+fn object_check(
+    object: &ArchivedObject,
+    method: Method,
+    sha256: Option<String>,
+    segments: Vec<SegmentCheck>,
+) -> ObjectCheck {
+    let size = segments
+        .iter()
+        .map(|s| s.size)
+        .sum::<Option<u64>>()
+        .filter(|_| segments.len() == object.stored_segments().len());
     let problem = match segments.iter().find_map(|s| s.problem.clone()) {
         Some(problem) => Some(problem),
         None if size != Some(object.size) => {
@@ -215,14 +236,8 @@ fn object_check(object: &ArchivedObject, method: Method, sha256: Option<String>,
 
 /// Reads `key` whole: its size and CRC64NVME, its bytes added to `whole`.
 async fn digest_segment(client: &Client, bucket: &str, key: &str, whole: &mut Sha256) -> Result<(u64, String), String> {
-    let mut body = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| DisplayErrorContext(e).to_string())?
-        .body;
+    let mut body =
+        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| DisplayErrorContext(e).to_string())?.body;
     let mut checksum = FullObjectChecksum::new();
     let mut size = 0u64;
     while let Some(chunk) = body.try_next().await.map_err(|e| e.to_string())? {

@@ -21,9 +21,7 @@ fn volume_and_instance(world: &World) -> (aws_sdk_ec2::Client, String, String) {
     let config = aws_sdk_ec2::Config::builder()
         .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
         .region(aws_sdk_ec2::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(world.s3.endpoint())
         .build();
     let ec2 = aws_sdk_ec2::Client::from_conf(config);
@@ -34,13 +32,7 @@ fn volume_and_instance(world: &World) -> (aws_sdk_ec2::Client, String, String) {
         .volume_id
         .expect("a volume id");
     let instance = rt
-        .block_on(
-            ec2.run_instances()
-                .image_id("ami-12c6146b")
-                .min_count(1)
-                .max_count(1)
-                .send(),
-        )
+        .block_on(ec2.run_instances().image_id("ami-12c6146b").min_count(1).max_count(1).send())
         .expect("run instance")
         .instances()[0]
         .instance_id
@@ -51,22 +43,14 @@ fn volume_and_instance(world: &World) -> (aws_sdk_ec2::Client, String, String) {
 
 /// The volume's state and attachment count, as DescribeVolumes says.
 fn volume_state(world: &World, ec2: &aws_sdk_ec2::Client, volume: &str) -> (String, usize) {
-    let out = world
-        .s3
-        .s3
-        .block_on(ec2.describe_volumes().volume_ids(volume).send())
-        .expect("describe volume");
+    let out = world.s3.s3.block_on(ec2.describe_volumes().volume_ids(volume).send()).expect("describe volume");
     let v = &out.volumes()[0];
-    (
-        v.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        v.attachments().len(),
-    )
+    (v.state().map(|s| s.as_str().to_string()).unwrap_or_default(), v.attachments().len())
 }
 
 fn worker(world: &World, volume: &str, args: &[&str]) -> Command {
     let mut cmd = sealed(WORKER, &world.s3.endpoint(), world.home.path());
-    cmd.args(["--volume-id", volume, "--to", &world.s3.url("w"), "--mode", "raw"])
-        .args(args);
+    cmd.args(["--volume-id", volume, "--to", &world.s3.url("w"), "--mode", "raw"]).args(args);
     cmd
 }
 
@@ -90,31 +74,18 @@ fn sigterm_during_the_upload_detaches_the_volume_and_aborts_the_upload() {
     let running = Running::spawn(&mut worker(
         &world,
         &volume,
-        &[
-            "--instance-id",
-            &instance,
-            "--device",
-            image.to_str().expect("a UTF-8 path"),
-        ],
+        &["--instance-id", &instance, "--device", image.to_str().expect("a UTF-8 path")],
     ));
     let deadline = Instant::now() + WORKER_TIMEOUT;
     while world.s3.s3.multipart_uploads(&world.s3.bucket).is_empty() {
         assert!(Instant::now() < deadline, "no upload started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(
-        volume_state(&world, &ec2, &volume),
-        ("in-use".to_string(), 1),
-        "attached while archiving"
-    );
+    assert_eq!(volume_state(&world, &ec2, &volume), ("in-use".to_string(), 1), "attached while archiving");
     let (out, took) = sigterm(running);
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(took < SIGNAL_BUDGET, "the worker took {took:?} after SIGTERM");
-    assert_eq!(
-        volume_state(&world, &ec2, &volume),
-        ("available".to_string(), 0),
-        "detached"
-    );
+    assert_eq!(volume_state(&world, &ec2, &volume), ("available".to_string(), 0), "detached");
     world.s3.assert_nothing_under("");
 }
 
@@ -125,19 +96,13 @@ fn sigterm_while_imds_does_not_answer_ends_the_run_before_anything_is_attached()
     // Accepts connections and never answers, like an IMDS hop limit that drops the reply.
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut cmd = worker(&world, &volume, &["--device", "/dev/null"]);
-    cmd.env_remove("AWS_EC2_METADATA_DISABLED").env(
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-        format!("http://{}", silent.local_addr().expect("address")),
-    );
+    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}", silent.local_addr().expect("address")));
     let running = Running::spawn(&mut cmd);
     // Long enough to be past the handler's installation, short of IMDS's own timeouts.
     std::thread::sleep(Duration::from_millis(800));
     let (out, took) = sigterm(running);
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(took < Duration::from_secs(5), "the worker took {took:?} after SIGTERM");
-    assert_eq!(
-        volume_state(&world, &ec2, &volume),
-        ("available".to_string(), 0),
-        "never attached"
-    );
+    assert_eq!(volume_state(&world, &ec2, &volume), ("available".to_string(), 0), "never attached");
 }

@@ -42,14 +42,30 @@ fn table_digest(db: &Mariadb, table: &str, columns: &str) -> String {
     ))
 }
 
-const ITEMS: (&str, &str) = ("shop.items", "id, COALESCE(name, 'NULL'), price, created, COALESCE(HEX(payload), 'NULL'), COALESCE(doc, 'NULL'), flag");
+const ITEMS: (&str, &str) = (
+    "shop.items",
+    "id, COALESCE(name, 'NULL'), price, created, COALESCE(HEX(payload), 'NULL'), COALESCE(doc, 'NULL'), flag",
+);
 const EVENTS: (&str, &str) = ("analytics.events", "id, kind, COALESCE(body, 'NULL'), HEX(raw)");
 
 fn dump_args(db: &Mariadb, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["--engine", "mariadb", "--host", "127.0.0.1", "--port", &db.port.to_string(), "--user", &db.user, "--password-parameter", PARAMETER, "--compression", "gzip"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "--engine",
+        "mariadb",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &db.port.to_string(),
+        "--user",
+        &db.user,
+        "--password-parameter",
+        PARAMETER,
+        "--compression",
+        "gzip",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -73,7 +89,11 @@ fn mariadb_dump_restores_every_database_with_the_same_rows() {
     let manifest = world.manifest("my");
     assert!(!manifest.to_string().contains(PASSWORD), "the manifest holds the password");
     for object in manifest["objects"].as_array().expect("objects") {
-        assert_eq!((object["mode"].as_str(), object["dump"]["tool"].as_str(), object["dump"]["format"].as_str()), (Some("dump"), Some("mysqldump"), Some("sql")), "{object}");
+        assert_eq!(
+            (object["mode"].as_str(), object["dump"]["tool"].as_str(), object["dump"]["format"].as_str()),
+            (Some("dump"), Some("mysqldump"), Some("sql")),
+            "{object}"
+        );
     }
     assert_success("backup-archiver verify", &world.verify("my"));
 
@@ -107,7 +127,10 @@ fn mariadb_dump_of_a_missing_database_fails_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(PASSWORD, &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("mysqldump") && stderr.contains("gone"), "the error names the tool and the database: {stderr}");
+    assert!(
+        stderr.contains("mysqldump") && stderr.contains("gone"),
+        "the error names the tool and the database: {stderr}"
+    );
     world.s3.assert_nothing_under("my/");
 }
 

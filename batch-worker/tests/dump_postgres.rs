@@ -42,14 +42,30 @@ fn populate(pg: &Postgres) {
 
 /// Row count and an md5 of the table's rows in id order, rendered as text.
 fn table_digest(pg: &Postgres, database: &str, table: &str) -> String {
-    pg.psql(database, &format!("SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY id), '')) FROM {table} t"))
+    pg.psql(
+        database,
+        &format!("SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY id), '')) FROM {table} t"),
+    )
 }
 
 fn dump_args(pg: &Postgres, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["--engine", "postgres", "--host", "127.0.0.1", "--port", &pg.port.to_string(), "--user", &pg.user, "--password-parameter", PARAMETER, "--snapshot-id", "rds:app-2026-01-01"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "--engine",
+        "postgres",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &pg.port.to_string(),
+        "--user",
+        &pg.user,
+        "--password-parameter",
+        PARAMETER,
+        "--snapshot-id",
+        "rds:app-2026-01-01",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -108,7 +124,10 @@ fn postgres_dump_restores_every_database_with_the_same_rows() {
         assert!(expected.starts_with(if table == "items" { "3000 " } else { "2500 " }), "{expected}");
         assert_eq!(table_digest(&pg, &restored, table), expected, "{database}.{table} after restore");
     }
-    assert_eq!(pg.psql("shop_restored", "SELECT count(*) FROM big_orders"), pg.psql("shop", "SELECT count(*) FROM big_orders"));
+    assert_eq!(
+        pg.psql("shop_restored", "SELECT count(*) FROM big_orders"),
+        pg.psql("shop", "SELECT count(*) FROM big_orders")
+    );
     assert_eq!(pg.psql("app_restored", "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"), "app_owner");
 }
 
@@ -124,7 +143,10 @@ fn postgres_dump_of_a_missing_database_fails_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(PASSWORD, &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pg_dump") && stderr.contains("gone"), "the error names the tool and the database: {stderr}");
+    assert!(
+        stderr.contains("pg_dump") && stderr.contains("gone"),
+        "the error names the tool and the database: {stderr}"
+    );
     world.s3.assert_nothing_under("pg/");
 }
 
@@ -139,7 +161,11 @@ fn postgres_dump_with_a_wrong_password_fails_without_printing_it() {
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(wrong, &out);
     assert_not_leaked(PASSWORD, &out);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("password authentication failed"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     world.s3.assert_nothing_under("pg/");
 }
 
@@ -152,10 +178,23 @@ fn postgres_dump_of_a_stopped_server_fails_and_leaves_nothing() {
         pg.port
         // Dropped: the server is gone before the dump starts.
     };
-    let args: Vec<String> = ["--engine", "aurora-postgresql", "--host", "127.0.0.1", "--port", &port.to_string(), "--user", "master", "--password-parameter", PARAMETER, "--database", "app"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "--engine",
+        "aurora-postgresql",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--user",
+        "master",
+        "--password-parameter",
+        PARAMETER,
+        "--database",
+        "app",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let out = world.dump("pg", &args);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_not_leaked(PASSWORD, &out);

@@ -33,7 +33,9 @@ pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Fail
             }
             Ok(ExitCode::Success)
         }
-        Err(e) if e.is_interrupted() => Err(Failure { code: ExitCode::Interrupted, message: "interrupted; the upload was aborted".into() }),
+        Err(e) if e.is_interrupted() => {
+            Err(Failure { code: ExitCode::Interrupted, message: "interrupted; the upload was aborted".into() })
+        }
         Err(e @ ArchiveError::Source(_)) => Err(Failure::usage(e)),
         Err(e) => Err(Failure::no(e)),
     }
@@ -54,7 +56,9 @@ pub async fn restore(args: RestoreArgs) -> Result<ExitCode, Failure> {
     let client = connect(&args.location).await?;
     let restored = match (&args.to, &args.to_image) {
         (Some(dir), _) => restore::restore_to_dir(&client, &args.location, dir).await,
-        (None, Some(image)) => restore::restore_image(&client, &args.location, image, args.partition).await.map(|r| vec![r]),
+        (None, Some(image)) => {
+            restore::restore_image(&client, &args.location, image, args.partition).await.map(|r| vec![r])
+        }
         (None, None) => unreachable!("clap requires --to or --to-image"),
     };
     let restored = restored.map_err(|e| match e {

@@ -168,7 +168,9 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode, Failure> {
 /// A rejection: exit 2, with the stable error name that the Lambda would report.
 fn rejected(error: PlanError, json: bool) -> Failure {
     if json {
-        print_json(&json!({"outcome": "rejected", "error": error.error_name(), "field": error.field(), "message": error.to_string()}));
+        print_json(
+            &json!({"outcome": "rejected", "error": error.error_name(), "field": error.field(), "message": error.to_string()}),
+        );
     }
     Failure::usage(format!("rejected ({}): {error}", error.error_name()))
 }
@@ -198,7 +200,10 @@ fn print_plan(outcome: &PlanOutcome) {
         PlanOutcome::Skipped { message, .. } => println!("skipped: {message}"),
         PlanOutcome::Planned(r) => {
             println!("planned: {} {} -> {}", r.kind, r.snapshot_id, r.destination);
-            println!("  flow              {}", serde_json::to_value(r.flow).expect("serializes").as_str().unwrap_or(""));
+            println!(
+                "  flow              {}",
+                serde_json::to_value(r.flow).expect("serializes").as_str().unwrap_or("")
+            );
             println!("  source            {}", r.source_resource_id);
             println!("  idempotency key   {}", r.idempotency_key);
             if let Some(v) = &r.volume {
@@ -408,7 +413,9 @@ fn aws_failure(operation: &str, error: impl std::error::Error + 'static) -> Fail
 /// The state machine to use: the flag, the environment, or the only one named *`suffix` (a
 /// flow's [`archiver_core::flows::Flow::state_machine`]).
 async fn state_machine_arn(sfn: &aws_sdk_sfn::Client, flag: Option<&str>, suffix: &str) -> Result<String, Failure> {
-    if let Some(arn) = flag.map(str::to_string).or_else(|| std::env::var(STATE_MACHINE_ENV).ok().filter(|v| !v.is_empty())) {
+    if let Some(arn) =
+        flag.map(str::to_string).or_else(|| std::env::var(STATE_MACHINE_ENV).ok().filter(|v| !v.is_empty()))
+    {
         return Ok(arn);
     }
     let mut pages = sfn.list_state_machines().into_paginator().send();
@@ -455,8 +462,12 @@ async fn running_archive_of(
             if Some(arn) == except {
                 continue;
             }
-            let described =
-                sfn.describe_execution().execution_arn(arn).send().await.map_err(|e| aws_failure("DescribeExecution", e))?;
+            let described = sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .map_err(|e| aws_failure("DescribeExecution", e))?;
             let input = described.input().and_then(|i| serde_json::from_str::<Value>(i).ok()).unwrap_or(Value::Null);
             if trigger_snapshot_id(&input).as_deref() == Some(snapshot_id) {
                 return Ok(Some(arn.to_string()));
@@ -517,17 +528,14 @@ pub async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
 async fn execution_of_job(job_id: &str) -> Result<String, Failure> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let batch = aws_sdk_batch::Client::new(&config);
-    let output = batch
-        .describe_jobs()
-        .jobs(job_id)
-        .send()
-        .await
-        .map_err(|e| Failure::no(format!("DescribeJobs {job_id}: {}", aws_sdk_batch::error::DisplayErrorContext(e))))?;
+    let output =
+        batch.describe_jobs().jobs(job_id).send().await.map_err(|e| {
+            Failure::no(format!("DescribeJobs {job_id}: {}", aws_sdk_batch::error::DisplayErrorContext(e)))
+        })?;
     let job = output.jobs().first().ok_or_else(|| Failure::usage(format!("no Batch job {job_id}")))?;
-    job.parameters()
-        .and_then(|p| p.get("execution_id"))
-        .cloned()
-        .ok_or_else(|| Failure::usage(format!("Batch job {job_id} names no execution_id: not one of this project's jobs")))
+    job.parameters().and_then(|p| p.get("execution_id")).cloned().ok_or_else(|| {
+        Failure::usage(format!("Batch job {job_id} names no execution_id: not one of this project's jobs"))
+    })
 }
 
 /// Starts `input` on `machine` unless another execution archives the same snapshot, then
@@ -581,11 +589,7 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, Failure> {
         let machine = state_machine_arn(&sfn, args.state_machine.as_deref(), EBS_STATE_MACHINE_SUFFIX).await?;
         return list(&sfn, &machine, args.json).await;
     };
-    let report = if args.watch {
-        follow(&sfn, arn, !args.json, args.json).await?
-    } else {
-        describe(&sfn, arn).await?
-    };
+    let report = if args.watch { follow(&sfn, arn, !args.json, args.json).await? } else { describe(&sfn, arn).await? };
     if args.json {
         print_json(&report);
     } else {
@@ -674,7 +678,12 @@ async fn describe(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<ExecutionRepor
 
 /// Polls the execution until it ends, printing each step as it starts and ends (text for
 /// people, or JSON Lines of [`Step`]).
-async fn follow(sfn: &aws_sdk_sfn::Client, arn: &str, text: bool, json_lines: bool) -> Result<ExecutionReport, Failure> {
+async fn follow(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+    text: bool,
+    json_lines: bool,
+) -> Result<ExecutionReport, Failure> {
     let mut shown: BTreeMap<usize, StepStatus> = BTreeMap::new();
     loop {
         let report = describe(sfn, arn).await?;
@@ -705,7 +714,11 @@ fn step_line(step: &Step) -> String {
         .unwrap_or_default();
     let retries = match step.retries {
         0 => String::new(),
-        n => format!("  ({n} {} after {})", if n == 1 { "retry" } else { "retries" }, step.error.as_deref().unwrap_or("errors")),
+        n => format!(
+            "  ({n} {} after {})",
+            if n == 1 { "retry" } else { "retries" },
+            step.error.as_deref().unwrap_or("errors")
+        ),
     };
     match step.status {
         StepStatus::Running => format!("  {time}  ▶ {}", step.name),
@@ -792,7 +805,8 @@ mod tests {
             item("ExecutionFailed", 10, None, Some("JobFailed")),
         ];
         let steps = steps(&history);
-        let summary: Vec<(&str, StepStatus, u32)> = steps.iter().map(|s| (s.name.as_str(), s.status, s.retries)).collect();
+        let summary: Vec<(&str, StepStatus, u32)> =
+            steps.iter().map(|s| (s.name.as_str(), s.status, s.retries)).collect();
         assert_eq!(
             summary,
             [

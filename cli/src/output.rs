@@ -9,8 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("a valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("a valid template"),
     );
     bar
 }
@@ -20,12 +22,7 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
 }
 
 pub fn print_archive(report: &ArchiveReport) {
-    println!(
-        "archived {} into {} in {:.1} s",
-        ByteSize::b(report.bytes_read),
-        report.location,
-        report.seconds
-    );
+    println!("archived {} into {} in {:.1} s", ByteSize::b(report.bytes_read), report.location, report.seconds);
     for o in &report.objects {
         println!(
             "  {:<24} {:<5} {:<8} {:>10} -> {:>10}  sha256 {}{}",
@@ -38,7 +35,11 @@ pub fn print_archive(report: &ArchiveReport) {
             o.raw_reason.as_deref().map(|r| format!("  (raw: {r})")).unwrap_or_default()
         );
     }
-    println!("manifest: s3://{}/{}", report.location.trim_start_matches("s3://").split('/').next().unwrap_or(""), report.manifest_key);
+    println!(
+        "manifest: s3://{}/{}",
+        report.location.trim_start_matches("s3://").split('/').next().unwrap_or(""),
+        report.manifest_key
+    );
 }
 
 pub fn print_verify(report: &VerifyReport) {

@@ -22,14 +22,7 @@ fn good_image(dir: &Path) -> PathBuf {
 }
 
 fn archive_args(device: &Path, url: &str) -> Vec<OsString> {
-    vec![
-        "archive".into(),
-        "--device".into(),
-        device.into(),
-        "--to".into(),
-        url.into(),
-        "--json".into(),
-    ]
+    vec!["archive".into(), "--device".into(), device.into(), "--to".into(), url.into(), "--json".into()]
 }
 
 /// Runs `args` and checks the clean failure and that the system and the bucket are as before.
@@ -41,17 +34,8 @@ fn run_bad(t: &TestS3, env: &CliEnv, args: &[OsString], needles: &[&str]) -> Cli
     eprintln!("{}", out.report());
     out.assert_code(2);
     out.assert_one_line_error(needles);
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout for a failed run:\n{}",
-        out.report()
-    );
-    assert_eq!(
-        after,
-        before,
-        "loop devices or mounts changed:\n{}",
-        out.report()
-    );
+    assert!(out.stdout.is_empty(), "nothing on stdout for a failed run:\n{}", out.report());
+    assert_eq!(after, before, "loop devices or mounts changed:\n{}", out.report());
     t.assert_nothing_under("");
     out
 }
@@ -63,12 +47,7 @@ fn missing_device_is_a_usage_error() {
     let t = TestS3::start("bad-missing");
     let env = CliEnv::new(&t.endpoint());
     let missing = Path::new("/nonexistent/backup-archiver-test/disk.img");
-    run_bad(
-        &t,
-        &env,
-        &archive_args(missing, &t.url("p")),
-        &[missing.to_str().expect("utf-8")],
-    );
+    run_bad(&t, &env, &archive_args(missing, &t.url("p")), &[missing.to_str().expect("utf-8")]);
 }
 
 #[test]
@@ -80,11 +59,7 @@ fn file_that_is_not_a_disk_image_is_a_usage_error() {
     let env = CliEnv::new(&t.endpoint());
     // 1000 bytes: not a whole number of 512-byte sectors.
     let text = work.path().join("notes.txt");
-    std::fs::write(
-        &text,
-        &"not a disk image\n".repeat(59).as_bytes()[..1000],
-    )
-    .expect("write");
+    std::fs::write(&text, &"not a disk image\n".repeat(59).as_bytes()[..1000]).expect("write");
     run_bad(&t, &env, &archive_args(&text, &t.url("p")), &["notes.txt"]);
     // A directory is not one either.
     run_bad(&t, &env, &archive_args(work.path(), &t.url("p")), &[]);
@@ -99,20 +74,9 @@ fn bucket_that_does_not_exist_is_a_configuration_error() {
     let t = TestS3::start("bad-bucket");
     let env = CliEnv::new(&t.endpoint());
     let url = "s3://no-such-bucket-for-backup-archiver/p";
-    run_bad(
-        &t,
-        &env,
-        &archive_args(&img, url),
-        &["no-such-bucket-for-backup-archiver"],
-    );
-    let buckets =
-        t.s3.block_on(t.s3.client.list_buckets().send())
-            .expect("list buckets");
-    assert_eq!(
-        buckets.buckets().len(),
-        1,
-        "the CLI must not create buckets: {buckets:?}"
-    );
+    run_bad(&t, &env, &archive_args(&img, url), &["no-such-bucket-for-backup-archiver"]);
+    let buckets = t.s3.block_on(t.s3.client.list_buckets().send()).expect("list buckets");
+    assert_eq!(buckets.buckets().len(), 1, "the CLI must not create buckets: {buckets:?}");
 }
 
 #[test]
@@ -123,13 +87,7 @@ fn malformed_s3_urls_are_usage_errors() {
     let img = good_image(work.path());
     let t = TestS3::start("bad-url");
     let env = CliEnv::new(&t.endpoint());
-    for url in [
-        "s3:/x",
-        "http://b/p",
-        "s3://",
-        "s3://Bad_Bucket/p",
-        "bucket/prefix",
-    ] {
+    for url in ["s3:/x", "http://b/p", "s3://", "s3://Bad_Bucket/p", "bucket/prefix"] {
         run_bad(&t, &env, &archive_args(&img, url), &[url]);
     }
     for url in ["s3:/x", "http://b/p"] {

@@ -51,23 +51,13 @@ fn archive_through(tag: &str, fault: Fault) -> Run {
         image::loops_of(&image),
         out.report()
     );
-    Run {
-        out,
-        proxy,
-        t,
-        image,
-        work,
-    }
+    Run { out, proxy, t, image, work }
 }
 
 /// The archive failed cleanly, a fault was really injected, and nothing is left in the bucket.
 fn assert_failed_and_aborted(run: &Run) {
     // Shown with --nocapture: what the CLI said about the fault.
-    eprintln!(
-        "{}\nproxy log:\n{}",
-        run.out.report(),
-        run.proxy.stats.log_text()
-    );
+    eprintln!("{}\nproxy log:\n{}", run.out.report(), run.proxy.stats.log_text());
     run.out.assert_failure();
     assert!(
         run.proxy.stats.injected() >= 1,
@@ -82,31 +72,15 @@ fn assert_failed_and_aborted(run: &Run) {
 /// The archive succeeded despite the fault, and `verify` and gunzip agree with the image.
 fn assert_succeeded_and_verifies(run: &Run) {
     run.out.assert_success();
-    assert_eq!(
-        run.proxy.stats.injected(),
-        1,
-        "proxy log:\n{}",
-        run.proxy.stats.log_text()
-    );
-    assert!(
-        run.proxy.stats.upload_parts() >= 5,
-        "expected several parts:\n{}",
-        run.proxy.stats.log_text()
-    );
+    assert_eq!(run.proxy.stats.injected(), 1, "proxy log:\n{}", run.proxy.stats.log_text());
+    assert!(run.proxy.stats.upload_parts() >= 5, "expected several parts:\n{}", run.proxy.stats.log_text());
     let direct = CliEnv::new(&run.t.endpoint());
     direct.run(["verify", &run.t.url("f")]).assert_success();
     let json: serde_json::Value = serde_json::from_slice(&run.out.stdout).expect("--json output");
     let key = json["objects"][0]["key"].as_str().expect("object key");
     let restored = decompress_raw(&run.t, key, run.work.path());
-    assert_eq!(
-        sha256_file(&restored),
-        sha256_file(&run.image),
-        "the archived bytes differ from the image"
-    );
-    assert!(
-        run.t.s3.multipart_uploads(&run.t.bucket).is_empty(),
-        "multipart uploads left open"
-    );
+    assert_eq!(sha256_file(&restored), sha256_file(&run.image), "the archived bytes differ from the image");
+    assert!(run.t.s3.multipart_uploads(&run.t.bucket).is_empty(), "multipart uploads left open");
 }
 
 #[test]
@@ -154,19 +128,11 @@ fn interrupted_archive_aborts_the_upload(tag: &str, signal: libc::c_int) {
     while proxy.stats.upload_parts() == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        proxy.stats.upload_parts() > 0,
-        "no part was uploaded within 60 s:\n{}",
-        proxy.stats.log_text()
-    );
+    assert!(proxy.stats.upload_parts() > 0, "no part was uploaded within 60 s:\n{}", proxy.stats.log_text());
     running.signal(signal);
     let out = finish(running);
     out.assert_code(130);
-    assert!(
-        image::loops_of(&image).is_empty(),
-        "loop devices left: {:?}",
-        image::loops_of(&image)
-    );
+    assert!(image::loops_of(&image).is_empty(), "loop devices left: {:?}", image::loops_of(&image));
     // In-flight parts the proxy still holds reach moto after the abort and are refused there.
     std::thread::sleep(Duration::from_millis(1600));
     t.assert_nothing_under("");

@@ -27,31 +27,16 @@ fn moto_serves_s3_and_stops_with_its_guard() {
     let port = t.moto.port;
     let pid = t.moto.pid();
     drop(t);
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "moto_server {pid} still runs after drop"
-    );
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers"
-    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "moto_server {pid} still runs after drop");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
 }
 
 #[test]
 fn recognises_upload_part_requests() {
-    assert_eq!(
-        upload_part_number("PUT", "/b/k?partNumber=2&uploadId=abc"),
-        Some(2)
-    );
-    assert_eq!(
-        upload_part_number("PUT", "/b/k?uploadId=abc&partNumber=17&x-id=UploadPart"),
-        Some(17)
-    );
+    assert_eq!(upload_part_number("PUT", "/b/k?partNumber=2&uploadId=abc"), Some(2));
+    assert_eq!(upload_part_number("PUT", "/b/k?uploadId=abc&partNumber=17&x-id=UploadPart"), Some(17));
     assert_eq!(upload_part_number("PUT", "/b/k"), None);
-    assert_eq!(
-        upload_part_number("POST", "/b/k?partNumber=2&uploadId=abc"),
-        None
-    );
+    assert_eq!(upload_part_number("POST", "/b/k?partNumber=2&uploadId=abc"), None);
     assert_eq!(upload_part_number("PUT", "/b/k?partNumber=2"), None);
 }
 
@@ -59,14 +44,7 @@ fn recognises_upload_part_requests() {
 fn try_three_parts(s3: &S3, bucket: &str) -> (String, Vec<bool>) {
     let part = vec![7u8; 5 * MIB as usize];
     s3.block_on(async {
-        let up = s3
-            .client
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key("k")
-            .send()
-            .await
-            .expect("create upload");
+        let up = s3.client.create_multipart_upload().bucket(bucket).key("k").send().await.expect("create upload");
         let id = up.upload_id().expect("upload id").to_string();
         let mut ok = Vec::new();
         for n in 1..=3 {
@@ -100,28 +78,12 @@ fn fault_proxy_passes_other_requests_and_fails_chosen_parts() {
         let proxy = FaultProxy::start(t.moto.port, fault);
         let s3 = S3::new(&proxy.endpoint());
         let (id, ok) = try_three_parts(&s3, &t.bucket);
-        assert_eq!(
-            ok,
-            expected,
-            "{fault:?}; proxy log:\n{}",
-            proxy.stats.log_text()
-        );
+        assert_eq!(ok, expected, "{fault:?}; proxy log:\n{}", proxy.stats.log_text());
         if fault != Fault::None {
-            assert!(
-                proxy.stats.injected() >= 1,
-                "{fault:?} injected nothing:\n{}",
-                proxy.stats.log_text()
-            );
+            assert!(proxy.stats.injected() >= 1, "{fault:?} injected nothing:\n{}", proxy.stats.log_text());
         }
-        s3.block_on(
-            s3.client
-                .abort_multipart_upload()
-                .bucket(&t.bucket)
-                .key("k")
-                .upload_id(id)
-                .send(),
-        )
-        .expect("abort through the proxy");
+        s3.block_on(s3.client.abort_multipart_upload().bucket(&t.bucket).key("k").upload_id(id).send())
+            .expect("abort through the proxy");
     }
     t.assert_nothing_under("");
 }
@@ -140,34 +102,15 @@ fn check_populated_fs(fs: Fs) {
     let root = src.dir();
     for name in SPARSE_FILES {
         let m = std::fs::symlink_metadata(root.join(name)).expect("sparse file");
-        assert!(
-            tree::is_sparse(&m),
-            "{name} is not sparse on {}: {} bytes allocated",
-            fs.name(),
-            tree::allocated(&m)
-        );
+        assert!(tree::is_sparse(&m), "{name} is not sparse on {}: {} bytes allocated", fs.name(), tree::allocated(&m));
     }
     let m = std::fs::symlink_metadata(root.join("owned_setuid")).expect("owned_setuid");
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (populate::FOREIGN_UID, populate::FOREIGN_GID, 0o4750));
+    assert_eq!(std::fs::symlink_metadata(root.join("hardlinks/triple_a")).expect("triple").nlink(), 3);
+    assert!(xattr::get(root.join("acl_dir"), "system.posix_acl_default").expect("getxattr").is_some());
+    assert!(xattr::get(root.join("acl_file"), "system.posix_acl_access").expect("getxattr").is_some());
     assert_eq!(
-        (m.uid(), m.gid(), m.mode() & 0o7777),
-        (populate::FOREIGN_UID, populate::FOREIGN_GID, 0o4750)
-    );
-    assert_eq!(
-        std::fs::symlink_metadata(root.join("hardlinks/triple_a"))
-            .expect("triple")
-            .nlink(),
-        3
-    );
-    assert!(xattr::get(root.join("acl_dir"), "system.posix_acl_default")
-        .expect("getxattr")
-        .is_some());
-    assert!(xattr::get(root.join("acl_file"), "system.posix_acl_access")
-        .expect("getxattr")
-        .is_some());
-    assert_eq!(
-        xattr::get(root.join("xattrs.txt"), "trusted.secret")
-            .expect("getxattr")
-            .as_deref(),
+        xattr::get(root.join("xattrs.txt"), "trusted.secret").expect("getxattr").as_deref(),
         Some(&b"for root only"[..])
     );
     assert!(root.join(OsStr::from_bytes(b"caf\xe9")).is_file());
@@ -240,10 +183,7 @@ fn comparator_reports_each_kind_of_difference() {
     populate_full(&a);
     let b = work.path().join("b");
     sh("cp", ["-a".as_ref(), a.as_os_str(), b.as_os_str()]);
-    assert_eq!(
-        compare_trees(&a, &b, Compare::exact()),
-        Vec::<String>::new()
-    );
+    assert_eq!(compare_trees(&a, &b, Compare::exact()), Vec::<String>::new());
 
     // One change of each kind, each to be reported.
     std::fs::write(b.join("hello.txt"), b"hellO, world\n").expect("write");
@@ -261,15 +201,7 @@ fn comparator_reports_each_kind_of_difference() {
     std::fs::remove_file(b.join("fifo")).expect("rm");
     std::fs::write(b.join("unexpected"), b"").expect("write");
     std::fs::remove_file(b.join("char_null")).expect("rm");
-    sh(
-        "mknod",
-        [
-            b.join("char_null").as_os_str(),
-            "c".as_ref(),
-            "1".as_ref(),
-            "5".as_ref(),
-        ],
-    );
+    sh("mknod", [b.join("char_null").as_os_str(), "c".as_ref(), "1".as_ref(), "5".as_ref()]);
     std::fs::write(b.join("random.bin"), b"short").expect("write");
     // Undo the mtime changes the edits above caused, then make the one meant to be found.
     for (p, e) in tree::scan(&a) {
@@ -314,12 +246,7 @@ fn gpt_and_mbr_disks_have_the_expected_partitions() {
     assert_eq!(gpt.ext4.start, MIB, "first partition at 1 MiB");
     for (p, expected) in [(gpt.ext4, "ext4"), (gpt.xfs, "xfs"), (gpt.unknown, "")] {
         let dev = p.attach(&gpt.image, true);
-        assert_eq!(
-            image::blkid_type(&dev.path),
-            expected,
-            "partition {}",
-            p.number
-        );
+        assert_eq!(image::blkid_type(&dev.path), expected, "partition {}", p.number);
     }
     let src = MountedImage::open(&gpt.image, Some(gpt.xfs), Fs::Xfs, &work.path().join("xfs"));
     assert!(src.dir().join("hello.txt").is_file());
@@ -365,24 +292,13 @@ fn corrupt_images_are_unmountable_as_intended() {
     let work = workdir("harness-corrupt");
     let zeroed = work.path().join("zeroed.img");
     image::ext4_with_zeroed_superblock(&zeroed);
-    assert_eq!(
-        image::blkid_type(&zeroed),
-        "",
-        "a zeroed superblock is not recognised"
-    );
-    assert!(image::mount_fails(
-        &zeroed,
-        Fs::Ext4,
-        &work.path().join("m1")
-    ));
+    assert_eq!(image::blkid_type(&zeroed), "", "a zeroed superblock is not recognised");
+    assert!(image::mount_fails(&zeroed, Fs::Ext4, &work.path().join("m1")));
 
     let bad = work.path().join("bad-block-size.img");
     image::ext4_with_bad_block_size(&bad);
     assert_eq!(image::blkid_type(&bad), "ext4", "blkid still sees ext4");
-    assert!(
-        image::mount_fails(&bad, Fs::Ext4, &work.path().join("m2")),
-        "the kernel refuses it"
-    );
+    assert!(image::mount_fails(&bad, Fs::Ext4, &work.path().join("m2")), "the kernel refuses it");
 
     let xfs = work.path().join("xfs.img");
     image::xfs_with_garbage_superblock(&xfs);
@@ -397,26 +313,11 @@ fn full_filesystem_reports_enospc_and_stays_mountable() {
     let work = workdir("harness-full");
     let img = work.path().join("full.img");
     let mut written = 0;
-    image::fs_image(&img, Fs::Ext4, 16 * MIB, |root| {
-        written = populate::fill_until_full(root)
-    });
+    image::fs_image(&img, Fs::Ext4, 16 * MIB, |root| written = populate::fill_until_full(root));
     assert!(written > 8 * MIB, "wrote only {written} bytes");
     let src = MountedImage::open(&img, None, Fs::Ext4, &work.path().join("m"));
-    let out = sh(
-        "df",
-        [
-            "--output=avail".as_ref(),
-            "-B1".as_ref(),
-            src.dir().as_os_str(),
-        ],
-    );
-    let avail: u64 = String::from_utf8_lossy(&out)
-        .lines()
-        .nth(1)
-        .expect("df line")
-        .trim()
-        .parse()
-        .expect("number");
+    let out = sh("df", ["--output=avail".as_ref(), "-B1".as_ref(), src.dir().as_os_str()]);
+    let avail: u64 = String::from_utf8_lossy(&out).lines().nth(1).expect("df line").trim().parse().expect("number");
     assert!(avail < MIB, "{avail} bytes still free");
     assert!(tree::count_entries(src.dir()) > 3);
 }

@@ -11,9 +11,7 @@ use common::image::{self, Fs, MountedImage, Partition, MIB};
 use common::populate::{self, populate_basic, populate_full, stamp_mtimes_vfat, SPARSE_FILES};
 use common::s3::TestS3;
 use common::tree::{self, compare_trees, Compare};
-use common::{
-    check_archive_output, require_image_prerequisites, sha256_file, shared_system, workdir,
-};
+use common::{check_archive_output, require_image_prerequisites, sha256_file, shared_system, workdir};
 
 /// One test's world: a work directory, an S3 server with a bucket, and the CLI's environment.
 struct World {
@@ -41,12 +39,7 @@ impl World {
         let before = sha256_file(image);
         let out = self.env.archive(image, &self.t.url(prefix), extra);
         check_archive_output(&out, &self.t, prefix);
-        assert_eq!(
-            sha256_file(image),
-            before,
-            "archiving changed the source image {}",
-            image.display()
-        );
+        assert_eq!(sha256_file(image), before, "archiving changed the source image {}", image.display());
         assert!(
             image::loops_of(image).is_empty(),
             "loop devices left on {}: {:?}",
@@ -60,12 +53,7 @@ impl World {
     fn restore_to(&self, prefix: &str, name: &str) -> PathBuf {
         let dir = self.path(name);
         self.env
-            .run([
-                "restore".as_ref(),
-                self.t.url(prefix).as_ref(),
-                "--to".as_ref(),
-                dir.as_os_str(),
-            ])
+            .run(["restore".as_ref(), self.t.url(prefix).as_ref(), "--to".as_ref(), dir.as_os_str()])
             .assert_success();
         dir
     }
@@ -73,12 +61,8 @@ impl World {
     /// `restore s3://bucket/prefix --to-image FILE [--partition N]`.
     fn restore_image(&self, prefix: &str, partition: Option<u32>, name: &str) -> PathBuf {
         let file = self.path(name);
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "restore".into(),
-            self.t.url(prefix).into(),
-            "--to-image".into(),
-            file.clone().into(),
-        ];
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["restore".into(), self.t.url(prefix).into(), "--to-image".into(), file.clone().into()];
         if let Some(n) = partition {
             args.extend(["--partition".into(), n.to_string().into()]);
         }
@@ -106,14 +90,7 @@ fn assert_copies_match(source: &Path, copies: &[(&str, &Path)], how: Compare) {
                 copy.display(),
                 diffs.len()
             ));
-            report.push_str(
-                &diffs
-                    .iter()
-                    .take(150)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n  "),
-            );
+            report.push_str(&diffs.iter().take(150).cloned().collect::<Vec<_>>().join("\n  "));
         }
     }
     assert!(report.is_empty(), "{report}");
@@ -123,14 +100,9 @@ fn assert_copies_match(source: &Path, copies: &[(&str, &Path)], how: Compare) {
 #[track_caller]
 fn assert_sparse_files_small(dir: &Path) {
     for name in SPARSE_FILES {
-        let m = std::fs::symlink_metadata(dir.join(name))
-            .unwrap_or_else(|e| panic!("{name} in {}: {e}", dir.display()));
-        assert!(
-            tree::allocated(&m) < MIB,
-            "{name} in {} allocates {} bytes",
-            dir.display(),
-            tree::allocated(&m)
-        );
+        let m =
+            std::fs::symlink_metadata(dir.join(name)).unwrap_or_else(|e| panic!("{name} in {}: {e}", dir.display()));
+        assert!(tree::allocated(&m) < MIB, "{name} in {} allocates {} bytes", dir.display(), tree::allocated(&m));
     }
 }
 
@@ -155,12 +127,7 @@ fn round_trip_whole_disk(fs: Fs) {
     let out = w.archive(&img, "rt", &[]);
     assert_eq!(out.objects.len(), 1, "{}", out.json);
     let o = out.object(None);
-    assert_eq!(
-        (o.mode.as_str(), o.fs_type.as_deref()),
-        ("files", Some(fs.name())),
-        "{}",
-        o.json
-    );
+    assert_eq!((o.mode.as_str(), o.fs_type.as_deref()), ("files", Some(fs.name())), "{}", o.json);
     assert!(o.key.ends_with("/disk.tar.gz"), "{}", o.key);
 
     let tar_dir = w.gnu_tar(&o.key, "gnu-tar");
@@ -168,10 +135,7 @@ fn round_trip_whole_disk(fs: Fs) {
     let src = MountedImage::open(&img, None, fs, &w.path("src"));
     assert_copies_match(
         src.dir(),
-        &[
-            ("GNU tar extraction", &tar_dir),
-            ("restore --to", &restored.join("disk")),
-        ],
+        &[("GNU tar extraction", &tar_dir), ("restore --to", &restored.join("disk"))],
         Compare::exact(),
     );
     assert_sparse_files_small(&tar_dir);
@@ -205,9 +169,7 @@ fn vfat_round_trip_keeps_names_contents_and_times() {
     image::vfat_image(&img, 32 * MIB, &reference);
     let out = w.archive(&img, "rt", &[]);
     let o = out.object(None);
-    let kernel_has_vfat = std::fs::read_to_string("/proc/filesystems")
-        .unwrap_or_default()
-        .contains("vfat");
+    let kernel_has_vfat = std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("vfat");
     assert_eq!(
         (o.mode.as_str(), o.fs_type.as_deref()),
         ("files", Some("vfat")),
@@ -219,10 +181,7 @@ fn vfat_round_trip_keeps_names_contents_and_times() {
     let restored = w.restore_to("rt", "restored");
     assert_copies_match(
         &reference,
-        &[
-            ("GNU tar extraction", &tar_dir),
-            ("restore --to", &restored.join("disk")),
-        ],
+        &[("GNU tar extraction", &tar_dir), ("restore --to", &restored.join("disk"))],
         Compare::vfat(),
     );
 }
@@ -234,32 +193,16 @@ fn gpt_disk_archives_each_partition_and_unknown_data_raw() {
     let disk = image::gpt_disk(&w.path("gpt.img"), populate_full);
     let out = w.archive(&disk.image, "gpt", &[]);
     assert_eq!(out.objects.len(), 3, "{}", out.json);
-    for (n, mode, fs) in [
-        (1, "files", Some("ext4")),
-        (2, "files", Some("xfs")),
-        (3, "raw", None),
-    ] {
+    for (n, mode, fs) in [(1, "files", Some("ext4")), (2, "files", Some("xfs")), (3, "raw", None)] {
         let o = out.object(Some(n));
-        assert_eq!(
-            (o.mode.as_str(), o.fs_type.as_deref()),
-            (mode, fs),
-            "partition {n}: {}",
-            o.json
-        );
+        assert_eq!((o.mode.as_str(), o.fs_type.as_deref()), (mode, fs), "partition {n}: {}", o.json);
     }
-    assert!(
-        out.object(Some(3)).key.ends_with("/part3.raw.gz"),
-        "{}",
-        out.object(Some(3)).key
-    );
+    assert!(out.object(Some(3)).key.ends_with("/part3.raw.gz"), "{}", out.object(Some(3)).key);
 
     // The unknown partition, three ways: gunzip, restore --to-image --partition 3, restore --to.
     let part3 = w.path("part3.expected");
     std::fs::write(&part3, disk.unknown.bytes(&disk.image)).expect("write expected partition");
-    assert_files_equal(
-        &decompress_raw(&w.t, &out.object(Some(3)).key, w.work.path()),
-        &part3,
-    );
+    assert_files_equal(&decompress_raw(&w.t, &out.object(Some(3)).key, w.work.path()), &part3);
     assert_files_equal(&w.restore_image("gpt", Some(3), "part3.restored"), &part3);
     let restored = w.restore_to("gpt", "restored");
     assert_files_equal(&restored.join("part3.img"), &part3);
@@ -271,18 +214,12 @@ fn gpt_disk_archives_each_partition_and_unknown_data_raw() {
     let src2 = MountedImage::open(&disk.image, Some(disk.xfs), Fs::Xfs, &w.path("src2"));
     assert_copies_match(
         src1.dir(),
-        &[
-            ("GNU tar extraction of part1", &tar1),
-            ("restore --to, part1", &restored.join("part1")),
-        ],
+        &[("GNU tar extraction of part1", &tar1), ("restore --to, part1", &restored.join("part1"))],
         Compare::exact(),
     );
     assert_copies_match(
         src2.dir(),
-        &[
-            ("GNU tar extraction of part2", &tar2),
-            ("restore --to, part2", &restored.join("part2")),
-        ],
+        &[("GNU tar extraction of part2", &tar2), ("restore --to, part2", &restored.join("part2"))],
         Compare::exact(),
     );
 }
@@ -296,22 +233,14 @@ fn mbr_disk_archives_its_ext4_partition_as_files() {
     let out = w.archive(&img, "mbr", &[]);
     assert_eq!(out.objects.len(), 1, "{}", out.json);
     let o = out.object(Some(1));
-    assert_eq!(
-        (o.mode.as_str(), o.fs_type.as_deref()),
-        ("files", Some("ext4")),
-        "{}",
-        o.json
-    );
+    assert_eq!((o.mode.as_str(), o.fs_type.as_deref()), ("files", Some("ext4")), "{}", o.json);
     assert!(o.key.ends_with("/part1.tar.gz"), "{}", o.key);
     let tar_dir = w.gnu_tar(&o.key, "gnu-tar");
     let restored = w.restore_to("mbr", "restored");
     let src = MountedImage::open(&img, Some(p), Fs::Ext4, &w.path("src"));
     assert_copies_match(
         src.dir(),
-        &[
-            ("GNU tar extraction", &tar_dir),
-            ("restore --to", &restored.join("part1")),
-        ],
+        &[("GNU tar extraction", &tar_dir), ("restore --to", &restored.join("part1"))],
         Compare::exact(),
     );
 }
@@ -322,25 +251,12 @@ fn raw_round_trip(compression: &str, extension: &str) {
     let _system = shared_system();
     let img = w.path("disk.img");
     image::fs_image(&img, Fs::Ext4, 16 * MIB, populate_basic);
-    let out = w.archive(
-        &img,
-        "raw",
-        &["--mode", "raw", "--compression", compression],
-    );
+    let out = w.archive(&img, "raw", &["--mode", "raw", "--compression", compression]);
     assert_eq!(out.objects.len(), 1, "{}", out.json);
     let o = out.object(None);
     assert_eq!(o.mode, "raw", "{}", o.json);
-    assert!(
-        o.key.ends_with(&format!("/disk.raw.{extension}")),
-        "{}",
-        o.key
-    );
-    assert_eq!(
-        out.bytes_read,
-        16 * MIB,
-        "bytes_read of a 16 MiB image: {}",
-        out.json
-    );
+    assert!(o.key.ends_with(&format!("/disk.raw.{extension}")), "{}", o.key);
+    assert_eq!(out.bytes_read, 16 * MIB, "bytes_read of a 16 MiB image: {}", out.json);
     assert_files_equal(&decompress_raw(&w.t, &o.key, w.work.path()), &img);
     assert_files_equal(&w.restore_image("raw", None, "restored.img"), &img);
     let restored = w.restore_to("raw", "restored");
@@ -371,10 +287,7 @@ fn zstd_files_mode_round_trip_extracts_with_gnu_tar() {
     let src = MountedImage::open(&img, None, Fs::Ext4, &w.path("src"));
     assert_copies_match(
         src.dir(),
-        &[
-            ("GNU tar extraction", &tar_dir),
-            ("restore --to", &restored.join("disk")),
-        ],
+        &[("GNU tar extraction", &tar_dir), ("restore --to", &restored.join("disk"))],
         Compare::exact(),
     );
 }
@@ -388,11 +301,7 @@ fn corrupt_image_goes_raw(tag: &str, build: fn(&Path)) {
     let out = w.archive(&img, "auto", &[]);
     assert_eq!(out.objects.len(), 1, "{}", out.json);
     let o = out.object(None);
-    assert_eq!(
-        o.mode, "raw",
-        "a corrupt filesystem must be archived raw: {}",
-        o.json
-    );
+    assert_eq!(o.mode, "raw", "a corrupt filesystem must be archived raw: {}", o.json);
     assert_files_equal(&decompress_raw(&w.t, &o.key, w.work.path()), &img);
     assert_files_equal(&w.restore_image("auto", None, "restored.img"), &img);
 
@@ -407,11 +316,7 @@ fn corrupt_image_goes_raw(tag: &str, build: fn(&Path)) {
     ]);
     files.assert_failure();
     w.t.assert_nothing_under("files/");
-    assert!(
-        image::loops_of(&img).is_empty(),
-        "loop devices left: {:?}",
-        image::loops_of(&img)
-    );
+    assert!(image::loops_of(&img).is_empty(), "loop devices left: {:?}", image::loops_of(&img));
 }
 
 #[test]
@@ -445,10 +350,7 @@ fn empty_filesystems_round_trip() {
         let src = MountedImage::open(&img, None, fs, &w.path(&format!("src-{}", fs.name())));
         assert_copies_match(
             src.dir(),
-            &[
-                ("GNU tar extraction", &tar_dir),
-                ("restore --to", &restored.join("disk")),
-            ],
+            &[("GNU tar extraction", &tar_dir), ("restore --to", &restored.join("disk"))],
             Compare::exact(),
         );
     }
@@ -471,10 +373,7 @@ fn full_filesystem_round_trips() {
     let src = MountedImage::open(&img, None, Fs::Ext4, &w.path("src"));
     assert_copies_match(
         src.dir(),
-        &[
-            ("GNU tar extraction", &tar_dir),
-            ("restore --to", &restored.join("disk")),
-        ],
+        &[("GNU tar extraction", &tar_dir), ("restore --to", &restored.join("disk"))],
         Compare::exact(),
     );
 }
@@ -488,17 +387,9 @@ fn archive_json_describes_every_object() {
     let out = w.archive(&img, "json", &[]);
     // archive() already parsed one JSON object with every field and checked sizes and checksums.
     let o = out.object(None);
-    assert!(
-        o.json["partition"].is_null(),
-        "a whole-disk object has no partition: {}",
-        o.json
-    );
+    assert!(o.json["partition"].is_null(), "a whole-disk object has no partition: {}", o.json);
     assert_eq!(o.fs_type.as_deref(), Some("ext4"));
-    assert!(
-        out.bytes_read > 0 && out.bytes_read <= 16 * MIB,
-        "bytes_read: {}",
-        out.json
-    );
+    assert!(out.bytes_read > 0 && out.bytes_read <= 16 * MIB, "bytes_read: {}", out.json);
 }
 
 /// Issue 12 item 5: a files-mode archive that misses most of the filesystem's used bytes (here
@@ -513,7 +404,8 @@ fn a_files_archive_that_misses_most_used_bytes_fails_naming_both_numbers() {
     image::fs_image(&img, Fs::Ext4, 600 * MIB, |root| {
         populate_basic(root);
         // Zeros, but written: allocated blocks, cheap to compress had they been archived.
-        let mut big = std::io::BufWriter::new(std::fs::File::create(root.join("hidden.bin")).expect("create hidden.bin"));
+        let mut big =
+            std::io::BufWriter::new(std::fs::File::create(root.join("hidden.bin")).expect("create hidden.bin"));
         let zeros = vec![0u8; MIB as usize];
         for _ in 0..400 {
             std::io::Write::write_all(&mut big, &zeros).expect("write hidden.bin");
@@ -532,11 +424,8 @@ fn a_files_archive_that_misses_most_used_bytes_fails_naming_both_numbers() {
     ]);
     out.assert_code(1);
     let line = out.assert_one_line_error(&["in use", "occupy"]);
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .filter(|n| *n > MIB)
-        .collect();
+    let numbers: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).filter(|n| *n > MIB).collect();
     assert!(numbers.iter().any(|n| *n >= 400 * MIB), "the used bytes are named: {line}");
     w.t.assert_nothing_under("");
 
@@ -559,9 +448,7 @@ fn verify_accepts_a_good_archive_and_rejects_a_changed_object() {
     image::fs_image(&img, Fs::Ext4, 16 * MIB, populate_basic);
     let out = w.archive(&img, "v", &[]);
     w.env.run(["verify", &w.t.url("v")]).assert_success();
-    w.env
-        .run(["verify", &w.t.url("v"), "--json"])
-        .assert_success();
+    w.env.run(["verify", &w.t.url("v"), "--json"]).assert_success();
 
     // Same size, one byte changed: only the checksum can tell.
     let key = &out.object(None).key;
@@ -619,19 +506,13 @@ fn verify_prints_no_log_lines_unless_asked() {
 #[test]
 fn verify_and_restore_say_a_prefix_without_manifest_is_not_an_archive() {
     let w = World::new("nomanifest");
-    w.t.s3
-        .put(&w.t.bucket, "nm/disk.tar.gz", b"not really".to_vec());
+    w.t.s3.put(&w.t.bucket, "nm/disk.tar.gz", b"not really".to_vec());
     for prefix in ["nm", "nothing-here"] {
         let out = w.env.run(["verify", &w.t.url(prefix)]);
         out.assert_code(1);
         out.assert_one_line_error(&["manifest"]);
         let dir = w.path(&format!("restore-{prefix}"));
-        let out = w.env.run([
-            "restore".as_ref(),
-            w.t.url(prefix).as_ref(),
-            "--to".as_ref(),
-            dir.as_os_str(),
-        ]);
+        let out = w.env.run(["restore".as_ref(), w.t.url(prefix).as_ref(), "--to".as_ref(), dir.as_os_str()]);
         out.assert_failure();
         out.assert_one_line_error(&["manifest"]);
     }

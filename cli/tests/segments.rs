@@ -30,8 +30,7 @@ fn random_image(path: &Path, len: u64) {
     let mut file = std::fs::File::create(path).expect("create image");
     for (i, offset) in (0..len).step_by(16 * MIB as usize).enumerate() {
         let chunk = (len - offset).min(16 * MIB) as usize;
-        file.write_all(&pseudo_random(1000 + i as u64, chunk))
-            .expect("write image");
+        file.write_all(&pseudo_random(1000 + i as u64, chunk)).expect("write image");
     }
 }
 
@@ -58,26 +57,16 @@ fn download_segments(t: &TestS3, keys: &[String], dir: &Path) -> Vec<PathBuf> {
     for key in keys {
         t.s3.download(&t.bucket, key, &dir.join(key.rsplit('/').next().expect("a name")));
     }
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read download dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(dir).expect("read download dir").map(|e| e.expect("entry").path()).collect();
     paths.sort();
     paths
 }
 
 /// `sh -c SCRIPT` with the system PATH, asserting success.
 fn shell(script: &str) {
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .env("PATH", SYSTEM_PATH)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("sh").args(["-c", script]).env("PATH", SYSTEM_PATH).output().expect("run sh");
+    assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -105,44 +94,24 @@ fn a_raw_stream_longer_than_the_segment_size_is_stored_in_segments_with_bounded_
     ]);
     let cmdline = running.cmdline.clone();
     let (out, peak_kib) = running.wait_measured(CLI_TIMEOUT);
-    let out = CliOutput {
-        cmdline,
-        status: out.status,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    };
+    let out = CliOutput { cmdline, status: out.status, stdout: out.stdout, stderr: out.stderr };
     out.assert_success();
-    eprintln!(
-        "peak RSS of a {} MiB raw archive in 64 MiB segments: {} MiB",
-        RAW_SOURCE / MIB,
-        peak_kib / 1024
-    );
-    assert!(
-        peak_kib < PEAK_RSS_LIMIT_KIB,
-        "peak RSS {peak_kib} KiB is over {PEAK_RSS_LIMIT_KIB} KiB"
-    );
+    eprintln!("peak RSS of a {} MiB raw archive in 64 MiB segments: {} MiB", RAW_SOURCE / MIB, peak_kib / 1024);
+    assert!(peak_kib < PEAK_RSS_LIMIT_KIB, "peak RSS {peak_kib} KiB is over {PEAK_RSS_LIMIT_KIB} KiB");
 
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json output");
     let object = &json["objects"][0];
     let segments = segments(object);
     assert!(segments.len() >= 10, "{} segments: {object}", segments.len());
     for (i, (key, size, _)) in segments.iter().enumerate() {
-        let expected = if i == 0 {
-            "seg/disk.raw.gz".to_string()
-        } else {
-            format!("seg/disk.raw.gz.{i:04}")
-        };
+        let expected = if i == 0 { "seg/disk.raw.gz".to_string() } else { format!("seg/disk.raw.gz.{i:04}") };
         assert_eq!(key, &expected);
         assert!(
             *size <= SEGMENT && *size > SEGMENT - 2 * MIB || i == segments.len() - 1,
             "segment {key}: {size} bytes"
         );
     }
-    assert_eq!(
-        object["size"].as_u64(),
-        Some(segments.iter().map(|s| s.1).sum()),
-        "{object}"
-    );
+    assert_eq!(object["size"].as_u64(), Some(segments.iter().map(|s| s.1).sum()), "{object}");
 
     let keys: Vec<String> = segments.iter().map(|s| s.0.clone()).collect();
     let paths = download_segments(&t, &keys, &work.path().join("segments"));
@@ -154,37 +123,19 @@ fn a_raw_stream_longer_than_the_segment_size_is_stored_in_segments_with_bounded_
         work.path().join("segments").display(),
         restored.display()
     ));
-    assert_eq!(
-        sha256_file(&restored),
-        sha256_file(&image),
-        "cat of the segments | gunzip differs from the image"
-    );
+    assert_eq!(sha256_file(&restored), sha256_file(&image), "cat of the segments | gunzip differs from the image");
     std::fs::remove_file(&restored).expect("remove the gunzipped copy");
 
     let verify = env.run(["verify", &t.url("seg"), "--json"]);
     verify.assert_success();
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("verify --json");
     assert_eq!(report["objects"][0]["method"], "checksum", "{report}");
-    assert_eq!(
-        report["objects"][0]["segments"].as_array().map(Vec::len),
-        Some(segments.len()),
-        "{report}"
-    );
+    assert_eq!(report["objects"][0]["segments"].as_array().map(Vec::len), Some(segments.len()), "{report}");
     env.run(["verify", "--deep", &t.url("seg")]).assert_success();
 
     let copy = work.path().join("restored.img");
-    env.run([
-        "restore".as_ref(),
-        t.url("seg").as_ref(),
-        "--to-image".as_ref(),
-        copy.as_os_str(),
-    ])
-    .assert_success();
-    assert_eq!(
-        sha256_file(&copy),
-        sha256_file(&image),
-        "restore --to-image differs from the image"
-    );
+    env.run(["restore".as_ref(), t.url("seg").as_ref(), "--to-image".as_ref(), copy.as_os_str()]).assert_success();
+    assert_eq!(sha256_file(&copy), sha256_file(&image), "restore --to-image differs from the image");
 }
 
 #[test]
@@ -203,11 +154,7 @@ fn gnu_tar_extracts_the_concatenated_segments_of_a_files_archive() {
     });
     let t = TestS3::start("segments-files");
     let env = CliEnv::new(&t.endpoint());
-    let out = env.archive(
-        &img,
-        &t.url("tar"),
-        &["--mode", "files", "--part-size", "5MiB", "--segment-size", "5MiB"],
-    );
+    let out = env.archive(&img, &t.url("tar"), &["--mode", "files", "--part-size", "5MiB", "--segment-size", "5MiB"]);
     let object = &out.objects[0].json;
     let segments = segments(object);
     assert!(segments.len() >= 5, "{} segments: {object}", segments.len());
@@ -244,30 +191,14 @@ fn an_archive_written_before_segments_and_checksums_still_verifies_in_full_and_r
     // The manifest as the previous format wrote it: no segments, no checksums.
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&t.s3.get(&t.bucket, "old/manifest.json")).expect("manifest is JSON");
-    manifest["objects"][0]
-        .as_object_mut()
-        .expect("an object")
-        .remove("segments");
-    t.s3.put(
-        &t.bucket,
-        "old/manifest.json",
-        serde_json::to_vec(&manifest).expect("JSON"),
-    );
+    manifest["objects"][0].as_object_mut().expect("an object").remove("segments");
+    t.s3.put(&t.bucket, "old/manifest.json", serde_json::to_vec(&manifest).expect("JSON"));
 
     let verify = env.run(["verify", &t.url("old"), "--json"]);
     verify.assert_success();
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("verify --json");
-    assert_eq!(
-        report["objects"][0]["method"], "sha256",
-        "no checksum recorded: every byte is read: {report}"
-    );
+    assert_eq!(report["objects"][0]["method"], "sha256", "no checksum recorded: every byte is read: {report}");
     let copy = work.path().join("restored.img");
-    env.run([
-        "restore".as_ref(),
-        t.url("old").as_ref(),
-        "--to-image".as_ref(),
-        copy.as_os_str(),
-    ])
-    .assert_success();
+    env.run(["restore".as_ref(), t.url("old").as_ref(), "--to-image".as_ref(), copy.as_os_str()]).assert_success();
     assert_eq!(sha256_file(&copy), sha256_file(&image));
 }

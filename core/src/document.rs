@@ -63,7 +63,9 @@ pub enum FlowError {
     InvalidInput { field: &'static str, reason: String },
     #[error("snapshot {snapshot_id} is already being archived by {execution} (volume {volume_id})")]
     Duplicate { snapshot_id: String, execution: String, volume_id: String },
-    #[error("snapshot {snapshot_id} is already archived: {manifest_url} exists (delete that archive to make a new one)")]
+    #[error(
+        "snapshot {snapshot_id} is already archived: {manifest_url} exists (delete that archive to make a new one)"
+    )]
     AlreadyArchived { snapshot_id: String, manifest_url: String },
     #[error("volume {volume_id} is {state}, not available yet")]
     VolumeNotReady { volume_id: String, state: String },

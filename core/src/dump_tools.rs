@@ -115,13 +115,17 @@ impl DumpTool {
                 // -X: no ~/.psqlrc; -A -t: bare values; -0: NUL after each record, so any name
                 // (even one with a newline) comes back intact.
                 args.extend(["-X", "-A", "-t", "-0", "-c"].map(String::from));
-                args.push("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname".into());
+                args.push(
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname".into(),
+                );
                 Invocation { program: "psql", args }
             }
             DumpTool::Mysqldump => {
                 let mut args = mysql_connection_args(connection);
                 // --batch --skip-column-names --raw: one unescaped name per line.
-                args.extend(["--batch", "--skip-column-names", "--raw", "--execute", "SHOW DATABASES"].map(String::from));
+                args.extend(
+                    ["--batch", "--skip-column-names", "--raw", "--execute", "SHOW DATABASES"].map(String::from),
+                );
                 Invocation { program: "mysql", args }
             }
         }
@@ -318,7 +322,12 @@ mod tests {
     use super::*;
 
     fn connection(password_file: Option<&str>) -> Connection {
-        Connection { host: "db.example".into(), port: 5432, user: "master".into(), password_file: password_file.map(PathBuf::from) }
+        Connection {
+            host: "db.example".into(),
+            port: 5432,
+            user: "master".into(),
+            password_file: password_file.map(PathBuf::from),
+        }
     }
 
     #[test]
@@ -356,10 +365,7 @@ mod tests {
 
     #[test]
     fn a_server_with_only_system_databases_has_nothing_to_dump() {
-        assert!(matches!(
-            DumpTool::Mysqldump.parse_databases("mysql\nsys\n"),
-            Err(DumpError::NoDatabases { .. })
-        ));
+        assert!(matches!(DumpTool::Mysqldump.parse_databases("mysql\nsys\n"), Err(DumpError::NoDatabases { .. })));
         assert!(matches!(DumpTool::PgDump.parse_databases(""), Err(DumpError::NoDatabases { .. })));
     }
 
@@ -367,10 +373,7 @@ mod tests {
     fn requested_databases_keep_order_once_each_and_reject_empty_names() {
         let requested = ["b", "a", "b", "mysql"].map(String::from);
         assert_eq!(DumpTool::requested_databases(&requested).unwrap(), ["b", "a", "mysql"]);
-        assert!(matches!(
-            DumpTool::requested_databases(&[String::new()]),
-            Err(DumpError::BadDatabaseName { .. })
-        ));
+        assert!(matches!(DumpTool::requested_databases(&[String::new()]), Err(DumpError::BadDatabaseName { .. })));
     }
 
     #[test]
@@ -385,9 +388,23 @@ mod tests {
         assert_eq!((app.invocation.program, app.format), ("pg_dump", DumpFormat::Custom));
         assert_eq!(
             app.invocation.args,
-            ["-h", "db.example", "-p", "5432", "-U", "master", "-w", "--dbname=dbname='app'", "--format=custom", "--compress=0"]
+            [
+                "-h",
+                "db.example",
+                "-p",
+                "5432",
+                "-U",
+                "master",
+                "-w",
+                "--dbname=dbname='app'",
+                "--format=custom",
+                "--compress=0"
+            ]
         );
-        assert!(objects[2].invocation.args.contains(&"--dbname=dbname='a=b'".to_string()), "a name with = stays a name");
+        assert!(
+            objects[2].invocation.args.contains(&"--dbname=dbname='a=b'".to_string()),
+            "a name with = stays a name"
+        );
     }
 
     #[test]
@@ -395,10 +412,22 @@ mod tests {
         let objects = DumpTool::Mysqldump.plan(&connection(Some("/tmp/x/my.cnf")), &["shop".into()], Compression::Zstd);
         assert_eq!(objects.len(), 1, "no globals object for MySQL");
         let shop = &objects[0];
-        assert_eq!((shop.name.as_str(), shop.invocation.program, shop.format), ("shop.sql.zst", "mysqldump", DumpFormat::Sql));
+        assert_eq!(
+            (shop.name.as_str(), shop.invocation.program, shop.format),
+            ("shop.sql.zst", "mysqldump", DumpFormat::Sql)
+        );
         assert_eq!(shop.invocation.args[0], "--defaults-extra-file=/tmp/x/my.cnf");
         assert_eq!(shop.invocation.args.last().map(String::as_str), Some("shop"));
-        for flag in ["--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob", "--databases", "--protocol=TCP"] {
+        for flag in [
+            "--single-transaction",
+            "--quick",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--databases",
+            "--protocol=TCP",
+        ] {
             assert!(shop.invocation.args.iter().any(|a| a == flag), "{flag} in {:?}", shop.invocation.args);
         }
     }
@@ -417,11 +446,15 @@ mod tests {
     fn no_invocation_carries_a_password_argument() {
         for tool in [DumpTool::PgDump, DumpTool::Mysqldump] {
             let connection = connection(Some("/f"));
-            let mut invocations: Vec<_> = tool.plan(&connection, &["d".into()], Compression::Gzip).into_iter().map(|o| o.invocation).collect();
+            let mut invocations: Vec<_> =
+                tool.plan(&connection, &["d".into()], Compression::Gzip).into_iter().map(|o| o.invocation).collect();
             invocations.push(tool.list_databases(&connection));
             for invocation in invocations {
                 assert!(
-                    !invocation.args.iter().any(|a| a.starts_with("--password") || a == "-p" && tool == DumpTool::Mysqldump),
+                    !invocation
+                        .args
+                        .iter()
+                        .any(|a| a.starts_with("--password") || a == "-p" && tool == DumpTool::Mysqldump),
                     "{invocation:?}"
                 );
             }

@@ -1185,9 +1185,11 @@ fn parse_manual(obj: &Obj<'_>) -> Result<ManualInput, EventError> {
         (ManualSnapshot::DynamoDb { .. }, Some(_), _) => {
             Err(EventError::invalid(obj.at("method"), "applies to RDS and Aurora snapshots only; DynamoDB is exported"))
         }
-        (ManualSnapshot::RdsDb { .. } | ManualSnapshot::RdsCluster { .. } | ManualSnapshot::DynamoDb { .. }, _, Some(_)) => {
-            Err(EventError::invalid(obj.at("mode"), "applies to EBS snapshots only; use `method` for databases"))
-        }
+        (
+            ManualSnapshot::RdsDb { .. } | ManualSnapshot::RdsCluster { .. } | ManualSnapshot::DynamoDb { .. },
+            _,
+            Some(_),
+        ) => Err(EventError::invalid(obj.at("mode"), "applies to EBS snapshots only; use `method` for databases")),
         _ => Ok(ManualInput { snapshot, method, mode }),
     }
 }

@@ -254,7 +254,9 @@ pub enum SegmentProblem {
     SizeDiffers { key: String, expected: u64, found: u64 },
     #[error("{key}: S3's CRC64NVME {found} differs from the manifest's {expected}")]
     ChecksumDiffers { key: String, expected: String, found: String },
-    #[error("{key}: the manifest records no checksum (it predates full-object checksums); only a full read can verify it")]
+    #[error(
+        "{key}: the manifest records no checksum (it predates full-object checksums); only a full read can verify it"
+    )]
     NoChecksumRecorded { key: String },
     #[error("{key}: S3 reports no CRC64NVME checksum for it")]
     NoChecksumStored { key: String },
@@ -271,8 +273,10 @@ pub fn check_stored_segment(expected: &Segment, stored: Option<&StoredObject>) -
     if stored.size != expected.size {
         return Err(SegmentProblem::SizeDiffers { key, expected: expected.size, found: stored.size });
     }
-    let expected = expected.checksum_crc64nvme.as_ref().ok_or_else(|| SegmentProblem::NoChecksumRecorded { key: key.clone() })?;
-    let found = stored.checksum_crc64nvme.as_ref().ok_or_else(|| SegmentProblem::NoChecksumStored { key: key.clone() })?;
+    let expected =
+        expected.checksum_crc64nvme.as_ref().ok_or_else(|| SegmentProblem::NoChecksumRecorded { key: key.clone() })?;
+    let found =
+        stored.checksum_crc64nvme.as_ref().ok_or_else(|| SegmentProblem::NoChecksumStored { key: key.clone() })?;
     if found != expected {
         return Err(SegmentProblem::ChecksumDiffers { key, expected: expected.clone(), found: found.clone() });
     }
@@ -352,15 +356,16 @@ pub enum ManifestError {
     NoObjects,
     #[error("object {key}: size {size} differs from bytes_out {bytes_out}")]
     SizeMismatch { key: String, size: u64, bytes_out: u64 },
-    #[error("object {key}: its segments hold {segments_size} bytes, its size is {size}, or the first segment is not {key}")]
+    #[error(
+        "object {key}: its segments hold {segments_size} bytes, its size is {size}, or the first segment is not {key}"
+    )]
     SegmentsMismatch { key: String, size: u64, segments_size: u64 },
 }
 
 impl Manifest {
     /// Parses and checks a manifest's internal consistency.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let manifest: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| ManifestError::Parse(e.to_string()))?;
         if manifest.format > MANIFEST_FORMAT {
             return Err(ManifestError::UnsupportedFormat { found: manifest.format });
         }
@@ -424,7 +429,14 @@ mod tests {
                 key: "a/part1.tar.gz".into(),
                 mode: ArchiveMode::Files,
                 compression: Compression::Gzip,
-                partition: Some(PartitionInfo { number: 1, start: 1 << 20, size: 1 << 30, type_id: None, uuid: None, label: None }),
+                partition: Some(PartitionInfo {
+                    number: 1,
+                    start: 1 << 20,
+                    size: 1 << 30,
+                    type_id: None,
+                    uuid: None,
+                    label: None,
+                }),
                 fs_type: Some("ext4".into()),
                 raw_reason: None,
                 size: 1234,
@@ -435,7 +447,11 @@ mod tests {
                 entries: Some(EntryCounts { files: 3, ..Default::default() }),
                 dump: None,
                 fs_used_bytes: Some(40_960),
-                segments: vec![Segment { key: "a/part1.tar.gz".into(), size: 1234, checksum_crc64nvme: Some("AAAAAAAAAAE=".into()) }],
+                segments: vec![Segment {
+                    key: "a/part1.tar.gz".into(),
+                    size: 1234,
+                    checksum_crc64nvme: Some("AAAAAAAAAAE=".into()),
+                }],
             }],
             started_at: t,
             finished_at: t,
@@ -456,8 +472,12 @@ mod tests {
     fn dump_archives_add_fields_and_keep_the_existing_ones() {
         let mut m = sample();
         m.source.device = "db.example:5432".into();
-        m.source.database =
-            Some(DatabaseSource { engine: "postgres".into(), host: "db.example".into(), port: 5432, user: "master".into() });
+        m.source.database = Some(DatabaseSource {
+            engine: "postgres".into(),
+            host: "db.example".into(),
+            port: 5432,
+            user: "master".into(),
+        });
         m.objects[0].mode = ArchiveMode::Dump;
         m.objects[0].partition = None;
         m.objects[0].entries = None;
@@ -471,7 +491,9 @@ mod tests {
         let json = serde_json::to_vec(&m).unwrap();
         assert_eq!(Manifest::from_json(&json).unwrap(), m);
         let text = String::from_utf8(json).unwrap();
-        for field in [r#""mode":"dump""#, r#""format":"custom""#, r#""device":"db.example:5432""#, r#""sha256":"#, r#""size":"#] {
+        for field in
+            [r#""mode":"dump""#, r#""format":"custom""#, r#""device":"db.example:5432""#, r#""sha256":"#, r#""size":"#]
+        {
             assert!(text.contains(field), "{field} in {text}");
         }
         assert!(!sample_json().contains("\"dump\""), "device archives carry no dump field");
@@ -524,14 +546,21 @@ mod tests {
     #[test]
     fn rejects_segments_that_do_not_add_up_to_the_object() {
         let mut m = sample();
-        m.objects[0].segments.push(Segment { key: segment_key("a/part1.tar.gz", 1), size: 1, checksum_crc64nvme: None });
+        m.objects[0].segments.push(Segment {
+            key: segment_key("a/part1.tar.gz", 1),
+            size: 1,
+            checksum_crc64nvme: None,
+        });
         assert!(matches!(
             Manifest::from_json(&serde_json::to_vec(&m).unwrap()),
             Err(ManifestError::SegmentsMismatch { segments_size: 1235, .. })
         ));
         let mut m = sample();
         m.objects[0].segments[0].key = "a/other".into();
-        assert!(matches!(Manifest::from_json(&serde_json::to_vec(&m).unwrap()), Err(ManifestError::SegmentsMismatch { .. })));
+        assert!(matches!(
+            Manifest::from_json(&serde_json::to_vec(&m).unwrap()),
+            Err(ManifestError::SegmentsMismatch { .. })
+        ));
     }
 
     #[test]

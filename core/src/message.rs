@@ -91,13 +91,18 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
                 .or_else(|| view.exported.as_ref().map(|e| (e.total_size, e.objects)));
             if let Some((total_size, count)) = stored {
                 let objects = if count == 1 { "object" } else { "objects" };
-                fields.push(("Size".to_string(), format!("{} in {count} {objects}, verified", ByteSize::b(total_size))));
+                fields
+                    .push(("Size".to_string(), format!("{} in {count} {objects}, verified", ByteSize::b(total_size))));
             }
             if let Some(export) = &view.export_result {
                 let items = if export.item_count == 1 { "item" } else { "items" };
                 fields.push((
                     "Size".to_string(),
-                    format!("{} {items}, {} billed, verified", export.item_count, ByteSize::b(export.billed_size_bytes)),
+                    format!(
+                        "{} {items}, {} billed, verified",
+                        export.item_count,
+                        ByteSize::b(export.billed_size_bytes)
+                    ),
                 ));
             }
             if let Some(source) = &view.table_source {
@@ -134,7 +139,8 @@ pub fn notification(outcome: FlowOutcome, view: &FlowView, execution_id: &str, d
                 };
                 fields.push(("Temporary volume".to_string(), volume));
             } else if let Some(e) = &view.cleanup_error {
-                fields.push(("Cleanup".to_string(), format!("FAILED, an export may still run: {}", summarize_cause(e))));
+                fields
+                    .push(("Cleanup".to_string(), format!("FAILED, an export may still run: {}", summarize_cause(e))));
             }
             if view.request.as_ref().is_some_and(|r| r.recovery_point_arn.is_some()) {
                 fields.push(("Recovery point".to_string(), "kept".to_string()));
@@ -487,11 +493,13 @@ mod tests {
             "../tests/fixtures/eventbridge-backup-job-completed-rds.json"
         ))
         .unwrap();
-        let config: PlanConfig =
-            serde_json::from_value(serde_json::json!({"destination": {"bucket": "example-archive", "prefix": "backups"}}))
-                .unwrap();
+        let config: PlanConfig = serde_json::from_value(
+            serde_json::json!({"destination": {"bucket": "example-archive", "prefix": "backups"}}),
+        )
+        .unwrap();
         let facts = SnapshotFacts { engine: Some("postgres".into()), ..SnapshotFacts::default() };
-        let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &facts, &config, "2025-03-04T04:00:00Z".parse().unwrap())
+        let Ok(PlanOutcome::Planned(request)) =
+            plan_archive(&event, &facts, &config, "2025-03-04T04:00:00Z".parse().unwrap())
         else {
             panic!("the RDS fixture plans")
         };
@@ -534,7 +542,8 @@ mod tests {
         assert_eq!(field(&n, "Destination"), "s3://example-archive/backups/rds/x/awsbackup-job-1/");
         assert!(n.fields.iter().all(|(label, _)| label != "Temporary volume"), "{:?}", n.fields);
         assert_eq!(field(&n, "Recovery point"), "kept");
-        view.cleanup_error = Some(StateError { error: "Rds.InvalidExportTaskStateFault".into(), cause: Some("ended".into()) });
+        view.cleanup_error =
+            Some(StateError { error: "Rds.InvalidExportTaskStateFault".into(), cause: Some("ended".into()) });
         let n = notification(FlowOutcome::Failed, &view, "arn:exec", Duration::from_secs(60));
         assert_eq!(field(&n, "Cleanup"), "FAILED, an export may still run: ended");
     }
@@ -628,7 +637,11 @@ mod tests {
     fn table_source(source: ExportSource) -> TableSource {
         TableSource {
             source,
-            table_name: if source == ExportSource::PointInTime { "Orders".into() } else { "backup-archiver-k-1".into() },
+            table_name: if source == ExportSource::PointInTime {
+                "Orders".into()
+            } else {
+                "backup-archiver-k-1".into()
+            },
             table_arn: "arn:aws:dynamodb:us-east-1:111122223333:table/Orders".into(),
             export_time: (source == ExportSource::PointInTime).then(|| "2025-03-04T02:00:00Z".parse().unwrap()),
             backup_arn: "b".into(),
@@ -651,7 +664,10 @@ mod tests {
             export_time: None,
         });
         let n = notification(FlowOutcome::Succeeded, &view, "arn:exec", Duration::from_secs(61));
-        assert_eq!(n.title, "Archived 01568804569000-d3306d76 to s3://archive/dynamodb/Orders/2025/03/04/01568804569000-d3306d76");
+        assert_eq!(
+            n.title,
+            "Archived 01568804569000-d3306d76 to s3://archive/dynamodb/Orders/2025/03/04/01568804569000-d3306d76"
+        );
         assert_eq!(field(&n, "Backup"), "01568804569000-d3306d76");
         assert_eq!(field(&n, "Table"), "Orders");
         assert_eq!(field(&n, "Size"), "3 items, 2.0 KiB billed, verified");
@@ -662,7 +678,8 @@ mod tests {
     #[test]
     fn dynamodb_failure_names_the_error_and_the_temporary_table() {
         let mut view = dynamodb_view();
-        view.error = Some(StateError { error: "ExportFailed".into(), cause: Some("export x FAILED: UNKNOWN: boom".into()) });
+        view.error =
+            Some(StateError { error: "ExportFailed".into(), cause: Some("export x FAILED: UNKNOWN: boom".into()) });
         let n = notification(FlowOutcome::Failed, &view, "e", Duration::ZERO);
         assert_eq!(n.title, "Archive of 01568804569000-d3306d76 FAILED: ExportFailed");
         assert_eq!(field(&n, "Temporary table"), "none was left");

@@ -536,7 +536,10 @@ mod tests {
         assert_ne!(database_identifier(&long), database_identifier(&other), "a cut key keeps its hash");
         assert_eq!(
             database_identifier("backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c"),
-            format!("ba-backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c-{}", short_hash("backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c"))
+            format!(
+                "ba-backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c-{}",
+                short_hash("backup-job-8f3a2c61-4b7d-1e09-22c4-5d6e7f8a9b0c")
+            )
         );
     }
 

@@ -44,11 +44,7 @@ pub enum PartSizeError {
         ByteSize::b(*segment_size),
         ByteSize::b(*part_size)
     )]
-    TooManyParts {
-        segment_size: u64,
-        part_size: u64,
-        parts: u64,
-    },
+    TooManyParts { segment_size: u64, part_size: u64, parts: u64 },
 }
 
 /// The part size and segment size of every object of an archive.
@@ -76,25 +72,15 @@ impl UploadSizes {
             None => DEFAULT_SEGMENT_SIZE.min(part_size * MAX_PARTS as u64),
         };
         if segment_size < part_size {
-            return Err(PartSizeError::SegmentBelowPart {
-                segment_size,
-                part_size,
-            });
+            return Err(PartSizeError::SegmentBelowPart { segment_size, part_size });
         }
         if segment_size > MAX_OBJECT_SIZE {
             return Err(PartSizeError::SegmentTooLarge { segment_size });
         }
-        let sizes = UploadSizes {
-            part_size,
-            segment_size,
-        };
+        let sizes = UploadSizes { part_size, segment_size };
         let parts = sizes.parts_per_segment();
         if parts > MAX_PARTS as u64 {
-            return Err(PartSizeError::TooManyParts {
-                segment_size,
-                part_size,
-                parts,
-            });
+            return Err(PartSizeError::TooManyParts { segment_size, part_size, parts });
         }
         Ok(sizes)
     }
@@ -112,13 +98,7 @@ mod tests {
     #[test]
     fn defaults_fit_in_10000_parts() {
         let sizes = UploadSizes::choose(DEFAULT_PART_SIZE, None).unwrap();
-        assert_eq!(
-            sizes,
-            UploadSizes {
-                part_size: DEFAULT_PART_SIZE,
-                segment_size: DEFAULT_SEGMENT_SIZE
-            }
-        );
+        assert_eq!(sizes, UploadSizes { part_size: DEFAULT_PART_SIZE, segment_size: DEFAULT_SEGMENT_SIZE });
         assert_eq!(sizes.parts_per_segment(), 4096);
     }
 
@@ -151,9 +131,7 @@ mod tests {
                 parts: 13_108
             })
         );
-        let e = UploadSizes::choose(MIN_PART_SIZE, Some(DEFAULT_SEGMENT_SIZE))
-            .unwrap_err()
-            .to_string();
+        let e = UploadSizes::choose(MIN_PART_SIZE, Some(DEFAULT_SEGMENT_SIZE)).unwrap_err().to_string();
         assert!(e.contains("--part-size") && e.contains("13108"), "{e}");
     }
 
@@ -161,32 +139,18 @@ mod tests {
     fn rejects_segments_below_the_part_size_or_above_the_largest_object() {
         assert_eq!(
             UploadSizes::choose(8 * MIB, Some(6 * MIB)),
-            Err(PartSizeError::SegmentBelowPart {
-                segment_size: 6 * MIB,
-                part_size: 8 * MIB
-            })
+            Err(PartSizeError::SegmentBelowPart { segment_size: 6 * MIB, part_size: 8 * MIB })
         );
         assert_eq!(
             UploadSizes::choose(MAX_PART_SIZE, Some(6 * TIB)),
             Err(PartSizeError::SegmentTooLarge { segment_size: 6 * TIB })
         );
-        assert_eq!(
-            UploadSizes::choose(8 * MIB, Some(64 * MIB))
-                .unwrap()
-                .parts_per_segment(),
-            8
-        );
+        assert_eq!(UploadSizes::choose(8 * MIB, Some(64 * MIB)).unwrap().parts_per_segment(), 8);
     }
 
     #[test]
     fn rejects_part_sizes_outside_s3_limits() {
-        assert_eq!(
-            UploadSizes::choose(MIB, None),
-            Err(PartSizeError::TooSmall { size: MIB })
-        );
-        assert_eq!(
-            UploadSizes::choose(6 * GIB, None),
-            Err(PartSizeError::TooLarge { size: 6 * GIB })
-        );
+        assert_eq!(UploadSizes::choose(MIB, None), Err(PartSizeError::TooSmall { size: MIB }));
+        assert_eq!(UploadSizes::choose(6 * GIB, None), Err(PartSizeError::TooLarge { size: 6 * GIB }));
     }
 }

@@ -402,7 +402,10 @@ impl PlanConfig {
         }
         if !self.job_queues.is_empty() {
             if let Some(az) = self.availability_zones.iter().find(|az| !self.job_queues.contains_key(*az)) {
-                return Err(PlanError::config("job_queues", format!("has no queue for {az}, one of the availability_zones")));
+                return Err(PlanError::config(
+                    "job_queues",
+                    format!("has no queue for {az}, one of the availability_zones"),
+                ));
             }
             if let Some((az, _)) = self.job_queues.iter().find(|(_, queue)| queue.trim().is_empty()) {
                 return Err(PlanError::config("job_queues", format!("names an empty queue for {az}")));
@@ -619,7 +622,15 @@ pub fn event_target(event: &TriggerEvent) -> Result<Targeting, PlanError> {
 /// that failed), if it parses. Any fields a Catch added are ignored.
 pub fn trigger_snapshot_id(state: &Value) -> Option<String> {
     let mut event = state.clone();
-    for added in ["error", "cleanup_error", "notify_error", "deleted_volumes", "deleted_tables", "deleted_database", "notification"] {
+    for added in [
+        "error",
+        "cleanup_error",
+        "notify_error",
+        "deleted_volumes",
+        "deleted_tables",
+        "deleted_database",
+        "notification",
+    ] {
         event.as_object_mut()?.remove(added);
     }
     let event = TriggerEvent::from_value(&event).ok()?;
@@ -1206,19 +1217,25 @@ mod tests {
         assert_eq!(flow(json!({"snapshot": cluster, "method": "dump"})), Flow::RdsDump);
         let table = "arn:aws:dynamodb:eu-west-1:111122223333:table/Orders/backup/01568804569000-d3306d76";
         assert_eq!(flow(json!({"snapshot": table})), Flow::DynamodbExport);
-        let sns: serde_json::Value =
-            serde_json::from_slice(include_bytes!("../tests/fixtures/sns-rds-event-db-snapshot-automated-created.json"))
-                .unwrap();
+        let sns: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../tests/fixtures/sns-rds-event-db-snapshot-automated-created.json"
+        ))
+        .unwrap();
         assert_eq!(flow(sns.clone()), Flow::RdsExport);
         assert_eq!(event_target_of(&sns).idempotency_key(), event_target_of(&sns).idempotency_key(), "stable");
     }
 
     #[test]
     fn event_target_leaves_the_vault_check_to_archive_target() {
-        let event = TriggerEvent::from_json(include_bytes!("../tests/fixtures/eventbridge-backup-job-completed-ebs.json")).unwrap();
+        let event =
+            TriggerEvent::from_json(include_bytes!("../tests/fixtures/eventbridge-backup-job-completed-ebs.json"))
+                .unwrap();
         assert!(matches!(event_target(&event).unwrap(), Targeting::Target(_)));
         let only_other = PlanConfig { allowed_vaults: vec!["another-vault".into()], ..config() };
-        assert!(matches!(archive_target(&event, &only_other).unwrap(), Targeting::Skip(SkipReason::VaultNotAllowed { .. })));
+        assert!(matches!(
+            archive_target(&event, &only_other).unwrap(),
+            Targeting::Skip(SkipReason::VaultNotAllowed { .. })
+        ));
     }
 
     #[test]

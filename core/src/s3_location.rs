@@ -52,9 +52,7 @@ impl FromStr for S3Location {
     type Err = S3LocationError;
 
     fn from_str(url: &str) -> Result<Self, Self::Err> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| S3LocationError::Scheme { url: url.to_string() })?;
+        let rest = url.strip_prefix("s3://").ok_or_else(|| S3LocationError::Scheme { url: url.to_string() })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(S3LocationError::MissingBucket { url: url.to_string() });
@@ -117,10 +115,7 @@ mod tests {
     fn rejects_invalid_bucket_names() {
         for bad in ["ab", "Upper", "under_score", "-dash", "dash-", "a..b", &"x".repeat(64)] {
             let url = format!("s3://{bad}/p");
-            assert!(
-                matches!(url.parse::<S3Location>(), Err(S3LocationError::InvalidBucket { .. })),
-                "{url} accepted"
-            );
+            assert!(matches!(url.parse::<S3Location>(), Err(S3LocationError::InvalidBucket { .. })), "{url} accepted");
         }
     }
 

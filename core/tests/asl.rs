@@ -127,7 +127,10 @@ where
     let document = FlowDocument {
         outcome: "planned".into(),
         recovery_point_deletion: Some(RecoveryPointDeletion {
-            recovery_point_arn: request.recovery_point_arn.clone().expect("a document that may delete its recovery point"),
+            recovery_point_arn: request
+                .recovery_point_arn
+                .clone()
+                .expect("a document that may delete its recovery point"),
             deleted: true,
         }),
         request,
@@ -176,7 +179,12 @@ fn full_state() -> Value {
         }),
         job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
         deleted_volumes: Some(DeletedVolumes::default()),
-        verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
+        verification: Some(Verification {
+            location: "s3://b/p".into(),
+            manifest_key: "p/manifest.json".into(),
+            objects: 1,
+            total_size: 1,
+        }),
     };
     full_document(request, steps)
 }
@@ -228,7 +236,12 @@ fn full_export_state() -> Value {
             location: S3Location { bucket: "example-archive".into(), prefix: "backups/x".into() },
             started: true,
         }),
-        exported: Some(ExportedFiles { location: "s3://b/p/".into(), export_info_key: "k".into(), objects: 1, total_size: 1 }),
+        exported: Some(ExportedFiles {
+            location: "s3://b/p/".into(),
+            export_info_key: "k".into(),
+            objects: 1,
+            total_size: 1,
+        }),
     };
     full_document(request, steps)
 }
@@ -279,11 +292,12 @@ fn dump_state() -> Value {
 
 /// The document after a Plan that skipped: the skip's fields, and what the failure path adds.
 fn skipped_state(full: &Value) -> Value {
-    let mut skipped = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
-        resource_type: "EFS".into(),
-    }))
-    .unwrap();
-    for field in ["deleted_volumes", "deleted_tables", "deleted_database", "notification", "cleanup_error", "notify_error"] {
+    let mut skipped =
+        serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType { resource_type: "EFS".into() }))
+            .unwrap();
+    for field in
+        ["deleted_volumes", "deleted_tables", "deleted_database", "notification", "cleanup_error", "notify_error"]
+    {
         if let Some(value) = full.get(field) {
             skipped[field] = value.clone();
         }
@@ -349,12 +363,7 @@ fn resolve(path: &str, document: &Value, context: &Value) -> Result<Value, Strin
 
 /// The paths an intrinsic function's arguments name: `States.Format('{}', $.a)` gives `$.a`.
 fn intrinsic_paths(expression: &str) -> Vec<String> {
-    expression
-        .split(['(', ',', ')'])
-        .map(str::trim)
-        .filter(|arg| arg.starts_with('$'))
-        .map(str::to_string)
-        .collect()
+    expression.split(['(', ',', ')']).map(str::trim).filter(|arg| arg.starts_with('$')).map(str::to_string).collect()
 }
 
 /// Evaluates a `Parameters`/`ResultSelector` template the way Step Functions does.
@@ -474,7 +483,11 @@ fn json_paths_resolve(flow: &FlowFile) {
         }
         for key in ["ErrorPath", "CausePath"] {
             if let Some(expression) = state[key].as_str() {
-                let paths = if expression.starts_with("States.") { intrinsic_paths(expression) } else { vec![expression.into()] };
+                let paths = if expression.starts_with("States.") {
+                    intrinsic_paths(expression)
+                } else {
+                    vec![expression.into()]
+                };
                 for path in paths {
                     resolve(&path, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at(key)));
                 }
@@ -494,7 +507,8 @@ fn json_paths_resolve(flow: &FlowFile) {
             }
         }
         if let Some(parameters) = state.get("Parameters") {
-            let input = evaluate(parameters, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
+            let input =
+                evaluate(parameters, document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
             let resource = state["Resource"].as_str().unwrap_or("");
             match placeholder_of(resource) {
                 Some("CreateVolumeFunctionArn") => check_input::<CreateVolumeInput>(name, &input),
@@ -571,11 +585,11 @@ fn choices_compare_with_the_values_core_serializes() {
 
 fn route_compares_with_core(flow: &FlowFile) {
     let route = &states(&flow.asl)["Route"];
-    let unsupported = serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType {
-        resource_type: "EFS".into(),
-    }))
-    .unwrap();
-    let quiet = serde_json::to_value(PlanOutcome::skipped(SkipReason::VaultNotAllowed { vault_name: "v".into() })).unwrap();
+    let unsupported =
+        serde_json::to_value(PlanOutcome::skipped(SkipReason::UnsupportedResourceType { resource_type: "EFS".into() }))
+            .unwrap();
+    let quiet =
+        serde_json::to_value(PlanOutcome::skipped(SkipReason::VaultNotAllowed { vault_name: "v".into() })).unwrap();
     let [attention, skip, own_flow] = route["Choices"].as_array().unwrap().as_slice() else {
         panic!("Route has three rules: {route}")
     };
@@ -686,7 +700,11 @@ fn every_task_catches_everything_and_every_retry_is_bounded() {
                 .into_iter()
                 .flatten()
                 .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
-            assert!(catches_all, "{}: {name} has no catch-all: an error would end the execution without cleanup", flow.stem);
+            assert!(
+                catches_all,
+                "{}: {name} has no catch-all: an error would end the execution without cleanup",
+                flow.stem
+            );
             for rule in state["Retry"].as_array().into_iter().flatten() {
                 assert!(rule["MaxAttempts"].as_u64().is_some(), "{}: {name}: MaxAttempts must be explicit", flow.stem);
                 let budget = retry_budget_seconds(rule);
@@ -735,7 +753,8 @@ fn every_failure_reaches_the_cleanup_before_failing() {
                 assert!(allowed.contains(&target), "{}: {name} catches into {target}", flow.stem);
             }
             if state["Type"] == "Fail" {
-                let from: Vec<&String> = all.iter().filter(|(_, s)| transitions(s).contains(name)).map(|(n, _)| n).collect();
+                let from: Vec<&String> =
+                    all.iter().filter(|(_, s)| transitions(s).contains(name)).map(|(n, _)| n).collect();
                 assert_eq!(from, ["FailureRoute"], "{}: {name} is reached only after NotifyFailure", flow.stem);
             }
         }
@@ -861,7 +880,8 @@ fn rds_patterns_match_ready_snapshots_and_database_backup_jobs() {
     let ready = load("state-machines/events/rds-snapshot-ready.json");
     assert_eq!(ready["source"], json!([SOURCE_RDS]));
     assert_eq!(ready["detail-type"], json!([RDS_DB_SNAPSHOT_EVENT, RDS_DB_CLUSTER_SNAPSHOT_EVENT]));
-    let ids: BTreeSet<&str> = ready["detail"]["EventID"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let ids: BTreeSet<&str> =
+        ready["detail"]["EventID"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let core: BTreeSet<&str> = DB_SNAPSHOT_READY_EVENTS.iter().chain(CLUSTER_SNAPSHOT_READY_EVENTS).copied().collect();
     assert_eq!(ids, core, "the rule sends exactly the events plan takes as 'snapshot ready'");
     let backup = load("state-machines/events/rds-backup-job-completed.json");

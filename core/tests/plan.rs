@@ -304,10 +304,20 @@ fn dump_gets_one_of_the_configured_queues_and_other_flows_none() {
     for az in config.availability_zones.clone() {
         config.job_queues.insert(az.clone(), format!("queue-{az}"));
     }
-    let dump = planned(plan_archive(&event("eventbridge-backup-job-completed-rds.json"), &rds_facts("postgres"), &config, now()));
+    let dump = planned(plan_archive(
+        &event("eventbridge-backup-job-completed-rds.json"),
+        &rds_facts("postgres"),
+        &config,
+        now(),
+    ));
     let queue = dump.job_queue.clone().expect("a dump job needs a queue");
     assert!(config.job_queues.values().any(|q| *q == queue), "{queue}");
-    let again = planned(plan_archive(&event("eventbridge-backup-job-completed-rds.json"), &rds_facts("postgres"), &config, now()));
+    let again = planned(plan_archive(
+        &event("eventbridge-backup-job-completed-rds.json"),
+        &rds_facts("postgres"),
+        &config,
+        now(),
+    ));
     assert_eq!(again.job_queue, dump.job_queue, "stable for a snapshot");
     let ebs = planned(plan_archive(&event("eventbridge-backup-job-completed-ebs.json"), &ebs_facts(), &config, now()));
     assert_eq!(ebs.job_queue, None, "EBS's queue is its volume's AZ's");

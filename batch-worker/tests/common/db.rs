@@ -47,10 +47,7 @@ fn wait_until(what: &str, log: &Path, child: &mut Child, mut ready: impl FnMut()
     let started = Instant::now();
     while !ready() {
         if let Some(status) = child.try_wait().expect("wait server") {
-            panic!(
-                "{what} exited with {status}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            panic!("{what} exited with {status}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
         }
         assert!(
             started.elapsed() < START_TIMEOUT,
@@ -67,17 +64,10 @@ fn pg_bin() -> PathBuf {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| {
-            Some((
-                entry.file_name().to_str()?.parse::<u32>().ok()?,
-                entry.path().join("bin"),
-            ))
-        })
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse::<u32>().ok()?, entry.path().join("bin"))))
         .filter(|(_, bin)| bin.join("postgres").is_file())
         .max();
-    newest
-        .map(|(_, bin)| bin)
-        .unwrap_or_else(|| panic!("no PostgreSQL server under {PG_LIB}: run scripts/setup"))
+    newest.map(|(_, bin)| bin).unwrap_or_else(|| panic!("no PostgreSQL server under {PG_LIB}: run scripts/setup"))
 }
 
 /// A PostgreSQL server whose superuser `master` logs in over TCP with a password.
@@ -146,13 +136,7 @@ impl Postgres {
             .spawn()
             .expect("start postgres");
         // Built before the wait, so that a server that never answers is still stopped.
-        let mut server = Postgres {
-            child,
-            port,
-            user: "master".into(),
-            password: password.into(),
-            dir,
-        };
+        let mut server = Postgres { child, port, user: "master".into(), password: password.into(), dir };
         wait_until("postgres", &log, &mut server.child, || {
             Command::new(bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
@@ -165,29 +149,14 @@ impl Postgres {
     /// `psql -At` as `master` over TCP, with `ON_ERROR_STOP`.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let mut cmd = self.client("psql");
-        cmd.args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            database,
-            "-c",
-            sql,
-        ]);
-        String::from_utf8(run_ok(&mut cmd))
-            .expect("psql prints UTF-8")
-            .trim_end()
-            .to_string()
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql]);
+        String::from_utf8(run_ok(&mut cmd)).expect("psql prints UTF-8").trim_end().to_string()
     }
 
     /// A PostgreSQL client program connecting as `master` over TCP.
     pub fn client(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", &self.user])
-            .env("PGPASSWORD", &self.password);
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", &self.user]).env("PGPASSWORD", &self.password);
         cmd
     }
 
@@ -224,11 +193,7 @@ impl Mariadb {
             Command::new("mariadb-install-db")
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
-                .args([
-                    "--user=mysql",
-                    "--skip-test-db",
-                    "--auth-root-authentication-method=socket",
-                ]),
+                .args(["--user=mysql", "--skip-test-db", "--auth-root-authentication-method=socket"]),
         );
         // Its own tmpdir: the server's temporary tables must not share /tmp with whatever else runs.
         let tmp = dir.path().join("tmp");
@@ -258,13 +223,7 @@ impl Mariadb {
             .spawn()
             .expect("start mariadbd");
         // Built before the wait, so that a server that never answers is still stopped.
-        let mut server = Mariadb {
-            child,
-            port,
-            user: "master".into(),
-            socket,
-            dir,
-        };
+        let mut server = Mariadb { child, port, user: "master".into(), socket, dir };
         let socket = server.socket.clone();
         wait_until("mariadbd", &log, &mut server.child, || {
             Command::new("mariadb-admin")
@@ -286,20 +245,15 @@ impl Mariadb {
     /// SQL as root through the socket, in utf8mb4, tab-separated without column names.
     pub fn root_sql(&self, sql: &str) -> String {
         let mut cmd = Command::new("mariadb");
-        cmd.arg("--no-defaults")
-            .arg(format!("--socket={}", self.socket.display()))
-            .args([
-                "--user=root",
-                "--default-character-set=utf8mb4",
-                "--batch",
-                "--skip-column-names",
-                "--execute",
-                sql,
-            ]);
-        String::from_utf8(run_ok(&mut cmd))
-            .expect("mariadb prints UTF-8")
-            .trim_end()
-            .to_string()
+        cmd.arg("--no-defaults").arg(format!("--socket={}", self.socket.display())).args([
+            "--user=root",
+            "--default-character-set=utf8mb4",
+            "--batch",
+            "--skip-column-names",
+            "--execute",
+            sql,
+        ]);
+        String::from_utf8(run_ok(&mut cmd)).expect("mariadb prints UTF-8").trim_end().to_string()
     }
 
     /// Runs the SQL file `path` as root.
@@ -308,16 +262,8 @@ impl Mariadb {
         cmd.arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
             .args(["--user=root", "--default-character-set=utf8mb4"]);
-        let out = run_timeout(
-            cmd.arg("--execute").arg(format!("source {}", path.display())),
-            TOOL_TIMEOUT,
-        );
-        assert!(
-            out.status.success(),
-            "`{}` failed: {}",
-            describe(&cmd),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_timeout(cmd.arg("--execute").arg(format!("source {}", path.display())), TOOL_TIMEOUT);
+        assert!(out.status.success(), "`{}` failed: {}", describe(&cmd), String::from_utf8_lossy(&out.stderr));
     }
 }
 

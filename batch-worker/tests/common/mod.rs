@@ -58,10 +58,7 @@ pub struct World {
 
 impl World {
     pub fn new(tag: &str) -> World {
-        World {
-            s3: s3::TestS3::start(tag),
-            home: workdir("home"),
-        }
+        World { s3: s3::TestS3::start(tag), home: workdir("home") }
     }
 
     /// Stores `value` as the SecureString parameter `name` in moto's SSM.
@@ -69,9 +66,7 @@ impl World {
         let config = aws_sdk_ssm::Config::builder()
             .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
             .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-                "test", "test", None, None, "tests",
-            ))
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "tests"))
             .endpoint_url(self.s3.endpoint())
             .build();
         let client = aws_sdk_ssm::Client::from_conf(config);
@@ -134,9 +129,6 @@ pub fn assert_success(what: &str, output: &Output) {
 pub fn assert_not_leaked(secret: &str, output: &Output) {
     for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
         let text = String::from_utf8_lossy(bytes);
-        assert!(
-            !text.contains(secret),
-            "the password appears in the worker's {stream}:\n{text}"
-        );
+        assert!(!text.contains(secret), "the password appears in the worker's {stream}:\n{text}");
     }
 }

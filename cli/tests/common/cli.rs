@@ -85,12 +85,7 @@ impl CliEnv {
         let mut cmd = self.command(args);
         let cmdline = describe(&cmd);
         let out = run_timeout(&mut cmd, CLI_TIMEOUT);
-        CliOutput {
-            cmdline,
-            status: out.status,
-            stdout: out.stdout,
-            stderr: out.stderr,
-        }
+        CliOutput { cmdline, status: out.status, stdout: out.stdout, stderr: out.stderr }
     }
 
     /// Starts `backup-archiver ARGS` without waiting; see [`finish`].
@@ -104,14 +99,8 @@ impl CliEnv {
 
     /// `archive --device IMAGE --to URL --json EXTRA...`, asserting success; returns its JSON.
     pub fn archive(&self, image: &Path, url: &str, extra: &[&str]) -> ArchiveOutput {
-        let mut args: Vec<OsString> = vec![
-            "archive".into(),
-            "--device".into(),
-            image.into(),
-            "--to".into(),
-            url.into(),
-            "--json".into(),
-        ];
+        let mut args: Vec<OsString> =
+            vec!["archive".into(), "--device".into(), image.into(), "--to".into(), url.into(), "--json".into()];
         args.extend(extra.iter().map(OsString::from));
         let out = self.run(&args);
         out.assert_success();
@@ -123,12 +112,7 @@ impl CliEnv {
 pub fn finish(running: Running) -> CliOutput {
     let cmdline = running.cmdline.clone();
     let out = running.wait(CLI_TIMEOUT);
-    CliOutput {
-        cmdline,
-        status: out.status,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    }
+    CliOutput { cmdline, status: out.status, stdout: out.stdout, stderr: out.stderr }
 }
 
 /// What one run printed, and how it ended.
@@ -185,11 +169,7 @@ impl CliOutput {
             "expected a clean non-zero exit (not a panic or a signal):\n{}",
             self.report()
         );
-        assert!(
-            !self.stderr_text().contains("panicked at"),
-            "the CLI panicked:\n{}",
-            self.report()
-        );
+        assert!(!self.stderr_text().contains("panicked at"), "the CLI panicked:\n{}", self.report());
         self
     }
 
@@ -210,19 +190,10 @@ impl CliOutput {
     #[track_caller]
     pub fn assert_one_line_error(&self, needles: &[&str]) -> String {
         let lines = self.stderr_message_lines();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected a one-line error on stderr:\n{}",
-            self.report()
-        );
+        assert_eq!(lines.len(), 1, "expected a one-line error on stderr:\n{}", self.report());
         let line = lines[0].to_lowercase();
         for n in needles {
-            assert!(
-                line.contains(&n.to_lowercase()),
-                "the error should mention {n:?}:\n{}",
-                self.report()
-            );
+            assert!(line.contains(&n.to_lowercase()), "the error should mention {n:?}:\n{}", self.report());
         }
         lines[0].clone()
     }
@@ -258,11 +229,7 @@ impl ArchiveOutput {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("stdout of --json is not one JSON document ({e}):\n{}", out.report()));
         let ctx = || out.report();
-        assert!(
-            json.is_object(),
-            "--json printed {json} instead of an object:\n{}",
-            ctx()
-        );
+        assert!(json.is_object(), "--json printed {json} instead of an object:\n{}", ctx());
         let objects = json["objects"]
             .as_array()
             .unwrap_or_else(|| panic!("no `objects` array in {json}"))
@@ -270,52 +237,26 @@ impl ArchiveOutput {
             .map(|o| {
                 let partition = match &o["partition"] {
                     serde_json::Value::Null => None,
-                    p => Some(
-                        p["number"]
-                            .as_u64()
-                            .unwrap_or_else(|| panic!("`partition` without a `number` in {o}"))
-                            as u32,
-                    ),
+                    p => {
+                        Some(p["number"].as_u64().unwrap_or_else(|| panic!("`partition` without a `number` in {o}"))
+                            as u32)
+                    }
                 };
-                assert!(
-                    o.get("fs_type").is_some() || o["mode"] == "raw",
-                    "object without `fs_type`: {o}"
-                );
+                assert!(o.get("fs_type").is_some() || o["mode"] == "raw", "object without `fs_type`: {o}");
                 ObjectOut {
-                    key: o["key"]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("object without `key`: {o}"))
-                        .to_string(),
-                    size: o["size"]
-                        .as_u64()
-                        .unwrap_or_else(|| panic!("object without `size`: {o}")),
-                    sha256: o["sha256"]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("object without `sha256`: {o}"))
-                        .to_string(),
-                    mode: o["mode"]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("object without `mode`: {o}"))
-                        .to_string(),
+                    key: o["key"].as_str().unwrap_or_else(|| panic!("object without `key`: {o}")).to_string(),
+                    size: o["size"].as_u64().unwrap_or_else(|| panic!("object without `size`: {o}")),
+                    sha256: o["sha256"].as_str().unwrap_or_else(|| panic!("object without `sha256`: {o}")).to_string(),
+                    mode: o["mode"].as_str().unwrap_or_else(|| panic!("object without `mode`: {o}")).to_string(),
                     partition,
                     fs_type: o["fs_type"].as_str().map(str::to_string),
                     json: o.clone(),
                 }
             })
             .collect();
-        let bytes_read = json["bytes_read"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no `bytes_read` in {json}"));
-        let seconds = json["seconds"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no `seconds` in {json}"));
-        ArchiveOutput {
-            objects,
-            bytes_read,
-            seconds,
-            json,
-            cmdline: out.cmdline.clone(),
-        }
+        let bytes_read = json["bytes_read"].as_u64().unwrap_or_else(|| panic!("no `bytes_read` in {json}"));
+        let seconds = json["seconds"].as_f64().unwrap_or_else(|| panic!("no `seconds` in {json}"));
+        ArchiveOutput { objects, bytes_read, seconds, json, cmdline: out.cmdline.clone() }
     }
 
     /// The object of partition `n` (`None`: the whole disk).

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Where `scripts/setup` puts the venv (and where the cargo target dir lives).
 pub fn ba_home() -> PathBuf {
-    std::env::var_os("BA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/backup-archiver"))
+    std::env::var_os("BA_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/cache/backup-archiver"))
 }
 
 /// The PATH given to every tool and to the binary under test: the system directories only, so
@@ -22,10 +20,7 @@ pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "these tests need root (loop devices, mount, mknod): run them with scripts/test as root"
-    );
+    assert_eq!(euid, 0, "these tests need root (loop devices, mount, mknod): run them with scripts/test as root");
 }
 
 /// Panics naming the first tool that is not installed.
@@ -124,12 +119,7 @@ impl Running {
             let _ = stderr.read_to_end(&mut v);
             v
         });
-        Running {
-            child,
-            cmdline,
-            out_thread,
-            err_thread,
-        }
+        Running { child, cmdline, out_thread, err_thread }
     }
 
     /// Sends `signal` to the process.

@@ -18,21 +18,13 @@ pub const SECTOR: u64 = 512;
 
 /// Creates (or truncates) a sparse file of `size` bytes.
 pub fn sparse_file(path: &Path, size: u64) {
-    let f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .expect("create image");
+    let f = OpenOptions::new().create(true).write(true).truncate(true).open(path).expect("create image");
     f.set_len(size).expect("size image");
 }
 
 /// Writes `bytes` at `offset` of an existing file.
 pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let f = OpenOptions::new().write(true).open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     f.write_all_at(bytes, offset).expect("write image");
     f.sync_all().expect("sync image");
 }
@@ -63,14 +55,8 @@ impl LoopDevice {
         cmd.arg(image);
         let out = run_ok(&mut cmd);
         let printed = String::from_utf8_lossy(&out).trim().to_string();
-        let backing = (
-            std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf()),
-            offset.unwrap_or(0),
-        );
-        let dev = LoopDevice {
-            path: PathBuf::from(&printed),
-            backing,
-        };
+        let backing = (std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf()), offset.unwrap_or(0));
+        let dev = LoopDevice { path: PathBuf::from(&printed), backing };
         assert!(printed.starts_with("/dev/loop"), "losetup printed {printed:?}");
         dev
     }
@@ -102,20 +88,13 @@ impl Drop for LoopDevice {
                 return;
             }
             let out = run_timeout(
-                Command::new("losetup")
-                    .arg("-d")
-                    .arg(&self.path)
-                    .env("PATH", SYSTEM_PATH),
+                Command::new("losetup").arg("-d").arg(&self.path).env("PATH", SYSTEM_PATH),
                 super::TOOL_TIMEOUT,
             );
             if out.status.success() {
                 return;
             }
-            eprintln!(
-                "losetup -d {} failed: {}",
-                self.path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            eprintln!("losetup -d {} failed: {}", self.path.display(), String::from_utf8_lossy(&out.stderr).trim());
             std::thread::sleep(Duration::from_millis(100));
         }
         eprintln!("warning: could not detach {}", self.path.display());
@@ -124,10 +103,7 @@ impl Drop for LoopDevice {
 
 /// Loop devices attached to `image` right now (`losetup -j`).
 pub fn loops_of(image: &Path) -> Vec<String> {
-    String::from_utf8_lossy(&sh("losetup", ["-j".as_ref(), image.as_os_str()]))
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8_lossy(&sh("losetup", ["-j".as_ref(), image.as_os_str()])).lines().map(str::to_string).collect()
 }
 
 /// A mounted filesystem, unmounted on drop. Declare it after the loop device it uses so that
@@ -163,21 +139,14 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         for _ in 0..50 {
-            let out = run_timeout(
-                Command::new("umount").arg(&self.dir).env("PATH", SYSTEM_PATH),
-                super::TOOL_TIMEOUT,
-            );
+            let out = run_timeout(Command::new("umount").arg(&self.dir).env("PATH", SYSTEM_PATH), super::TOOL_TIMEOUT);
             if out.status.success() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         // Last resort, so that the loop device under it can go.
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .env("PATH", SYSTEM_PATH)
-            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).env("PATH", SYSTEM_PATH).status();
         eprintln!("warning: lazily unmounted {}", self.dir.display());
     }
 }
@@ -221,16 +190,7 @@ impl Fs {
 pub fn mkfs(fs: Fs, device: &Path) {
     match fs {
         // 256-byte inodes hold nanosecond timestamps and in-inode xattrs whatever mke2fs.conf says.
-        Fs::Ext4 => sh(
-            "mkfs.ext4",
-            [
-                "-q".as_ref(),
-                "-F".as_ref(),
-                "-I".as_ref(),
-                "256".as_ref(),
-                device.as_os_str(),
-            ],
-        ),
+        Fs::Ext4 => sh("mkfs.ext4", ["-q".as_ref(), "-F".as_ref(), "-I".as_ref(), "256".as_ref(), device.as_os_str()]),
         Fs::Xfs => sh("mkfs.xfs", ["-q".as_ref(), "-f".as_ref(), device.as_os_str()]),
         Fs::Btrfs => sh("mkfs.btrfs", ["-q".as_ref(), "-f".as_ref(), device.as_os_str()]),
         Fs::Vfat => sh("mkfs.vfat", [device.as_os_str()]),
@@ -259,10 +219,8 @@ pub fn fs_image(path: &Path, fs: Fs, size: u64, populate: impl FnOnce(&Path)) {
 pub fn vfat_image(path: &Path, size: u64, reference: &Path) {
     sparse_file(path, size.max(Fs::Vfat.min_size()));
     mkfs(Fs::Vfat, path);
-    let mut entries: Vec<_> = std::fs::read_dir(reference)
-        .expect("read reference")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(reference).expect("read reference").map(|e| e.expect("entry").path()).collect();
     entries.sort();
     if entries.is_empty() {
         return;
@@ -312,14 +270,10 @@ pub fn read_partitions(image: &Path) -> (String, Vec<Partition>) {
         .iter()
         .map(|p| {
             let node = p["node"].as_str().expect("node");
-            let number = node
-                .strip_prefix(&image_str)
-                .unwrap_or(node)
-                .trim_start_matches(|c: char| !c.is_ascii_digit());
+            let number =
+                node.strip_prefix(&image_str).unwrap_or(node).trim_start_matches(|c: char| !c.is_ascii_digit());
             Partition {
-                number: number
-                    .parse()
-                    .unwrap_or_else(|_| panic!("partition number in {node:?}")),
+                number: number.parse().unwrap_or_else(|_| panic!("partition number in {node:?}")),
                 start: p["start"].as_u64().expect("start") * unit,
                 size: p["size"].as_u64().expect("size") * unit,
             }
@@ -347,11 +301,7 @@ pub fn gpt_disk(path: &Path, populate: impl Fn(&Path)) -> GptDisk {
     sparse_file(path, size);
     let part = |n: u32, size: u64, code: &str| format!("-n{n}:0:+{}M", size / MIB) + &format!(" -t{n}:{code}");
     let mut args: Vec<String> = Vec::new();
-    for spec in [
-        part(1, GPT_EXT4_SIZE, "8300"),
-        part(2, GPT_XFS_SIZE, "8300"),
-        part(3, GPT_UNKNOWN_SIZE, "8301"),
-    ] {
+    for spec in [part(1, GPT_EXT4_SIZE, "8300"), part(2, GPT_XFS_SIZE, "8300"), part(3, GPT_UNKNOWN_SIZE, "8301")] {
         args.extend(spec.split(' ').map(str::to_string));
     }
     args.push(path.to_string_lossy().into_owned());
@@ -359,12 +309,7 @@ pub fn gpt_disk(path: &Path, populate: impl Fn(&Path)) -> GptDisk {
     let (label, parts) = read_partitions(path);
     assert_eq!(label, "gpt");
     assert_eq!(parts.len(), 3, "{parts:?}");
-    let disk = GptDisk {
-        image: path.to_path_buf(),
-        ext4: parts[0],
-        xfs: parts[1],
-        unknown: parts[2],
-    };
+    let disk = GptDisk { image: path.to_path_buf(), ext4: parts[0], xfs: parts[1], unknown: parts[2] };
     for (p, fs) in [(disk.ext4, Fs::Ext4), (disk.xfs, Fs::Xfs)] {
         let dev = p.attach(path, false);
         mkfs(fs, &dev.path);
@@ -377,11 +322,7 @@ pub fn gpt_disk(path: &Path, populate: impl Fn(&Path)) -> GptDisk {
         drop(dev);
         let _ = std::fs::remove_dir(&mnt_dir);
     }
-    write_at(
-        path,
-        disk.unknown.start,
-        &super::pseudo_random(3, disk.unknown.size as usize),
-    );
+    write_at(path, disk.unknown.start, &super::pseudo_random(3, disk.unknown.size as usize));
     disk
 }
 
@@ -398,18 +339,9 @@ pub fn mbr_disk(path: &Path, populate: impl FnOnce(&Path)) -> Partition {
         .spawn()
         .expect("start sfdisk");
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write sfdisk script");
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("write sfdisk script");
     let out = child.wait_with_output().expect("sfdisk");
-    assert!(
-        out.status.success(),
-        "sfdisk failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "sfdisk failed: {}", String::from_utf8_lossy(&out.stderr));
     let (label, parts) = read_partitions(path);
     assert_eq!(label, "dos");
     assert_eq!(parts.len(), 1, "{parts:?}");
@@ -452,10 +384,7 @@ impl MountedImage {
 /// What blkid sees at a path (a file or a device), as `TYPE` (empty when nothing is recognised).
 pub fn blkid_type(path: &Path) -> String {
     let out = run_timeout(
-        Command::new("blkid")
-            .args(["-p", "-o", "value", "-s", "TYPE"])
-            .arg(path)
-            .env("PATH", SYSTEM_PATH),
+        Command::new("blkid").args(["-p", "-o", "value", "-s", "TYPE"]).arg(path).env("PATH", SYSTEM_PATH),
         super::TOOL_TIMEOUT,
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -469,16 +398,7 @@ const EXT4_LOG_BLOCK_SIZE: u64 = 24;
 /// files, whose superblock is then zeroed: nothing recognises it any more.
 pub fn ext4_with_zeroed_superblock(path: &Path) {
     sparse_file(path, 16 * MIB);
-    sh(
-        "mkfs.ext4",
-        [
-            "-q".as_ref(),
-            "-F".as_ref(),
-            "-b".as_ref(),
-            "4096".as_ref(),
-            path.as_os_str(),
-        ],
-    );
+    sh("mkfs.ext4", ["-q".as_ref(), "-F".as_ref(), "-b".as_ref(), "4096".as_ref(), path.as_os_str()]);
     fill_small(path, Fs::Ext4);
     write_at(path, EXT4_SUPERBLOCK, &[0u8; 1024]);
 }
@@ -488,16 +408,7 @@ pub fn ext4_with_zeroed_superblock(path: &Path) {
 /// that blkid does not reject the superblock on its checksum.
 pub fn ext4_with_bad_block_size(path: &Path) {
     sparse_file(path, 16 * MIB);
-    sh(
-        "mkfs.ext4",
-        [
-            "-q".as_ref(),
-            "-F".as_ref(),
-            "-O".as_ref(),
-            "^metadata_csum".as_ref(),
-            path.as_os_str(),
-        ],
-    );
+    sh("mkfs.ext4", ["-q".as_ref(), "-F".as_ref(), "-O".as_ref(), "^metadata_csum".as_ref(), path.as_os_str()]);
     fill_small(path, Fs::Ext4);
     write_at(path, EXT4_SUPERBLOCK + EXT4_LOG_BLOCK_SIZE, &20u32.to_le_bytes());
 }

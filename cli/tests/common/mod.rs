@@ -56,10 +56,7 @@ pub const IMAGE_TOOLS: &[&str] = &[
 pub fn require_image_prerequisites() {
     require_root();
     require_tools(IMAGE_TOOLS);
-    assert!(
-        Path::new("/dev/loop-control").exists(),
-        "/dev/loop-control is missing: the kernel has no loop driver"
-    );
+    assert!(Path::new("/dev/loop-control").exists(), "/dev/loop-control is missing: the kernel has no loop driver");
 }
 
 // Tests that check that nothing is left behind (`losetup -a`, /proc/mounts before and after) take
@@ -119,11 +116,7 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
 /// Hex SHA-256 of a file, via coreutils (the CLI's own hashing is what is under test).
 pub fn sha256_file(path: &Path) -> String {
     let out = sh("sha256sum", [path]);
-    String::from_utf8_lossy(&out)
-        .split_whitespace()
-        .next()
-        .expect("sha256sum output")
-        .to_string()
+    String::from_utf8_lossy(&out).split_whitespace().next().expect("sha256sum output").to_string()
 }
 
 /// Reads `len` bytes at `offset` of a file.
@@ -131,8 +124,7 @@ pub fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut buf = vec![0u8; len as usize];
-    f.read_exact_at(&mut buf, offset)
-        .unwrap_or_else(|e| panic!("read {}@{offset}: {e}", path.display()));
+    f.read_exact_at(&mut buf, offset).unwrap_or_else(|e| panic!("read {}@{offset}: {e}", path.display()));
     buf
 }
 
@@ -141,16 +133,8 @@ pub fn assert_bytes_equal(what: &str, actual: &[u8], expected: &[u8]) {
     if actual == expected {
         return;
     }
-    let first = actual
-        .iter()
-        .zip(expected)
-        .position(|(a, b)| a != b)
-        .unwrap_or(actual.len().min(expected.len()));
-    panic!(
-        "{what}: {} bytes, expected {} bytes; first difference at byte {first}",
-        actual.len(),
-        expected.len()
-    );
+    let first = actual.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(actual.len().min(expected.len()));
+    panic!("{what}: {} bytes, expected {} bytes; first difference at byte {first}", actual.len(), expected.len());
 }
 
 /// Checks `archive --json` against the bucket: every object is under `prefix/`, its size and
@@ -161,41 +145,19 @@ pub fn check_archive_output(out: &cli::ArchiveOutput, t: &s3::TestS3, prefix: &s
     let mut expected: Vec<String> = out.objects.iter().map(|o| o.key.clone()).collect();
     expected.push(format!("{prefix}/manifest.json"));
     expected.sort();
-    assert_eq!(
-        t.keys(&format!("{prefix}/")),
-        expected,
-        "objects under the prefix; --json said {}",
-        out.json
-    );
+    assert_eq!(t.keys(&format!("{prefix}/")), expected, "objects under the prefix; --json said {}", out.json);
     for o in &out.objects {
-        assert!(
-            o.key.starts_with(&format!("{prefix}/")),
-            "{} is not under {prefix}/",
-            o.key
-        );
+        assert!(o.key.starts_with(&format!("{prefix}/")), "{} is not under {prefix}/", o.key);
         let bytes = t.s3.get(&t.bucket, &o.key);
         assert_eq!(bytes.len() as u64, o.size, "size of {} in --json", o.key);
-        assert!(
-            o.sha256.len() == 64 && o.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
-            "sha256 {:?}",
-            o.sha256
-        );
+        assert!(o.sha256.len() == 64 && o.sha256.bytes().all(|b| b.is_ascii_hexdigit()), "sha256 {:?}", o.sha256);
         let tmp = workdir("sha");
         let f = tmp.path().join("object");
         std::fs::write(&f, &bytes).expect("write object");
-        assert_eq!(
-            sha256_file(&f),
-            o.sha256.to_lowercase(),
-            "sha256 of {} in --json",
-            o.key
-        );
+        assert_eq!(sha256_file(&f), o.sha256.to_lowercase(), "sha256 of {} in --json", o.key);
     }
     assert!(out.bytes_read > 0, "bytes_read is 0: {}", out.json);
-    assert!(
-        out.seconds >= 0.0 && out.seconds < cli::CLI_TIMEOUT.as_secs_f64(),
-        "seconds: {}",
-        out.json
-    );
+    assert!(out.seconds >= 0.0 && out.seconds < cli::CLI_TIMEOUT.as_secs_f64(), "seconds: {}", out.json);
     let manifest: serde_json::Value =
         serde_json::from_slice(&t.s3.get(&t.bucket, &format!("{prefix}/manifest.json"))).expect("manifest is JSON");
     assert_eq!(

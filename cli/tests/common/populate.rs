@@ -59,26 +59,10 @@ fn mknod(p: &Path, kind: libc::mode_t, major: u32, minor: u32) {
 
 /// Sets the mtime (and atime) of `p` itself, not of a symlink's target.
 pub fn set_mtime(p: &Path, secs: i64, nsecs: i64) {
-    let ts = [
-        libc::timespec {
-            tv_sec: secs,
-            tv_nsec: nsecs,
-        },
-        libc::timespec {
-            tv_sec: secs,
-            tv_nsec: nsecs,
-        },
-    ];
+    let ts = [libc::timespec { tv_sec: secs, tv_nsec: nsecs }, libc::timespec { tv_sec: secs, tv_nsec: nsecs }];
     // SAFETY: a valid path and a two-element timespec array, as utimensat requires.
     check(
-        unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                cpath(p).as_ptr(),
-                ts.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        },
+        unsafe { libc::utimensat(libc::AT_FDCWD, cpath(p).as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) },
         "utimensat",
         p,
     );
@@ -91,10 +75,7 @@ fn setxattr(p: &Path, name: &str, value: &[u8]) {
 /// Every entry below `root` (not `root` itself), children before their parents.
 fn post_order(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut entries: Vec<_> = fs::read_dir(root)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut entries: Vec<_> = fs::read_dir(root).expect("read_dir").map(|e| e.expect("entry").path()).collect();
     entries.sort();
     for e in entries {
         if fs::symlink_metadata(&e).expect("lstat").is_dir() {
@@ -111,11 +92,7 @@ pub fn stamp_mtimes(root: &Path) {
     let mut all = post_order(root);
     all.push(root.to_path_buf());
     for (i, p) in all.iter().enumerate() {
-        set_mtime(
-            p,
-            BASE_MTIME.0 + i as i64 * 3,
-            (BASE_MTIME.1 + i as i64 * 1_000_003) % 1_000_000_000,
-        );
+        set_mtime(p, BASE_MTIME.0 + i as i64 * 3, (BASE_MTIME.1 + i as i64 * 1_000_003) % 1_000_000_000);
     }
 }
 
@@ -134,9 +111,8 @@ pub fn stamp_mtimes_vfat(root: &Path) {
 pub fn populate_basic(root: &Path) {
     write(&root.join("hello.txt"), b"hello, world\n");
     write(&root.join("empty.txt"), b"");
-    let text: Vec<u8> = (0..20_000)
-        .flat_map(|i| format!("line {i} of a very compressible text file\n").into_bytes())
-        .collect();
+    let text: Vec<u8> =
+        (0..20_000).flat_map(|i| format!("line {i} of a very compressible text file\n").into_bytes()).collect();
     write(&root.join("compressible.txt"), &text);
     write(&root.join("random.bin"), &pseudo_random(1, 3 * MIB as usize + 123));
     mkdir(&root.join("empty_dir"));
@@ -184,8 +160,7 @@ pub fn populate_full(root: &Path) {
         f.write_all_at(&pseudo_random(6, 8192), 16 * MIB).expect("write sparse");
         let f = fs::File::create(root.join("sparse_tail.bin")).expect("create sparse");
         f.set_len(SPARSE_SIZE).expect("size sparse");
-        f.write_all_at(&pseudo_random(7, 4096), SPARSE_SIZE - 4096)
-            .expect("write sparse");
+        f.write_all_at(&pseudo_random(7, 4096), SPARSE_SIZE - 4096).expect("write sparse");
     }
 
     // Special files.
@@ -234,38 +209,16 @@ pub fn populate_full(root: &Path) {
     setxattr(&x, "security.test", b"label");
     setxattr(&root.join("nested"), "user.on_dir", b"dir xattr");
     setxattr(&root.join("nested"), "trusted.on_dir", b"trusted dir xattr");
-    setxattr(
-        &root.join("hardlinks/pair_a"),
-        "user.on_hardlink",
-        b"shared by both names",
-    );
+    setxattr(&root.join("hardlinks/pair_a"), "user.on_hardlink", b"shared by both names");
 
     // POSIX ACLs: access ACLs on a file and a directory, a default ACL inherited by a child.
     let acl_file = root.join("acl_file");
     write(&acl_file, b"acl\n");
-    sh(
-        "setfacl",
-        [
-            "-m".as_ref(),
-            "u:12345:rwx,g:54321:r-x,u:1000:r--,m::rwx".as_ref(),
-            acl_file.as_os_str(),
-        ],
-    );
+    sh("setfacl", ["-m".as_ref(), "u:12345:rwx,g:54321:r-x,u:1000:r--,m::rwx".as_ref(), acl_file.as_os_str()]);
     let acl_dir = root.join("acl_dir");
     mkdir(&acl_dir);
-    sh(
-        "setfacl",
-        ["-m".as_ref(), "u:12345:rwx,g:54321:rx".as_ref(), acl_dir.as_os_str()],
-    );
-    sh(
-        "setfacl",
-        [
-            "-d".as_ref(),
-            "-m".as_ref(),
-            "u:12345:rwx,g:54321:r-x,o::---".as_ref(),
-            acl_dir.as_os_str(),
-        ],
-    );
+    sh("setfacl", ["-m".as_ref(), "u:12345:rwx,g:54321:rx".as_ref(), acl_dir.as_os_str()]);
+    sh("setfacl", ["-d".as_ref(), "-m".as_ref(), "u:12345:rwx,g:54321:r-x,o::---".as_ref(), acl_dir.as_os_str()]);
     write(&acl_dir.join("inherits"), b"inherits the default ACL\n");
     mkdir(&acl_dir.join("subdir_inherits"));
 
@@ -274,10 +227,7 @@ pub fn populate_full(root: &Path) {
     write(&latin1, b"latin-1 name\n");
     let bad_dir = root.join(OsStr::from_bytes(b"dir_\xff\xfe"));
     mkdir(&bad_dir);
-    write(
-        &bad_dir.join(OsStr::from_bytes(b"\x80child")),
-        b"child of a non-UTF-8 directory\n",
-    );
+    write(&bad_dir.join(OsStr::from_bytes(b"\x80child")), b"child of a non-UTF-8 directory\n");
     // A name of 255 bytes, the most any of these filesystems allows.
     write(&root.join("m".repeat(255)), b"name of 255 bytes\n");
     // A name with spaces, a newline and shell metacharacters.

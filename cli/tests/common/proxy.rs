@@ -90,21 +90,12 @@ impl FaultProxy {
                 let stats = stats2.clone();
                 std::thread::spawn(move || {
                     if let Err(e) = handle(conn, upstream_port, fault, &stats) {
-                        stats
-                            .log
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(format!("proxy error: {e}"));
+                        stats.log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("proxy error: {e}"));
                     }
                 });
             }
         });
-        FaultProxy {
-            port,
-            stats,
-            stop,
-            accept: Some(accept),
-        }
+        FaultProxy { port, stats, stop, accept: Some(accept) }
     }
 
     pub fn endpoint(&self) -> String {
@@ -169,10 +160,7 @@ struct Head {
 
 impl Head {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn encode_without(&self, drop: &[&str], extra: &[(&str, &str)]) -> Vec<u8> {
@@ -201,10 +189,7 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "end of stream in headers",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of stream in headers"));
         }
         let line = line.trim_end();
         if line.is_empty() {
@@ -216,20 +201,12 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     let mut parts = first_line.split(' ');
     let method = parts.next().unwrap_or_default().to_string();
     let target = parts.next().unwrap_or_default().to_string();
-    Ok(Some(Head {
-        method,
-        target,
-        first_line,
-        headers,
-    }))
+    Ok(Some(Head { method, target, first_line, headers }))
 }
 
 /// Reads a message body as framed by `head`, returning its raw bytes (chunk framing kept).
 fn read_body(r: &mut impl BufRead, head: &Head) -> std::io::Result<Vec<u8>> {
-    if head
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
+    if head.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         let mut raw = Vec::new();
         loop {
             let mut size_line = String::new();
@@ -276,15 +253,8 @@ fn handle(client: TcpStream, upstream_port: u16, fault: Fault, stats: &Stats) ->
         stats.upload_parts.fetch_add(1, Ordering::SeqCst);
     }
     let action = decide(fault, part, stats);
-    stats
-        .log
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(format!("{} {} -> {action:?}", head.method, head.target));
-    if head
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
+    stats.log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {} -> {action:?}", head.method, head.target));
+    if head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
     match action {

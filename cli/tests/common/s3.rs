@@ -55,10 +55,7 @@ impl Moto {
     /// The repository root, where the `emulator` package is (these files are also compiled
     /// into batch-worker's tests, whose manifest directory is a sibling of cli's).
     fn repository() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("a crate inside the repository")
-            .to_path_buf()
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("a crate inside the repository").to_path_buf()
     }
 
     pub fn start() -> Moto {
@@ -84,18 +81,10 @@ impl Moto {
             let started = Instant::now();
             loop {
                 if answers_http(port) {
-                    return Moto {
-                        child,
-                        port,
-                        log,
-                        _dir: dir,
-                    };
+                    return Moto { child, port, log, _dir: dir };
                 }
                 if let Some(status) = child.try_wait().expect("wait moto") {
-                    last_log = format!(
-                        "exited with {status}: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
+                    last_log = format!("exited with {status}: {}", std::fs::read_to_string(&log).unwrap_or_default());
                     break;
                 }
                 if started.elapsed() > MOTO_START_TIMEOUT {
@@ -137,12 +126,7 @@ impl Drop for Moto {
 pub fn unique_bucket(tag: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tag: String = tag
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(30)
-        .collect::<String>()
-        .to_lowercase();
+    let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(30).collect::<String>().to_lowercase();
     format!("ba-{tag}-{}-{n}", std::process::id())
 }
 
@@ -154,10 +138,7 @@ pub struct S3 {
 
 impl S3 {
     pub fn new(endpoint: &str) -> S3 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -165,10 +146,7 @@ impl S3 {
             .endpoint_url(endpoint)
             .force_path_style(true)
             .build();
-        S3 {
-            rt,
-            client: aws_sdk_s3::Client::from_conf(config),
-        }
+        S3 { rt, client: aws_sdk_s3::Client::from_conf(config) }
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -212,12 +190,7 @@ impl S3 {
             .unwrap_or_else(|e| panic!("list multipart uploads of {bucket}: {e:?}"));
         out.uploads()
             .iter()
-            .map(|u| {
-                (
-                    u.key().unwrap_or_default().to_string(),
-                    u.upload_id().unwrap_or_default().to_string(),
-                )
-            })
+            .map(|u| (u.key().unwrap_or_default().to_string(), u.upload_id().unwrap_or_default().to_string()))
             .collect()
     }
 
@@ -231,12 +204,7 @@ impl S3 {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"));
-            out.body
-                .collect()
-                .await
-                .unwrap_or_else(|e| panic!("read s3://{bucket}/{key}: {e:?}"))
-                .into_bytes()
-                .to_vec()
+            out.body.collect().await.unwrap_or_else(|e| panic!("read s3://{bucket}/{key}: {e:?}")).into_bytes().to_vec()
         })
     }
 
@@ -246,15 +214,8 @@ impl S3 {
     }
 
     pub fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
-        self.block_on(
-            self.client
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(bytes))
-                .send(),
-        )
-        .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
+        self.block_on(self.client.put_object().bucket(bucket).key(key).body(ByteStream::from(bytes)).send())
+            .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
     }
 
     pub fn delete(&self, bucket: &str, key: &str) {
@@ -296,16 +257,8 @@ impl TestS3 {
     /// Asserts that the bucket holds no object under `prefix` and no open multipart upload.
     pub fn assert_nothing_under(&self, prefix: &str) {
         let keys = self.keys(prefix);
-        assert!(
-            keys.is_empty(),
-            "objects were left under s3://{}/{prefix}: {keys:?}",
-            self.bucket
-        );
+        assert!(keys.is_empty(), "objects were left under s3://{}/{prefix}: {keys:?}", self.bucket);
         let uploads = self.s3.multipart_uploads(&self.bucket);
-        assert!(
-            uploads.is_empty(),
-            "multipart uploads were left open in {}: {uploads:?}",
-            self.bucket
-        );
+        assert!(uploads.is_empty(), "multipart uploads were left open in {}: {uploads:?}", self.bucket);
     }
 }

@@ -119,10 +119,7 @@ fn rel(root: &Path, p: &Path) -> RelPath {
 fn scan_into(root: &Path, p: &Path, out: &mut BTreeMap<RelPath, Entry>) {
     let meta = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
     let link_target = meta.file_type().is_symlink().then(|| {
-        fs::read_link(p)
-            .unwrap_or_else(|e| panic!("readlink {}: {e}", p.display()))
-            .into_os_string()
-            .into_vec()
+        fs::read_link(p).unwrap_or_else(|e| panic!("readlink {}: {e}", p.display())).into_os_string().into_vec()
     });
     let mut xattrs = BTreeMap::new();
     for name in xattr::list(p).unwrap_or_else(|e| panic!("listxattr {}: {e}", p.display())) {
@@ -130,14 +127,7 @@ fn scan_into(root: &Path, p: &Path, out: &mut BTreeMap<RelPath, Entry>) {
         xattrs.insert(name.as_bytes().to_vec(), value.unwrap_or_default());
     }
     let is_dir = meta.is_dir();
-    out.insert(
-        rel(root, p),
-        Entry {
-            meta,
-            link_target,
-            xattrs,
-        },
-    );
+    out.insert(rel(root, p), Entry { meta, link_target, xattrs });
     if is_dir {
         for e in fs::read_dir(p).unwrap_or_else(|e| panic!("read_dir {}: {e}", p.display())) {
             scan_into(root, &e.expect("dir entry").path(), out);
@@ -193,11 +183,7 @@ fn same_content(a: &Path, b: &Path) -> Result<(), String> {
         let na = read_full(&mut fa, &mut ba).map_err(|e| format!("read {}: {e}", a.display()))?;
         let nb = read_full(&mut fb, &mut bb).map_err(|e| format!("read {}: {e}", b.display()))?;
         if ba[..na] != bb[..nb] {
-            let i = ba[..na]
-                .iter()
-                .zip(&bb[..nb])
-                .position(|(x, y)| x != y)
-                .unwrap_or(na.min(nb));
+            let i = ba[..na].iter().zip(&bb[..nb]).position(|(x, y)| x != y).unwrap_or(na.min(nb));
             return Err(format!("content differs at byte {}", offset + i as u64));
         }
         if na == 0 {
@@ -225,11 +211,7 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
 fn show_xattrs(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
     x.iter()
         .map(|(k, v)| {
-            let v = if v.len() > 40 {
-                format!("<{} bytes>", v.len())
-            } else {
-                show(v)
-            };
+            let v = if v.len() > 40 { format!("<{} bytes>", v.len()) } else { show(v) };
             format!("{}={}", show(k), v)
         })
         .collect::<Vec<_>>()
@@ -241,10 +223,7 @@ fn link_groups(entries: &BTreeMap<RelPath, Entry>) -> BTreeSet<Vec<RelPath>> {
     let mut by_inode: BTreeMap<(u64, u64), Vec<RelPath>> = BTreeMap::new();
     for (p, e) in entries {
         if !e.meta.is_dir() {
-            by_inode
-                .entry((e.meta.dev(), e.meta.ino()))
-                .or_default()
-                .push(p.clone());
+            by_inode.entry((e.meta.dev(), e.meta.ino())).or_default().push(p.clone());
         }
     }
     by_inode
@@ -282,13 +261,7 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
             diffs.push(format!("{name}: mode {:o}, expected {:o}", mb.mode(), ma.mode()));
         }
         if meta && how.owner && (ma.uid(), ma.gid()) != (mb.uid(), mb.gid()) {
-            diffs.push(format!(
-                "{name}: owner {}:{}, expected {}:{}",
-                mb.uid(),
-                mb.gid(),
-                ma.uid(),
-                ma.gid()
-            ));
+            diffs.push(format!("{name}: owner {}:{}, expected {}:{}", mb.uid(), mb.gid(), ma.uid(), ma.gid()));
         }
         let check_mtime =
             how.mtime && (!ma.file_type().is_symlink() || how.symlink_mtime) && (!ma.is_dir() || how.dir_mtime);
@@ -302,11 +275,7 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
             ));
         }
         if meta && how.xattrs && ea.xattrs != eb.xattrs {
-            diffs.push(format!(
-                "{name}: xattrs [{}], expected [{}]",
-                show_xattrs(&eb.xattrs),
-                show_xattrs(&ea.xattrs)
-            ));
+            diffs.push(format!("{name}: xattrs [{}], expected [{}]", show_xattrs(&eb.xattrs), show_xattrs(&ea.xattrs)));
         }
         if ea.link_target != eb.link_target {
             diffs.push(format!(
@@ -318,11 +287,7 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
         let ft = ma.file_type();
         use std::os::unix::fs::FileTypeExt;
         if (ft.is_char_device() || ft.is_block_device()) && ma.rdev() != mb.rdev() {
-            diffs.push(format!(
-                "{name}: device number {:#x}, expected {:#x}",
-                mb.rdev(),
-                ma.rdev()
-            ));
+            diffs.push(format!("{name}: device number {:#x}, expected {:#x}", mb.rdev(), ma.rdev()));
         }
         if ma.is_file() {
             if ma.size() != mb.size() {
@@ -347,16 +312,10 @@ pub fn compare_trees(expected: &Path, actual: &Path, how: Compare) -> Vec<String
         let ga = link_groups(&a);
         let gb = link_groups(&b);
         for g in ga.difference(&gb) {
-            diffs.push(format!(
-                "hard links: {} share an inode in the source but not in the copy",
-                show_group(g)
-            ));
+            diffs.push(format!("hard links: {} share an inode in the source but not in the copy", show_group(g)));
         }
         for g in gb.difference(&ga) {
-            diffs.push(format!(
-                "hard links: {} share an inode in the copy but not in the source",
-                show_group(g)
-            ));
+            diffs.push(format!("hard links: {} share an inode in the copy but not in the source", show_group(g)));
         }
     }
     diffs
@@ -379,11 +338,7 @@ pub fn assert_same_tree(expected: &Path, actual: &Path, how: Compare) {
             expected.display(),
             diffs.len(),
             diffs.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("\n  "),
-            if more > 0 {
-                format!("\n  ... and {more} more")
-            } else {
-                String::new()
-            }
+            if more > 0 { format!("\n  ... and {more} more") } else { String::new() }
         );
     }
 }

@@ -77,7 +77,9 @@ pub enum DynamoDbError {
     BackupNotReady { backup_arn: String, status: String },
     #[error("backup {backup_arn} is {status} and cannot be exported")]
     BackupUnusable { backup_arn: String, status: String },
-    #[error("the PITR window of {table_name} ends at {latest}, before the backup's time {backup_time}: waiting for it")]
+    #[error(
+        "the PITR window of {table_name} ends at {latest}, before the backup's time {backup_time}: waiting for it"
+    )]
     PitrBehind { table_name: String, backup_time: DateTime<Utc>, latest: DateTime<Utc> },
     #[error("table {table_name} is {status}, not ACTIVE yet")]
     TableNotReady { table_name: String, status: String },
@@ -312,10 +314,16 @@ pub fn plan_table_export(
     match backup.status.to_ascii_uppercase().as_str() {
         "AVAILABLE" | "COMPLETED" => {}
         "CREATING" => {
-            return Err(DynamoDbError::BackupNotReady { backup_arn: backup.backup_arn.clone(), status: backup.status.clone() })
+            return Err(DynamoDbError::BackupNotReady {
+                backup_arn: backup.backup_arn.clone(),
+                status: backup.status.clone(),
+            })
         }
         _ => {
-            return Err(DynamoDbError::BackupUnusable { backup_arn: backup.backup_arn.clone(), status: backup.status.clone() })
+            return Err(DynamoDbError::BackupUnusable {
+                backup_arn: backup.backup_arn.clone(),
+                status: backup.status.clone(),
+            })
         }
     }
     let table = table_name_of(&backup.table_arn).unwrap_or_else(|| backup.table_arn.clone());
@@ -372,7 +380,11 @@ pub enum TablePreparation {
 
 /// `Ok` when the table can go on, or the error the ASL's Retry waits on (bounded).
 /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TableDescription.html>
-pub fn prepare_table(table_name: &str, table_status: &str, pitr_status: Option<&str>) -> Result<TablePreparation, DynamoDbError> {
+pub fn prepare_table(
+    table_name: &str,
+    table_status: &str,
+    pitr_status: Option<&str>,
+) -> Result<TablePreparation, DynamoDbError> {
     match table_status {
         "ACTIVE" => {}
         "CREATING" | "UPDATING" => {
@@ -468,10 +480,16 @@ pub fn export_id(export_arn: &str) -> Option<&str> {
 
 /// The key of the export's `manifest-summary.json`: DescribeExport's `ExportManifest` under the
 /// prefix, or else the documented layout built from the export id.
-pub fn manifest_summary_key(destination: &S3Location, export_arn: &str, export_manifest: Option<&str>) -> Option<String> {
+pub fn manifest_summary_key(
+    destination: &S3Location,
+    export_arn: &str,
+    export_manifest: Option<&str>,
+) -> Option<String> {
     match export_manifest.filter(|m| !m.is_empty()) {
         Some(manifest) => Some(destination.key(manifest.trim_start_matches('/'))),
-        None => export_id(export_arn).map(|id| destination.key(&format!("{EXPORT_DIRECTORY}/{id}/{MANIFEST_SUMMARY_NAME}"))),
+        None => {
+            export_id(export_arn).map(|id| destination.key(&format!("{EXPORT_DIRECTORY}/{id}/{MANIFEST_SUMMARY_NAME}")))
+        }
     }
 }
 
@@ -495,7 +513,10 @@ pub fn check_table_export(input: &CheckTableExportInput, status: &ExportStatus) 
 
 /// The error for a COMPLETED export whose summary is not in the bucket.
 pub fn missing_summary(destination: &S3Location, key: &str, why: &str) -> DynamoDbError {
-    DynamoDbError::ExportIncomplete { location: destination.to_string(), problem: format!("{} {why}", destination.url_of(key)) }
+    DynamoDbError::ExportIncomplete {
+        location: destination.to_string(),
+        problem: format!("{} {why}", destination.url_of(key)),
+    }
 }
 
 /// Output of `check-table-export`, at `$.export_result`: the export is complete and its summary
@@ -672,7 +693,8 @@ mod tests {
     #[test]
     fn pitr_covering_the_backup_exports_the_source_table_at_the_backups_time() {
         let pitr = window("ENABLED", "2025-02-01T00:00:00Z", "2025-03-04T02:55:00Z");
-        let ExportPlan::PointInTime { table_arn, export_time, .. } = plan_table_export(&input(0), &backup(), Some(&pitr)).unwrap()
+        let ExportPlan::PointInTime { table_arn, export_time, .. } =
+            plan_table_export(&input(0), &backup(), Some(&pitr)).unwrap()
         else {
             panic!("PITR covers the backup")
         };
@@ -715,8 +737,12 @@ mod tests {
             ..backup()
         };
         let pitr = window("ENABLED", "2025-02-01T00:00:00Z", "2025-03-04T02:55:00Z");
-        assert!(matches!(plan_table_export(&input(0), &advanced, Some(&pitr)).unwrap(), ExportPlan::PointInTime { .. }));
-        let ExportPlan::Restore { restorer, reason, .. } = plan_table_export(&input(0), &advanced, None).unwrap() else {
+        assert!(matches!(
+            plan_table_export(&input(0), &advanced, Some(&pitr)).unwrap(),
+            ExportPlan::PointInTime { .. }
+        ));
+        let ExportPlan::Restore { restorer, reason, .. } = plan_table_export(&input(0), &advanced, None).unwrap()
+        else {
             panic!("a gone table's recovery point is restored")
         };
         assert_eq!(restorer, Restorer::AwsBackup);
@@ -729,7 +755,11 @@ mod tests {
         let request = restore_job_request(&input(0), &name);
         assert!(request.metadata.contains(&("targetTableName".to_string(), name.clone())));
         assert_eq!(request.resource_type, "DynamoDB");
-        assert_eq!(request.idempotency_token, restore_job_request(&input(3), &name).idempotency_token, "retries repeat it");
+        assert_eq!(
+            request.idempotency_token,
+            restore_job_request(&input(3), &name).idempotency_token,
+            "retries repeat it"
+        );
         let replay = StartTableExportInput { execution_id: "e2".into(), ..input(0) };
         assert_ne!(restore_job_request(&replay, &name).idempotency_token, request.idempotency_token);
         assert_eq!(
@@ -906,7 +936,8 @@ mod tests {
         let table = temporary_table_in(&state, EXECUTION).unwrap();
         assert_eq!(table.table_name, temporary_table_name(&request().idempotency_key, EXECUTION));
         assert_eq!((table.backup_arn.as_deref(), table.restore_job_id), (Some(BACKUP_ARN), None));
-        state["table_source"] = serde_json::to_value(TableSource { restore_job_id: Some("job-1".into()), ..source(None) }).unwrap();
+        state["table_source"] =
+            serde_json::to_value(TableSource { restore_job_id: Some("job-1".into()), ..source(None) }).unwrap();
         assert_eq!(temporary_table_in(&state, EXECUTION).unwrap().restore_job_id.as_deref(), Some("job-1"));
         assert_eq!(temporary_table_in(&serde_json::json!({"detail": {}}), EXECUTION), None);
     }

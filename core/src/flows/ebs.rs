@@ -19,7 +19,6 @@
 //! [`FlowDocument`](crate::document::FlowDocument)`<`[`EbsArchiveSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the ASL
 //! against it, so a renamed field fails a test instead of an execution.
 
-
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -68,7 +67,11 @@ pub struct VolumeRequest {
 }
 
 /// The CreateVolume call for `request`, owned by `execution_id` of the deployment `deployment`.
-pub fn volume_request(request: &ArchiveRequest, execution_id: &str, deployment: &str) -> Result<VolumeRequest, FlowError> {
+pub fn volume_request(
+    request: &ArchiveRequest,
+    execution_id: &str,
+    deployment: &str,
+) -> Result<VolumeRequest, FlowError> {
     let volume = request.volume.as_ref().ok_or(FlowError::InvalidInput {
         field: "volume",
         reason: format!("is null: the plan is for a {} archive, not an EBS one", request.kind),
@@ -77,7 +80,10 @@ pub fn volume_request(request: &ArchiveRequest, execution_id: &str, deployment: 
         return Err(FlowError::InvalidInput { field: "execution_id", reason: "is empty".into() });
     }
     if deployment.is_empty() {
-        return Err(FlowError::InvalidConfig { field: "deployment", reason: "is empty: volumes are tagged with it".into() });
+        return Err(FlowError::InvalidConfig {
+            field: "deployment",
+            reason: "is empty: volumes are tagged with it".into(),
+        });
     }
     let encrypted = request.encrypted.unwrap_or(false);
     Ok(VolumeRequest {
@@ -245,7 +251,10 @@ pub enum Release {
     Delete,
     /// Still attached: detach (forced once [`FORCE_DETACH_AFTER_RETRIES`] is reached), then
     /// fail `VolumeStillAttached` so the ASL retries the deletion after its interval.
-    Detach { instance_id: String, force: bool },
+    Detach {
+        instance_id: String,
+        force: bool,
+    },
     /// Detaching: wait for the next retry.
     Wait,
 }
@@ -260,11 +269,17 @@ pub fn release_volume(volume: &ExistingVolume, retry_count: u32, deployment: &st
     if volume.managed_by.as_deref() != Some(deployment) {
         return Release::Foreign;
     }
-    if let Some(attached) = volume.attachments.iter().find(|a| matches!(a.state.as_str(), "attaching" | "attached" | "busy")) {
+    if let Some(attached) =
+        volume.attachments.iter().find(|a| matches!(a.state.as_str(), "attaching" | "attached" | "busy"))
+    {
         return Release::Detach { instance_id: attached.instance_id.clone(), force };
     }
     if let Some(detaching) = volume.attachments.iter().find(|a| a.state == "detaching") {
-        return if force { Release::Detach { instance_id: detaching.instance_id.clone(), force } } else { Release::Wait };
+        return if force {
+            Release::Detach { instance_id: detaching.instance_id.clone(), force }
+        } else {
+            Release::Wait
+        };
     }
     match volume.state.as_str() {
         // Tried: a volume stuck in `creating` must not outlive the execution either; if EC2
@@ -342,7 +357,10 @@ mod tests {
     #[test]
     fn claim_reports_another_executions_volume_as_a_duplicate() {
         let existing = [volume("vol-2", "in-use", 5, "e2"), volume("vol-1", "available", 1, "e0")];
-        assert_eq!(claim_volume(&existing, "e1"), Claim::Duplicate { execution: "e0".into(), volume_id: "vol-1".into() });
+        assert_eq!(
+            claim_volume(&existing, "e1"),
+            Claim::Duplicate { execution: "e0".into(), volume_id: "vol-1".into() }
+        );
     }
 
     #[test]
@@ -399,10 +417,9 @@ mod tests {
 
     #[test]
     fn volume_ids_come_from_the_temporary_volume_only() {
-        let state = serde_json::json!({"temporary_volume": {"volume_id": "vol-1"}, "volume": {"availability_zone": "a"}});
+        let state =
+            serde_json::json!({"temporary_volume": {"volume_id": "vol-1"}, "volume": {"availability_zone": "a"}});
         assert_eq!(volume_ids_in(&state), ["vol-1"]);
         assert!(volume_ids_in(&serde_json::json!({"detail": {}})).is_empty());
     }
-
-
 }

@@ -519,7 +519,9 @@ pub fn check_database(
         let status = status.clone().unwrap_or_else(|| "deleted".to_string());
         match database_readiness(&status) {
             DatabaseReadiness::Ready => {}
-            DatabaseReadiness::NotYet => return Err(DatabaseError::NotReady { identifier: identifier.clone(), status }),
+            DatabaseReadiness::NotYet => {
+                return Err(DatabaseError::NotReady { identifier: identifier.clone(), status })
+            }
             DatabaseReadiness::Never => return Err(DatabaseError::Failed { identifier: identifier.clone(), status }),
         }
     }
@@ -744,7 +746,10 @@ mod tests {
             master_password(&[first_biased; PASSWORD_RANDOM_BYTES]).unwrap_err(),
             DatabaseError::ShortRandom { got: 0 }
         );
-        assert_eq!(master_password(&[255u8; PASSWORD_RANDOM_BYTES]).unwrap_err(), DatabaseError::ShortRandom { got: 0 });
+        assert_eq!(
+            master_password(&[255u8; PASSWORD_RANDOM_BYTES]).unwrap_err(),
+            DatabaseError::ShortRandom { got: 0 }
+        );
         assert_eq!(master_password(&[0u8; 10]).unwrap_err().error_name(), errors::RETRYABLE);
         let mut random = vec![first_biased; 40];
         random.extend([0u8; PASSWORD_LEN]);
@@ -791,7 +796,11 @@ mod tests {
         db.managed_by = None;
         assert_eq!(release_database(Some(&db), EXECUTION, DEPLOYMENT), DatabaseRelease::NotOurs);
         db.managed_by = Some("archiver-staging".into());
-        assert_eq!(release_database(Some(&db), EXECUTION, DEPLOYMENT), DatabaseRelease::NotOurs, "another deployment's");
+        assert_eq!(
+            release_database(Some(&db), EXECUTION, DEPLOYMENT),
+            DatabaseRelease::NotOurs,
+            "another deployment's"
+        );
         assert_eq!(release_database(None, EXECUTION, DEPLOYMENT), DatabaseRelease::Gone);
     }
 
@@ -812,7 +821,9 @@ mod tests {
         };
         let not_ready = check_database(&database, &seen).unwrap_err();
         assert_eq!(not_ready.error_name(), errors::DB_NOT_READY);
-        assert!(not_ready.to_string().starts_with(&format!("DB {} ", database.names.cluster_identifier.as_ref().unwrap())));
+        assert!(not_ready
+            .to_string()
+            .starts_with(&format!("DB {} ", database.names.cluster_identifier.as_ref().unwrap())));
         seen.cluster_status = Some("available".into());
         assert_eq!(check_database(&database, &seen).unwrap_err().error_name(), errors::DB_NOT_READY);
         seen.instance_status = Some("available".into());
@@ -826,7 +837,10 @@ mod tests {
         assert_eq!(names, expected);
         assert_eq!(endpoint.job.parameters["port"], "5432");
         assert_eq!(endpoint.job.parameters["password_parameter"], database.names.password_parameter);
-        assert!(!serde_json::to_string(&endpoint).unwrap().contains("password\":"), "only the parameter's name travels");
+        assert!(
+            !serde_json::to_string(&endpoint).unwrap().contains("password\":"),
+            "only the parameter's name travels"
+        );
     }
 
     #[test]

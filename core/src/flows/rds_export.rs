@@ -44,7 +44,9 @@ pub enum ExportError {
     InvalidConfig { field: &'static str, reason: String },
     #[error("invalid input: `{field}` {reason}")]
     InvalidInput { field: &'static str, reason: String },
-    #[error("the account's limit of concurrent RDS exports is reached; export {export_task_identifier} waits: {detail}")]
+    #[error(
+        "the account's limit of concurrent RDS exports is reached; export {export_task_identifier} waits: {detail}"
+    )]
     QuotaExceeded { export_task_identifier: String, detail: String },
     #[error("export {export_task_identifier} is {status} ({percent_progress}% done)")]
     InProgress { export_task_identifier: String, status: String, percent_progress: u32 },
@@ -318,12 +320,15 @@ mod tests {
 
     fn request() -> ArchiveRequest {
         let event =
-            TriggerEvent::from_json(include_bytes!("../../tests/fixtures/eventbridge-backup-job-completed-rds.json")).unwrap();
-        let config: PlanConfig =
-            serde_json::from_value(serde_json::json!({"destination": {"bucket": "example-archive", "prefix": "backups"}}))
+            TriggerEvent::from_json(include_bytes!("../../tests/fixtures/eventbridge-backup-job-completed-rds.json"))
                 .unwrap();
+        let config: PlanConfig = serde_json::from_value(
+            serde_json::json!({"destination": {"bucket": "example-archive", "prefix": "backups"}}),
+        )
+        .unwrap();
         let facts = SnapshotFacts { engine: Some("postgres".into()), ..SnapshotFacts::default() };
-        let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &facts, &config, "2025-03-04T04:00:00Z".parse().unwrap())
+        let Ok(PlanOutcome::Planned(request)) =
+            plan_archive(&event, &facts, &config, "2025-03-04T04:00:00Z".parse().unwrap())
         else {
             panic!("the RDS fixture plans an export")
         };
@@ -343,8 +348,14 @@ mod tests {
         let request = request();
         let task = export_task_request(&request, &config()).unwrap();
         assert_eq!(task.export_task_identifier, request.export_task_identifier.clone().unwrap());
-        assert_eq!(task.source_arn, "arn:aws:rds:eu-west-1:111122223333:snapshot:awsbackup:job-3e4f5a6b-7c8d-9e0f-1a2b-3c4d5e6f7a8b");
-        assert_eq!((task.s3_bucket_name.as_str(), task.s3_prefix.as_str()), ("example-archive", request.destination.prefix.as_str()));
+        assert_eq!(
+            task.source_arn,
+            "arn:aws:rds:eu-west-1:111122223333:snapshot:awsbackup:job-3e4f5a6b-7c8d-9e0f-1a2b-3c4d5e6f7a8b"
+        );
+        assert_eq!(
+            (task.s3_bucket_name.as_str(), task.s3_prefix.as_str()),
+            ("example-archive", request.destination.prefix.as_str())
+        );
         assert_eq!(task.iam_role_arn, config().iam_role_arn);
         let location = export_location(&task);
         assert_eq!(location.to_string(), format!("{}/{}", request.destination, task.export_task_identifier));
@@ -395,10 +406,18 @@ mod tests {
     fn start_refusals_are_already_started_or_quota() {
         assert_eq!(start_refusal("ExportTaskAlreadyExists"), Some(StartRefusal::AlreadyStarted));
         assert_eq!(start_refusal("ExportTaskAlreadyExistsFault"), Some(StartRefusal::AlreadyStarted));
-        for quota in ["ExportTaskQuotaExceeded", "QuotaExceeded.ExportTasks", "LimitExceededException", "ExportTaskLimitReached"] {
+        for quota in
+            ["ExportTaskQuotaExceeded", "QuotaExceeded.ExportTasks", "LimitExceededException", "ExportTaskLimitReached"]
+        {
             assert_eq!(start_refusal(quota), Some(StartRefusal::QuotaExceeded), "{quota}");
         }
-        for other in ["IamRoleNotFound", "KMSKeyNotAccessibleFault", "InvalidS3BucketFault", "ThrottlingException", "DBSnapshotNotFound"] {
+        for other in [
+            "IamRoleNotFound",
+            "KMSKeyNotAccessibleFault",
+            "InvalidS3BucketFault",
+            "ThrottlingException",
+            "DBSnapshotNotFound",
+        ] {
             assert_eq!(start_refusal(other), None, "{other}");
         }
     }
@@ -419,7 +438,11 @@ mod tests {
         assert_eq!(error.error_name(), errors::EXPORT_FAILED);
         assert_eq!(error.to_string(), "export e ended FAILED: The IAM role cannot write the bucket.");
         for ended in ["CANCELED", "complete", ""] {
-            assert_eq!(check_export("e", &task(ended, None)).unwrap_err().error_name(), errors::EXPORT_FAILED, "{ended:?}");
+            assert_eq!(
+                check_export("e", &task(ended, None)).unwrap_err().error_name(),
+                errors::EXPORT_FAILED,
+                "{ended:?}"
+            );
         }
         assert_eq!(missing_export("e").error_name(), errors::EXPORT_FAILED);
     }
@@ -452,8 +475,14 @@ mod tests {
         let error = verify_export("snap-1234abcd", &location(), &no_info).unwrap_err();
         assert_eq!(error.error_name(), errors::ARCHIVE_INCOMPLETE);
         assert!(error.to_string().contains("export_info_snap-1234abcd.json is missing"), "{error}");
-        let no_data = listing(&[("export_info_snap-1234abcd.json", 100), ("export_tables_info_snap-1234abcd_from_1_to_1.json", 5)]);
-        assert!(verify_export("snap-1234abcd", &location(), &no_data).unwrap_err().to_string().contains("no data files"));
+        let no_data = listing(&[
+            ("export_info_snap-1234abcd.json", 100),
+            ("export_tables_info_snap-1234abcd_from_1_to_1.json", 5),
+        ]);
+        assert!(verify_export("snap-1234abcd", &location(), &no_data)
+            .unwrap_err()
+            .to_string()
+            .contains("no data files"));
         assert!(verify_export("snap-1234abcd", &location(), &BTreeMap::new()).is_err());
     }
 
@@ -463,8 +492,16 @@ mod tests {
             ExportError::InvalidConfig { field: "f", reason: "r".into() },
             ExportError::InvalidInput { field: "f", reason: "r".into() },
             ExportError::QuotaExceeded { export_task_identifier: "e".into(), detail: "d".into() },
-            ExportError::InProgress { export_task_identifier: "e".into(), status: "STARTING".into(), percent_progress: 0 },
-            ExportError::Failed { export_task_identifier: "e".into(), status: "FAILED".into(), failure_cause: "c".into() },
+            ExportError::InProgress {
+                export_task_identifier: "e".into(),
+                status: "STARTING".into(),
+                percent_progress: 0,
+            },
+            ExportError::Failed {
+                export_task_identifier: "e".into(),
+                status: "FAILED".into(),
+                failure_cause: "c".into(),
+            },
             ExportError::Incomplete { location: "l".into(), problem: "p".into() },
         ];
         for error in all {

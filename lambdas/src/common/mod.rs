@@ -15,8 +15,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_runtime::Diagnostic;
 
 pub mod databases;
-pub mod tables;
 pub mod storage;
+pub mod tables;
 pub mod volumes;
 
 /// An error a Lambda returns: a stable name from [`archiver_core::errors`] and a message for the

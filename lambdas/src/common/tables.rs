@@ -73,10 +73,7 @@ pub fn utc(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
 pub fn pitr_window(description: Option<&ContinuousBackupsDescription>) -> PitrWindow {
     let pitr = description.and_then(|d| d.point_in_time_recovery_description());
     PitrWindow {
-        status: pitr
-            .and_then(|p| p.point_in_time_recovery_status())
-            .map_or("DISABLED", |s| s.as_str())
-            .to_string(),
+        status: pitr.and_then(|p| p.point_in_time_recovery_status()).map_or("DISABLED", |s| s.as_str()).to_string(),
         earliest: pitr.and_then(|p| p.earliest_restorable_date_time()).and_then(utc),
         latest: pitr.and_then(|p| p.latest_restorable_date_time()).and_then(utc),
     }

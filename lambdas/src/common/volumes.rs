@@ -41,7 +41,8 @@ pub async fn by_id(client: &Client, volume_id: &str) -> Result<Option<ExistingVo
 }
 
 fn existing(volume: &Volume) -> ExistingVolume {
-    let tag = |key: &str| volume.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string);
+    let tag =
+        |key: &str| volume.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string);
     ExistingVolume {
         volume_id: volume.volume_id().unwrap_or_default().to_string(),
         state: volume.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
