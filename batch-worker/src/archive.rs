@@ -122,7 +122,13 @@ pub async fn archive_device(
         Ok((source, layout))
     })
     .await??;
-    tracing::info!(device = %source.given.display(), size = layout.size, targets = layout.targets.len(), partition_table = layout.partition_table.as_deref().unwrap_or("none"), "read layout");
+    tracing::info!(
+        device = %source.given.display(),
+        size = layout.size,
+        targets = layout.targets.len(),
+        partition_table = layout.partition_table.as_deref().unwrap_or("none"),
+        "read layout"
+    );
     if let Some(bar) = &progress {
         bar.set_length(layout.size);
     }
@@ -336,7 +342,10 @@ async fn choose_mode(
                 drop(partition);
                 fat::check(&target.device, target.offset, target.size)
                     .map_err(|source| TreeError::Append { path: target.device.clone(), source })?;
-                tracing::info!(device = %target.device.display(), "no vfat driver in this kernel: reading FAT in user space");
+                tracing::info!(
+                    device = %target.device.display(),
+                    "no vfat driver in this kernel: reading FAT in user space"
+                );
                 Ok(FilesSource::Fat { device: target.device.clone(), offset: target.offset, size: target.size })
             }
             Err(e) => Err(e.into()),

@@ -134,7 +134,12 @@ pub async fn dump_server(
     let mut result = Ok(());
     for planned in tool.plan(&runner.connection, &databases, options.compression) {
         let version = versions.get(planned.invocation.program).cloned().unwrap_or_default();
-        let span = tracing::info_span!("dump", database = planned.database.as_deref(), tool = planned.invocation.program, object = %planned.name);
+        let span = tracing::info_span!(
+            "dump",
+            database = planned.database.as_deref(),
+            tool = planned.invocation.program,
+            object = %planned.name
+        );
         let dumped = runner
             .dump_object(client, dest, request, options, &compressor, planned, version, cancel)
             .instrument(span)

@@ -174,7 +174,9 @@ async fn run(args: Args) -> Result<(), Failure> {
     };
     // Nothing is attached yet: a signal here just ends the run.
     let instance_id = tokio::select! {
-        _ = cancel.cancelled() => return Err(Failure { code: 130, message: "interrupted before the volume was attached".into() }),
+        _ = cancel.cancelled() => {
+            return Err(Failure { code: 130, message: "interrupted before the volume was attached".into() })
+        }
         id = preflight => id?,
     };
     let ec2 = aws_sdk_ec2::Client::new(&config);

@@ -113,7 +113,11 @@ where
     if let Err(e) = result {
         for object in objects {
             if let Err(delete) = client.delete_object().bucket(&dest.bucket).key(&object.key).send().await {
-                tracing::error!(key = %object.key, error = %DisplayErrorContext(delete), "failed to delete an object of the failed archive");
+                tracing::error!(
+                    key = %object.key,
+                    error = %DisplayErrorContext(delete),
+                    "failed to delete an object of the failed archive"
+                );
             }
         }
         return Err(e);

@@ -158,7 +158,11 @@ where
         Err(e) => {
             for segment in &segments {
                 if let Err(delete) = client.delete_object().bucket(&settings.bucket).key(&segment.key).send().await {
-                    tracing::error!(key = %segment.key, error = %DisplayErrorContext(delete), "failed to delete a segment of the failed upload");
+                    tracing::error!(
+                        key = %segment.key,
+                        error = %DisplayErrorContext(delete),
+                        "failed to delete a segment of the failed upload"
+                    );
                 }
             }
             Err(e)
@@ -395,7 +399,11 @@ impl Upload {
                 None => {
                     // S3 always reports it; an S3-compatible server may not. The manifest keeps
                     // the checksum, and `verify --deep` can still check the bytes.
-                    tracing::warn!(bucket = %self.bucket, key = %self.key, "the server reports no CRC64NVME for the completed object");
+                    tracing::warn!(
+                        bucket = %self.bucket,
+                        key = %self.key,
+                        "the server reports no CRC64NVME for the completed object"
+                    );
                     None
                 }
             }
@@ -419,7 +427,8 @@ impl Upload {
             Ok(_) => tracing::info!(bucket = %self.bucket, key = %self.key, "aborted multipart upload"),
             Err(e) => tracing::error!(
                 bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id,
-                error = %DisplayErrorContext(e), "failed to abort multipart upload; the bucket's AbortIncompleteMultipartUpload rule will remove it"
+                error = %DisplayErrorContext(e),
+                "failed to abort multipart upload; the bucket's AbortIncompleteMultipartUpload rule will remove it"
             ),
         }
     }

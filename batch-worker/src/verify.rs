@@ -114,7 +114,13 @@ pub async fn verify_archive(client: &Client, location: &S3Location, deep: bool) 
         } else {
             head_object(client, &location.bucket, object).await
         };
-        tracing::info!(key = %check.key, ok = check.ok, method = ?check.method, problem = check.problem, "checked object");
+        tracing::info!(
+            key = %check.key,
+            ok = check.ok,
+            method = ?check.method,
+            problem = check.problem,
+            "checked object"
+        );
         objects.push(check);
     }
     Ok(VerifyReport { location: location.to_string(), ok: objects.iter().all(|o| o.ok), objects })

@@ -168,8 +168,9 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode, Failure> {
 /// A rejection: exit 2, with the stable error name that the Lambda would report.
 fn rejected(error: PlanError, json: bool) -> Failure {
     if json {
+        let message = error.to_string();
         print_json(
-            &json!({"outcome": "rejected", "error": error.error_name(), "field": error.field(), "message": error.to_string()}),
+            &json!({"outcome": "rejected", "error": error.error_name(), "field": error.field(), "message": message}),
         );
     }
     Failure::usage(format!("rejected ({}): {error}", error.error_name()))

@@ -32,7 +32,12 @@ const EXIT_CODES_HELP: &str = "Exit codes: 0 success; 1 the operation ran and th
 mismatch, archive failed); 2 usage or configuration error (nothing was done); 130 interrupted.";
 
 #[derive(Debug, Parser)]
-#[command(name = "backup-archiver", version, about = "Turns block devices and AWS Backup recovery points into verifiable archives in S3.", after_help = EXIT_CODES_HELP)]
+#[command(
+    name = "backup-archiver",
+    version,
+    about = "Turns block devices and AWS Backup recovery points into verifiable archives in S3.",
+    after_help = EXIT_CODES_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -17,8 +17,8 @@ use crate::request::ArchiveRequest;
 /// An execution's document once every state has run, in any flow: the plan's fields, the flow's
 /// own steps `S` (each writes one field, its `ResultPath`), and the fields every flow shares.
 /// Fields of states that have not run are absent, hence `Option`. `core/tests/asl.rs` checks every
-/// JSONPath of each ASL file against its flow's document; [`FlowView`](crate::message::FlowView) reads one leniently where
-/// a state may see less.
+/// JSONPath of each ASL file against its flow's document; [`FlowView`](crate::message::FlowView)
+/// reads one leniently where a state may see less.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowDocument<S> {
     /// `planned`: the tag of [`crate::request::PlanOutcome`].
@@ -71,7 +71,10 @@ pub enum FlowError {
     VolumeNotReady { volume_id: String, state: String },
     #[error("volume {volume_id} is {state} and will not become available")]
     VolumeFailed { volume_id: String, state: String },
-    #[error("volume {volume_id} is still attached to {instance_id} ({attachment_state}); detach requested{}", if *forced { " with force" } else { "" })]
+    #[error(
+        "volume {volume_id} is still attached to {instance_id} ({attachment_state}); detach requested{}",
+        if *forced { " with force" } else { "" }
+    )]
     VolumeStillAttached { volume_id: String, instance_id: String, attachment_state: String, forced: bool },
     #[error("the archive at {location} is incomplete: {problem}")]
     ArchiveIncomplete { location: String, problem: String },

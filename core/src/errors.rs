@@ -56,7 +56,8 @@ pub const DB_OPERATION_FAILED: &str = "DbOperationFailed";
 /// The account's limit of concurrent RDS exports is reached. Retryable with a long backoff:
 /// waiting is the remedy, failing is not.
 pub const EXPORT_QUOTA_EXCEEDED: &str = "ExportQuotaExceeded";
-/// The export task (RDS) or table export (DynamoDB) is STARTING or IN_PROGRESS. Retryable: the polling loop's bounded retry.
+/// The export task (RDS) or table export (DynamoDB) is STARTING or IN_PROGRESS. Retryable: the polling loop's
+/// bounded retry.
 pub const EXPORT_IN_PROGRESS: &str = "ExportInProgress";
 /// The export ended FAILED or CANCELED; the message carries RDS's `FailureCause`, or DynamoDB's
 /// `FailureCode` and `FailureMessage`.

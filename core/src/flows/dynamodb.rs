@@ -18,7 +18,8 @@
 //! any Catch           -> error | cleanup_error | notify_error
 //! ```
 //!
-//! [`FlowDocument`](crate::document::FlowDocument)`<`[`DynamodbExportSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the
+//! [`FlowDocument`](crate::document::FlowDocument)`<`[`DynamodbExportSteps`]`>` is that document;
+//! `core/tests/asl.rs` checks every JSONPath of the
 //! ASL against it.
 //!
 //! Why two ways: ExportTableToPointInTime reads a table's PITR history, not a backup. When the

@@ -16,7 +16,8 @@
 //! any Catch           -> error | cleanup_error | notify_error   (StateError)
 //! ```
 //!
-//! [`FlowDocument`](crate::document::FlowDocument)`<`[`EbsArchiveSteps`]`>` is that document; `core/tests/asl.rs` checks every JSONPath of the ASL
+//! [`FlowDocument`](crate::document::FlowDocument)`<`[`EbsArchiveSteps`]`>` is that document; `core/tests/asl.rs`
+//! checks every JSONPath of the ASL
 //! against it, so a renamed field fails a test instead of an execution.
 
 use std::collections::BTreeMap;

@@ -21,7 +21,8 @@
 //! RDS restores keep the snapshot's master password, which we do not know; the flow sets a new
 //! one once the instance is available. The password exists only in the SSM SecureString
 //! parameter that `restore-database` creates: states, logs and the job's arguments carry the
-//! parameter's *name*. [`FlowDocument`](crate::document::FlowDocument)`<`[`RdsDumpSteps`]`>` is the document; `core/tests/asl.rs` checks every
+//! parameter's *name*. [`FlowDocument`](crate::document::FlowDocument)`<`[`RdsDumpSteps`]`>` is the document;
+//! `core/tests/asl.rs` checks every
 //! JSONPath of the ASL against it.
 
 use std::collections::BTreeMap;

@@ -4,9 +4,9 @@
 //! will be; else returns its endpoint and the complete dump job. See
 //! [`archiver_core::flows::rds_dump::check_database`].
 
+use crate::common::{databases, parse_input, StepError};
 use archiver_core::flows::rds_dump::{check_database, CheckDatabaseInput, DatabaseEndpoint, DatabaseObservation};
 use aws_sdk_rds::Client;
-use crate::common::{databases, parse_input, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 

@@ -5,12 +5,12 @@
 //! count and size, or fails `ArchiveIncomplete` when the `export_info` file or the data is
 //! missing. Decisions: [`archiver_core::flows::rds_export`].
 
+use crate::common::{parse_input, storage, AwsFailure, StepError};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flows::rds_export::{
     check_export, missing_export, verify_export, CheckExportInput, ExportError, ExportTaskState, ExportedFiles,
 };
-use crate::common::{parse_input, storage, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -30,7 +30,11 @@ fn export_error(error: ExportError) -> StepError {
 }
 
 #[tracing::instrument(skip_all, fields(export_task_identifier = input.export_task_identifier))]
-async fn check(rds: &aws_sdk_rds::Client, s3: &aws_sdk_s3::Client, input: CheckExportInput) -> Result<ExportedFiles, StepError> {
+async fn check(
+    rds: &aws_sdk_rds::Client,
+    s3: &aws_sdk_s3::Client,
+    input: CheckExportInput,
+) -> Result<ExportedFiles, StepError> {
     let identifier = &input.export_task_identifier;
     let task = describe(rds, identifier).await?;
     tracing::info!(status = task.status, percent_progress = task.percent_progress, "export status");

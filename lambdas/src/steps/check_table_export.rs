@@ -4,14 +4,14 @@
 //! export's `manifest-summary.json` is in the bucket (`ArchiveIncomplete` if not): DynamoDB writes
 //! it last. Decisions: [`check_table_export`].
 
+use crate::common::tables::{table_error, utc};
+use crate::common::{parse_input, AwsFailure, StepError};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flows::dynamodb::{
     check_table_export, missing_summary, CheckTableExportInput, ExportResult, ExportStatus,
 };
 use aws_sdk_dynamodb::Client;
-use crate::common::tables::{table_error, utc};
-use crate::common::{parse_input, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -29,7 +29,11 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 }
 
 #[tracing::instrument(skip_all, fields(export_arn = input.export_arn))]
-async fn check(dynamodb: &Client, s3: &aws_sdk_s3::Client, input: CheckTableExportInput) -> Result<ExportResult, StepError> {
+async fn check(
+    dynamodb: &Client,
+    s3: &aws_sdk_s3::Client,
+    input: CheckTableExportInput,
+) -> Result<ExportResult, StepError> {
     let status = describe_export(dynamodb, &input.export_arn).await?;
     tracing::info!(status = status.status, "export status");
     let key = check_table_export(&input, &status).map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
@@ -64,7 +68,10 @@ async fn describe_export(dynamodb: &Client, export_arn: &str) -> Result<ExportSt
         .await
         .map_err(|e| table_error(AwsFailure::of(&format!("DescribeExport {export_arn}"), &e)))?;
     let Some(export) = output.export_description() else {
-        return Err(StepError::new(errors::LOOKUP_INCOMPLETE, format!("DescribeExport {export_arn}: no ExportDescription")));
+        return Err(StepError::new(
+            errors::LOOKUP_INCOMPLETE,
+            format!("DescribeExport {export_arn}: no ExportDescription"),
+        ));
     };
     Ok(ExportStatus {
         status: export.export_status().map(|s| s.as_str().to_string()).unwrap_or_default(),

@@ -2,10 +2,10 @@
 //! volume is `creating` (the ASL's Retry bounds how long it waits), `VolumeFailed` if it will
 //! never be available. See [`archiver_core::flows::ebs::check_volume`].
 
+use crate::common::{parse_input, volumes, StepError};
 use archiver_core::document::FlowError;
 use archiver_core::flows::ebs::{check_volume, CheckVolumeInput};
 use aws_sdk_ec2::Client;
-use crate::common::{parse_input, volumes, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 

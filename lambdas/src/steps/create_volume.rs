@@ -7,6 +7,7 @@
 //! The decisions are [`archiver_core::flows::ebs`]'s: [`volume_request`], [`claim_volume`],
 //! [`lost_race`], [`archive_job`].
 
+use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::document::FlowError;
 use archiver_core::errors;
 use archiver_core::flows::ebs::{
@@ -15,7 +16,6 @@ use archiver_core::flows::ebs::{
 use archiver_core::naming::TAG_IDEMPOTENCY_KEY;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
 use aws_sdk_ec2::Client;
-use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -48,7 +48,11 @@ async fn create_volume(ec2: &Client, deployment: &str, input: CreateVolumeInput)
             volume_id
         }
         Claim::Duplicate { execution, volume_id } => {
-            return Err(flow_error(FlowError::Duplicate { snapshot_id: request.snapshot_id.clone(), execution, volume_id }))
+            return Err(flow_error(FlowError::Duplicate {
+                snapshot_id: request.snapshot_id.clone(),
+                execution,
+                volume_id,
+            }))
         }
         Claim::Create => {
             let volume_id = create(ec2, &spec).await?;
@@ -81,7 +85,9 @@ async fn create(ec2: &Client, spec: &VolumeRequest) -> Result<String, StepError>
         .throughput(to_i32(spec.throughput_mibps))
         .encrypted(spec.encrypted)
         .client_token(&spec.client_token)
-        .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tags)).build());
+        .tag_specifications(
+            TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tags)).build(),
+        );
     if let Some(rate) = spec.initialization_rate_mibps {
         call = call.volume_initialization_rate(to_i32(rate));
     }
@@ -89,7 +95,8 @@ async fn create(ec2: &Client, spec: &VolumeRequest) -> Result<String, StepError>
         call = call.kms_key_id(key);
     }
     let output = call.send().await.map_err(|e| {
-        AwsFailure::of(&format!("CreateVolume from {}", spec.snapshot_id), &e).into_step_error(errors::VOLUME_OPERATION_FAILED)
+        AwsFailure::of(&format!("CreateVolume from {}", spec.snapshot_id), &e)
+            .into_step_error(errors::VOLUME_OPERATION_FAILED)
     })?;
     let volume_id = output.volume_id().unwrap_or_default().to_string();
     tracing::info!(volume_id, "created volume");

@@ -7,6 +7,7 @@
 //! A cluster cannot be deleted while its instance is: the call then fails `DbBusy`, which the
 //! ASL retries a bounded number of times; the instance and the parameter are gone by then.
 
+use crate::common::{databases, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flows::rds_dump::{
@@ -14,7 +15,6 @@ use archiver_core::flows::rds_dump::{
 };
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::Client as Ssm;
-use crate::common::{databases, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 

@@ -3,11 +3,11 @@
 //! (`options.delete_recovery_point`: configured, and the snapshot is a vault's recovery point)
 //! and only after `Verify` succeeded. A recovery point already gone counts as deleted.
 
+use crate::common::{parse_input, AwsFailure, StepError};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::document::{DeleteRecoveryPointInput, RecoveryPointDeletion};
 use archiver_core::errors;
 use aws_sdk_backup::Client;
-use crate::common::{parse_input, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -22,19 +22,23 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 }
 
 #[tracing::instrument(skip_all, fields(vault_name = input.vault_name, recovery_point_arn = %input.recovery_point_arn))]
-async fn delete_recovery_point(backup: &Client, input: DeleteRecoveryPointInput) -> Result<RecoveryPointDeletion, StepError> {
+async fn delete_recovery_point(
+    backup: &Client,
+    input: DeleteRecoveryPointInput,
+) -> Result<RecoveryPointDeletion, StepError> {
     let arn = input.recovery_point_arn.to_string();
-    let deleted = match backup.delete_recovery_point().backup_vault_name(&input.vault_name).recovery_point_arn(&arn).send().await
-    {
-        Ok(_) => true,
-        Err(e) => {
-            let failure = AwsFailure::of(&format!("DeleteRecoveryPoint {arn} in {}", input.vault_name), &e);
-            if failure.class != AwsErrorClass::NotFound {
-                return Err(failure.into_step_error(errors::RECOVERY_POINT_NOT_DELETED));
+    let deleted =
+        match backup.delete_recovery_point().backup_vault_name(&input.vault_name).recovery_point_arn(&arn).send().await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                let failure = AwsFailure::of(&format!("DeleteRecoveryPoint {arn} in {}", input.vault_name), &e);
+                if failure.class != AwsErrorClass::NotFound {
+                    return Err(failure.into_step_error(errors::RECOVERY_POINT_NOT_DELETED));
+                }
+                false
             }
-            false
-        }
-    };
+        };
     tracing::info!(deleted, "recovery point released");
     Ok(RecoveryPointDeletion { recovery_point_arn: input.recovery_point_arn, deleted })
 }

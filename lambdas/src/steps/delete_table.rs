@@ -8,6 +8,8 @@
 //! whose PrepareTable never ran is not tagged yet). Nothing to delete (the point-in-time path, a
 //! Plan that failed) is a success. Decisions: [`release_table`], [`restore_job_progress`].
 
+use crate::common::tables::{self, table_error};
+use crate::common::{parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flows::dynamodb::{
@@ -16,8 +18,6 @@ use archiver_core::flows::dynamodb::{
 };
 use aws_sdk_dynamodb::types::Tag;
 use aws_sdk_dynamodb::Client;
-use crate::common::tables::{self, table_error};
-use crate::common::{parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -69,7 +69,10 @@ async fn delete_table(
         TableRelease::Gone => report.already_gone.push(name),
         TableRelease::Foreign => tracing::warn!(table = name, "not restored for this execution: left alone"),
         TableRelease::Wait => {
-            return Err(StepError::new(errors::TABLE_NOT_READY, format!("table {name} is {}: deleted once ACTIVE", table.status)))
+            return Err(StepError::new(
+                errors::TABLE_NOT_READY,
+                format!("table {name} is {}: deleted once ACTIVE", table.status),
+            ))
         }
         TableRelease::Delete => {
             tag(dynamodb, deployment, execution_id, &temporary, &table.table_arn).await?;

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flows::ebs::{
@@ -14,7 +15,6 @@ use archiver_core::flows::ebs::{
 };
 use archiver_core::naming::TAG_EXECUTION;
 use aws_sdk_ec2::Client;
-use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 

@@ -3,12 +3,12 @@
 //! archive's prefix as DynamoDB JSON. The client token is per execution, so a retried call
 //! returns the export the first one started. Parameters: [`export_request`].
 
+use crate::common::tables::{table_error, utc};
+use crate::common::{parse_input, AwsFailure, StepError};
 use archiver_core::errors;
 use archiver_core::flows::dynamodb::{export_request, ExportTableInput, TableExport};
 use aws_sdk_dynamodb::types::ExportFormat;
 use aws_sdk_dynamodb::Client;
-use crate::common::tables::{table_error, utc};
-use crate::common::{parse_input, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -41,12 +41,17 @@ async fn export(dynamodb: &Client, input: ExportTableInput) -> Result<TableExpor
             let failure = AwsFailure::of(&format!("ExportTableToPointInTime {}", request.table_arn), &e);
             match failure.code.as_deref() {
                 // Just enabled on a temporary table and not usable yet: the bounded Retry waits.
-                Some("PointInTimeRecoveryUnavailableException") => StepError::new(errors::PITR_NOT_READY, failure.message),
+                Some("PointInTimeRecoveryUnavailableException") => {
+                    StepError::new(errors::PITR_NOT_READY, failure.message)
+                }
                 _ => table_error(failure),
             }
         })?;
     let description = output.export_description().ok_or_else(|| {
-        StepError::new(errors::LOOKUP_INCOMPLETE, format!("ExportTableToPointInTime {}: no ExportDescription", request.table_arn))
+        StepError::new(
+            errors::LOOKUP_INCOMPLETE,
+            format!("ExportTableToPointInTime {}: no ExportDescription", request.table_arn),
+        )
     })?;
     let export = TableExport {
         export_arn: description.export_arn().unwrap_or_default().to_string(),

@@ -2,12 +2,32 @@
 //! name with `-` for `_` (`create_volume` serves `create-volume`); the template's functions name
 //! them in `Handler`, and `infra/tests` checks that it deploys exactly these.
 
-/// Declares each step's module and its handler name, so the list of names and the dispatch
-/// cannot disagree.
+// Declared here rather than by `steps!`, so that rustfmt (which does not expand macros) formats
+// and checks them; `every_module_under_steps_is_a_handler` keeps this list and `steps!` in step.
+pub mod check_database;
+pub mod check_export;
+pub mod check_table_export;
+pub mod check_volume;
+pub mod create_volume;
+pub mod delete_database;
+pub mod delete_recovery_point;
+pub mod delete_table;
+pub mod delete_volume;
+pub mod export_table;
+pub mod notify;
+pub mod plan;
+pub mod prepare_table;
+pub mod restore_database;
+pub mod set_database_password;
+pub mod sns_trigger;
+pub mod start_export;
+pub mod start_table_export;
+pub mod verify;
+
+/// Names each step's handler next to its module, so the list of names and the dispatch cannot
+/// disagree.
 macro_rules! steps {
     ($($module:ident => $handler:literal),* $(,)?) => {
-        $(pub mod $module;)*
-
         /// Every handler name this binary serves.
         pub const HANDLERS: &[&str] = &[$($handler),*];
 
@@ -46,7 +66,10 @@ steps! {
 
 /// The function's `Handler` names no step of this binary: a template or deployment error.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown handler {handler:?} (the function's Handler, passed in _HANDLER); the handlers are: {}", HANDLERS.join(", "))]
+#[error(
+    "unknown handler {handler:?} (the function's Handler, passed in _HANDLER); the handlers are: {}",
+    HANDLERS.join(", ")
+)]
 pub struct UnknownHandler {
     pub handler: String,
 }

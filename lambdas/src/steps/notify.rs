@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use crate::common::{optional_env, parse_input, AwsFailure, StepError};
 use archiver_core::document::{NotificationReport, NotifyInput};
 use archiver_core::errors;
 use archiver_core::message::{notification, slack_retry_delay, FlowView, Notification};
@@ -22,7 +23,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
-use crate::common::{optional_env, parse_input, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -54,8 +54,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         Some(name) => Some(slack_from_parameter(&aws_sdk_ssm::Client::new(&config), &name).await),
         None => None,
     };
-    let notifier =
-        Notifier { sns: aws_sdk_sns::Client::new(&config), topic_arn: optional_env("SNS_TOPIC_ARN"), slack };
+    let notifier = Notifier { sns: aws_sdk_sns::Client::new(&config), topic_arn: optional_env("SNS_TOPIC_ARN"), slack };
     let slack = match &notifier.slack {
         Some(Ok(_)) => "configured",
         Some(Err(_)) => "misconfigured",
@@ -72,13 +71,9 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 /// The webhook named by the SecureString parameter `name`. SSM's errors name the parameter, never
 /// its value; a value that is not a URL is reported without it.
 async fn slack_from_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Slack, StepError> {
-    let output = ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| StepError::config(AwsFailure::of(&format!("GetParameter {name} (the Slack webhook)"), &e).message))?;
+    let output = ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
+        StepError::config(AwsFailure::of(&format!("GetParameter {name} (the Slack webhook)"), &e).message)
+    })?;
     let url = output.parameter.and_then(|p| p.value).unwrap_or_default();
     slack_client(&url).map_err(|e| StepError::config(format!("parameter {name}: {}", e.message)))
 }
@@ -211,7 +206,11 @@ mod tests {
                     if let Some(end) = text.find("\r\n\r\n") {
                         let length: usize = text
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
                             .unwrap_or(0);
                         if request.len() >= end + 4 + length {
                             seen.lock().unwrap().push(text[end + 4..].to_string());
@@ -258,7 +257,8 @@ mod tests {
     #[tokio::test]
     async fn slack_client_error_is_not_retried() {
         let (url, bodies) =
-            fake_slack(vec!["HTTP/1.1 404 Not Found\r\nContent-Length: 13\r\nConnection: close\r\n\r\nno_such_token"]).await;
+            fake_slack(vec!["HTTP/1.1 404 Not Found\r\nContent-Length: 13\r\nConnection: close\r\n\r\nno_such_token"])
+                .await;
         let error = post_to_slack(&slack(&url), &message()).await.unwrap_err();
         assert!(error.contains("404") && error.contains("no_such_token"), "{error}");
         assert_eq!(bodies.lock().unwrap().len(), 1);

@@ -2,13 +2,15 @@
 //! becomes an [`ArchiveRequest`](archiver_core::request::ArchiveRequest), a skip, or an error
 //! with a stable name. Its AWS calls are lookups: the snapshot the event names, described with
 //! DescribeSnapshots (EBS), DescribeDBSnapshots (RDS) or DescribeDBClusterSnapshots (Aurora) for its
-//! state, size, encryption, engine and source, and a HeadObject of the planned archive's manifest, whose presence makes a
+//! state, size, encryption, engine and source, and a HeadObject of the planned archive's manifest, whose presence
+//! makes a
 //! later duplicate of the trigger a `DuplicateArchive` instead of a second archive. Every
 //! decision is [`archiver_core::request`]'s.
 //!
 //! Configuration: `PLAN_CONFIG`, the JSON of [`PlanConfig`], read once at start. A bad one fails
 //! every invocation with `InvalidConfig` and a message naming the setting.
 
+use crate::common::{required_env, AwsFailure, StepError};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::document::FlowError;
 use archiver_core::errors;
@@ -24,7 +26,6 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
-use crate::common::{required_env, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -73,7 +74,12 @@ fn plan_error(error: PlanError) -> StepError {
 
 /// Plans the archive `payload` asks for. Skips and malformed events make no AWS call.
 #[tracing::instrument(skip_all)]
-async fn plan(clients: &Clients, config: &PlanConfig, payload: &Value, now: DateTime<Utc>) -> Result<PlanOutcome, StepError> {
+async fn plan(
+    clients: &Clients,
+    config: &PlanConfig,
+    payload: &Value,
+    now: DateTime<Utc>,
+) -> Result<PlanOutcome, StepError> {
     let event = TriggerEvent::from_value(payload).map_err(|e| plan_error(PlanError::InvalidEvent(e)))?;
     let target = match archive_target(&event, config).map_err(plan_error)? {
         Targeting::Skip(reason) => {
@@ -133,7 +139,8 @@ async fn refuse_if_archived(s3: &aws_sdk_s3::Client, request: &ArchiveRequest) -
 /// The facts of an EBS snapshot: state, size, encryption, source volume, start time.
 async fn describe_snapshot(ec2: &Client, snapshot_id: &str) -> Result<SnapshotFacts, StepError> {
     let operation = format!("DescribeSnapshots {snapshot_id}");
-    let output = ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.map_err(|e| lookup_error(&operation, &e))?;
+    let output =
+        ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.map_err(|e| lookup_error(&operation, &e))?;
     let snapshot = output.snapshots().first().ok_or_else(|| no_such_snapshot(&operation))?;
     Ok(SnapshotFacts {
         status: snapshot.state().map(|s| s.as_str().to_string()),
@@ -231,7 +238,11 @@ mod tests {
             .region(aws_config::Region::new("eu-west-1"))
             .endpoint_url("http://127.0.0.1:9")
             .build();
-        Clients { ec2: Client::new(&config), rds: aws_sdk_rds::Client::new(&config), s3: crate::common::s3_client(&config) }
+        Clients {
+            ec2: Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
+            s3: crate::common::s3_client(&config),
+        }
     }
 
     fn config() -> PlanConfig {
@@ -269,7 +280,10 @@ mod tests {
 
     #[test]
     fn configuration_errors_name_the_setting() {
-        std::env::set_var(PLAN_CONFIG_ENV, r#"{"destination": {"bucket": "b", "prefix": ""}, "availability_zones": ["a"], "job_queues": {"b": "q"}}"#);
+        std::env::set_var(
+            PLAN_CONFIG_ENV,
+            r#"{"destination": {"bucket": "b", "prefix": ""}, "availability_zones": ["a"], "job_queues": {"b": "q"}}"#,
+        );
         let error = plan_config().unwrap_err();
         assert_eq!(error.name, errors::INVALID_CONFIG);
         assert!(error.message.contains("job_queues"), "{error}");

@@ -5,13 +5,13 @@
 //! requires it). The ASL's Retry bounds both waits. Every call is idempotent, so each retry simply
 //! starts over. Decisions: [`prepare_table`].
 
+use crate::common::tables::{self, table_error};
+use crate::common::{parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::flows::dynamodb::{
     prepare_table, restore_job_progress, temporary_table_tags, PrepareTableInput, TablePreparation,
 };
 use aws_sdk_dynamodb::types::{PointInTimeRecoverySpecification, Tag};
 use aws_sdk_dynamodb::Client;
-use crate::common::tables::{self, table_error};
-use crate::common::{parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 

@@ -13,6 +13,7 @@
 //! Decisions: [`archiver_core::flows::rds_dump`]'s [`restore_request`], [`claim_database`],
 //! [`master_password`], [`temporary_database`].
 
+use crate::common::{databases, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flows::rds_dump::{
@@ -24,7 +25,6 @@ use archiver_core::request::{snapshot_readiness, Readiness};
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::types::{ParameterType, Tag as SsmTag};
 use aws_sdk_ssm::Client as Ssm;
-use crate::common::{databases, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 

@@ -5,11 +5,11 @@
 //! the one RDS call: it is never logged or returned. `CheckPassword` then waits until RDS has
 //! applied it.
 
+use crate::common::{parse_input, AwsFailure, StepError};
 use archiver_core::errors;
 use archiver_core::flows::rds_dump::{CheckDatabaseInput, DatabaseShape};
 use aws_sdk_rds::Client as Rds;
 use aws_sdk_ssm::Client as Ssm;
-use crate::common::{parse_input, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 

@@ -8,10 +8,10 @@
 //! and then leaves in the dead-letter queue. Everything else (the vault check, the lookups, a
 //! handoff to another flow) is `plan`'s, as for EventBridge's triggers.
 
+use crate::common::{required_env, AwsFailure, StepError};
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
 use archiver_core::request::{event_target, ArchiveTarget, Targeting};
-use crate::common::{required_env, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -32,7 +32,8 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 
 #[tracing::instrument(skip_all)]
 async fn trigger(sfn: &aws_sdk_sfn::Client, prefix: &str, delivery: Value) -> Result<Value, StepError> {
-    let event = TriggerEvent::from_value(&delivery).map_err(|e| StepError::new(errors::INVALID_EVENT, e.to_string()))?;
+    let event =
+        TriggerEvent::from_value(&delivery).map_err(|e| StepError::new(errors::INVALID_EVENT, e.to_string()))?;
     let target = match event_target(&event).map_err(|e| StepError::new(e.error_name(), e.to_string()))? {
         Targeting::Target(target) => target,
         Targeting::Skip(reason) => {
@@ -43,7 +44,12 @@ async fn trigger(sfn: &aws_sdk_sfn::Client, prefix: &str, delivery: Value) -> Re
     start(sfn, prefix, &target, &delivery).await
 }
 
-async fn start(sfn: &aws_sdk_sfn::Client, prefix: &str, target: &ArchiveTarget, input: &Value) -> Result<Value, StepError> {
+async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    prefix: &str,
+    target: &ArchiveTarget,
+    input: &Value,
+) -> Result<Value, StepError> {
     let machine = format!("{prefix}{}", target.entry_flow().state_machine());
     let name = target.idempotency_key();
     match sfn.start_execution().state_machine_arn(&machine).name(&name).input(input.to_string()).send().await {

@@ -9,13 +9,13 @@
 //! - `EXPORT_KMS_KEY_ID`: the KMS key RDS encrypts the export with;
 //! - `EXPORT_ONLY` (optional): a JSON list of `database[.schema][.table]` to export.
 
+use crate::common::{optional_env, parse_input, required_env, AwsFailure, StepError};
 use archiver_core::errors;
 use archiver_core::flows::rds_export::{
     export_location, export_task_request, start_refusal, ExportConfig, ExportError, ExportTaskRequest,
     StartExportInput, StartRefusal, StartedExport,
 };
 use aws_sdk_rds::Client;
-use crate::common::{optional_env, parse_input, required_env, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -86,7 +86,9 @@ async fn send(rds: &Client, task: &ExportTaskRequest) -> Result<(), AwsFailure> 
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| AwsFailure::of(&format!("StartExportTask {} of {}", task.export_task_identifier, task.source_arn), &e))
+        .map_err(|e| {
+            AwsFailure::of(&format!("StartExportTask {} of {}", task.export_task_identifier, task.source_arn), &e)
+        })
 }
 
 #[cfg(test)]
@@ -123,11 +125,14 @@ mod tests {
         }))
         .unwrap();
         let facts = SnapshotFacts { source_resource_id: Some("vol-1".into()), ..SnapshotFacts::default() };
-        let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &facts, &plan_config, "2025-03-04T03:00:00Z".parse().unwrap()) else {
+        let Ok(PlanOutcome::Planned(request)) =
+            plan_archive(&event, &facts, &plan_config, "2025-03-04T03:00:00Z".parse().unwrap())
+        else {
             panic!("a manual EBS input plans")
         };
         let input = StartExportInput { request: *request };
-        let exporter = ExportConfig { iam_role_arn: "arn:aws:iam::1:role/r".into(), kms_key_id: "k".into(), export_only: vec![] };
+        let exporter =
+            ExportConfig { iam_role_arn: "arn:aws:iam::1:role/r".into(), kms_key_id: "k".into(), export_only: vec![] };
         let error = start(&Client::from_conf(config), &exporter, input).await.unwrap_err();
         assert_eq!(error.name, errors::INVALID_EVENT);
         assert!(error.message.contains("`flow`"), "{error}");

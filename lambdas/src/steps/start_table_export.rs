@@ -8,6 +8,8 @@
 //! are described with AWS Backup's DescribeRecoveryPoint and restored with its StartRestoreJob,
 //! as the role `RESTORE_ROLE_ARN` names (AWS Backup assumes it to create the table).
 
+use crate::common::tables::{self, table_error, utc};
+use crate::common::{parse_input, required_env, AwsFailure, StepError};
 use archiver_core::arn::Arn;
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
@@ -16,8 +18,6 @@ use archiver_core::flows::dynamodb::{
     ExportSource, PitrWindow, Restorer, StartTableExportInput, TableSource,
 };
 use aws_sdk_dynamodb::Client;
-use crate::common::tables::{self, table_error, utc};
-use crate::common::{parse_input, required_env, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -46,7 +46,10 @@ async fn start_table_export(
     input: StartTableExportInput,
 ) -> Result<TableSource, StepError> {
     let arn = input.request.snapshot_arn.clone().ok_or_else(|| {
-        step_error(DynamoDbError::InvalidInput { field: "snapshot_arn", reason: "is null: the backup has no ARN".into() })
+        step_error(DynamoDbError::InvalidInput {
+            field: "snapshot_arn",
+            reason: "is null: the backup has no ARN".into(),
+        })
     })?;
     let facts = if arn.service == "backup" {
         describe_recovery_point(backup, input.request.vault_name.as_deref(), &arn).await?
@@ -107,7 +110,8 @@ async fn describe_backup(dynamodb: &Client, backup_arn: &str) -> Result<BackupFa
         .send()
         .await
         .map_err(|e| not_found_or(AwsFailure::of(&format!("DescribeBackup {backup_arn}"), &e)))?;
-    let incomplete = |what: &str| StepError::new(errors::LOOKUP_INCOMPLETE, format!("DescribeBackup {backup_arn}: no {what}"));
+    let incomplete =
+        |what: &str| StepError::new(errors::LOOKUP_INCOMPLETE, format!("DescribeBackup {backup_arn}: no {what}"));
     let description = output.backup_description().ok_or_else(|| incomplete("BackupDescription"))?;
     let details = description.backup_details().ok_or_else(|| incomplete("BackupDetails"))?;
     let table_arn = description
@@ -129,7 +133,10 @@ async fn describe_recovery_point(
     arn: &Arn,
 ) -> Result<BackupFacts, StepError> {
     let vault_name = vault_name.ok_or_else(|| {
-        step_error(DynamoDbError::InvalidInput { field: "vault_name", reason: "is null: DescribeRecoveryPoint needs it".into() })
+        step_error(DynamoDbError::InvalidInput {
+            field: "vault_name",
+            reason: "is null: DescribeRecoveryPoint needs it".into(),
+        })
     })?;
     let output = backup
         .describe_recovery_point()
@@ -138,7 +145,8 @@ async fn describe_recovery_point(
         .send()
         .await
         .map_err(|e| not_found_or(AwsFailure::of(&format!("DescribeRecoveryPoint {arn}"), &e)))?;
-    let incomplete = |what: &str| StepError::new(errors::LOOKUP_INCOMPLETE, format!("DescribeRecoveryPoint {arn}: no {what}"));
+    let incomplete =
+        |what: &str| StepError::new(errors::LOOKUP_INCOMPLETE, format!("DescribeRecoveryPoint {arn}: no {what}"));
     Ok(BackupFacts {
         backup_arn: arn.to_string(),
         table_arn: output.resource_arn().ok_or_else(|| incomplete("ResourceArn"))?.to_string(),

@@ -4,13 +4,13 @@
 //! byte on the way up, and `backup-archiver verify` re-hashes them on demand.
 //! Decisions: [`verify_listing`].
 
+use crate::common::{parse_input, storage, AwsFailure, StepError};
 use archiver_core::archive_job::{missing_manifest, verify_listing, Verification, VerifyInput};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::manifest::{Manifest, MANIFEST_NAME};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;
-use crate::common::{parse_input, storage, AwsFailure, StepError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -33,8 +33,8 @@ async fn verify(s3: &Client, input: VerifyInput) -> Result<Verification, StepErr
     let destination = &input.destination;
     let manifest = read_manifest(s3, destination).await?;
     let listing = storage::list(s3, destination).await?;
-    let verification = verify_listing(destination, &manifest, &listing)
-        .map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
+    let verification =
+        verify_listing(destination, &manifest, &listing).map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
     tracing::info!(objects = verification.objects, total_size = verification.total_size, "verified");
     Ok(verification)
 }
