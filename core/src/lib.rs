@@ -22,7 +22,8 @@
 //! - [`flows`]: one module per state machine, each with its states' inputs and outputs and its
 //!   Lambdas' decisions: [`flows::ebs`] (temporary volume, archive job), [`flows::rds_export`]
 //!   (RDS snapshot export), [`flows::rds_dump`] (temporary database, dump job),
-//!   [`flows::dynamodb`] (point-in-time or temporary-table exports).
+//!   [`flows::dynamodb`] (point-in-time or temporary-table exports), [`flows::org_copy`] (a
+//!   workload account's copies into the central backup account, then the retention shortening).
 //! - [`message`]: the notification an execution ends with, for Slack and SNS, read from any
 //!   flow's document.
 //! - [`retention`]: the organisation flow's retention shortening: the lifecycle update that

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod dynamodb;
 pub mod ebs;
+pub mod org_copy;
 pub mod rds_dump;
 pub mod rds_export;
 
