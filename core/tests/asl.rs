@@ -176,7 +176,7 @@ fn full_state() -> Value {
         }),
         job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
         deleted_volumes: Some(DeletedVolumes::default()),
-        verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1 }),
+        verification: Some(Verification { location: "s3://b/p".into(), manifest_key: "p/manifest.json".into(), objects: 1, total_size: 1, checksums_verified: 1 }),
     };
     full_document(request, steps)
 }
@@ -272,6 +272,7 @@ fn dump_state() -> Value {
             manifest_key: "p/manifest.json".into(),
             objects: 1,
             total_size: 1,
+            checksums_verified: 1,
         }),
     };
     full_document(request, steps)
