@@ -408,10 +408,11 @@ pub fn object_name(partition: Option<u32>, mode: ArchiveMode, compression: Compr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Manifest {
+    /// A one-object, one-segment manifest; also the starting point of `archive_job`'s tests.
+    pub(crate) fn sample() -> Manifest {
         let t: DateTime<Utc> = "2026-11-21T10:00:00Z".parse().unwrap();
         Manifest {
             format: MANIFEST_FORMAT,

@@ -448,6 +448,7 @@ mod tests {
             manifest_key: "k".into(),
             objects: 2,
             total_size: 3 * 1024 * 1024,
+            checksums_verified: 2,
         });
         let n = notification(FlowOutcome::Succeeded, &view, "arn:exec", Duration::from_secs(125));
         assert!(
@@ -587,6 +588,7 @@ mod tests {
             manifest_key: "p/manifest.json".into(),
             objects: 3,
             total_size: 2048,
+            checksums_verified: 2,
         });
         let n = notification(FlowOutcome::Succeeded, &view, "e", Duration::from_secs(5));
         assert_eq!(n.title, "Archived billing-aurora-pre-migration to s3://b/p");

@@ -1,7 +1,7 @@
 //! The state machines under `state-machines/` against the core crate: every `ErrorEquals` name is
 //! one of [`errors`]'s (or Step Functions', Lambda's, Batch's), every JSONPath resolves in the
-//! execution's document as core serializes it ([`FlowDocument`] with each flow's steps), every Lambda's
-//! `Parameters` build exactly its input
+//! execution's document as core serializes it ([`FlowDocument`] with each flow's steps), every Lambda's `Parameters`
+//! build exactly its input
 //! type, and the graph has no loop, no dead end, no Task without a catch-all and no Retry without a
 //! bound. Every `*.asl.json` is checked; a new flow needs its document in [`flows`]. Every flow
 //! plans, routes, hands off and fails with the EBS flow's states ([`SHARED_STATES`]). A renamed
@@ -185,6 +185,7 @@ fn full_state() -> Value {
             manifest_key: "p/manifest.json".into(),
             objects: 1,
             total_size: 1,
+            checksums_verified: 1,
         }),
     };
     full_document(request, steps)
@@ -286,6 +287,7 @@ fn dump_state() -> Value {
             manifest_key: "p/manifest.json".into(),
             objects: 1,
             total_size: 1,
+            checksums_verified: 1,
         }),
     };
     full_document(request, steps)

@@ -10,7 +10,9 @@ to the emulator's router unchanged unless a test has armed a rule:
     available at once, so this is how "never becomes available" is shown);
   - `fail_uploads()`: S3 PUTs (parts, objects) answer 403 AccessDenied;
   - `stall_uploads()`: S3 PUTs are held until `release()` (or a deadline), so a test can act while the worker is
-    mid-archive with the volume attached.
+    mid-archive with the volume attached;
+  - `before(action, hook)`: run `hook()` once, just before the next call of an EC2 or RDS action reaches the
+    emulator, so a test can change the world between two steps (DeleteVolume runs between ArchiveJob and Verify).
 
 Every EC2 and RDS action and every AWS Backup DeleteRecoveryPoint is recorded in `calls` (RDS's with their
 parameters, so a test can see the master password that SetPassword sends and check it appears nowhere else), and
@@ -44,6 +46,7 @@ class Rules:
     volumes_creating: bool = False
     uploads_fail: bool = False
     stall: threading.Event | None = None  # set = released
+    hooks: dict = field(default_factory=dict)  # EC2/RDS action -> callable, run once
 
 
 class FaultProxy(httpbase.Server):
@@ -82,6 +85,10 @@ class FaultProxy(httpbase.Server):
              message: str = "injected by the test's fault proxy", after_forward: bool = False):
         with self.lock:
             self.rules.fail[action] = [times, status, code, message, after_forward]
+
+    def before(self, action: str, hook):
+        with self.lock:
+            self.rules.hooks[action] = hook
 
     def report_volumes_creating(self):
         self.rules.volumes_creating = True
@@ -143,7 +150,10 @@ class FaultHandler(RouterHandler):
             faulted = bool(rule and rule[0] > 0)
             if faulted:
                 rule[0] -= 1
+            hook = self.server.rules.hooks.pop(action, None)
         self.server.record(Call(service, action, params, faulted))
+        if hook is not None:
+            hook()
         if faulted:
             _, status, code, message, after_forward = rule
             if after_forward:

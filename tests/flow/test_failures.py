@@ -147,6 +147,34 @@ def test_recovery_point_gone_before_its_deletion_counts_as_released(aws, delete_
     assert recovery_point_fate(aws, event) == "deleted"
 
 
+def test_archive_overwritten_with_same_size_bytes_fails_verify_and_keeps_the_recovery_point(aws, delete_stack, proxy,
+                                                                                            slack):
+    # After the worker wrote the archive and before Verify, something writes other bytes of the same size under
+    # the object's key: sizes still match, only the full-object checksum S3 keeps can tell.
+    s3 = aws.client("s3")
+    overwritten = {}
+
+    def overwrite_archive_object():
+        [manifest_key] = [o["Key"] for o in s3.list_objects_v2(Bucket=delete_stack.bucket)["Contents"]
+                          if o["Key"].endswith("manifest.json") and snapshot_id in o["Key"]]
+        manifest = json.loads(s3.get_object(Bucket=delete_stack.bucket, Key=manifest_key)["Body"].read())
+        key = manifest["objects"][0]["key"]
+        body = bytearray(s3.get_object(Bucket=delete_stack.bucket, Key=key)["Body"].read())
+        body[len(body) // 2] ^= 0xFF
+        s3.put_object(Bucket=delete_stack.bucket, Key=key, Body=bytes(body), ChecksumAlgorithm="CRC64NVME")
+        overwritten.update(key=key, size=len(body))
+
+    proxy.before("DeleteVolume", overwrite_archive_object)
+    arn, snapshot_id, event = start(aws, delete_stack)
+    execution = finished(aws, arn)
+    assert_failed_cleanly(aws, proxy, slack, execution, "ArchiveIncomplete", event)
+    assert states_entered(aws, arn)[-5:-4] == ["Verify"]
+    key, size = overwritten["key"], overwritten["size"]
+    assert s3.head_object(Bucket=delete_stack.bucket, Key=key)["ContentLength"] == size
+    assert f"{key}: S3's CRC64NVME" in execution["cause"] and "differs from the manifest's" in execution["cause"], \
+        execution["cause"]
+
+
 def test_delete_volume_failing_once_in_the_cleanup_is_retried_and_the_failure_reported(aws, delete_stack, proxy,
                                                                                        slack):
     proxy.fail_uploads()

@@ -1,5 +1,4 @@
-//! The archive bucket as the checking steps see it: the listing of a prefix, for `verify` and
-//! `check-export`.
+//! The archive bucket as the checking steps see it: the listing of a prefix, for `check-export`.
 
 use std::collections::BTreeMap;
 

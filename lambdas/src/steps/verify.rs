@@ -1,16 +1,21 @@
 //! The `verify` Lambda (state `Verify`): the archive counts only if its manifest is present and
-//! every object it lists exists with the manifest's size; otherwise `ArchiveIncomplete`, and the
-//! recovery point is kept. One GetObject and one listing, no download: the worker hashed every
-//! byte on the way up, and `backup-archiver verify` re-hashes them on demand.
-//! Decisions: [`verify_listing`].
+//! S3 reports every segment of every object it lists with the manifest's size and full-object
+//! CRC64NVME; otherwise `ArchiveIncomplete`, and the recovery point is kept. One GetObject and one
+//! HeadObject (checksum mode) per segment, no download: S3 validated each checksum against the
+//! bytes when the worker completed the segment, and `backup-archiver verify --deep` re-reads them.
+//! Decisions: [`verify_segments`].
 
-use crate::common::{parse_input, storage, AwsFailure, StepError};
-use archiver_core::archive_job::{missing_manifest, verify_listing, Verification, VerifyInput};
+use std::collections::BTreeMap;
+
+use crate::common::{parse_input, AwsFailure, StepError};
+use archiver_core::archive_job::{missing_manifest, verify_segments, Verification, VerifyInput};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
-use archiver_core::manifest::{Manifest, MANIFEST_NAME};
+use archiver_core::manifest::{Manifest, StoredObject, MANIFEST_NAME};
 use archiver_core::s3_location::S3Location;
+use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::Client;
+use futures::{StreamExt, TryStreamExt};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -32,11 +37,46 @@ fn storage_error(failure: AwsFailure) -> StepError {
 async fn verify(s3: &Client, input: VerifyInput) -> Result<Verification, StepError> {
     let destination = &input.destination;
     let manifest = read_manifest(s3, destination).await?;
-    let listing = storage::list(s3, destination).await?;
+    let keys: Vec<String> = manifest.objects.iter().flat_map(|o| o.stored_segments()).map(|s| s.key).collect();
+    let stored: BTreeMap<String, Option<StoredObject>> = futures::stream::iter(keys)
+        .map(|key| async move {
+            let stored = head_segment(s3, destination, &key).await?;
+            Ok::<_, StepError>((key, stored))
+        })
+        .buffer_unordered(HEADS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     let verification =
-        verify_listing(destination, &manifest, &listing).map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
-    tracing::info!(objects = verification.objects, total_size = verification.total_size, "verified");
+        verify_segments(destination, &manifest, &stored).map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
+    tracing::info!(
+        objects = verification.objects,
+        total_size = verification.total_size,
+        checksums_verified = verification.checksums_verified,
+        "verified"
+    );
     Ok(verification)
+}
+
+/// HeadObject calls in flight at once: a many-segment archive is checked in a few round trips
+/// without bursting past S3's per-prefix request rate or the Lambda's connection pool.
+const HEADS_IN_FLIGHT: usize = 8;
+
+/// What S3 reports about one segment, with its full-object checksum; `None` when it does not
+/// exist. The function's `s3:ListBucket` lets S3 answer 404 rather than 403 for a missing key.
+async fn head_segment(s3: &Client, destination: &S3Location, key: &str) -> Result<Option<StoredObject>, StepError> {
+    match s3.head_object().bucket(&destination.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await {
+        Ok(head) => Ok(Some(StoredObject {
+            size: head.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            checksum_crc64nvme: head.checksum_crc64_nvme,
+        })),
+        Err(e) => {
+            let failure = AwsFailure::of(&format!("HeadObject {}", destination.url_of(key)), &e);
+            match failure.class {
+                AwsErrorClass::NotFound => Ok(None),
+                _ => Err(storage_error(failure)),
+            }
+        }
+    }
 }
 
 async fn read_manifest(s3: &Client, destination: &S3Location) -> Result<Manifest, StepError> {
