@@ -61,9 +61,11 @@ pub enum FlowError {
     InvalidConfig { field: &'static str, reason: String },
     #[error("invalid input: `{field}` {reason}")]
     InvalidInput { field: &'static str, reason: String },
-    #[error("snapshot {snapshot_id} is already being archived by {execution} (volume {volume_id})")]
-    Duplicate { snapshot_id: String, execution: String, volume_id: String },
-    #[error("snapshot {snapshot_id} is already archived: {manifest_url} exists (delete that archive to make a new one)")]
+    #[error("snapshot {snapshot_id} is already being archived by {execution}: it holds the claim {claim_url}")]
+    Duplicate { snapshot_id: String, execution: String, claim_url: String },
+    #[error(
+        "snapshot {snapshot_id} is already archived: {manifest_url} exists (delete that archive to make a new one)"
+    )]
     AlreadyArchived { snapshot_id: String, manifest_url: String },
     #[error("volume {volume_id} is {state}, not available yet")]
     VolumeNotReady { volume_id: String, state: String },
@@ -156,7 +158,11 @@ mod tests {
         let all = [
             FlowError::InvalidConfig { field: "f", reason: "r".into() },
             FlowError::InvalidInput { field: "f", reason: "r".into() },
-            FlowError::Duplicate { snapshot_id: "s".into(), execution: "e".into(), volume_id: "v".into() },
+            FlowError::Duplicate {
+                snapshot_id: "s".into(),
+                execution: "e".into(),
+                claim_url: "s3://b/p/.claims/k".into(),
+            },
             FlowError::VolumeNotReady { volume_id: "v".into(), state: "creating".into() },
             FlowError::VolumeFailed { volume_id: "v".into(), state: "error".into() },
             FlowError::VolumeStillAttached {
