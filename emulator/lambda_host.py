@@ -7,16 +7,19 @@ A function's process is started at its first invocation, from
   BA_LAMBDA_MAP: a JSON file {"function name": "program" | ["program", "arg", ...]} (relative paths are
                  relative to the file), else
   BA_LAMBDA_DIR/<function name>, an executable (a `lambda_runtime` binary, or any Runtime API client).
-It gets AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:L/<function name>: each function has its own path prefix,
-hence its own queue. The `http://` is needed: lambda_runtime_api_client 1.x parses the value as a URI, keeps
-its path as a prefix of every Runtime API path, and panics ("Unable to convert to URL") on `host:port/path`,
-which is not a URI. Clients that expect bare `host:port` (the Python and Node runtimes) cannot take a prefix.
+It gets AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:L/<function name> (<function name>~N for the Nth extra
+process of the pool, see below): each process has its own path prefix, hence its own queue. The `http://` is
+needed: lambda_runtime_api_client 1.x parses the value as a URI, keeps its path as a prefix of every Runtime API
+path, and panics ("Unable to convert to URL") on `host:port/path`, which is not a URI. Clients that expect
+bare `host:port` (the Python and Node runtimes) cannot take a prefix.
 
 If the function exists in moto (CreateFunction), its Environment, Timeout, MemorySize (recorded, not enforced)
-and Handler (`_HANDLER`) apply, and its process gets credentials that name its Role (emulator/identity.py), so
-that its calls act in the role's account and are checked against that role; a function that only exists as an
-executable runs with DEFAULT_TIMEOUT_SECONDS and the dummy credentials. One process serves one function, one
-invocation at a time; further invocations wait in its queue. Function errors are answered as Lambda does:
+and Handler (`_HANDLER`) apply, and its processes get credentials that name its Role (emulator/identity.py), so
+that their calls act in the role's account and are checked against that role; a function that only exists as an
+executable runs with DEFAULT_TIMEOUT_SECONDS and the dummy credentials. As Lambda runs concurrent invocations in
+separate execution environments, each function has a pool of up to POOL_SIZE processes, each serving one
+invocation at a time: an invocation goes to an idle process, else to a new one while the pool is not full, else
+waits in the queue of the least busy. Function errors are answered as Lambda does:
 HTTP 200, `X-Amz-Function-Error: Unhandled`, the error document {"errorType", "errorMessage"} as the payload,
 which is what Step Functions matches Retry and Catch against. Timeouts answer `Sandbox.Timedout` and kill
 the process; a process that exits answers `Runtime.ExitError`. Logs go to <state dir>/logs/lambda/<name>.log.
@@ -47,6 +50,9 @@ DEFAULT_MEMORY_MB = 128  # AWS's default
 # Lambda gives a function's init phase 10 s of its own before the first invocation's timeout starts.
 INIT_SECONDS = 10
 DEFAULT_ACCOUNT = processes.DEFAULT_ACCOUNT
+# Enough for the races the flows must survive (two executions of one snapshot at the same instant) without
+# starting a process per invocation on a 2-core test machine.
+POOL_SIZE = 4
 
 
 def error_document(error_type: str, message: str) -> bytes:
@@ -71,15 +77,17 @@ class Invocation:
 
 
 class Function:
-    """One function: its queue of invocations and its process (started when needed)."""
+    """One process of a function's pool: its queue of invocations and its process (started when needed). `slot`
+    is its Runtime API prefix; the pool's processes share the function's log."""
 
-    def __init__(self, name: str, arn: str, argv: list[str], env: dict, timeout: float, memory: int,
+    def __init__(self, name: str, slot: str, arn: str, argv: list[str], env: dict, timeout: float, memory: int,
                  state_dir: Path):
-        self.name, self.arn, self.argv, self.env, self.timeout = name, arn, argv, env, timeout
+        self.name, self.arn, self.argv, self.timeout = slot, arn, argv, timeout
+        self.env = {**env, "AWS_LAMBDA_RUNTIME_API": f"{env['AWS_LAMBDA_RUNTIME_API']}/{slot}"}
         # Recorded (health, AWS_LAMBDA_FUNCTION_MEMORY_SIZE), not enforced: no cgroup limits a local process.
         self.memory = memory
         self.log_path = state_dir / "logs" / "lambda" / f"{name}.log"
-        self.pid_path = state_dir / "pids" / f"fn-{name}.pid"
+        self.pid_path = state_dir / "pids" / f"fn-{slot}.pid"
         self.cwd = str(Path(argv[0]).parent) if "/" in argv[0] else None  # Lambda runs in its task root
         self.cond = threading.Condition()
         self.pending: collections.deque[Invocation] = collections.deque()
@@ -89,7 +97,7 @@ class Function:
         self.polled = False  # whether the current process got through its init to ask for work
         self.init_error: bytes | None = None
 
-    def invoke(self, invocation: Invocation, wait: bool) -> None:
+    def enqueue(self, invocation: Invocation) -> None:
         with self.cond:
             self.pending.append(invocation)
             try:
@@ -98,8 +106,8 @@ class Function:
                 self.pending.remove(invocation)
                 invocation.complete(error_document("Runtime.InvalidEntrypoint", str(error)), error=True)
             self.cond.notify_all()
-        if not wait:
-            return
+
+    def await_outcome(self, invocation: Invocation) -> None:
         if not invocation.taken.wait(INIT_SECONDS + self.timeout):
             invocation.complete(error_document(
                 "Sandbox.Timedout", f"RequestId: {invocation.request_id} Error: the function's process did not "
@@ -119,6 +127,11 @@ class Function:
                                     pid_path=self.pid_path)
         print(f"function {self.name}: started pid {self.proc.pid}", file=sys.stderr)
         threading.Thread(target=self.watch, args=(self.proc,), daemon=True).start()
+
+    def queued(self) -> int:
+        """How many invocations it has, running or waiting."""
+        with self.cond:
+            return len(self.pending) + (self.in_flight is not None)
 
     def kill(self) -> None:
         with self.cond:
@@ -182,21 +195,50 @@ class Function:
             processes.stop_process(proc)
 
 
+class Pool:
+    """A function's processes, up to POOL_SIZE, made by `make(slot)` as invocations need them."""
+
+    def __init__(self, name: str, make, timeout: float, memory: int):
+        self.name, self.make = name, make
+        self.timeout, self.memory = timeout, memory  # what every process of the pool runs with (health)
+        self.lock = threading.Lock()
+        self.slots: list[Function] = []
+
+    def invoke(self, invocation: Invocation, wait: bool) -> None:
+        """Queues `invocation` on the process chosen as the module's docstring says (chosen and queued under the
+        pool's lock, so two invocations at the same instant never both pick one idle process), then waits for
+        its outcome unless `wait` is false."""
+        with self.lock:
+            queued = [(slot.queued(), slot) for slot in self.slots]
+            idle = [slot for count, slot in queued if count == 0]
+            if idle:
+                slot = idle[0]
+            elif len(self.slots) < POOL_SIZE:
+                slot = self.make(self.name if not self.slots else f"{self.name}~{len(self.slots)}")
+                self.slots.append(slot)
+            else:
+                slot = min(queued, key=lambda pair: pair[0])[1]
+            slot.enqueue(invocation)
+        if wait:
+            slot.await_outcome(invocation)
+
+
 class LambdaHost(httpbase.Server):
     def __init__(self, port: int, moto_port: int, endpoint: str, state_dir: Path):
         super().__init__(("127.0.0.1", port), LambdaHandler)
         self.port, self.moto_port, self.endpoint, self.state_dir = port, moto_port, endpoint, state_dir
-        self.functions: dict[str, Function] = {}
+        self.functions: dict[str, Pool] = {}
+        self.slots: dict[str, Function] = {}  # by Runtime API prefix
         self.lock = threading.Lock()
 
-    def function(self, name: str, headers) -> Function:
+    def function(self, name: str, headers) -> Pool:
         """The function `name`, set up at its first invocation; LookupError if it exists nowhere."""
         with self.lock:
             if name not in self.functions:
                 self.functions[name] = self.load(name, headers)
             return self.functions[name]
 
-    def load(self, name: str, headers) -> Function:
+    def load(self, name: str, headers) -> Pool:
         config = self.moto_configuration(name, headers)
         argv = executable(name)
         if argv is None:
@@ -212,7 +254,7 @@ class LambdaHost(httpbase.Server):
         if config.get("Role"):  # credentials that name its role: it acts in the role's account (emulator/identity.py)
             env.update(identity.credentials(config["Role"]))
         env.update(  # the variables Lambda reserves: the function's configuration cannot change them
-            AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.port}/{name}",
+            AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.port}",  # the slot's prefix is added by Function
             AWS_LAMBDA_FUNCTION_NAME=name,
             AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(memory),
@@ -225,7 +267,12 @@ class LambdaHost(httpbase.Server):
             LAMBDA_TASK_ROOT=str(Path(argv[0]).parent),
         )
         timeout = config.get("Timeout") or DEFAULT_TIMEOUT_SECONDS
-        return Function(name, arn, argv, env, timeout, memory, self.state_dir)
+
+        def make(slot: str) -> Function:
+            with self.lock:
+                self.slots[slot] = Function(name, slot, arn, argv, env, timeout, memory, self.state_dir)
+                return self.slots[slot]
+        return Pool(name, make, timeout, memory)
 
     def moto_configuration(self, name: str, headers) -> dict | None:
         """The function's configuration if it was created in moto (the caller's headers carry its account: the
@@ -240,7 +287,7 @@ class LambdaHost(httpbase.Server):
         return json.loads(body).get("Configuration") if response.status == 200 else None
 
     def stop_functions(self) -> None:
-        threads = [threading.Thread(target=function.stop) for function in list(self.functions.values())]
+        threads = [threading.Thread(target=function.stop) for function in list(self.slots.values())]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -317,7 +364,7 @@ class LambdaHandler(httpbase.Handler):
         self.send(200, invocation.body, headers)
 
     def runtime_function(self, name: str) -> Function | None:
-        function = self.server.functions.get(name)
+        function = self.server.slots.get(name)
         if function is None:
             self.send_json(404, {"errorType": "UnknownFunction", "errorMessage": name})
         return function

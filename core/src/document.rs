@@ -17,8 +17,9 @@ use crate::request::ArchiveRequest;
 /// An execution's document once every state has run, in any flow: the plan's fields, the flow's
 /// own steps `S` (each writes one field, its `ResultPath`), and the fields every flow shares.
 /// Fields of states that have not run are absent, hence `Option`. `core/tests/asl.rs` checks every
-/// JSONPath of each ASL file against its flow's document; [`FlowView`](crate::message::FlowView)
-/// reads one leniently where a state may see less.
+/// JSONPath of each ASL file against its flow's document; [`FlowView`](crate::message::FlowView) reads one leniently
+/// where
+/// a state may see less.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowDocument<S> {
     /// `planned`: the tag of [`crate::request::PlanOutcome`].
@@ -61,8 +62,8 @@ pub enum FlowError {
     InvalidConfig { field: &'static str, reason: String },
     #[error("invalid input: `{field}` {reason}")]
     InvalidInput { field: &'static str, reason: String },
-    #[error("snapshot {snapshot_id} is already being archived by {execution} (volume {volume_id})")]
-    Duplicate { snapshot_id: String, execution: String, volume_id: String },
+    #[error("snapshot {snapshot_id} is already being archived by {execution}: it holds the claim {claim_url}")]
+    Duplicate { snapshot_id: String, execution: String, claim_url: String },
     #[error(
         "snapshot {snapshot_id} is already archived: {manifest_url} exists (delete that archive to make a new one)"
     )]
@@ -161,7 +162,11 @@ mod tests {
         let all = [
             FlowError::InvalidConfig { field: "f", reason: "r".into() },
             FlowError::InvalidInput { field: "f", reason: "r".into() },
-            FlowError::Duplicate { snapshot_id: "s".into(), execution: "e".into(), volume_id: "v".into() },
+            FlowError::Duplicate {
+                snapshot_id: "s".into(),
+                execution: "e".into(),
+                claim_url: "s3://b/p/.claims/k".into(),
+            },
             FlowError::VolumeNotReady { volume_id: "v".into(), state: "creating".into() },
             FlowError::VolumeFailed { volume_id: "v".into(), state: "error".into() },
             FlowError::VolumeStillAttached {

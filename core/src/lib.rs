@@ -14,6 +14,8 @@
 //! - [`event`]: every trigger (EventBridge, SNS, manual input) parsed into one typed enum.
 //! - [`naming`]: archive key prefixes, idempotency keys, RDS export task identifiers, the tags
 //!   and client tokens of temporary resources.
+//! - [`claim`]: the strongly consistent claim (an S3 conditional write) on an idempotency key
+//!   that makes two executions of one snapshot archive it once.
 //! - [`request`]: the `plan` step: an event becomes an [`request::ArchiveRequest`] or a skip.
 //! - [`document`]: what every flow's execution shares: the document, the errors its states fail
 //!   with, the handoff, the recovery point's deletion, the outcome and the notification report.
@@ -35,6 +37,7 @@
 pub mod archive_job;
 pub mod arn;
 pub mod aws_error;
+pub mod claim;
 pub mod document;
 pub mod dump_tools;
 pub mod errors;

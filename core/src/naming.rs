@@ -13,6 +13,7 @@ use chrono::{Datelike, NaiveDate};
 use sha2::{Digest, Sha256};
 
 use crate::resource::ResourceKind;
+use crate::s3_location::S3Location;
 
 /// Tags on every temporary volume. The managed-by tag holds the deployment's name (the stack's):
 /// IAM lets a deployment's roles attach, detach and delete only volumes that carry their own
@@ -123,6 +124,15 @@ pub fn archive_prefix(base: &str, kind: ResourceKind, resource_id: &str, date: N
     } else {
         format!("{base}/{tail}")
     }
+}
+
+/// The key of the claim on `idempotency_key` ([`crate::claim`]): `<archive prefix>/.claims/<key>`.
+/// Inside the archive's own prefix, because that prefix is a function of the snapshot as the key
+/// is: every execution of one key claims the same object, deleting an archive deletes its claim,
+/// and the roles that may write archives under the deployment's prefix reach it. The leading dot
+/// keeps it apart from the archive's objects, which the manifest lists by name.
+pub fn claim_key(destination: &S3Location, idempotency_key: &str) -> String {
+    destination.key(&format!(".claims/{idempotency_key}"))
 }
 
 /// What an idempotency key is derived from, most specific first.

@@ -2,12 +2,14 @@
 
 import io
 import json
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ROLE_ARN, run_state_machine, unique
 
 from emulator import identity
+from emulator.lambda_host import POOL_SIZE
 
 ECHO_ARN = "arn:aws:lambda:us-east-1:123456789012:function:echo"
 
@@ -108,12 +110,27 @@ def test_process_that_exits_mid_invocation_is_a_runtime_exit_error_and_is_restar
 
 
 def test_invocation_queued_behind_a_crash_is_served_by_a_fresh_process(aws):
-    with ThreadPoolExecutor(2) as pool:
-        crashing = pool.submit(invoke, aws, "echo", {"sleep": 0.5, "exit": 3})
+    # Every process of the pool busy with an invocation that crashes: the next one waits in a queue.
+    with ThreadPoolExecutor(POOL_SIZE + 1) as pool:
+        crashing = [pool.submit(invoke, aws, "echo", {"sleep": 1, "exit": 3}) for _ in range(POOL_SIZE)]
+        time.sleep(0.5)
         queued = pool.submit(invoke, aws, "echo", {"queued": True})
-        (crash_response, crash), (_, served) = crashing.result(timeout=10), queued.result(timeout=10)
-    assert crash["errorType"] == "Runtime.ExitError" and crash_response["FunctionError"] == "Unhandled"
+        crashes, (_, served) = [c.result(timeout=20) for c in crashing], queued.result(timeout=20)
+    for crash_response, crash in crashes:
+        assert crash["errorType"] == "Runtime.ExitError" and crash_response["FunctionError"] == "Unhandled"
     assert served["event"] == {"queued": True}
+
+
+def test_concurrent_invocations_of_one_function_run_at_once(aws):
+    # As in Lambda, where each concurrent invocation gets its own execution environment: two executions that
+    # reach one step at the same instant really race.
+    invoke(aws, "echo", {})  # one process started already: the pool adds the others
+    started = time.monotonic()
+    with ThreadPoolExecutor(POOL_SIZE) as pool:
+        answers = list(pool.map(lambda _: invoke(aws, "echo", {"sleep": 2}), range(POOL_SIZE)))
+    elapsed = time.monotonic() - started
+    assert all(payload["event"] == {"sleep": 2} for _, payload in answers), answers
+    assert elapsed < 2 * 2, f"{POOL_SIZE} invocations of 2 s took {elapsed:.1f} s: they ran one after another"
 
 
 def test_init_error_is_reported_and_not_retried_in_a_loop(aws):

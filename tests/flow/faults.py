@@ -8,9 +8,11 @@ to the emulator's router unchanged unless a test has armed a rule:
     answer is replaced (a call that worked but whose answer was lost);
   - `report_volumes_creating()`: DescribeVolumes says `creating` instead of `available` (moto's volumes are
     available at once, so this is how "never becomes available" is shown);
-  - `fail_uploads()`: S3 PUTs (parts, objects) answer 403 AccessDenied;
-  - `stall_uploads()`: S3 PUTs are held until `release()` (or a deadline), so a test can act while the worker is
-    mid-archive with the volume attached;
+  - `hide_tagged_volumes()`: DescribeVolumes filtered by a tag lists nothing, as EC2's eventually consistent
+    listing may just after CreateVolume (moto's is consistent at once);
+  - `fail_uploads()`: S3 PUTs (parts, objects; not the claims of `/.claims/`) answer 403 AccessDenied;
+  - `stall_uploads()`: those S3 PUTs are held until `release()` (or a deadline), so a test can act while the
+    worker is mid-archive with the volume attached;
   - `before(action, hook)`: run `hook()` once, just before the next call of an EC2 or RDS action reaches the
     emulator, so a test can change the world between two steps (DeleteVolume runs between ArchiveJob and Verify).
 
@@ -21,6 +23,7 @@ so a test sees both the call and its effect.
 """
 
 import http.client
+import re
 import threading
 import time
 import urllib.parse
@@ -44,6 +47,7 @@ class Call:
 class Rules:
     fail: dict = field(default_factory=dict)  # EC2/RDS action -> [remaining, status, code, message, after_forward]
     volumes_creating: bool = False
+    tagged_volumes_hidden: bool = False
     uploads_fail: bool = False
     stall: threading.Event | None = None  # set = released
     hooks: dict = field(default_factory=dict)  # EC2/RDS action -> callable, run once
@@ -93,6 +97,9 @@ class FaultProxy(httpbase.Server):
     def report_volumes_creating(self):
         self.rules.volumes_creating = True
 
+    def hide_tagged_volumes(self):
+        self.rules.tagged_volumes_hidden = True
+
     def fail_uploads(self):
         self.rules.uploads_fail = True
 
@@ -125,7 +132,8 @@ class FaultHandler(RouterHandler):
             return self.query(service)
         if service == "backup" and self.command == "DELETE" and "/recovery-points/" in path:
             self.server.record(Call("backup", "DeleteRecoveryPoint", recovery_point_of(path)))
-        if service == "s3" and self.command == "PUT":
+        # The worker's uploads; not create-volume's claim, which comes before any volume or job.
+        if service == "s3" and self.command == "PUT" and "/.claims/" not in path:
             rules = self.server.rules
             if rules.uploads_fail:
                 self.read_body()
@@ -162,6 +170,9 @@ class FaultHandler(RouterHandler):
         status, headers, answer = self.forward(body)
         if action == "DescribeVolumes" and self.server.rules.volumes_creating:
             answer = answer.replace(b"<status>available</status>", b"<status>creating</status>")
+        by_tag = any(k.startswith("Filter.") and v.startswith("tag:") for k, v in params.items())
+        if action == "DescribeVolumes" and by_tag and self.server.rules.tagged_volumes_hidden:
+            answer = re.sub(rb"<volumeSet>.*</volumeSet>", b"<volumeSet/>", answer, flags=re.S)
         self.send(status, answer, {k: v for k, v in headers if k.lower() not in {"content-length", "transfer-encoding",
                                                                                   "connection"}})
 

@@ -6,6 +6,7 @@ notification was sent, and the execution's status and error."""
 import json
 import os
 import signal
+import threading
 
 from conftest import (
     DELETE_VAULT, ROOT, backup_job, cli, created_volume_ids, executions, finished, new_executions, output_of,
@@ -219,6 +220,43 @@ def test_duplicate_event_archives_once_and_the_duplicate_fails_loudly(aws, delet
     assert len(texts) == 2, "one message per execution: the archive, and the refused duplicate"
     assert any(f"Archived {snapshot_id}" in t for t in texts), texts
     assert any("FAILED: DuplicateArchive" in t for t in texts), texts
+
+
+def test_same_event_twice_at_the_same_instant_archives_once(aws, delete_stack, proxy, slack):
+    # EC2 lists volumes by tag eventually consistently: just after two CreateVolume calls, each racer may see
+    # no volume at all. The proxy makes every such listing empty, so only the claim (an S3 conditional write,
+    # strongly consistent) can tell the two executions apart.
+    proxy.hide_tagged_volumes()
+    snapshot_id, event = backup_job(aws, DELETE_VAULT)
+    before = executions(aws, delete_stack)
+    together = threading.Barrier(2)
+
+    def deliver():
+        together.wait()
+        put_event(aws, event)
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    arns = new_executions(aws, delete_stack, before, count=2)
+    results = [finished(aws, arn) for arn in arns]
+    assert sorted(r["status"] for r in results) == ["FAILED", "SUCCEEDED"], results
+    [winner] = [r for r in results if r["status"] == "SUCCEEDED"]
+    [duplicate] = [r for r in results if r["status"] == "FAILED"]
+    assert duplicate["error"] == "DuplicateArchive", duplicate
+    assert f"{snapshot_id} is already being archived by {winner['executionArn']}" in duplicate["cause"], duplicate
+    assert len(proxy.actions("CreateVolume")) == 1, "the duplicate stopped before making a volume"
+    assert sum(len(submitted_jobs(aws, r["executionArn"])) for r in results) == 1, "one archive job"
+    assert len(proxy.actions("DeleteRecoveryPoint")) == 1, "deleted once, by the execution that archived"
+    assert recovery_point_fate(aws, event) == "deleted"
+    # The winner's claim outlives the duplicate's cleanup, and its success: it marks who archived the snapshot.
+    destination = output_of(winner)["destination"]
+    claims = aws.client("s3").list_objects_v2(Bucket=destination["bucket"], Prefix=f"{destination['prefix']}/.claims/")
+    [claim] = claims["Contents"]
+    body = json.loads(aws.client("s3").get_object(Bucket=destination["bucket"], Key=claim["Key"])["Body"].read())
+    assert body["execution_id"] == winner["executionArn"], body
 
 
 def test_duplicate_delivered_after_the_archive_completed_makes_no_second_archive(aws, keep_stack, proxy, slack):

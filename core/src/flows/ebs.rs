@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -113,7 +112,6 @@ pub struct ExistingVolume {
     pub volume_id: String,
     /// `creating | available | in-use | deleting | deleted | error`.
     pub state: String,
-    pub create_time: Option<DateTime<Utc>>,
     /// The value of [`TAG_EXECUTION`].
     pub execution: Option<String>,
     /// The value of [`TAG_MANAGED_BY`]: only volumes of this deployment are ever deleted.
@@ -137,43 +135,12 @@ impl ExistingVolume {
     }
 }
 
-/// What `create-volume` does, given the volumes already tagged with the snapshot's idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This execution created it on an earlier attempt (a retried Lambda): use it.
-    Reuse { volume_id: String },
-    /// Another execution is archiving the snapshot.
-    Duplicate { execution: String, volume_id: String },
-    /// Nobody is: create one.
-    Create,
-}
-
-/// The first volume in creation order: the one that wins when two executions raced.
-fn first_created<'a>(volumes: impl Iterator<Item = &'a ExistingVolume>) -> Option<&'a ExistingVolume> {
-    volumes.min_by(|a, b| (a.create_time, &a.volume_id).cmp(&(b.create_time, &b.volume_id)))
-}
-
-/// Decides whether to create a volume (see [`Claim`]). Deleted and deleting volumes do not count:
-/// they belong to archives that have ended.
-pub fn claim_volume(existing: &[ExistingVolume], execution_id: &str) -> Claim {
-    let live = || existing.iter().filter(|v| v.is_live());
-    if let Some(own) = live().find(|v| v.execution.as_deref() == Some(execution_id)) {
-        return Claim::Reuse { volume_id: own.volume_id.clone() };
-    }
-    match first_created(live()) {
-        Some(other) => Claim::Duplicate {
-            execution: other.execution.clone().unwrap_or_else(|| "an unknown execution".into()),
-            volume_id: other.volume_id.clone(),
-        },
-        None => Claim::Create,
-    }
-}
-
-/// After creating `own_volume_id`, with every live volume of the key listed again: `None` if this
-/// execution won (its volume is the first created), else the winner, and this execution must
-/// delete its own volume and stop. Both racers see the same list, so exactly one wins.
-pub fn lost_race<'a>(existing: &'a [ExistingVolume], own_volume_id: &str) -> Option<&'a ExistingVolume> {
-    first_created(existing.iter().filter(|v| v.is_live())).filter(|first| first.volume_id != own_volume_id)
+/// The volume an earlier attempt of this execution created (a retried Lambda whose answer was
+/// lost), given the volumes tagged with the snapshot's idempotency key: reuse it rather than make
+/// a second. Deleted and deleting volumes do not count. Another execution's volume is no
+/// concern here: the claim ([`crate::claim`]) already decided that this execution archives.
+pub fn own_volume<'a>(existing: &'a [ExistingVolume], execution_id: &str) -> Option<&'a ExistingVolume> {
+    existing.iter().filter(|v| v.is_live()).find(|v| v.execution.as_deref() == Some(execution_id))
 }
 
 /// The names of [`ArchiveJob::parameters`]; the job definition's command uses them.
@@ -240,6 +207,11 @@ pub struct DeleteVolumeInput {
     pub retry_count: u32,
     /// The execution's document (`$`).
     pub state: Value,
+    /// Set by `Cleanup` only: the execution failed, so it releases its claim on the snapshot
+    /// ([`crate::claim`]) for a replay; `DeleteVolume`, on the way to Verify, keeps it (and
+    /// names no such field: absent is false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub release_claim: bool,
 }
 
 /// What to do with one of the execution's volumes.
@@ -330,13 +302,11 @@ mod tests {
     use crate::errors;
 
     const DEPLOYMENT: &str = "archiver-prod";
-    use chrono::TimeZone;
 
-    fn volume(id: &str, state: &str, second: u32, execution: &str) -> ExistingVolume {
+    fn volume(id: &str, state: &str, execution: &str) -> ExistingVolume {
         ExistingVolume {
             volume_id: id.into(),
             state: state.into(),
-            create_time: Some(Utc.with_ymd_and_hms(2025, 3, 4, 2, 20, second).unwrap()),
             execution: Some(execution.into()),
             managed_by: Some(DEPLOYMENT.into()),
             attachments: vec![],
@@ -344,38 +314,17 @@ mod tests {
     }
 
     #[test]
-    fn claim_creates_when_nothing_is_live() {
-        assert_eq!(claim_volume(&[], "e1"), Claim::Create);
-        assert_eq!(claim_volume(&[volume("vol-1", "deleted", 0, "e0")], "e1"), Claim::Create);
-    }
-
-    #[test]
-    fn claim_reuses_the_executions_own_volume() {
-        let existing = [volume("vol-1", "available", 0, "e1")];
-        assert_eq!(claim_volume(&existing, "e1"), Claim::Reuse { volume_id: "vol-1".into() });
-    }
-
-    #[test]
-    fn claim_reports_another_executions_volume_as_a_duplicate() {
-        let existing = [volume("vol-2", "in-use", 5, "e2"), volume("vol-1", "available", 1, "e0")];
-        assert_eq!(
-            claim_volume(&existing, "e1"),
-            Claim::Duplicate { execution: "e0".into(), volume_id: "vol-1".into() }
-        );
-    }
-
-    #[test]
-    fn exactly_one_of_two_racers_wins() {
-        let both = [volume("vol-b", "creating", 3, "e2"), volume("vol-a", "creating", 3, "e1")];
-        assert_eq!(lost_race(&both, "vol-a"), None, "same second: the smaller id wins");
-        assert_eq!(lost_race(&both, "vol-b").map(|v| v.volume_id.as_str()), Some("vol-a"));
-        let earlier = [volume("vol-b", "creating", 1, "e2"), volume("vol-a", "creating", 3, "e1")];
-        assert_eq!(lost_race(&earlier, "vol-b"), None);
+    fn a_retried_attempt_reuses_its_own_live_volume_only() {
+        assert_eq!(own_volume(&[], "e1"), None);
+        let existing = [volume("vol-0", "in-use", "e0"), volume("vol-1", "available", "e1")];
+        assert_eq!(own_volume(&existing, "e1").map(|v| v.volume_id.as_str()), Some("vol-1"));
+        assert_eq!(own_volume(&[volume("vol-1", "deleted", "e1")], "e1"), None);
+        assert_eq!(own_volume(&[volume("vol-0", "available", "e0")], "e1"), None, "another execution's is not ours");
     }
 
     #[test]
     fn release_deletes_detaches_and_forces_in_turn() {
-        let mut v = volume("vol-1", "in-use", 0, "e");
+        let mut v = volume("vol-1", "in-use", "e");
         v.attachments = vec![VolumeAttachment { instance_id: "i-1".into(), state: "attached".into() }];
         assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Detach { instance_id: "i-1".into(), force: false });
         assert_eq!(
@@ -398,7 +347,7 @@ mod tests {
 
     #[test]
     fn release_never_touches_a_volume_that_is_not_ours() {
-        let mut v = volume("vol-1", "available", 0, "e");
+        let mut v = volume("vol-1", "available", "e");
         v.managed_by = None;
         assert_eq!(release_volume(&v, 0, DEPLOYMENT), Release::Foreign);
         v.attachments = vec![VolumeAttachment { instance_id: "i-1".into(), state: "attached".into() }];

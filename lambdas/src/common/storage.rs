@@ -1,7 +1,9 @@
-//! The archive bucket as the checking steps see it: the listing of a prefix, for `check-export`.
+//! The archive bucket as the steps see it: the listing of a prefix, for `check-export`, and small
+//! objects read whole, for the claim of `create-volume` and `delete-volume`.
 
 use std::collections::BTreeMap;
 
+use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;
@@ -25,4 +27,23 @@ pub async fn list(s3: &Client, location: &S3Location) -> Result<BTreeMap<String,
         }
     }
     Ok(listing)
+}
+
+/// The body of `bucket/key`, or `None` when it does not exist. A failure is
+/// `StorageAccessFailed`, or `Retryable` when transient.
+pub async fn read_optional(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StepError> {
+    let operation = format!("GetObject s3://{bucket}/{key}");
+    let output = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(output) => output,
+        Err(e) => {
+            let failure = AwsFailure::of(&operation, &e);
+            return match failure.class {
+                AwsErrorClass::NotFound => Ok(None),
+                _ => Err(failure.into_step_error(errors::STORAGE_ACCESS_FAILED)),
+            };
+        }
+    };
+    let body =
+        output.body.collect().await.map_err(|e| StepError::new(errors::RETRYABLE, format!("{operation}: {e}")))?;
+    Ok(Some(body.into_bytes().to_vec()))
 }

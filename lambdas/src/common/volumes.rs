@@ -6,7 +6,6 @@ use archiver_core::flows::ebs::{ExistingVolume, VolumeAttachment};
 use archiver_core::naming::{TAG_EXECUTION, TAG_MANAGED_BY};
 use aws_sdk_ec2::types::{Filter, Volume};
 use aws_sdk_ec2::Client;
-use chrono::{DateTime, Utc};
 
 use crate::common::{AwsFailure, StepError};
 
@@ -46,7 +45,6 @@ fn existing(volume: &Volume) -> ExistingVolume {
     ExistingVolume {
         volume_id: volume.volume_id().unwrap_or_default().to_string(),
         state: volume.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-        create_time: volume.create_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
         execution: tag(TAG_EXECUTION),
         managed_by: tag(TAG_MANAGED_BY),
         attachments: volume

@@ -1,19 +1,23 @@
-//! The `create-volume` Lambda (state `CreateVolume`): creates the temporary gp3 volume an EBS
-//! archive is read from, tagged with the execution that owns it, and returns it with the Batch
-//! job that will archive it. Idempotent within an execution (a retried invocation finds its
-//! volume, and CreateVolume's client token is per execution); across executions of one snapshot
-//! (duplicate events) the first volume wins and the others end with `DuplicateArchive`.
+//! The `create-volume` Lambda (state `CreateVolume`): takes the claim on the snapshot's
+//! idempotency key, then creates the temporary gp3 volume an EBS archive is read from, tagged
+//! with the execution that owns it, and returns it with the Batch job that will archive it.
+//! Across executions of one snapshot (duplicate events, a replay while the first runs) the claim,
+//! an S3 conditional write, lets exactly one through and the others end with `DuplicateArchive`
+//! before any volume exists. Idempotent within an execution: a retried invocation finds its own
+//! claim and its volume, and CreateVolume's client token is per execution.
 //!
-//! The decisions are [`archiver_core::flows::ebs`]'s: [`volume_request`], [`claim_volume`],
-//! [`lost_race`], [`archive_job`].
+//! The decisions are [`archiver_core::claim`]'s ([`refused_claim`]) and
+//! [`archiver_core::flows::ebs`]'s: [`volume_request`], [`own_volume`], [`archive_job`].
 
 use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
+use archiver_core::claim::{refused_claim, ArchiveClaim, ClaimRefused};
 use archiver_core::document::FlowError;
 use archiver_core::errors;
 use archiver_core::flows::ebs::{
-    archive_job, claim_volume, lost_race, volume_request, Claim, CreateVolumeInput, CreatedVolume, VolumeRequest,
+    archive_job, own_volume, volume_request, CreateVolumeInput, CreatedVolume, VolumeRequest,
 };
-use archiver_core::naming::TAG_IDEMPOTENCY_KEY;
+use archiver_core::naming::{claim_key, TAG_IDEMPOTENCY_KEY};
+use archiver_core::request::ArchiveRequest;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
 use aws_sdk_ec2::Client;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -22,10 +26,11 @@ use serde_json::Value;
 /// Serves the `create-volume` handler: builds its clients, then answers invocations until the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let deployment = required_env(DEPLOYMENT_NAME_ENV);
-    let ec2 = Client::new(&crate::common::aws_config().await);
-    let (ec2, deployment) = (&ec2, &deployment);
+    let config = crate::common::aws_config().await;
+    let (ec2, s3) = (Client::new(&config), crate::common::s3_client(&config));
+    let (ec2, s3, deployment) = (&ec2, &s3, &deployment);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        create_volume(ec2, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
+        create_volume(ec2, s3, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
 }
@@ -35,39 +40,24 @@ fn flow_error(error: FlowError) -> StepError {
 }
 
 #[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id, execution_id = input.execution_id))]
-async fn create_volume(ec2: &Client, deployment: &str, input: CreateVolumeInput) -> Result<CreatedVolume, StepError> {
+async fn create_volume(
+    ec2: &Client,
+    s3: &aws_sdk_s3::Client,
+    deployment: &str,
+    input: CreateVolumeInput,
+) -> Result<CreatedVolume, StepError> {
     let request = &input.request;
     let spec = volume_request(request, &input.execution_id, deployment).map_err(flow_error)?;
     // Checked before anything is created: a missing queue is a configuration error.
     let mut job = archive_job(request, "", &input.execution_id).map_err(flow_error)?;
-    let key = &request.idempotency_key;
-    let existing = volumes::tagged(ec2, TAG_IDEMPOTENCY_KEY, key).await?;
-    let volume_id = match claim_volume(&existing, &input.execution_id) {
-        Claim::Reuse { volume_id } => {
-            tracing::info!(volume_id, "reusing the volume an earlier attempt created");
-            volume_id
+    take_claim(s3, request, &input.execution_id).await?;
+    let existing = volumes::tagged(ec2, TAG_IDEMPOTENCY_KEY, &request.idempotency_key).await?;
+    let volume_id = match own_volume(&existing, &input.execution_id) {
+        Some(own) => {
+            tracing::info!(volume_id = own.volume_id, "reusing the volume an earlier attempt created");
+            own.volume_id.clone()
         }
-        Claim::Duplicate { execution, volume_id } => {
-            return Err(flow_error(FlowError::Duplicate {
-                snapshot_id: request.snapshot_id.clone(),
-                execution,
-                volume_id,
-            }))
-        }
-        Claim::Create => {
-            let volume_id = create(ec2, &spec).await?;
-            let after = volumes::tagged(ec2, TAG_IDEMPOTENCY_KEY, key).await?;
-            if let Some(winner) = lost_race(&after, &volume_id) {
-                tracing::warn!(volume_id, winner = winner.volume_id, "another execution created its volume first");
-                delete_own(ec2, &volume_id).await?;
-                return Err(flow_error(FlowError::Duplicate {
-                    snapshot_id: request.snapshot_id.clone(),
-                    execution: winner.execution.clone().unwrap_or_default(),
-                    volume_id: winner.volume_id.clone(),
-                }));
-            }
-            volume_id
-        }
+        None => create(ec2, &spec).await?,
     };
     job.parameters.insert("volume_id".to_string(), volume_id.clone());
     tracing::info!(volume_id, availability_zone = spec.availability_zone, "volume ready to be awaited");
@@ -103,17 +93,55 @@ async fn create(ec2: &Client, spec: &VolumeRequest) -> Result<String, StepError>
     Ok(volume_id)
 }
 
-/// Deletes the volume this execution created after losing the race to another execution.
-async fn delete_own(ec2: &Client, volume_id: &str) -> Result<(), StepError> {
-    match ec2.delete_volume().volume_id(volume_id).send().await {
-        Ok(_) => Ok(()),
+/// Takes the claim on the request's idempotency key: PutObject with `If-None-Match: *`, which S3
+/// refuses with 412 when the claim exists. Refused, the claim is read back: this execution's own
+/// (an earlier attempt took it) goes on, another's is `DuplicateArchive`.
+async fn take_claim(s3: &aws_sdk_s3::Client, request: &ArchiveRequest, execution_id: &str) -> Result<(), StepError> {
+    let destination = &request.destination;
+    let key = claim_key(destination, &request.idempotency_key);
+    let url = destination.url_of(&key);
+    let claim = ArchiveClaim {
+        execution_id: execution_id.to_string(),
+        snapshot_id: request.snapshot_id.clone(),
+        idempotency_key: request.idempotency_key.clone(),
+    };
+    let put = s3
+        .put_object()
+        .bucket(&destination.bucket)
+        .key(&key)
+        .if_none_match("*")
+        .content_type("application/json")
+        .body(claim.to_json().into())
+        .send()
+        .await;
+    let refused = match put {
+        Ok(_) => {
+            tracing::info!(claim = url, "claimed");
+            return Ok(());
+        }
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => e,
+        // 409 ConditionalRequestConflict: another conditional write of the key is in flight.
         Err(e) => {
-            let failure = AwsFailure::of(&format!("DeleteVolume {volume_id}"), &e);
-            if failure.class == archiver_core::aws_error::AwsErrorClass::NotFound {
-                return Ok(());
-            }
-            // The cleanup path deletes it by its execution tag.
-            Err(failure.into_step_error(errors::VOLUME_OPERATION_FAILED))
+            let failure = AwsFailure::of(&format!("PutObject {url} (If-None-Match)"), &e);
+            let name = if failure.code.as_deref() == Some("ConditionalRequestConflict") {
+                errors::RETRYABLE
+            } else {
+                errors::STORAGE_ACCESS_FAILED
+            };
+            return Err(failure.into_step_error(name));
+        }
+    };
+    tracing::info!(claim = url, error = %aws_sdk_s3::error::DisplayErrorContext(&refused), "the claim exists");
+    let holder = crate::common::storage::read_optional(s3, &destination.bucket, &key).await?;
+    match refused_claim(holder.as_deref(), execution_id) {
+        ClaimRefused::Ours => Ok(()),
+        ClaimRefused::HeldBy { execution } => Err(flow_error(FlowError::Duplicate {
+            snapshot_id: request.snapshot_id.clone(),
+            execution,
+            claim_url: url,
+        })),
+        ClaimRefused::Released => {
+            Err(StepError::new(errors::RETRYABLE, format!("{url} was released while this execution claimed it")))
         }
     }
 }

@@ -3,12 +3,15 @@
 //! volume whose id never reached the state machine). An attached volume is detached (forced
 //! after [`FORCE_DETACH_AFTER_RETRIES`](archiver_core::flows::ebs::FORCE_DETACH_AFTER_RETRIES) retries)
 //! and the call fails `VolumeStillAttached`, which the ASL retries a bounded number of times.
-//! Volumes not tagged as ours are never touched. Decisions: [`release_volume`].
+//! Volumes not tagged as ours are never touched. In `Cleanup` it also releases the execution's
+//! claim on the snapshot, so that a replay can archive it; never another execution's claim.
+//! Decisions: [`release_volume`], [`releases`].
 
 use std::collections::BTreeMap;
 
-use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
+use crate::common::{parse_input, required_env, storage, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::aws_error::AwsErrorClass;
+use archiver_core::claim::{claim_in, releases};
 use archiver_core::errors;
 use archiver_core::flows::ebs::{
     release_volume, volume_ids_in, DeleteVolumeInput, DeletedVolumes, ExistingVolume, Release,
@@ -21,16 +24,22 @@ use serde_json::Value;
 /// Serves the `delete-volume` handler: builds its clients, then answers invocations until the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let deployment = required_env(DEPLOYMENT_NAME_ENV);
-    let ec2 = Client::new(&crate::common::aws_config().await);
-    let (ec2, deployment) = (&ec2, &deployment);
+    let config = crate::common::aws_config().await;
+    let (ec2, s3) = (Client::new(&config), crate::common::s3_client(&config));
+    let (ec2, s3, deployment) = (&ec2, &s3, &deployment);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        delete_volumes(ec2, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
+        delete_volumes(ec2, s3, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
 }
 
 #[tracing::instrument(skip_all, fields(execution_id = input.execution_id, retry_count = input.retry_count))]
-async fn delete_volumes(ec2: &Client, deployment: &str, input: DeleteVolumeInput) -> Result<DeletedVolumes, StepError> {
+async fn delete_volumes(
+    ec2: &Client,
+    s3: &aws_sdk_s3::Client,
+    deployment: &str,
+    input: DeleteVolumeInput,
+) -> Result<DeletedVolumes, StepError> {
     let mut found: BTreeMap<String, ExistingVolume> = volumes::tagged(ec2, TAG_EXECUTION, &input.execution_id)
         .await?
         .into_iter()
@@ -71,6 +80,11 @@ async fn delete_volumes(ec2: &Client, deployment: &str, input: DeleteVolumeInput
             first_error.get_or_insert(error);
         }
     }
+    if input.release_claim {
+        if let Err(error) = release_claim(s3, &input).await {
+            first_error.get_or_insert(error);
+        }
+    }
     match first_error {
         Some(error) => Err(error),
         None => {
@@ -78,6 +92,24 @@ async fn delete_volumes(ec2: &Client, deployment: &str, input: DeleteVolumeInput
             Ok(report)
         }
     }
+}
+
+/// Deletes the execution's claim on its snapshot, if it holds it: read, compared, then deleted
+/// (safe, as only the holder ever deletes a claim and none can be replaced while it exists).
+async fn release_claim(s3: &aws_sdk_s3::Client, input: &DeleteVolumeInput) -> Result<(), StepError> {
+    let Some((bucket, key)) = claim_in(&input.state) else {
+        return Ok(());
+    };
+    let holder = storage::read_optional(s3, &bucket, &key).await?;
+    if !releases(holder.as_deref(), &input.execution_id) {
+        tracing::info!(claim = key, held = holder.is_some(), "no claim of this execution to release");
+        return Ok(());
+    }
+    s3.delete_object().bucket(&bucket).key(&key).send().await.map_err(|e| {
+        AwsFailure::of(&format!("DeleteObject s3://{bucket}/{key}"), &e).into_step_error(errors::STORAGE_ACCESS_FAILED)
+    })?;
+    tracing::info!(claim = key, "claim released");
+    Ok(())
 }
 
 async fn delete(ec2: &Client, volume: &ExistingVolume, report: &mut DeletedVolumes) -> Result<(), StepError> {
