@@ -189,16 +189,19 @@ impl Mariadb {
         let dir = workdir("mariadb");
         nix::unistd::chown(dir.path(), Some(uid.into()), Some(gid.into())).expect("chown mariadb dir");
         let data = dir.path().join("data");
+        // Its own tmpdir: the temporary tables of the server, and of the bootstrap server that
+        // mariadb-install-db runs (it takes $TMPDIR), must not share /tmp with the other tests'
+        // servers: two bootstraps at once failed with "Could not remove temporary table".
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("mariadb tmpdir");
+        nix::unistd::chown(&tmp, Some(uid.into()), Some(gid.into())).expect("chown mariadb tmpdir");
         run_ok(
             Command::new("mariadb-install-db")
+                .env("TMPDIR", &tmp)
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
                 .args(["--user=mysql", "--skip-test-db", "--auth-root-authentication-method=socket"]),
         );
-        // Its own tmpdir: the server's temporary tables must not share /tmp with whatever else runs.
-        let tmp = dir.path().join("tmp");
-        std::fs::create_dir(&tmp).expect("mariadb tmpdir");
-        nix::unistd::chown(&tmp, Some(uid.into()), Some(gid.into())).expect("chown mariadb tmpdir");
         let port = free_port();
         let socket = dir.path().join("mysqld.sock");
         let log = dir.path().join("server.log");
