@@ -7,7 +7,8 @@
 //! - [`mount`]: read-only mounts with journal-replay fallbacks.
 //! - [`tree`] and [`acl`]: a mounted filesystem as a tar stream with all its metadata; [`fat`]:
 //!   the same for FAT read in user space where the kernel has no vfat driver; [`pax`]: PAX
-//!   extended header records, written and read.
+//!   extended header records, written and read; [`index`]: the index of a tar stream, recorded
+//!   as it is written.
 //! - [`raw`]: an unmountable device's bytes, read with several reads outstanding.
 //! - [`compress`]: parallel gzip members or zstd frames, all-zero chunks for free.
 //! - [`upload`]: the S3 multipart sink, aborted on any error.
@@ -30,6 +31,7 @@ pub mod compress;
 pub mod dump;
 pub mod ebs;
 pub mod fat;
+pub mod index;
 pub mod layout;
 pub mod logging;
 pub mod memory;
