@@ -17,7 +17,8 @@
 //! - [`archive`]: a device's stages wired together;
 //! - [`dump`]: dump mode, a database server's databases streamed from `pg_dump` or `mysqldump`,
 //!   with the password from [`password`].
-//! - [`verify`] and [`restore`]: reading an archive back.
+//! - [`verify`] and [`restore`]: reading an archive back; [`get`]: single files through the
+//!   index, by byte ranges; [`catalogue`]: the archives under a prefix, from their manifests.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
@@ -26,11 +27,13 @@
 
 pub mod acl;
 pub mod archive;
+pub mod catalogue;
 pub mod command;
 pub mod compress;
 pub mod dump;
 pub mod ebs;
 pub mod fat;
+pub mod get;
 pub mod index;
 pub mod layout;
 pub mod logging;

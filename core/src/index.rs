@@ -371,17 +371,23 @@ impl TarIndex {
     }
 
     /// The byte ranges to fetch for `entries`: the members holding each entry, adjacent and
-    /// shared members of one segment merged into one range.
-    pub fn ranges_for(&self, entries: &[&IndexEntry]) -> Vec<FetchRange> {
+    /// shared members of one segment merged into one range of at most `max_members` members (a
+    /// reader holds one range's bytes at a time).
+    pub fn ranges_for(&self, entries: &[&IndexEntry], max_members: u32) -> Vec<FetchRange> {
         let mut ranges: Vec<FetchRange> = Vec::new();
         for e in entries {
             for m in self.members_for(e.offset, e.end()) {
                 match ranges.last_mut() {
-                    Some(r) if r.segment == m.segment && r.compressed_end >= m.compressed_offset => {
-                        if m.compressed_offset + m.compressed_len > r.compressed_end {
-                            r.compressed_end = m.compressed_offset + m.compressed_len;
-                            r.end = m.offset + m.len;
-                        }
+                    // Shared with the previous entry: already fetched.
+                    Some(r) if r.end > m.offset => {}
+                    Some(r)
+                        if r.segment == m.segment
+                            && r.compressed_end == m.compressed_offset
+                            && r.members < max_members =>
+                    {
+                        r.compressed_end = m.compressed_offset + m.compressed_len;
+                        r.end = m.offset + m.len;
+                        r.members += 1;
                     }
                     _ => ranges.push(FetchRange {
                         segment: m.segment,
@@ -389,6 +395,7 @@ impl TarIndex {
                         compressed_end: m.compressed_offset + m.compressed_len,
                         start: m.offset,
                         end: m.offset + m.len,
+                        members: 1,
                     }),
                 }
             }
@@ -407,6 +414,8 @@ pub struct FetchRange {
     /// The uncompressed bytes it decompresses to (end exclusive).
     pub start: u64,
     pub end: u64,
+    /// How many members it holds.
+    pub members: u32,
 }
 
 /// A tar name as the index keeps it: no leading `./` or `/`, no trailing `/`.
@@ -682,31 +691,27 @@ mod tests {
     #[test]
     fn fetches_only_the_members_of_an_entry_and_merges_neighbours() {
         let index = TarIndex::parse(&written()).unwrap();
+        let range = |segment, compressed_start, compressed_end, start, end, members| FetchRange {
+            segment,
+            compressed_start,
+            compressed_end,
+            start,
+            end,
+            members,
+        };
         let s = index.entry(b"a/s").unwrap();
-        assert_eq!(
-            index.ranges_for(&[s]),
-            vec![FetchRange {
-                segment: 1,
-                compressed_start: 300,
-                compressed_end: 340,
-                start: 3 << 20,
-                end: (3 << 20) + 5120
-            }]
-        );
+        assert_eq!(index.ranges_for(&[s], 16), vec![range(1, 300, 340, 3 << 20, (3 << 20) + 5120, 1)]);
         let f = index.entry(b"a/f").unwrap();
         assert_eq!(
-            index.ranges_for(&[f]),
-            vec![
-                FetchRange { segment: 0, compressed_start: 0, compressed_end: 300, start: 0, end: 2 << 20 },
-                FetchRange {
-                    segment: 1,
-                    compressed_start: 0,
-                    compressed_end: 340,
-                    start: 2 << 20,
-                    end: (3 << 20) + 5120
-                },
-            ]
+            index.ranges_for(&[f], 16),
+            vec![range(0, 0, 300, 0, 2 << 20, 2), range(1, 0, 340, 2 << 20, (3 << 20) + 5120, 2)]
         );
+        assert_eq!(index.ranges_for(&[f], 1).len(), 4, "at most one member per range");
+        // Every entry of the archive: each member once, in order.
+        let all: Vec<&IndexEntry> = index.entries.iter().collect();
+        let ranges = index.ranges_for(&all, 1);
+        assert_eq!(ranges.len(), 4, "{ranges:?}");
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
         let first = index.entry(b"").unwrap();
         assert_eq!(index.members_for(first.offset, first.end()).len(), 1);
     }
