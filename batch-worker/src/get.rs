@@ -22,7 +22,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::restore::extract_tree;
+use crate::restore::{extract_tree, set_mtime};
 use crate::verify::{fetch_manifest, VerifyError};
 
 /// Members per ranged GET at most: 16 MiB of 1 MiB chunks, so a reader holds a bounded amount
@@ -171,9 +171,9 @@ pub struct GotEntry {
     pub path: String,
     pub kind: EntryKind,
     pub size: u64,
-    /// Where it was written; absent for stdout.
+    /// Where it was written (non-UTF-8 bytes as `\xNN`); absent for stdout.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub written_to: Option<PathBuf>,
+    pub written_to: Option<String>,
 }
 
 /// Restores the entries `paths` (a directory with everything under it; a hard link with the entry
@@ -200,10 +200,17 @@ pub async fn get_to_dir(
     let staging = tempfile::Builder::new().prefix(".backup-archiver-get.").tempdir_in(dir).map_err(write_err)?;
     let dest = dir.to_path_buf();
     let checked = entries.clone();
+    let root_selected = entries.iter().any(|e| e.path.is_empty());
     tokio::task::spawn_blocking(move || -> Result<(), GetError> {
         let extracted = extract_tree(reader, staging.path());
         check_extracted(staging.path(), &checked, extracted)?;
-        move_into(staging.path(), &dest).map_err(|source| GetError::Write { path: dest.clone(), source })
+        let write_err = |source| GetError::Write { path: dest.clone(), source };
+        // The archive's root directory is the destination itself, as with `restore` and GNU tar.
+        let root = root_selected.then(|| DirMetadata::read(staging.path())).transpose().map_err(write_err)?;
+        move_into(staging.path(), &dest).map_err(write_err)?;
+        staging.close().map_err(write_err)?;
+        root.map(|root| root.apply(&dest)).transpose().map_err(write_err)?;
+        Ok(())
     })
     .await??;
     let got = entries
@@ -212,7 +219,7 @@ pub async fn get_to_dir(
             path: show(&e.path),
             kind: e.kind,
             size: e.size,
-            written_to: Some(dir.join(OsStr::from_bytes(&e.path))),
+            written_to: Some(show(dir.join(OsStr::from_bytes(&e.path)).as_os_str().as_bytes())),
         })
         .collect();
     Ok(report(indexed, got, &ranges, clock))
@@ -497,6 +504,34 @@ fn check_entry(root: &Path, e: &IndexEntry) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// A directory's owner, mode, xattrs (ACLs included) and mtime, to move them to another one.
+struct DirMetadata {
+    meta: std::fs::Metadata,
+    xattrs: Vec<(std::ffi::OsString, Vec<u8>)>,
+}
+
+impl DirMetadata {
+    fn read(path: &Path) -> io::Result<Self> {
+        let mut xattrs = Vec::new();
+        for name in xattr::list(path)? {
+            if let Some(value) = xattr::get(path, &name)? {
+                xattrs.push((name, value));
+            }
+        }
+        Ok(DirMetadata { meta: std::fs::symlink_metadata(path)?, xattrs })
+    }
+
+    /// In `extract_tree`'s order: owner, mode, xattrs (an ACL sets the mode's group bits), mtime.
+    fn apply(&self, path: &Path) -> io::Result<()> {
+        std::os::unix::fs::chown(path, Some(self.meta.uid()), Some(self.meta.gid()))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(self.meta.mode() & 0o7777))?;
+        for (name, value) in &self.xattrs {
+            xattr::set(path, name, value)?;
+        }
+        set_mtime(path, (self.meta.mtime(), self.meta.mtime_nsec()))
+    }
 }
 
 /// Moves what was extracted under `from` into `to`: into directories that exist, replacing files.

@@ -1,0 +1,361 @@
+//! The archive index and single-file restores (issue 13): real filesystems on loop devices, a
+//! moto S3 server on loopback, `ls`/`find` from the index alone, `get` of entries at member
+//! boundaries, of a file of many members, of a hard link whose target lies in an earlier member,
+//! across segments, and a tampered index that must never produce a wrong file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use archiver_core::index::{IndexWriter, MemberSize, TarIndex};
+use common::cli::{CliEnv, CliOutput};
+use common::image::{self, Fs, MountedImage, MIB};
+use common::populate::populate_full;
+use common::s3::TestS3;
+use common::tree::{self, compare_trees, Compare};
+use common::{check_archive_output, pseudo_random, require_image_prerequisites, sha256_file, shared_system, workdir};
+
+const CHUNK: u64 = MIB;
+
+struct World {
+    work: tempfile::TempDir,
+    t: TestS3,
+    env: CliEnv,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        require_image_prerequisites();
+        let work = workdir(tag);
+        let t = TestS3::start(tag);
+        let env = CliEnv::new(&t.endpoint());
+        World { work, t, env }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    /// An ext4 image filled by `populate`, archived under `prefix` with `extra` options.
+    fn archive_ext4(&self, prefix: &str, size: u64, populate: impl FnOnce(&Path), extra: &[&str]) -> PathBuf {
+        let img = self.path(&format!("{prefix}.img"));
+        image::fs_image(&img, Fs::Ext4, size, populate);
+        let out = self.env.archive(&img, &self.t.url(prefix), extra);
+        if extra.is_empty() {
+            check_archive_output(&out, &self.t, prefix);
+        } else {
+            assert!(out.objects.iter().all(|o| o.json["index"].is_object()), "{}", out.json);
+        }
+        img
+    }
+
+    fn run(&self, args: &[&OsStr]) -> CliOutput {
+        self.env.run(args)
+    }
+
+    /// `find URL --json`: every entry but the root, by archive name (as the CLI shows it).
+    fn entries(&self, prefix: &str) -> BTreeMap<String, serde_json::Value> {
+        let out = self.run(&["find".as_ref(), self.t.url(prefix).as_ref(), "--json".as_ref()]);
+        out.assert_success();
+        json_lines(&out).into_iter().map(|e| (e["path"].as_str().expect("path").to_string(), e)).collect()
+    }
+
+    /// `get URL PATHS --to DIR --json`, asserting success; returns the report.
+    fn get(&self, prefix: &str, paths: &[&[u8]], dir: &Path) -> serde_json::Value {
+        let out = self.run(&get_args(&self.t.url(prefix), paths, dir.as_os_str()));
+        out.assert_success();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("get --json ({e}):\n{}", out.report()))
+    }
+
+    /// `get URL PATH --to -`: the file's bytes.
+    fn cat(&self, prefix: &str, path: &[u8]) -> CliOutput {
+        self.run(&get_args(&self.t.url(prefix), &[path], "-".as_ref()))
+    }
+}
+
+fn get_args<'a>(url: &'a str, paths: &[&'a [u8]], to: &'a OsStr) -> Vec<&'a OsStr> {
+    let mut args: Vec<&OsStr> = vec!["get".as_ref(), url.as_ref()];
+    args.extend(paths.iter().map(|p| OsStr::from_bytes(p)));
+    args.extend(["--to".as_ref(), to, "--json".as_ref()]);
+    args
+}
+
+#[track_caller]
+fn json_lines(out: &CliOutput) -> Vec<serde_json::Value> {
+    out.stdout_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{}", out.report())))
+        .collect()
+}
+
+/// An archive name as the CLI prints it: UTF-8 as it is, other bytes as `\xNN`.
+fn shown(path: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in path.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[track_caller]
+fn assert_same_file(actual: &Path, expected: &Path) {
+    assert_eq!(
+        (std::fs::metadata(actual).map(|m| m.len()).ok(), sha256_file(actual)),
+        (std::fs::metadata(expected).map(|m| m.len()).ok(), sha256_file(expected)),
+        "{} differs from {}",
+        actual.display(),
+        expected.display()
+    );
+}
+
+/// Nothing at all under `dir` (the staging directory included).
+#[track_caller]
+fn assert_empty_dir(dir: &Path) {
+    let left: Vec<OsString> =
+        std::fs::read_dir(dir).map(|d| d.map(|e| e.expect("dir entry").file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{} holds {left:?}", dir.display());
+}
+
+#[test]
+fn the_index_lists_every_entry_of_the_metadata_tree_and_get_restores_it_exactly() {
+    let w = World::new("get-meta");
+    let _system = shared_system();
+    let img = w.archive_ext4("rt", Fs::Ext4.min_size(), populate_full, &[]);
+    let src = MountedImage::open(&img, None, Fs::Ext4, &w.path("src"));
+
+    // find: every entry of the source, with the size and SHA-256 of every file.
+    let entries = w.entries("rt");
+    let source = tree::scan(src.dir());
+    let mut expected: Vec<String> = source.keys().filter(|p| p.as_slice() != b".").map(|p| shown(p)).collect();
+    expected.sort();
+    assert_eq!(entries.keys().cloned().collect::<Vec<_>>(), expected);
+    let mut files = 0;
+    for (path, e) in &source {
+        if !e.meta.is_file() {
+            continue;
+        }
+        let json = &entries[&shown(path)];
+        if json["kind"] == "hardlink" {
+            continue;
+        }
+        let on_disk = tree::join_bytes(src.dir(), path);
+        assert_eq!(json["kind"], "file", "{json}");
+        assert_eq!(json["size"].as_u64(), Some(e.meta.len()), "{json}");
+        assert_eq!(json["sha256"].as_str(), Some(sha256_file(&on_disk).as_str()), "{json}");
+        assert_eq!(json["mode"].as_str(), Some(format!("{:04o}", e.meta.mode() & 0o7777).as_str()), "{json}");
+        files += 1;
+    }
+    assert!(files > 20, "{files} files checked");
+
+    // ls: the root's children, and one directory's.
+    let ls = w.run(&["ls".as_ref(), w.t.url("rt").as_ref(), "--json".as_ref()]);
+    let top: Vec<String> = json_lines(ls.assert_success()).iter().map(|e| e["path"].as_str().unwrap().into()).collect();
+    assert!(top.contains(&"hardlinks".to_string()) && top.contains(&"caf\\xe9".to_string()), "{top:?}");
+    assert!(top.iter().all(|p| !p.contains('/')), "{top:?}");
+    let ls = w.run(&["ls".as_ref(), w.t.url("rt").as_ref(), "hardlinks".as_ref(), "--json".as_ref()]);
+    assert_eq!(json_lines(ls.assert_success()).len(), 4, "{}", ls.report());
+
+    // get of the root: the whole tree, every kind of metadata, as restore writes it.
+    let all = w.path("all");
+    let report = w.get("rt", &[b"."], &all);
+    assert_eq!(report["entries"].as_array().map(Vec::len), Some(source.len()), "{report}");
+    let diffs = compare_trees(src.dir(), &all, Compare::exact());
+    assert!(diffs.is_empty(), "get . differs from the source:\n  {}", diffs.join("\n  "));
+
+    // A non-UTF-8 name, a long one, a sparse file: into another directory, and to stdout.
+    let some = w.path("some");
+    let long = "m".repeat(255);
+    w.get("rt", &[b"dir_\xff\xfe", long.as_bytes(), b"sparse.bin"], &some);
+    assert_same_file(
+        &some.join(OsStr::from_bytes(b"dir_\xff\xfe/\x80child")),
+        &src.dir().join(OsStr::from_bytes(b"dir_\xff\xfe/\x80child")),
+    );
+    assert_same_file(&some.join(&long), &src.dir().join(&long));
+    assert_same_file(&some.join("sparse.bin"), &src.dir().join("sparse.bin"));
+    assert!(tree::allocated(&std::fs::metadata(some.join("sparse.bin")).unwrap()) < MIB, "sparse.bin stays sparse");
+    let cat = w.cat("rt", b"hardlinks/triple_b");
+    cat.assert_success();
+    assert_eq!(cat.stdout, std::fs::read(src.dir().join("hardlinks/triple_a")).unwrap(), "a hard link to stdout");
+    w.cat("rt", b"nested").assert_code(1);
+    w.run(&["find".as_ref(), w.t.url("rt").as_ref(), "--name".as_ref(), "no-such-*".as_ref()]).assert_code(1);
+}
+
+/// A hard link's target first, then 40 incompressible files of 100 KiB (4 MiB: several members),
+/// a file of many members, 30 files of 70 KiB, and the hard link last.
+fn populate_members(root: &Path) {
+    std::fs::write(root.join("a_target"), pseudo_random(1, 10_000)).unwrap();
+    std::fs::create_dir(root.join("b_fill")).unwrap();
+    for i in 0..40 {
+        std::fs::write(root.join(format!("b_fill/{i:02}")), pseudo_random(100 + i, 100 * 1024)).unwrap();
+    }
+    std::fs::write(root.join("big"), pseudo_random(2, 5 * MIB as usize + 123)).unwrap();
+    std::fs::create_dir(root.join("c_files")).unwrap();
+    for i in 0..30 {
+        std::fs::write(root.join(format!("c_files/{i:02}")), pseudo_random(200 + i, 70 * 1024)).unwrap();
+    }
+    std::fs::hard_link(root.join("a_target"), root.join("z_link")).unwrap();
+}
+
+#[test]
+fn get_fetches_only_the_members_of_the_entries_across_boundaries_and_segments() {
+    let w = World::new("get-members");
+    let _system = shared_system();
+    // 5 MiB segments: the ~12 MiB stream lies in three segment objects.
+    let img = w.archive_ext4("m", 64 * MIB, populate_members, &["--part-size", "5MiB", "--segment-size", "5MiB"]);
+    let src = MountedImage::open(&img, None, Fs::Ext4, &w.path("src"));
+    let manifest: serde_json::Value = serde_json::from_slice(&w.t.s3.get(&w.t.bucket, "m/manifest.json")).unwrap();
+    let segments = manifest["objects"][0]["segments"].as_array().unwrap().len();
+    assert!(segments >= 2, "{manifest}");
+
+    let entries = w.entries("m");
+    let span = |e: &serde_json::Value| (e["offset"].as_u64().unwrap(), e["span"].as_u64().unwrap());
+    // Files whose headers and data straddle a member boundary, and the first to start after one.
+    let crossing: Vec<&String> = entries
+        .iter()
+        .filter(|(_, e)| e["kind"] == "file" && e["size"].as_u64() < Some(MIB))
+        .filter(|(_, e)| {
+            let (offset, span) = span(e);
+            offset / CHUNK != (offset + span - 1) / CHUNK
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert!(crossing.len() >= 5, "{crossing:?}");
+    let dir = w.path("crossing");
+    for path in &crossing {
+        let report = w.get("m", &[path.as_bytes()], &dir);
+        assert_same_file(&dir.join(path), &src.dir().join(path));
+        // One ranged GET, two when a segment ends between its members.
+        assert!(matches!(report["ranges"].as_u64(), Some(1 | 2)), "{path}: {report}");
+        // Two members at most of an incompressible stream: about 2 MiB of a 12 MiB object.
+        let fetched = report["bytes_fetched"].as_u64().unwrap();
+        assert!(fetched <= 2 * CHUNK + 4096, "{path}: {report}");
+        assert!(report["object_bytes"].as_u64().unwrap() > 5 * fetched, "{path}: {report}");
+    }
+
+    // A file of many members, to a directory and to stdout.
+    let report = w.get("m", &[b"big"], &w.path("big"));
+    assert_same_file(&w.path("big/big"), &src.dir().join("big"));
+    assert!(report["bytes_fetched"].as_u64().unwrap() >= 5 * CHUNK, "{report}");
+    let cat = w.cat("m", b"big");
+    cat.assert_success();
+    assert!(cat.stdout == std::fs::read(src.dir().join("big")).unwrap(), "big to stdout differs");
+
+    // A hard link whose target lies members earlier: both names, one inode, the content.
+    let (target, link) = (span(&entries["a_target"]), span(&entries["z_link"]));
+    assert!(link.0 / CHUNK > (target.0 + target.1) / CHUNK + 2, "target {target:?}, link {link:?}");
+    let linked = w.path("linked");
+    w.get("m", &[b"z_link"], &linked);
+    assert_same_file(&linked.join("z_link"), &src.dir().join("a_target"));
+    let (a, z) =
+        (std::fs::metadata(linked.join("a_target")).unwrap(), std::fs::metadata(linked.join("z_link")).unwrap());
+    assert_eq!((a.ino(), a.nlink()), (z.ino(), 2), "z_link is a hard link to a_target");
+
+    // A directory with everything under it.
+    let fill = w.path("fill");
+    w.get("m", &[b"c_files"], &fill);
+    let diffs = compare_trees(&src.dir().join("c_files"), &fill.join("c_files"), Compare::exact());
+    assert!(diffs.is_empty(), "c_files differs:\n  {}", diffs.join("\n  "));
+}
+
+/// Rewrites the index of the archive under `prefix` with `tamper` and records it in the manifest
+/// (size and SHA-256), so only the index's content is wrong.
+fn tamper_index(w: &World, prefix: &str, tamper: impl FnOnce(&mut TarIndex)) {
+    let manifest_key = format!("{prefix}/manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&w.t.s3.get(&w.t.bucket, &manifest_key)).unwrap();
+    let object = &manifest["objects"][0];
+    let index_key = object["index"]["key"].as_str().unwrap().to_string();
+    let mut index = TarIndex::parse(&w.t.s3.get(&w.t.bucket, &index_key)).unwrap();
+    tamper(&mut index);
+    let mut writer = IndexWriter::new().unwrap();
+    for e in &index.entries {
+        writer.push(e).unwrap();
+    }
+    let members: Vec<MemberSize> =
+        index.members.iter().map(|m| MemberSize { len: m.len, compressed_len: m.compressed_len }).collect();
+    let segments: Vec<u64> =
+        object["segments"].as_array().unwrap().iter().map(|s| s["size"].as_u64().unwrap()).collect();
+    let bytes = writer.finish(&members, &segments).unwrap();
+    let file = w.path("tampered.index");
+    std::fs::write(&file, &bytes).unwrap();
+    manifest["objects"][0]["index"]["size"] = bytes.len().into();
+    manifest["objects"][0]["index"]["sha256"] = sha256_file(&file).into();
+    w.t.s3.put(&w.t.bucket, &index_key, bytes);
+    w.t.s3.put(&w.t.bucket, &manifest_key, serde_json::to_vec(&manifest).unwrap());
+}
+
+fn populate_small(root: &Path) {
+    for i in 1..=5 {
+        std::fs::write(root.join(format!("f{i}")), pseudo_random(i, 3000)).unwrap();
+    }
+}
+
+#[track_caller]
+fn assert_detected(w: &World, prefix: &str, path: &[u8], dir: &Path) {
+    let out = w.run(&get_args(&w.t.url(prefix), &[path], dir.as_os_str()));
+    out.assert_code(1);
+    assert!(out.stderr_text().contains("does not match the index"), "{}", out.report());
+    assert_empty_dir(dir);
+    let cat = w.cat(prefix, path);
+    cat.assert_code(1);
+    assert!(cat.stdout.is_empty(), "{} bytes written to stdout:\n{}", cat.stdout.len(), cat.report());
+}
+
+#[test]
+fn a_tampered_index_is_detected_and_never_writes_a_wrong_file() {
+    let w = World::new("get-tamper");
+    let _system = shared_system();
+    w.archive_ext4("t", Fs::Ext4.min_size(), populate_small, &[]);
+
+    // f2's entry points at f3's header (f3 dropped from the index).
+    tamper_index(&w, "t", |index| {
+        let i = index.entries.iter().position(|e| e.path == b"f2").unwrap();
+        let next = index.entries.remove(i + 1);
+        assert_eq!(next.path, b"f3");
+        (index.entries[i].offset, index.entries[i].span) = (next.offset, next.span);
+    });
+    assert_detected(&w, "t", b"f2", &w.path("wrong-entry"));
+
+    // f4's entry points one block into its own entry.
+    tamper_index(&w, "t", |index| {
+        let e = index.entries.iter_mut().find(|e| e.path == b"f4").unwrap();
+        e.offset += 512;
+        e.span -= 512;
+    });
+    assert_detected(&w, "t", b"f4", &w.path("mid-entry"));
+
+    // The right offsets with another file's hash: extracted, checked, and removed again.
+    tamper_index(&w, "t", |index| {
+        let f1 = index.entries.iter().find(|e| e.path == b"f1").unwrap().sha256;
+        index.entries.iter_mut().find(|e| e.path == b"f5").unwrap().sha256 = f1;
+    });
+    let dir = w.path("wrong-hash");
+    let out = w.run(&get_args(&w.t.url("t"), &[b"f5"], dir.as_os_str()));
+    out.assert_code(1);
+    assert!(out.stderr_text().contains("SHA-256"), "{}", out.report());
+    assert_empty_dir(&dir);
+
+    // An index changed behind the manifest's back is refused before anything is fetched.
+    let manifest: serde_json::Value = serde_json::from_slice(&w.t.s3.get(&w.t.bucket, "t/manifest.json")).unwrap();
+    let index_key = manifest["objects"][0]["index"]["key"].as_str().unwrap().to_string();
+    let mut bytes = w.t.s3.get(&w.t.bucket, &index_key);
+    bytes.push(0);
+    w.t.s3.put(&w.t.bucket, &index_key, bytes);
+    let ls = w.run(&["ls".as_ref(), w.t.url("t").as_ref()]);
+    ls.assert_code(1);
+    assert!(ls.stderr_text().contains("does not match the manifest"), "{}", ls.report());
+
+    // An archive written before indexes: `get` says so and points at `restore`.
+    let mut manifest = manifest;
+    manifest["objects"][0].as_object_mut().unwrap().remove("index");
+    w.t.s3.put(&w.t.bucket, "t/manifest.json", serde_json::to_vec(&manifest).unwrap());
+    let get = w.run(&get_args(&w.t.url("t"), &[b"f1"], w.path("old").as_os_str()));
+    get.assert_code(2);
+    assert!(get.stderr_text().contains("no index") && get.stderr_text().contains("restore"), "{}", get.report());
+}
