@@ -11,7 +11,8 @@
 //!   as it is written.
 //! - [`raw`]: an unmountable device's bytes, read with several reads outstanding.
 //! - [`compress`]: parallel gzip members or zstd frames, all-zero chunks for free.
-//! - [`upload`]: the S3 multipart sink, aborted on any error.
+//! - [`upload`]: the S3 multipart sink, aborted on any error; [`seek_table`]: the zstd seekable
+//!   format's table that ends each zstd segment.
 //! - [`pipeline`]: one stream through compression and upload, the manifest uploaded last, and
 //!   the cleanup of a failed run; shared by both kinds of archive:
 //! - [`archive`]: a device's stages wired together;
@@ -47,6 +48,7 @@ pub mod pipeline;
 pub mod raw;
 pub mod restore;
 pub mod s3;
+pub mod seek_table;
 pub mod signal;
 pub mod source;
 pub mod tree;

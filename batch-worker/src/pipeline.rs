@@ -82,13 +82,12 @@ where
     let mut members = Vec::new();
     let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers).inspect(|member| {
         if let Ok(member) = member {
-            stored.update(member);
             // Members leave in the order their chunks entered, so the oldest length is this one's.
             let len = meter.lock().expect("meter lock").chunk_lens.pop_front().unwrap_or_default();
             members.push(MemberSize { len, compressed_len: member.len() as u64 });
         }
     });
-    let segments = upload::upload_segments(client, &options.upload, &object, body, cancel).await?;
+    let segments = upload::upload_segments(client, &options.upload, &object, body, &mut stored, cancel).await?;
     let meter = std::mem::take(&mut *meter.lock().expect("meter lock"));
     Ok(StreamedObject {
         size: segments.iter().map(|s| s.size).sum(),

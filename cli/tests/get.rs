@@ -42,7 +42,7 @@ impl World {
 
     /// An ext4 image filled by `populate`, archived under `prefix` with `extra` options.
     fn archive_ext4(&self, prefix: &str, size: u64, populate: impl FnOnce(&Path), extra: &[&str]) -> PathBuf {
-        let img = self.path(&format!("{prefix}.img"));
+        let img = self.path(&format!("{}.img", prefix.replace('/', "-")));
         image::fs_image(&img, Fs::Ext4, size, populate);
         let out = self.env.archive(&img, &self.t.url(prefix), extra);
         if extra.is_empty() {
@@ -358,4 +358,40 @@ fn a_tampered_index_is_detected_and_never_writes_a_wrong_file() {
     let get = w.run(&get_args(&w.t.url("t"), &[b"f1"], w.path("old").as_os_str()));
     get.assert_code(2);
     assert!(get.stderr_text().contains("no index") && get.stderr_text().contains("restore"), "{}", get.report());
+}
+
+#[test]
+fn archives_lists_the_catalogue_newest_first_and_get_reads_zstd_frames() {
+    let w = World::new("get-catalogue");
+    let _system = shared_system();
+    let a = w.archive_ext4("ebs/a", Fs::Ext4.min_size(), populate_small, &[]);
+    let b = w.archive_ext4("ebs/b", Fs::Ext4.min_size(), populate_small, &["--compression", "zstd"]);
+
+    let url = w.t.url("ebs");
+    let archives = |extra: &[&str]| {
+        let mut args: Vec<&OsStr> = vec!["archives".as_ref(), url.as_ref(), "--json".as_ref()];
+        args.extend(extra.iter().map(OsStr::new));
+        json_lines(w.run(&args).assert_success())
+    };
+    let all = archives(&[]);
+    let locations: Vec<&str> = all.iter().map(|a| a["location"].as_str().unwrap()).collect();
+    assert_eq!(locations, [w.t.url("ebs/b"), w.t.url("ebs/a")], "newest first: {all:?}");
+    assert_eq!(all[0]["source"].as_str(), b.to_str(), "{}", all[0]);
+    assert_eq!(all[0]["modes"], serde_json::json!(["files"]), "{}", all[0]);
+    assert_eq!(all[0]["storage_classes"], serde_json::json!(["STANDARD"]), "{}", all[0]);
+    assert_eq!(all[0]["indexed"], true, "{}", all[0]);
+    assert_eq!(archives(&["--source", a.to_str().unwrap()]).len(), 1);
+    assert_eq!(archives(&["--source", "ebs/b"])[0]["location"].as_str(), Some(w.t.url("ebs/b").as_str()));
+    assert!(archives(&["--since", "2100-01-01"]).is_empty());
+
+    // The zstd archive: one frame per range, and the seek table other tools read.
+    let cat = w.cat("ebs/b", b"f3");
+    cat.assert_success();
+    assert!(cat.stdout == pseudo_random(3, 3000), "f3 from the zstd archive differs:\n{}", cat.report());
+    let stored = w.t.s3.get(&w.t.bucket, "ebs/b/disk.tar.zst");
+    let footer = &stored[stored.len() - 9..];
+    assert_eq!(footer[5..], 0x8F92_EAB1u32.to_le_bytes(), "the object ends with a zstd seek table");
+    let manifest: serde_json::Value = serde_json::from_slice(&w.t.s3.get(&w.t.bucket, "ebs/b/manifest.json")).unwrap();
+    let frames = u32::from_le_bytes(footer[..4].try_into().unwrap());
+    assert_eq!(Some(frames as u64), manifest["objects"][0]["index"]["members"].as_u64(), "{manifest}");
 }
