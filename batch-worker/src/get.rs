@@ -594,6 +594,8 @@ mod tests {
             link_target: None,
             offset,
             span,
+            header_len: 0,
+            sparse: false,
             sha256: None,
         };
         let mut reader = SpanReader::new(rx, &[entry(10, 20), entry(30, 5), entry(60, 30)]);

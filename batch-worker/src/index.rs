@@ -147,6 +147,9 @@ impl Parser {
 
     /// Enters `state`, or finishes at once when it holds no bytes.
     fn enter(&mut self, state: State) {
+        if let (State::Data { .. }, Some(current)) = (&state, &mut self.current) {
+            current.entry.header_len = self.position - current.entry.offset;
+        }
         let empty = matches!(state, State::Meta { left: 0, .. } | State::Data { left: 0, .. });
         self.state = state;
         if empty {
@@ -208,6 +211,8 @@ impl Parser {
             },
             offset: pending.start.unwrap_or(at),
             span: 0,
+            header_len: 0,
+            sparse,
             sha256: None,
         };
         self.current = Some(Current {
@@ -390,7 +395,11 @@ mod tests {
             let mut content = vec![0u8; 8 << 20];
             content[4 << 20..(4 << 20) + 6].copy_from_slice(b"middle");
             let sp = index.entry(b"sparse").unwrap();
-            assert_eq!((sp.size, sp.sha256), (8 << 20, Some(sha(&content))));
+            assert_eq!((sp.size, sp.sha256, sp.sparse), (8 << 20, Some(sha(&content)), true));
+            // A file's content lies whole after its headers.
+            let start = (a.offset + a.header_len) as usize;
+            assert!(!a.sparse);
+            assert_eq!(&tar[start..start + 3000], &[5u8; 3000][..]);
             assert_eq!(index.entry(long.as_bytes()).unwrap().sha256, Some(sha(b"long")));
             // Each entry's span is exactly what a tar reader needs to read it alone.
             for e in &index.entries {

@@ -7,9 +7,10 @@
 //! The worker writes it while it streams and uploads it before the manifest, which names it
 //! ([`crate::manifest::ArchivedObject::index`]). On S3 it is [`MAGIC`], a format byte, then one
 //! zstd frame holding:
-//! - entries, each `1`, kind, path (bytes shared with the previous path, then the rest), offset
-//!   (delta from the previous entry's end), span, size, mode, uid, gid, mtime (zigzag), mtime
-//!   nanoseconds, the link target of links, the SHA-256 of files; then `0`;
+//! - entries, each `1`, kind (`0x80` set for a sparse file), path (bytes shared with the
+//!   previous path, then the rest), offset (delta from the previous entry's end), span, the
+//!   length of its headers, size, mode, uid, gid, mtime (zigzag), mtime nanoseconds, the link
+//!   target of links, the SHA-256 of files; then `0`;
 //! - members: their count, then per member its uncompressed and compressed lengths and the number
 //!   of segments it starts after the previous one (0 or 1).
 //!
@@ -24,6 +25,8 @@ use serde::Serialize;
 pub const MAGIC: &[u8; 8] = b"BAINDEX\n";
 /// Bumped only on an incompatible change; a reader refuses a newer format.
 pub const INDEX_FORMAT: u8 = 1;
+/// Set in an entry's kind byte for a sparse file.
+const SPARSE_FLAG: u8 = 0x80;
 /// zstd's default level: the index is small next to the archive, so speed matters more.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -107,6 +110,12 @@ pub struct IndexEntry {
     pub offset: u64,
     /// Bytes from `offset` to the entry's end (headers, data, padding).
     pub span: u64,
+    /// Bytes from `offset` to the entry's data: a file that is not sparse holds its content,
+    /// byte for byte, from `offset + header_len`.
+    pub header_len: u64,
+    /// A GNU sparse file: its data regions follow one another, and only a tar reader knows where
+    /// each belongs.
+    pub sparse: bool,
     /// SHA-256 of a file's content (holes of a sparse file read as zeros); `None` for other kinds.
     pub sha256: Option<[u8; 32]>,
 }
@@ -184,12 +193,13 @@ impl IndexWriter {
         assert!(entry.offset >= self.previous_end, "entries are pushed in stream order");
         let mut buf = Vec::with_capacity(64 + entry.path.len());
         buf.push(1);
-        buf.push(entry.kind.code());
+        buf.push(entry.kind.code() | if entry.sparse { SPARSE_FLAG } else { 0 });
         let shared = entry.path.iter().zip(&self.previous_path).take_while(|(a, b)| a == b).count();
         put_varint(&mut buf, shared as u64);
         put_bytes(&mut buf, &entry.path[shared..]);
         put_varint(&mut buf, entry.offset - self.previous_end);
         put_varint(&mut buf, entry.span);
+        put_varint(&mut buf, entry.header_len);
         put_varint(&mut buf, entry.size);
         put_varint(&mut buf, entry.mode as u64);
         put_varint(&mut buf, entry.uid);
@@ -263,7 +273,8 @@ impl TarIndex {
         let mut entries: Vec<IndexEntry> = Vec::new();
         let (mut previous_path, mut previous_end): (Vec<u8>, u64) = (Vec::new(), 0);
         while r.byte()? == 1 {
-            let kind = EntryKind::from_code(r.byte()?).ok_or_else(|| damaged("unknown entry kind"))?;
+            let code = r.byte()?;
+            let kind = EntryKind::from_code(code & !SPARSE_FLAG).ok_or_else(|| damaged("unknown entry kind"))?;
             let shared = r.varint()? as usize;
             if shared > previous_path.len() {
                 return Err(damaged("a path shares more bytes than the previous one has"));
@@ -272,9 +283,12 @@ impl TarIndex {
             path.extend_from_slice(r.bytes()?);
             let offset = previous_end.checked_add(r.varint()?).ok_or_else(|| damaged("offset overflows"))?;
             let span = r.varint()?;
+            let header_len = r.varint()?;
             let mut entry = IndexEntry {
                 path,
                 kind,
+                header_len,
+                sparse: code & SPARSE_FLAG != 0,
                 size: r.varint()?,
                 mode: u32::try_from(r.varint()?).map_err(|_| damaged("mode out of range"))?,
                 uid: r.varint()?,
@@ -598,6 +612,8 @@ mod tests {
             link_target: kind.has_target().then(|| b"a/f".to_vec()),
             offset,
             span,
+            header_len: 512,
+            sparse: path == "a/f",
             sha256: (kind == EntryKind::File).then_some([7; 32]),
         }
     }
