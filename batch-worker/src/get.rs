@@ -330,12 +330,13 @@ fn fetch_ranges(client: &Client, indexed: &Indexed, ranges: &[FetchRange]) -> mp
 }
 
 /// Decompressed bytes of one range, starting at `start` in the uncompressed stream.
-struct Piece {
-    start: u64,
-    bytes: Bytes,
+pub(crate) struct Piece {
+    pub(crate) start: u64,
+    pub(crate) bytes: Bytes,
 }
 
-async fn fetch_range(
+/// One ranged GET of whole members, decompressed and checked against the lengths the index gives.
+pub(crate) async fn fetch_range(
     client: Client,
     bucket: String,
     key: String,
@@ -591,6 +592,7 @@ mod tests {
             gid: 0,
             mtime: 0,
             mtime_nsec: 0,
+            device: None,
             link_target: None,
             offset,
             span,

@@ -204,6 +204,7 @@ impl Parser {
             gid: pax_number(&pending.pax, "gid").unwrap_or_else(|| numeric(&block[116..124])),
             mtime,
             mtime_nsec: mtime_nsec as u32,
+            device: kind.is_device().then(|| (numeric(&block[329..337]) as u32, numeric(&block[337..345]) as u32)),
             link_target: match kind {
                 EntryKind::HardLink => Some(normalize(&link).to_vec()),
                 EntryKind::Symlink => Some(link),
@@ -262,6 +263,14 @@ impl Parser {
             }
         }
     }
+}
+
+/// The data regions (logical offset, length) of the sparse file whose headers (PAX records,
+/// GNU sparse header, extension blocks) are `headers`, stored one after the other after them.
+pub fn sparse_regions(headers: &[u8]) -> Result<Vec<(u64, u64)>, IndexError> {
+    let mut parser = Parser::new(IndexWriter::new()?);
+    parser.feed(headers);
+    Ok(parser.current.map(|c| c.sparse).unwrap_or_default())
 }
 
 impl Current {
@@ -396,6 +405,12 @@ mod tests {
             content[4 << 20..(4 << 20) + 6].copy_from_slice(b"middle");
             let sp = index.entry(b"sparse").unwrap();
             assert_eq!((sp.size, sp.sha256, sp.sparse), (8 << 20, Some(sha(&content)), true));
+            let headers = &tar[sp.offset as usize..(sp.offset + sp.header_len) as usize];
+            let regions = sparse_regions(headers).unwrap();
+            assert!(
+                regions.iter().any(|(offset, len)| *offset <= 4 << 20 && offset + len >= (4 << 20) + 6),
+                "{regions:?}"
+            );
             // A file's content lies whole after its headers.
             let start = (a.offset + a.header_len) as usize;
             assert!(!a.sparse);

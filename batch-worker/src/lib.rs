@@ -19,7 +19,8 @@
 //! - [`dump`]: dump mode, a database server's databases streamed from `pg_dump` or `mysqldump`,
 //!   with the password from [`password`].
 //! - [`verify`] and [`restore`]: reading an archive back; [`get`]: single files through the
-//!   index, by byte ranges; [`catalogue`]: the archives under a prefix, from their manifests.
+//!   index, by byte ranges; [`archive_fs`]: the same as a read-only FUSE mount; [`catalogue`]:
+//!   the archives under a prefix, from their manifests.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
@@ -28,6 +29,7 @@
 
 pub mod acl;
 pub mod archive;
+pub mod archive_fs;
 pub mod catalogue;
 pub mod command;
 pub mod compress;

@@ -1,6 +1,6 @@
 //! Finding and restoring single files: `archives` (the catalogue, from the manifests), `ls` and
-//! `find` (from an archive's index alone) and `get` (only the byte ranges that hold the wanted
-//! entries). With `--json`, `archives`, `ls` and `find` print JSON Lines, one document per archive
+//! `find` (from an archive's index alone), `get` (only the byte ranges that hold the wanted
+//! entries) and `mount` (the same, on demand, as a read-only filesystem). With `--json`, `archives`, `ls` and `find` print JSON Lines, one document per archive
 //! or entry; `get` prints one report. Fields are only ever added.
 
 use std::ffi::OsString;
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use archiver_core::index::{base_name, glob_match, is_under, normalize, EntryKind, IndexEntry};
 use archiver_core::s3_location::S3Location;
+use batch_worker::archive_fs::{self, ArchiveFs};
 use batch_worker::catalogue::{self, CatalogueFilter};
 use batch_worker::get::{self, show, GetError, GetReport, Indexed};
 use bytesize::ByteSize;
@@ -85,6 +86,14 @@ pub struct GetArgs {
     /// Print one JSON report instead of text (on stderr with `--to -`).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MountArgs {
+    #[command(flatten)]
+    pub archive: ArchiveChoice,
+    /// An empty directory to mount the archive's files on, read-only.
+    pub mountpoint: PathBuf,
 }
 
 /// An index entry as `ls` and `find` print it.
@@ -203,6 +212,22 @@ pub async fn get(args: GetArgs) -> Result<ExitCode, Failure> {
     } else {
         print_get(&report, &args.to);
     }
+    Ok(ExitCode::Success)
+}
+
+pub async fn mount(args: MountArgs) -> Result<ExitCode, Failure> {
+    let indexed = open(&args.archive).await?;
+    let client = commands::connect(&args.archive.location).await?;
+    let location = indexed.location.to_string();
+    let fs = ArchiveFs::new(indexed, client, tokio::runtime::Handle::current());
+    let cancel = batch_worker::signal::cancel_on_signal();
+    eprintln!(
+        "mounting {location} read-only at {} until it is unmounted (umount {0}) or interrupted",
+        args.mountpoint.display()
+    );
+    archive_fs::serve(fs, &args.mountpoint, cancel.cancelled())
+        .await
+        .map_err(|e| Failure::no(format!("cannot serve {location} at {}: {e}", args.mountpoint.display())))?;
     Ok(ExitCode::Success)
 }
 

@@ -88,6 +88,8 @@ enum Command {
     Find(browse::FindArgs),
     /// Restore single files, links or directories, fetching only the byte ranges that hold them.
     Get(browse::GetArgs),
+    /// Mount an archive's files read-only (FUSE), fetching what is read on demand.
+    Mount(browse::MountArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +146,7 @@ fn main() -> ProcessExitCode {
             Command::Ls(args) => browse::ls(args).await,
             Command::Find(args) => browse::find(args).await,
             Command::Get(args) => browse::get(args).await,
+            Command::Mount(args) => browse::mount(args).await,
         };
         match result {
             Ok(code) => code,

@@ -395,3 +395,75 @@ fn archives_lists_the_catalogue_newest_first_and_get_reads_zstd_frames() {
     let frames = u32::from_le_bytes(footer[..4].try_into().unwrap());
     assert_eq!(Some(frames as u64), manifest["objects"][0]["index"]["members"].as_u64(), "{manifest}");
 }
+
+/// A `backup-archiver mount` running on a directory; dropping it unmounts (lazily, so a failed
+/// assertion never leaves a mount behind) and ends the process.
+struct Mounted {
+    dir: PathBuf,
+    running: Option<common::Running>,
+}
+
+impl Mounted {
+    fn start(w: &World, prefix: &str, dir: PathBuf) -> Mounted {
+        std::fs::create_dir_all(&dir).unwrap();
+        let running = w.env.spawn([OsStr::new("mount"), w.t.url(prefix).as_ref(), dir.as_os_str()]);
+        let mut mounted = Mounted { dir, running: Some(running) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !mounted.is_mounted() {
+            let running = mounted.running.as_mut().expect("running");
+            if let Some(status) = running.child.try_wait().unwrap() {
+                let out = mounted.running.take().unwrap().wait(std::time::Duration::from_secs(5));
+                panic!("mount exited ({status}) before mounting: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            assert!(std::time::Instant::now() < deadline, "{} was not mounted within 60 s", mounted.dir.display());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        mounted
+    }
+
+    fn is_mounted(&self) -> bool {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let dir = self.dir.to_str().unwrap();
+        mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir))
+    }
+
+    /// Unmounts as an operator would and waits for the CLI, which must exit 0.
+    fn unmount(mut self) -> CliOutput {
+        common::sh("umount", [&self.dir]);
+        let running = self.running.take().expect("running");
+        let cmdline = running.cmdline.clone();
+        let out = running.wait(std::time::Duration::from_secs(60));
+        CliOutput { cmdline, status: out.status, stdout: out.stdout, stderr: out.stderr }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.is_mounted() {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        if let Some(mut running) = self.running.take() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+#[test]
+fn mount_shows_the_archive_and_cp_a_copies_it_out_exactly() {
+    let w = World::new("get-mount");
+    let _system = shared_system();
+    let img = w.archive_ext4("rt", Fs::Ext4.min_size(), populate_full, &[]);
+    let src = MountedImage::open(&img, None, Fs::Ext4, &w.path("src"));
+    let mounted = Mounted::start(&w, "rt", w.path("mnt"));
+
+    assert_same_file(&mounted.dir.join("hardlinks/triple_b"), &src.dir().join("hardlinks/triple_a"));
+    let copy = w.path("copy");
+    common::sh("cp", [OsStr::new("-a"), mounted.dir.join(".").as_os_str(), copy.as_os_str()]);
+    // The mount shows no xattrs or ACLs: they live in the tar stream, not in the index.
+    let diffs = compare_trees(src.dir(), &copy, Compare { xattrs: false, ..Compare::exact() });
+    assert!(diffs.is_empty(), "cp -a from the mount differs from the source:\n  {}", diffs.join("\n  "));
+    let ls = common::sh("ls", [OsStr::new("-l"), mounted.dir.as_os_str()]);
+    assert!(String::from_utf8_lossy(&ls).contains("sparse.bin"), "{}", String::from_utf8_lossy(&ls));
+    mounted.unmount().assert_success();
+}

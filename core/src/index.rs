@@ -9,8 +9,8 @@
 //! zstd frame holding:
 //! - entries, each `1`, kind (`0x80` set for a sparse file), path (bytes shared with the
 //!   previous path, then the rest), offset (delta from the previous entry's end), span, the
-//!   length of its headers, size, mode, uid, gid, mtime (zigzag), mtime nanoseconds, the link
-//!   target of links, the SHA-256 of files; then `0`;
+//!   length of its headers, size, mode, uid, gid, mtime (zigzag), mtime nanoseconds, the major
+//!   and minor of devices, the link target of links, the SHA-256 of files; then `0`;
 //! - members: their count, then per member its uncompressed and compressed lengths and the number
 //!   of segments it starts after the previous one (0 or 1).
 //!
@@ -74,6 +74,10 @@ impl EntryKind {
         matches!(self, EntryKind::Symlink | EntryKind::HardLink)
     }
 
+    pub fn is_device(self) -> bool {
+        matches!(self, EntryKind::CharDevice | EntryKind::BlockDevice)
+    }
+
     /// The letter `ls -l` shows.
     pub fn letter(self) -> char {
         match self {
@@ -103,6 +107,8 @@ pub struct IndexEntry {
     pub gid: u64,
     pub mtime: i64,
     pub mtime_nsec: u32,
+    /// A character or block device's major and minor numbers.
+    pub device: Option<(u32, u32)>,
     /// A symlink's target, or the earlier entry a hard link names (normalised like `path`).
     pub link_target: Option<Vec<u8>>,
     /// Offset in the uncompressed stream of the entry's first header (its PAX or long-name header
@@ -206,6 +212,11 @@ impl IndexWriter {
         put_varint(&mut buf, entry.gid);
         put_varint(&mut buf, zigzag(entry.mtime));
         put_varint(&mut buf, entry.mtime_nsec as u64);
+        if entry.kind.is_device() {
+            let (major, minor) = entry.device.unwrap_or_default();
+            put_varint(&mut buf, major as u64);
+            put_varint(&mut buf, minor as u64);
+        }
         if entry.kind.has_target() {
             put_bytes(&mut buf, entry.link_target.as_deref().unwrap_or_default());
         }
@@ -295,11 +306,16 @@ impl TarIndex {
                 gid: r.varint()?,
                 mtime: unzigzag(r.varint()?),
                 mtime_nsec: u32::try_from(r.varint()?).map_err(|_| damaged("nanoseconds out of range"))?,
+                device: None,
                 link_target: None,
                 offset,
                 span,
                 sha256: None,
             };
+            if kind.is_device() {
+                let number = |n: u64| u32::try_from(n).map_err(|_| damaged("device number out of range"));
+                entry.device = Some((number(r.varint()?)?, number(r.varint()?)?));
+            }
             if kind.has_target() {
                 entry.link_target = Some(r.bytes()?.to_vec());
             }
@@ -375,9 +391,14 @@ impl TarIndex {
 
     /// The members that hold the uncompressed bytes `start..end`, in order.
     pub fn members_for(&self, start: u64, end: u64) -> &[Member] {
+        &self.members[self.member_range(start, end)]
+    }
+
+    /// The positions in `members` of the members that hold the uncompressed bytes `start..end`.
+    pub fn member_range(&self, start: u64, end: u64) -> std::ops::Range<usize> {
         let first = self.members.partition_point(|m| m.offset + m.len <= start);
         let last = self.members.partition_point(|m| m.offset < end);
-        &self.members[first..last.max(first)]
+        first..last.max(first)
     }
 
     /// The byte ranges to fetch for `entries`: the members holding each entry, adjacent and
@@ -609,6 +630,7 @@ mod tests {
             gid: 70_000,
             mtime: -5,
             mtime_nsec: 999_999_999,
+            device: kind.is_device().then_some((240, 70_000)),
             link_target: kind.has_target().then(|| b"a/f".to_vec()),
             offset,
             span,
@@ -626,7 +648,10 @@ mod tests {
             entry("a/h", EntryKind::HardLink, 1536 + (3 << 20), 512),
             entry("a/s", EntryKind::Symlink, 2048 + (3 << 20), 512),
         ];
-        entries.push(IndexEntry { path: b"b/\xff\xfe".to_vec(), ..entry("x", EntryKind::Fifo, (3 << 20) + 4096, 512) });
+        entries.push(IndexEntry {
+            path: b"b/\xff\xfe".to_vec(),
+            ..entry("x", EntryKind::CharDevice, (3 << 20) + 4096, 512)
+        });
         let members = vec![
             MemberSize { len: 1 << 20, compressed_len: 100 },
             MemberSize { len: 1 << 20, compressed_len: 200 },
