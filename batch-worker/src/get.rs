@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::restore::{extract_tree, set_mtime};
+use crate::thaw::{self, not_readable_message, ObjectState, Readability, ThawError, ThawRequest};
 use crate::verify::{fetch_manifest, VerifyError};
 
 /// Members per ranged GET at most: 16 MiB of 1 MiB chunks, so a reader holds a bounded amount
@@ -72,6 +73,10 @@ pub enum GetError {
     },
     #[error("a get task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Thaw(#[from] ThawError),
+    #[error("{}", not_readable_message(location, objects))]
+    NotReadable { location: S3Location, objects: Vec<ObjectState> },
 }
 
 /// An archive's files-mode object and its index, read and checked against the manifest.
@@ -89,6 +94,34 @@ impl Indexed {
     /// The segment keys of the object, in order.
     pub fn segment_keys(&self) -> Vec<String> {
         self.object.stored_segments().into_iter().map(|s| s.key).collect()
+    }
+
+    /// Checks that the segments `segments` (all, with `None`) can be read now; with `thaw`,
+    /// starts a restore of those in a Glacier class first (and of no other object).
+    pub async fn ensure_readable(
+        &self,
+        client: &Client,
+        segments: Option<&[u32]>,
+        thaw: Option<ThawRequest>,
+    ) -> Result<(), GetError> {
+        let all = self.segment_keys();
+        let keys: Vec<String> = match segments {
+            None => all,
+            Some(wanted) => {
+                let mut wanted = wanted.to_vec();
+                wanted.sort_unstable();
+                wanted.dedup();
+                wanted.iter().filter_map(|&s| all.get(s as usize).cloned()).collect()
+            }
+        };
+        let mut states = thaw::states(client, &self.location, &keys).await?;
+        if let Some(request) = thaw {
+            states = thaw::thaw(client, &self.location, states, request).await?;
+        }
+        if states.iter().all(|s| s.readability == Readability::Readable) {
+            return Ok(());
+        }
+        Err(GetError::NotReadable { location: self.location.clone(), objects: states })
     }
 }
 
@@ -183,6 +216,7 @@ pub async fn get_to_dir(
     indexed: &Indexed,
     paths: &[Vec<u8>],
     dir: &Path,
+    thaw: Option<ThawRequest>,
 ) -> Result<GetReport, GetError> {
     let clock = Instant::now();
     let entries: Vec<IndexEntry> = indexed
@@ -194,6 +228,8 @@ pub async fn get_to_dir(
         .collect();
     let refs: Vec<&IndexEntry> = entries.iter().collect();
     let ranges = indexed.index.ranges_for(&refs, RANGE_MEMBERS);
+    let segments: Vec<u32> = ranges.iter().map(|r| r.segment).collect();
+    indexed.ensure_readable(client, Some(&segments), thaw).await?;
     let reader = SpanReader::new(fetch_ranges(client, indexed, &ranges), &entries);
     let write_err = |source| GetError::Write { path: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(write_err)?;
@@ -232,6 +268,7 @@ pub async fn get_to_writer<W: Write + Send + 'static>(
     indexed: &Indexed,
     path: &[u8],
     out: W,
+    thaw: Option<ThawRequest>,
 ) -> Result<GetReport, GetError> {
     let clock = Instant::now();
     let index = &indexed.index;
@@ -245,6 +282,8 @@ pub async fn get_to_writer<W: Write + Send + 'static>(
     }
     let entry = entry.clone();
     let ranges = index.ranges_for(&[&entry], RANGE_MEMBERS);
+    let segments: Vec<u32> = ranges.iter().map(|r| r.segment).collect();
+    indexed.ensure_readable(client, Some(&segments), thaw).await?;
     let reader = SpanReader::new(fetch_ranges(client, indexed, &ranges), std::slice::from_ref(&entry));
     let expected = entry.clone();
     tokio::task::spawn_blocking(move || copy_one_file(reader, &expected, out)).await??;

@@ -20,7 +20,8 @@
 //!   with the password from [`password`].
 //! - [`verify`] and [`restore`]: reading an archive back; [`get`]: single files through the
 //!   index, by byte ranges; [`archive_fs`]: the same as a read-only FUSE mount; [`catalogue`]:
-//!   the archives under a prefix, from their manifests.
+//!   the archives under a prefix, from their manifests; [`thaw`]: which objects are in a Glacier
+//!   class, and restoring only those a read needs.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
@@ -53,6 +54,7 @@ pub mod s3;
 pub mod seek_table;
 pub mod signal;
 pub mod source;
+pub mod thaw;
 pub mod tree;
 pub mod upload;
 pub mod verify;

@@ -10,9 +10,11 @@ use std::path::PathBuf;
 
 use archiver_core::index::{base_name, glob_match, is_under, normalize, EntryKind, IndexEntry};
 use archiver_core::s3_location::S3Location;
+use aws_sdk_s3::types::Tier;
 use batch_worker::archive_fs::{self, ArchiveFs};
 use batch_worker::catalogue::{self, CatalogueFilter};
 use batch_worker::get::{self, show, GetError, GetReport, Indexed};
+use batch_worker::thaw::ThawRequest;
 use bytesize::ByteSize;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -86,6 +88,34 @@ pub struct GetArgs {
     /// Print one JSON report instead of text (on stderr with `--to -`).
     #[arg(long)]
     pub json: bool,
+    /// Objects in a Glacier class: start a restore (RestoreObject) of only those that hold the
+    /// entries; run the same command again later until it restores the files.
+    #[arg(long)]
+    pub thaw: bool,
+    /// With --thaw: the retrieval tier (bulk: cheapest, up to 48 hours for Deep Archive).
+    #[arg(long, value_enum, default_value_t = TierArg::Bulk, requires = "thaw")]
+    pub tier: TierArg,
+    /// With --thaw: days the thawed copies stay readable.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i32).range(1..), requires = "thaw")]
+    pub days: i32,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TierArg {
+    Bulk,
+    Standard,
+    Expedited,
+}
+
+impl GetArgs {
+    fn thaw_request(&self) -> Option<ThawRequest> {
+        let tier = match self.tier {
+            TierArg::Bulk => Tier::Bulk,
+            TierArg::Standard => Tier::Standard,
+            TierArg::Expedited => Tier::Expedited,
+        };
+        self.thaw.then_some(ThawRequest { tier, days: self.days })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -200,13 +230,16 @@ pub async fn get(args: GetArgs) -> Result<ExitCode, Failure> {
         let [path] = paths.as_slice() else {
             return Err(Failure::usage("--to - writes one file to stdout: give exactly one PATH"));
         };
-        let report = get::get_to_writer(&client, &indexed, path, std::io::stdout()).await.map_err(get_failure)?;
+        let report = get::get_to_writer(&client, &indexed, path, std::io::stdout(), args.thaw_request())
+            .await
+            .map_err(get_failure)?;
         if args.json {
             eprintln!("{}", serde_json::to_string_pretty(&report).expect("reports always serialize"));
         }
         return Ok(ExitCode::Success);
     }
-    let report = get::get_to_dir(&client, &indexed, &paths, &args.to).await.map_err(get_failure)?;
+    let report =
+        get::get_to_dir(&client, &indexed, &paths, &args.to, args.thaw_request()).await.map_err(get_failure)?;
     if args.json {
         output::print_json(&report);
     } else {
@@ -219,6 +252,8 @@ pub async fn mount(args: MountArgs) -> Result<ExitCode, Failure> {
     let indexed = open(&args.archive).await?;
     let client = commands::connect(&args.archive.location).await?;
     let location = indexed.location.to_string();
+    // Any file may be read: every segment must be readable now.
+    indexed.ensure_readable(&client, None, None).await.map_err(get_failure)?;
     let fs = ArchiveFs::new(indexed, client, tokio::runtime::Handle::current());
     let cancel = batch_worker::signal::cancel_on_signal();
     eprintln!(

@@ -467,3 +467,66 @@ fn mount_shows_the_archive_and_cp_a_copies_it_out_exactly() {
     assert!(String::from_utf8_lossy(&ls).contains("sparse.bin"), "{}", String::from_utf8_lossy(&ls));
     mounted.unmount().assert_success();
 }
+
+/// Storage class and restore state (`x-amz-restore`) of an object, as HeadObject reports them.
+fn head(w: &World, key: &str) -> (String, Option<String>) {
+    let out = w.t.s3.block_on(w.t.s3.client.head_object().bucket(&w.t.bucket).key(key).send()).unwrap();
+    (out.storage_class().map_or("STANDARD", |c| c.as_str()).to_string(), out.restore().map(str::to_string))
+}
+
+#[test]
+fn an_archive_in_glacier_thaws_only_the_objects_a_get_needs() {
+    let w = World::new("get-glacier");
+    let _system = shared_system();
+    let args = ["--storage-class", "GLACIER", "--part-size", "5MiB", "--segment-size", "5MiB"];
+    let img = w.archive_ext4("g", 64 * MIB, populate_members, &args);
+    let src = MountedImage::open(&img, None, Fs::Ext4, &w.path("src"));
+    let manifest: serde_json::Value = serde_json::from_slice(&w.t.s3.get(&w.t.bucket, "g/manifest.json")).unwrap();
+    let object = &manifest["objects"][0];
+    let segments: Vec<String> =
+        object["segments"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap().to_string()).collect();
+    assert!(segments.len() >= 3, "{manifest}");
+    for key in &segments {
+        assert_eq!(head(&w, key), ("GLACIER".to_string(), None), "{key}");
+    }
+    // The index and the manifest stay readable at once, whatever --storage-class says.
+    assert_eq!(head(&w, object["index"]["key"].as_str().unwrap()).0, "STANDARD");
+    assert_eq!(head(&w, "g/manifest.json").0, "STANDARD");
+    let archives = w.run(&["archives".as_ref(), w.t.url("g").as_ref(), "--json".as_ref()]);
+    assert_eq!(json_lines(archives.assert_success())[0]["storage_classes"], serde_json::json!(["GLACIER"]));
+    let entries = w.entries("g");
+
+    // Without --thaw: which objects, and how to thaw them; nothing written, nothing thawed.
+    let dir = w.path("frozen");
+    let last = entries["c_files/29"]["offset"].as_u64().unwrap();
+    let out = w.run(&get_args(&w.t.url("g"), &[b"c_files/29"], dir.as_os_str()));
+    out.assert_code(1);
+    let last_segment = segments.last().unwrap();
+    assert!(out.stderr_text().contains(last_segment.as_str()), "{}", out.report());
+    assert!(out.stderr_text().contains("--thaw"), "{}", out.report());
+    assert_empty_dir(&dir);
+    let mount = w.run(&[OsStr::new("mount"), w.t.url("g").as_ref(), w.path("mnt").as_os_str()]);
+    mount.assert_code(1);
+    assert!(mount.stderr_text().contains("must be thawed"), "{}", mount.report());
+
+    // --thaw restores the object that holds the file, and only it.
+    assert!(last > 10 * MIB, "c_files/29 lies in the last segment: {last}");
+    let url = w.t.url("g");
+    let mut args = get_args(&url, &[b"c_files/29"], dir.as_os_str());
+    args.extend([OsStr::new("--thaw"), "--tier".as_ref(), "standard".as_ref(), "--days".as_ref(), "2".as_ref()]);
+    // The first call starts the restore and says so; S3 takes hours, so nothing is read yet.
+    let started = w.run(&args);
+    started.assert_code(1);
+    assert!(started.stderr_text().contains("being thawed"), "{}", started.report());
+    assert_empty_dir(&dir);
+    for key in &segments {
+        let restored = head(&w, key).1.is_some();
+        assert_eq!(restored, key == last_segment, "restore of {key}");
+    }
+    // A later call finds it readable (this S3 thaws at once) and restores the file.
+    w.run(&args).assert_success();
+    assert_same_file(&dir.join("c_files/29"), &src.dir().join("c_files/29"));
+    // The thawed object reads without --thaw; the others still do not.
+    w.cat("g", b"c_files/28").assert_success();
+    w.cat("g", b"a_target").assert_code(1);
+}
