@@ -13,7 +13,7 @@ use crate::pax;
 
 const BLOCK: usize = 512;
 /// Zeros hashed at a time for the holes of a sparse file.
-const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// A `Write` that indexes the tar stream written through it.
 pub struct IndexingWriter<W> {
