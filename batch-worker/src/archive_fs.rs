@@ -153,23 +153,8 @@ impl ArchiveFs {
             // One GET per segment the members lie in.
             let mut ranges: Vec<(FetchRange, usize)> = Vec::new();
             for (i, m) in index.members.iter().enumerate().take(last + 1).skip(first) {
-                match ranges.last_mut() {
-                    Some((r, _)) if r.segment == m.segment => {
-                        r.compressed_end = m.compressed_offset + m.compressed_len;
-                        r.end = m.offset + m.len;
-                        r.members += 1;
-                    }
-                    _ => ranges.push((
-                        FetchRange {
-                            segment: m.segment,
-                            compressed_start: m.compressed_offset,
-                            compressed_end: m.compressed_offset + m.compressed_len,
-                            start: m.offset,
-                            end: m.offset + m.len,
-                            members: 1,
-                        },
-                        i,
-                    )),
+                if !ranges.last_mut().is_some_and(|(r, _)| r.extend(m)) {
+                    ranges.push((FetchRange::of(m), i));
                 }
             }
             let keys = self.indexed.segment_keys();

@@ -12,34 +12,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use archiver_core::index::{IndexWriter, MemberSize, TarIndex};
-use common::cli::{CliEnv, CliOutput};
+use batch_worker::get::show;
+use common::cli::CliOutput;
 use common::image::{self, Fs, MountedImage, MIB};
 use common::populate::populate_full;
-use common::s3::TestS3;
 use common::tree::{self, compare_trees, Compare};
-use common::{check_archive_output, pseudo_random, require_image_prerequisites, sha256_file, shared_system, workdir};
+use common::world::World;
+use common::{check_archive_output, pseudo_random, sha256_file, shared_system};
 
 const CHUNK: u64 = MIB;
 
-struct World {
-    work: tempfile::TempDir,
-    t: TestS3,
-    env: CliEnv,
-}
-
 impl World {
-    fn new(tag: &str) -> World {
-        require_image_prerequisites();
-        let work = workdir(tag);
-        let t = TestS3::start(tag);
-        let env = CliEnv::new(&t.endpoint());
-        World { work, t, env }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
-    }
-
     /// An ext4 image filled by `populate`, archived under `prefix` with `extra` options.
     fn archive_ext4(&self, prefix: &str, size: u64, populate: impl FnOnce(&Path), extra: &[&str]) -> PathBuf {
         let img = self.path(&format!("{}.img", prefix.replace('/', "-")));
@@ -92,18 +75,6 @@ fn json_lines(out: &CliOutput) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// An archive name as the CLI prints it: UTF-8 as it is, other bytes as `\xNN`.
-fn shown(path: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in path.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
 #[track_caller]
 fn assert_same_file(actual: &Path, expected: &Path) {
     assert_eq!(
@@ -133,7 +104,7 @@ fn the_index_lists_every_entry_of_the_metadata_tree_and_get_restores_it_exactly(
     // find: every entry of the source, with the size and SHA-256 of every file.
     let entries = w.entries("rt");
     let source = tree::scan(src.dir());
-    let mut expected: Vec<String> = source.keys().filter(|p| p.as_slice() != b".").map(|p| shown(p)).collect();
+    let mut expected: Vec<String> = source.keys().filter(|p| p.as_slice() != b".").map(|p| show(p)).collect();
     expected.sort();
     assert_eq!(entries.keys().cloned().collect::<Vec<_>>(), expected);
     let mut files = 0;
@@ -141,7 +112,7 @@ fn the_index_lists_every_entry_of_the_metadata_tree_and_get_restores_it_exactly(
         if !e.meta.is_file() {
             continue;
         }
-        let json = &entries[&shown(path)];
+        let json = &entries[&show(path)];
         if json["kind"] == "hardlink" {
             continue;
         }

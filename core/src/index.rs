@@ -408,26 +408,14 @@ impl TarIndex {
         let mut ranges: Vec<FetchRange> = Vec::new();
         for e in entries {
             for m in self.members_for(e.offset, e.end()) {
-                match ranges.last_mut() {
+                let merged = match ranges.last_mut() {
                     // Shared with the previous entry: already fetched.
-                    Some(r) if r.end > m.offset => {}
-                    Some(r)
-                        if r.segment == m.segment
-                            && r.compressed_end == m.compressed_offset
-                            && r.members < max_members =>
-                    {
-                        r.compressed_end = m.compressed_offset + m.compressed_len;
-                        r.end = m.offset + m.len;
-                        r.members += 1;
-                    }
-                    _ => ranges.push(FetchRange {
-                        segment: m.segment,
-                        compressed_start: m.compressed_offset,
-                        compressed_end: m.compressed_offset + m.compressed_len,
-                        start: m.offset,
-                        end: m.offset + m.len,
-                        members: 1,
-                    }),
+                    Some(r) if r.end > m.offset => true,
+                    Some(r) if r.compressed_end == m.compressed_offset && r.members < max_members => r.extend(m),
+                    _ => false,
+                };
+                if !merged {
+                    ranges.push(FetchRange::of(m));
                 }
             }
         }
@@ -447,6 +435,32 @@ pub struct FetchRange {
     pub end: u64,
     /// How many members it holds.
     pub members: u32,
+}
+
+impl FetchRange {
+    /// The range of one member.
+    pub fn of(m: &Member) -> Self {
+        FetchRange {
+            segment: m.segment,
+            compressed_start: m.compressed_offset,
+            compressed_end: m.compressed_offset + m.compressed_len,
+            start: m.offset,
+            end: m.offset + m.len,
+            members: 1,
+        }
+    }
+
+    /// Adds the member that follows the range in the same segment; `false` (and nothing added)
+    /// for a member of another segment.
+    pub fn extend(&mut self, m: &Member) -> bool {
+        if m.segment != self.segment {
+            return false;
+        }
+        self.compressed_end = m.compressed_offset + m.compressed_len;
+        self.end = m.offset + m.len;
+        self.members += 1;
+        true
+    }
 }
 
 /// A tar name as the index keeps it: no leading `./` or `/`, no trailing `/`.

@@ -10,6 +10,7 @@
 //! - [`proxy`]: an HTTP/1.1 proxy that fails or drops chosen UploadPart requests.
 //! - [`cli`]: runs `backup-archiver` with a bounded time and a sealed environment.
 //! - [`host`]: root, tools, work directories, and child processes with a time limit.
+//! - [`world`]: one test's work directory, S3 server and CLI environment.
 //!
 //! Everything here runs as root and fails (never skips) when a tool is missing: `scripts/setup`
 //! installs them all.
@@ -22,6 +23,7 @@ pub mod populate;
 pub mod proxy;
 pub mod s3;
 pub mod tree;
+pub mod world;
 
 use std::path::Path;
 use std::process::Command;
