@@ -63,7 +63,7 @@ pub enum GetError {
     Download { url: String, message: String },
     #[error("{url}: {problem}; the index does not match the archive")]
     RangeMismatch { url: String, problem: String },
-    #[error("{path} read from the archive does not match the index: {problem}; nothing was written")]
+    #[error("{path} read from the archive does not match the index: {problem}")]
     Check { path: String, problem: String },
     #[error("cannot write to {path}: {source}")]
     Write {
@@ -338,7 +338,9 @@ fn copy_one_file<W: Write>(reader: SpanReader, expected: &IndexEntry, mut out: W
     out.flush().map_err(|source| GetError::Write { path: "stdout".into(), source })?;
     let sha: [u8; 32] = hasher.finalize().into();
     if written != expected.size || Some(sha) != expected.sha256 {
-        return Err(check(format!("{written} bytes with another SHA-256 than the index's")));
+        return Err(check(format!(
+            "{written} bytes with another SHA-256 than the index's (already written to stdout: discard them)"
+        )));
     }
     Ok(())
 }
@@ -492,10 +494,13 @@ impl Read for SpanReader {
 fn check_extracted(root: &Path, entries: &[IndexEntry], extracted: io::Result<()>) -> Result<(), GetError> {
     if let Err(e) = extracted {
         let path = entries.first().map(|e| show(&e.path)).unwrap_or_default();
-        return Err(GetError::Check { path, problem: format!("extraction failed: {e}") });
+        return Err(GetError::Check { path, problem: format!("extraction failed: {e}; nothing was written") });
     }
     for e in entries {
-        check_entry(root, e).map_err(|problem| GetError::Check { path: show(&e.path), problem })?;
+        check_entry(root, e).map_err(|problem| GetError::Check {
+            path: show(&e.path),
+            problem: format!("{problem}; nothing was written"),
+        })?;
     }
     Ok(())
 }

@@ -311,6 +311,10 @@ fn a_tampered_index_is_detected_and_never_writes_a_wrong_file() {
     out.assert_code(1);
     assert!(out.stderr_text().contains("SHA-256"), "{}", out.report());
     assert_empty_dir(&dir);
+    // To stdout the bytes are out before the hash is known: the exit code says to discard them.
+    let cat = w.cat("t", b"f5");
+    cat.assert_code(1);
+    assert!(cat.stderr_text().contains("discard"), "{}", cat.report());
 
     // An index changed behind the manifest's back is refused before anything is fetched.
     let manifest: serde_json::Value = serde_json::from_slice(&w.t.s3.get(&w.t.bucket, "t/manifest.json")).unwrap();
