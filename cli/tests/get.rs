@@ -505,3 +505,27 @@ fn an_archive_in_glacier_thaws_only_the_objects_a_get_needs() {
     w.cat("g", b"c_files/28").assert_success();
     w.cat("g", b"a_target").assert_code(1);
 }
+
+#[test]
+fn a_disk_of_several_filesystems_is_read_one_partition_at_a_time() {
+    let w = World::new("get-gpt");
+    let _system = shared_system();
+    let disk = image::gpt_disk(&w.path("gpt.img"), populate_small);
+    let out = w.env.archive(&disk.image, &w.t.url("gpt"), &[]);
+    check_archive_output(&out, &w.t, "gpt");
+    let url = w.t.url("gpt");
+
+    let ls = w.run(&["ls".as_ref(), url.as_ref()]);
+    ls.assert_code(2);
+    assert!(ls.stderr_text().contains("--partition") && ls.stderr_text().contains("1, 2"), "{}", ls.report());
+    for partition in ["1", "2"] {
+        let dir = w.path(&format!("part{partition}"));
+        let mut args = get_args(&url, &[b"f4"], dir.as_os_str());
+        args.extend([OsStr::new("--partition"), partition.as_ref()]);
+        w.run(&args).assert_success();
+        assert_eq!(std::fs::read(dir.join("f4")).unwrap(), pseudo_random(4, 3000), "f4 of partition {partition}");
+    }
+    let raw = w.run(&["ls".as_ref(), url.as_ref(), "--partition".as_ref(), "3".as_ref()]);
+    raw.assert_code(2);
+    assert!(raw.stderr_text().contains("no files-mode object for partition 3"), "{}", raw.report());
+}
