@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use archiver_core::index::{IndexError, IndexWriter};
 use archiver_core::manifest::{
-    check_files_shortfall, object_name, ArchiveMode, ArchivedObject, EntryCounts, FilesShortfall, Manifest,
-    ModeRequest, SourceInfo, MANIFEST_FORMAT,
+    check_files_shortfall, index_key, object_name, ArchiveMode, ArchivedObject, EntryCounts, FilesShortfall,
+    IndexObject, Manifest, ModeRequest, SourceInfo, MANIFEST_FORMAT,
 };
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::Client;
@@ -21,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compress::{ChunkWriter, CompressError, Compressor};
 use crate::fat;
+use crate::index::IndexingWriter;
 use crate::layout::{self, LayoutError, Target};
 use crate::mount::{self, MountError, ReadOnlyMount};
-use crate::pipeline::{self, ManifestUploadError, PipelineOptions};
+use crate::pipeline::{self, IndexUploadError, ManifestUploadError, PipelineOptions, StreamedObject};
 use crate::raw::{self, RawError};
 use crate::source::{LoopDevice, Source, SourceError};
 use crate::tree::{self, TreeError};
@@ -64,6 +66,14 @@ pub enum ArchiveError {
     },
     #[error(transparent)]
     Manifest(#[from] ManifestUploadError),
+    #[error("cannot index {key}: {source}")]
+    Index {
+        key: String,
+        #[source]
+        source: IndexError,
+    },
+    #[error(transparent)]
+    IndexUpload(#[from] IndexUploadError),
     #[error("a pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -217,10 +227,10 @@ async fn archive_target(
     let object = ObjectSpec::new(key.clone(), metadata, options.pipeline.compression);
     let pipeline = &options.pipeline;
 
-    let (uploaded, entries, fs_used_bytes) = match mounted {
+    let (uploaded, entries, fs_used_bytes, index) = match mounted {
         Some(mounted) => {
             let (tx, rx) = mpsc::channel::<Result<Bytes, ArchiveError>>(TAR_QUEUE_CHUNKS);
-            let producer = tokio::task::spawn_blocking(move || -> Result<(EntryCounts, Option<u64>), ArchiveError> {
+            let producer = tokio::task::spawn_blocking(move || -> Result<TarWritten, ArchiveError> {
                 let result = mounted.write_tar(tx.clone());
                 if result.is_err() {
                     // Tells the uploader that the stream is cut short, so that it aborts.
@@ -233,7 +243,17 @@ async fn archive_target(
             let uploaded = pipeline::send_stream(client, pipeline, compressor, object, chunks, progress, cancel).await;
             let produced = producer.await?;
             match (produced, uploaded) {
-                (Ok((counts, used)), Ok(uploaded)) => (uploaded, Some(counts), used),
+                (Ok(written), Ok(uploaded)) => {
+                    let index = match upload_index(client, pipeline, &key, written.index, &uploaded).await {
+                        Ok(index) => index,
+                        Err(e) => {
+                            let segments = uploaded.segments.iter().map(|s| s.key.clone());
+                            pipeline::delete_keys(client, &pipeline.upload.bucket, segments).await;
+                            return Err(e);
+                        }
+                    };
+                    (uploaded, Some(written.counts), written.fs_used_bytes, Some(index))
+                }
                 // The writer stopped because the upload failed first: report the upload's error.
                 (Err(e), Err(upload_error)) if e.is_stopped_by_consumer() => return Err(upload_error),
                 (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
@@ -243,7 +263,7 @@ async fn archive_target(
             let chunks = raw::read_device::<ArchiveError>(&source.bytes, target.offset, target.size)?;
             let uploaded =
                 pipeline::send_stream(client, pipeline, compressor, object, chunks, progress, cancel).await?;
-            (uploaded, None, None)
+            (uploaded, None, None, None)
         }
     };
     tracing::info!(bytes_in = uploaded.bytes_in, bytes_out = uploaded.size, "archived");
@@ -263,7 +283,42 @@ async fn archive_target(
         dump: None,
         fs_used_bytes,
         segments: uploaded.segments,
+        index,
     })
+}
+
+/// Ends the index of the tar object `key` with its member table and uploads it.
+async fn upload_index(
+    client: &Client,
+    pipeline: &PipelineOptions,
+    key: &str,
+    index: IndexWriter,
+    uploaded: &StreamedObject,
+) -> Result<IndexObject, ArchiveError> {
+    let entries = index.entries();
+    let segment_sizes: Vec<u64> = uploaded.segments.iter().map(|s| s.size).collect();
+    let bytes = index
+        .finish(&uploaded.members, &segment_sizes)
+        .map_err(|source| ArchiveError::Index { key: key.into(), source })?;
+    let index_key = index_key(key, pipeline.compression);
+    let object = IndexObject {
+        key: index_key.clone(),
+        size: bytes.len() as u64,
+        sha256: format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        entries,
+        members: uploaded.members.len() as u64,
+    };
+    pipeline::put_index(client, &pipeline.upload, &index_key, bytes).await?;
+    tracing::info!(key = %index_key, entries, bytes = object.size, "uploaded the index");
+    Ok(object)
+}
+
+/// What a tar writer produced besides the stream.
+struct TarWritten {
+    counts: EntryCounts,
+    /// Kernel mounts only: the filesystem's used bytes.
+    fs_used_bytes: Option<u64>,
+    index: IndexWriter,
 }
 
 /// Where files mode reads a target's files from.
@@ -279,16 +334,15 @@ impl FilesSource {
     /// Writes the target's files as a tar stream into the compression stage. For a kernel mount,
     /// also returns the filesystem's used bytes, and fails (before the stream ends, so the
     /// upload is aborted) when the archived entries miss most of them.
-    fn write_tar(
-        &self,
-        tx: mpsc::Sender<Result<Bytes, ArchiveError>>,
-    ) -> Result<(EntryCounts, Option<u64>), ArchiveError> {
+    fn write_tar(&self, tx: mpsc::Sender<Result<Bytes, ArchiveError>>) -> Result<TarWritten, ArchiveError> {
+        let out = IndexingWriter::new(ChunkWriter::new(tx))
+            .map_err(|source| ArchiveError::Index { key: "the tar stream".into(), source })?;
         let (counts, writer, used) = match self {
             FilesSource::Mounted { mount, device, .. } => {
                 let root = mount.path();
                 let others =
                     mount::mounts_below(root).map_err(|source| TreeError::Append { path: root.into(), source })?;
-                let (counts, writer) = tree::write_tree(root, &others, ChunkWriter::new(tx))?;
+                let (counts, writer) = tree::write_tree(root, &others, out)?;
                 let fs = nix::sys::statvfs::statvfs(root)
                     .map_err(|source| ArchiveError::Statfs { path: root.into(), source })?;
                 let frsize = fs.fragment_size() as u64;
@@ -299,12 +353,14 @@ impl FilesSource {
                 (counts, writer, Some(used))
             }
             FilesSource::Fat { device, offset, size } => {
-                let (counts, writer) = fat::write_fat_tree(device, *offset, *size, ChunkWriter::new(tx))?;
+                let (counts, writer) = fat::write_fat_tree(device, *offset, *size, out)?;
                 (counts, writer, None)
             }
         };
-        writer.finish().map_err(TreeError::Finish)?;
-        Ok((counts, used))
+        let (chunks, index) = writer.into_parts();
+        chunks.finish().map_err(TreeError::Finish)?;
+        let index = index.map_err(|source| ArchiveError::Index { key: "the tar stream".into(), source })?;
+        Ok(TarWritten { counts, fs_used_bytes: used, index })
     }
 }
 

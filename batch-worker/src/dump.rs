@@ -287,6 +287,7 @@ impl Runner<'_> {
             }),
             fs_used_bytes: None,
             segments: stored.segments,
+            index: None,
         })
     }
 }

@@ -7,16 +7,21 @@
 //! - [`mount`]: read-only mounts with journal-replay fallbacks.
 //! - [`tree`] and [`acl`]: a mounted filesystem as a tar stream with all its metadata; [`fat`]:
 //!   the same for FAT read in user space where the kernel has no vfat driver; [`pax`]: PAX
-//!   extended header records, written and read.
+//!   extended header records, written and read; [`index`]: the index of a tar stream, recorded
+//!   as it is written.
 //! - [`raw`]: an unmountable device's bytes, read with several reads outstanding.
 //! - [`compress`]: parallel gzip members or zstd frames, all-zero chunks for free.
-//! - [`upload`]: the S3 multipart sink, aborted on any error.
+//! - [`upload`]: the S3 multipart sink, aborted on any error; [`seek_table`]: the zstd seekable
+//!   format's table that ends each zstd segment.
 //! - [`pipeline`]: one stream through compression and upload, the manifest uploaded last, and
 //!   the cleanup of a failed run; shared by both kinds of archive:
 //! - [`archive`]: a device's stages wired together;
 //! - [`dump`]: dump mode, a database server's databases streamed from `pg_dump` or `mysqldump`,
 //!   with the password from [`password`].
-//! - [`verify`] and [`restore`]: reading an archive back.
+//! - [`verify`] and [`restore`]: reading an archive back; [`get`]: single files through the
+//!   index, by byte ranges; [`archive_fs`]: the same as a read-only FUSE mount; [`catalogue`]:
+//!   the archives under a prefix, from their manifests; [`thaw`]: which objects are in a Glacier
+//!   class, and restoring only those a read needs.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
@@ -25,11 +30,15 @@
 
 pub mod acl;
 pub mod archive;
+pub mod archive_fs;
+pub mod catalogue;
 pub mod command;
 pub mod compress;
 pub mod dump;
 pub mod ebs;
 pub mod fat;
+pub mod get;
+pub mod index;
 pub mod layout;
 pub mod logging;
 pub mod memory;
@@ -42,8 +51,10 @@ pub mod pipeline;
 pub mod raw;
 pub mod restore;
 pub mod s3;
+pub mod seek_table;
 pub mod signal;
 pub mod source;
+pub mod thaw;
 pub mod tree;
 pub mod upload;
 pub mod verify;

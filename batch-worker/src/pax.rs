@@ -189,7 +189,7 @@ fn padded(size: u64) -> u64 {
 }
 
 /// A tar numeric field: octal text, or big-endian base-256 when the high bit is set.
-fn numeric_field(field: &[u8]) -> u64 {
+pub(crate) fn numeric_field(field: &[u8]) -> u64 {
     if field[0] & 0x80 != 0 {
         field[1..].iter().fold(0u64, |n, b| (n << 8) | *b as u64)
     } else {

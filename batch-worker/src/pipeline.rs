@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use archiver_core::index::MemberSize;
 use archiver_core::manifest::{ArchivedObject, Compression, Manifest, Segment, MANIFEST_NAME};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::error::DisplayErrorContext;
@@ -56,6 +57,8 @@ pub struct StreamedObject {
     pub bytes_in: u64,
     /// Hex SHA-256 of the uncompressed stream; a restore must reproduce it.
     pub content_sha256: String,
+    /// Every gzip member or zstd frame, in order: what an index locates.
+    pub members: Vec<MemberSize>,
 }
 
 /// Compresses `chunks` and uploads them as `object`, in segments when the stream is longer than
@@ -76,12 +79,15 @@ where
 {
     let meter = Arc::new(Mutex::new(InputMeter::default()));
     let mut stored = Sha256::new();
+    let mut members = Vec::new();
     let body = compressor.compress_stream(metered(chunks, &meter, progress), options.workers).inspect(|member| {
         if let Ok(member) = member {
-            stored.update(member);
+            // Members leave in the order their chunks entered, so the oldest length is this one's.
+            let len = meter.lock().expect("meter lock").chunk_lens.pop_front().unwrap_or_default();
+            members.push(MemberSize { len, compressed_len: member.len() as u64 });
         }
     });
-    let segments = upload::upload_segments(client, &options.upload, &object, body, cancel).await?;
+    let segments = upload::upload_segments(client, &options.upload, &object, body, &mut stored, cancel).await?;
     let meter = std::mem::take(&mut *meter.lock().expect("meter lock"));
     Ok(StreamedObject {
         size: segments.iter().map(|s| s.size).sum(),
@@ -89,6 +95,7 @@ where
         segments,
         bytes_in: meter.bytes,
         content_sha256: format!("{:x}", meter.hasher.finalize()),
+        members,
     })
 }
 
@@ -111,18 +118,22 @@ where
         Err(e) => Err(e),
     };
     if let Err(e) = result {
-        for object in objects {
-            if let Err(delete) = client.delete_object().bucket(&dest.bucket).key(&object.key).send().await {
-                tracing::error!(
-                    key = %object.key,
-                    error = %DisplayErrorContext(delete),
-                    "failed to delete an object of the failed archive"
-                );
-            }
-        }
+        let indexes = objects.iter().filter_map(|o| o.index.as_ref().map(|i| i.key.clone()));
+        let segments = objects.iter().flat_map(|o| o.stored_segments().into_iter().map(|s| s.key));
+        delete_keys(client, &dest.bucket, segments.chain(indexes)).await;
         return Err(e);
     }
     Ok(key)
+}
+
+/// Deletes what a failed run stored, logging (not returning) what cannot be deleted: the run's
+/// own error is the one to report.
+pub async fn delete_keys(client: &Client, bucket: &str, keys: impl Iterator<Item = String>) {
+    for key in keys {
+        if let Err(delete) = client.delete_object().bucket(bucket).key(&key).send().await {
+            tracing::error!(key, error = %DisplayErrorContext(delete), "failed to delete an object of the failed archive");
+        }
+    }
 }
 
 /// Bytes and SHA-256 of an object's uncompressed stream.
@@ -130,6 +141,8 @@ where
 struct InputMeter {
     bytes: u64,
     hasher: Sha256,
+    /// Lengths of the chunks read and not yet compressed, oldest first.
+    chunk_lens: std::collections::VecDeque<u64>,
 }
 
 fn metered<S, E>(
@@ -147,6 +160,7 @@ where
             let mut meter = meter.lock().expect("meter lock");
             let before = meter.bytes;
             meter.bytes += chunk.len() as u64;
+            meter.chunk_lens.push_back(chunk.len() as u64);
             meter.hasher.update(chunk);
             if before / LOG_EVERY_BYTES != meter.bytes / LOG_EVERY_BYTES {
                 tracing::info!(bytes_read = meter.bytes, "progress");
@@ -165,22 +179,53 @@ async fn put_manifest(
     manifest: &Manifest,
 ) -> Result<(), ManifestUploadError> {
     let body = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
+    put_readable_object(client, settings, key, "application/json", body).await.map_err(|message| ManifestUploadError {
+        bucket: settings.bucket.clone(),
+        key: key.into(),
+        message,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("failed to upload the index s3://{bucket}/{key}: {message}")]
+pub struct IndexUploadError {
+    pub bucket: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// Uploads an object's index (before the manifest that names it).
+pub async fn put_index(
+    client: &Client,
+    settings: &UploadSettings,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<(), IndexUploadError> {
+    put_readable_object(client, settings, key, "application/octet-stream", bytes)
+        .await
+        .map_err(|message| IndexUploadError { bucket: settings.bucket.clone(), key: key.into(), message })
+}
+
+/// A small object that must be readable at once: it stays in the default storage class whatever
+/// the data objects use, so an archive can always be listed, searched and checked without a
+/// Glacier restore.
+async fn put_readable_object(
+    client: &Client,
+    settings: &UploadSettings,
+    key: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(), String> {
     let mut request = client
         .put_object()
         .bucket(&settings.bucket)
         .key(key)
-        .content_type("application/json")
+        .content_type(content_type)
         .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32C)
         .body(ByteStream::from(body));
     if let Some(kms_key) = &settings.sse_kms_key_id {
         request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms_key);
     }
-    // The manifest stays in the default storage class whatever the objects use, so an archive
-    // can always be listed and checked without a Glacier restore.
-    request.send().await.map_err(|e| ManifestUploadError {
-        bucket: settings.bucket.clone(),
-        key: key.into(),
-        message: DisplayErrorContext(e).to_string(),
-    })?;
+    request.send().await.map_err(|e| DisplayErrorContext(e).to_string())?;
     Ok(())
 }

@@ -348,7 +348,7 @@ fn safe_relative(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-fn set_mtime(path: &Path, (secs, nanos): (i64, i64)) -> io::Result<()> {
+pub(crate) fn set_mtime(path: &Path, (secs, nanos): (i64, i64)) -> io::Result<()> {
     let time = TimeSpec::new(secs, nanos);
     // atime is not archived; leave it as it is.
     let omit = TimeSpec::new(0, nix::libc::UTIME_OMIT);

@@ -26,6 +26,7 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::stream::Peekable;
 use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +81,8 @@ pub struct ObjectSpec {
     pub key: String,
     pub metadata: HashMap<String, String>,
     pub content_type: &'static str,
+    /// zstd: each segment ends with the seekable format's seek table of its frames.
+    pub seek_table: bool,
 }
 
 impl ObjectSpec {
@@ -93,7 +96,7 @@ impl ObjectSpec {
             Compression::Gzip => "application/gzip",
             Compression::Zstd => "application/zstd",
         };
-        ObjectSpec { key, metadata, content_type }
+        ObjectSpec { key, metadata, content_type, seek_table: compression == Compression::Zstd }
     }
 }
 
@@ -123,12 +126,14 @@ impl Default for FullObjectChecksum {
 /// Uploads `body` as `object`, in as many segment objects as the segment size requires (the
 /// first one under `object.key`, see [`segment_key`]). Each item of `body` is one gzip member or
 /// zstd frame and is never split across segments. An `Err` item (the source or compressor
-/// failed) aborts the upload, deletes the segments already stored, and is returned.
+/// failed) aborts the upload, deletes the segments already stored, and is returned. `stored`
+/// hashes every byte stored, seek tables included.
 pub async fn upload_segments<S, E>(
     client: &Client,
     settings: &UploadSettings,
     object: &ObjectSpec,
     body: S,
+    stored: &mut Sha256,
     cancel: &CancellationToken,
 ) -> Result<Vec<Segment>, E>
 where
@@ -140,7 +145,7 @@ where
     let mut segments: Vec<Segment> = Vec::new();
     let result = loop {
         let key = segment_key(&object.key, segments.len());
-        match upload_segment(client, settings, object, &key, body.as_mut(), cancel).await {
+        match upload_segment(client, settings, object, &key, body.as_mut(), stored, cancel).await {
             Ok(segment) => segments.push(segment),
             Err(e) => break Err(e),
         }
@@ -177,6 +182,7 @@ async fn upload_segment<S, E>(
     object: &ObjectSpec,
     key: &str,
     body: Pin<&mut Peekable<S>>,
+    stored: &mut Sha256,
     cancel: &CancellationToken,
 ) -> Result<Segment, E>
 where
@@ -209,7 +215,7 @@ where
     let upload = Upload { client: client.clone(), bucket: bucket.to_string(), key: key.to_string(), upload_id };
 
     let mut tasks = JoinSet::new();
-    match upload.send_parts(settings, body, cancel, &mut tasks).await {
+    match upload.send_parts(settings, object.seek_table, body, stored, cancel, &mut tasks).await {
         Ok((parts, segment)) => match upload.complete(parts, &segment).await {
             Ok(()) => Ok(segment),
             Err(e) => {
@@ -235,11 +241,14 @@ struct Upload {
 }
 
 impl Upload {
-    /// Sends the parts of one segment: items of `body` while they fit in the segment size.
+    /// Sends the parts of one segment: items of `body` while they fit in the segment size, then
+    /// with `seek_table` the table of the zstd frames it holds.
     async fn send_parts<S, E>(
         &self,
         settings: &UploadSettings,
+        seek_table: bool,
         mut body: Pin<&mut Peekable<S>>,
+        stored: &mut Sha256,
         cancel: &CancellationToken,
         tasks: &mut JoinSet<Result<CompletedPart, UploadError>>,
     ) -> Result<(Vec<CompletedPart>, Segment), E>
@@ -255,6 +264,9 @@ impl Upload {
         let mut part_number = 1u32;
         // Allocated at its full size once, filled exactly, never grown: a part costs part_size.
         let mut buf: Option<BytesMut> = None;
+        // The frames' (compressed, decompressed) sizes; `None` once a frame's header does not
+        // record its size, and the segment then ends without a table.
+        let mut frames: Option<Vec<(u32, u32)>> = seek_table.then(Vec::new);
         loop {
             let fits = tokio::select! {
                 biased;
@@ -270,10 +282,22 @@ impl Upload {
                     Some(Err(_)) => true,
                 },
             };
-            if !fits {
+            let item = if fits {
+                let item = body.as_mut().next().await.expect("a peeked item")?;
+                if let Some(list) = &mut frames {
+                    let decompressed = crate::seek_table::frame_content_size(&item).and_then(|n| u32::try_from(n).ok());
+                    match (u32::try_from(item.len()), decompressed) {
+                        (Ok(compressed), Some(decompressed)) => list.push((compressed, decompressed)),
+                        _ => frames = None,
+                    }
+                }
+                item
+            } else if let Some(list) = frames.take() {
+                Bytes::from(crate::seek_table::seek_table(&list))
+            } else {
                 break;
-            }
-            let item = body.as_mut().next().await.expect("a peeked item")?;
+            };
+            stored.update(&item);
             checksum.update(&item);
             size += item.len() as u64;
             let mut rest: &[u8] = &item;

@@ -74,7 +74,7 @@ pub async fn restore(args: RestoreArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::Success)
 }
 
-async fn connect(location: &S3Location) -> Result<aws_sdk_s3::Client, Failure> {
+pub async fn connect(location: &S3Location) -> Result<aws_sdk_s3::Client, Failure> {
     let config = s3::load_config().await;
     let client = s3::client(&config);
     s3::preflight(&config, &client, &location.bucket).await.map_err(Failure::usage)?;

@@ -12,6 +12,7 @@ use archiver_core::s3_location::S3Location;
 use batch_worker::options::DeviceArgs;
 use clap::{Parser, Subcommand};
 
+mod browse;
 mod commands;
 mod flow;
 mod output;
@@ -79,6 +80,16 @@ enum Command {
     Status(flow::StatusArgs),
     /// Dry run of the organisation flow's retention step: exit 0 changed, 1 unchanged, 2 bad input.
     Retention(retention::RetentionArgs),
+    /// The archives under s3://BUCKET[/PREFIX], newest first, read from their manifests.
+    Archives(browse::ArchivesArgs),
+    /// List a directory of an archive, from its index alone.
+    Ls(browse::LsArgs),
+    /// Search an archive's index: by name pattern, date, size (exit 1 when nothing matches).
+    Find(browse::FindArgs),
+    /// Restore single files, links or directories, fetching only the byte ranges that hold them.
+    Get(browse::GetArgs),
+    /// Mount an archive's files read-only (FUSE), fetching what is read on demand.
+    Mount(browse::MountArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +142,11 @@ fn main() -> ProcessExitCode {
             Command::Replay(args) => flow::replay(args).await,
             Command::Status(args) => flow::status(args).await,
             Command::Retention(args) => retention::retention(args),
+            Command::Archives(args) => browse::archives(args).await,
+            Command::Ls(args) => browse::ls(args).await,
+            Command::Find(args) => browse::find(args).await,
+            Command::Get(args) => browse::get(args).await,
+            Command::Mount(args) => browse::mount(args).await,
         };
         match result {
             Ok(code) => code,

@@ -6,33 +6,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::cli::{decompress_raw, extract_with_gnu_tar, ArchiveOutput, CliEnv};
+use common::cli::{decompress_raw, extract_with_gnu_tar, ArchiveOutput};
 use common::image::{self, Fs, MountedImage, Partition, MIB};
 use common::populate::{self, populate_basic, populate_full, stamp_mtimes_vfat, SPARSE_FILES};
-use common::s3::TestS3;
 use common::tree::{self, compare_trees, Compare};
-use common::{check_archive_output, require_image_prerequisites, sha256_file, shared_system, workdir};
-
-/// One test's world: a work directory, an S3 server with a bucket, and the CLI's environment.
-struct World {
-    work: tempfile::TempDir,
-    t: TestS3,
-    env: CliEnv,
-}
+use common::world::World;
+use common::{check_archive_output, sha256_file, shared_system};
 
 impl World {
-    fn new(tag: &str) -> World {
-        require_image_prerequisites();
-        let work = workdir(tag);
-        let t = TestS3::start(tag);
-        let env = CliEnv::new(&t.endpoint());
-        World { work, t, env }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
-    }
-
     /// Archives `image` under `prefix` with `extra` options, checks the output against the
     /// bucket, and checks that the image was not changed.
     fn archive(&self, image: &Path, prefix: &str, extra: &[&str]) -> ArchiveOutput {

@@ -8,6 +8,8 @@
 //! - [`aws_error`]: which AWS error codes are transient, "not found", or permanent.
 //! - [`part_size`]: the fixed part size and the segment size that keep every upload within S3's limits.
 //! - [`manifest`]: the JSON document that turns a prefix of objects into an archive.
+//! - [`index`]: the index of a tar object (entries -> stream offsets, members -> segment offsets)
+//!   that lets a reader fetch one file by byte ranges.
 //! - [`dump_tools`]: the database dump tools the worker runs: command lines, system databases,
 //!   object names.
 //! - [`resource`]: the kinds of resource archived and the methods a database snapshot takes.
@@ -43,6 +45,7 @@ pub mod dump_tools;
 pub mod errors;
 pub mod event;
 pub mod flows;
+pub mod index;
 pub mod manifest;
 pub mod message;
 pub mod naming;

@@ -208,6 +208,31 @@ pub struct ArchivedObject {
     /// segments existed: the object is then the one stored object `key`, with no checksum.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<Segment>,
+    /// Files mode: the object's index ([`crate::index`]), uploaded before this manifest, which
+    /// `ls`, `find`, `get` and `mount` read instead of the whole stream. Absent in manifests
+    /// written before indexes existed: those tools then say so, and `restore` still works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexObject>,
+}
+
+/// The index object of a tar object: always in a storage class readable at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexObject {
+    pub key: String,
+    pub size: u64,
+    /// Hex SHA-256 of the index object, checked before it is trusted.
+    pub sha256: String,
+    /// The tar entries it lists.
+    pub entries: u64,
+    /// The gzip members or zstd frames it locates.
+    pub members: u64,
+}
+
+/// The key of the index of the tar object `key`: its compression extension replaced by `index`
+/// (`part1.tar.gz` -> `part1.tar.index`), so that `part1.tar.gz*` still lists only segments.
+pub fn index_key(key: &str, compression: Compression) -> String {
+    let stem = key.strip_suffix(&format!(".{}", compression.extension())).unwrap_or(key);
+    format!("{stem}.index")
 }
 
 /// One stored object of an archive object's stream.
@@ -453,6 +478,7 @@ pub(crate) mod tests {
                     size: 1234,
                     checksum_crc64nvme: Some("AAAAAAAAAAE=".into()),
                 }],
+                index: None,
             }],
             started_at: t,
             finished_at: t,
@@ -628,6 +654,22 @@ pub(crate) mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(matches!(Manifest::from_json(b"{\"format\":1}"), Err(ManifestError::Parse(_))));
+    }
+
+    #[test]
+    fn an_index_is_listed_and_named_outside_the_segments_glob() {
+        let mut m = sample();
+        assert!(!sample_json().contains("index"), "manifests without an index keep their shape");
+        m.objects[0].index = Some(IndexObject {
+            key: index_key("a/part1.tar.gz", Compression::Gzip),
+            size: 99,
+            sha256: "ef".repeat(32),
+            entries: 12,
+            members: 3,
+        });
+        assert_eq!(Manifest::from_json(&serde_json::to_vec(&m).unwrap()).unwrap(), m);
+        assert_eq!(index_key("a/part1.tar.gz", Compression::Gzip), "a/part1.tar.index");
+        assert_eq!(index_key("a/disk.tar.zst", Compression::Zstd), "a/disk.tar.index");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`proxy`]: an HTTP/1.1 proxy that fails or drops chosen UploadPart requests.
 //! - [`cli`]: runs `backup-archiver` with a bounded time and a sealed environment.
 //! - [`host`]: root, tools, work directories, and child processes with a time limit.
+//! - [`world`]: one test's work directory, S3 server and CLI environment.
 //!
 //! Everything here runs as root and fails (never skips) when a tool is missing: `scripts/setup`
 //! installs them all.
@@ -22,6 +23,7 @@ pub mod populate;
 pub mod proxy;
 pub mod s3;
 pub mod tree;
+pub mod world;
 
 use std::path::Path;
 use std::process::Command;
@@ -116,7 +118,9 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
 /// Hex SHA-256 of a file, via coreutils (the CLI's own hashing is what is under test).
 pub fn sha256_file(path: &Path) -> String {
     let out = sh("sha256sum", [path]);
-    String::from_utf8_lossy(&out).split_whitespace().next().expect("sha256sum output").to_string()
+    // A name with a newline or a backslash makes sha256sum escape it and mark the line with `\`.
+    let line = String::from_utf8_lossy(&out);
+    line.trim_start_matches('\\').split_whitespace().next().expect("sha256sum output").to_string()
 }
 
 /// Reads `len` bytes at `offset` of a file.
@@ -144,6 +148,21 @@ pub fn assert_bytes_equal(what: &str, actual: &[u8], expected: &[u8]) {
 pub fn check_archive_output(out: &cli::ArchiveOutput, t: &s3::TestS3, prefix: &str) {
     let mut expected: Vec<String> = out.objects.iter().map(|o| o.key.clone()).collect();
     expected.push(format!("{prefix}/manifest.json"));
+    // Every files-mode object has an index (issue 13), stored beside it under the size and
+    // SHA-256 the manifest gives.
+    for o in &out.objects {
+        let index = &o.json["index"];
+        assert_eq!(index.is_object(), o.mode == "files", "index of a {} object: {}", o.mode, o.json);
+        if let Some(key) = index["key"].as_str() {
+            let bytes = t.s3.get(&t.bucket, key);
+            assert_eq!(Some(bytes.len() as u64), index["size"].as_u64(), "size of the index {key}");
+            let tmp = workdir("sha");
+            let f = tmp.path().join("index");
+            std::fs::write(&f, &bytes).expect("write index");
+            assert_eq!(Some(sha256_file(&f).as_str()), index["sha256"].as_str(), "sha256 of the index {key}");
+            expected.push(key.to_string());
+        }
+    }
     expected.sort();
     assert_eq!(t.keys(&format!("{prefix}/")), expected, "objects under the prefix; --json said {}", out.json);
     for o in &out.objects {
