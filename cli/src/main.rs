@@ -12,6 +12,7 @@ use archiver_core::s3_location::S3Location;
 use batch_worker::options::DeviceArgs;
 use clap::{Parser, Subcommand};
 
+mod alert;
 mod commands;
 mod flow;
 mod output;
@@ -79,6 +80,9 @@ enum Command {
     Status(flow::StatusArgs),
     /// Dry run of the organisation flow's retention step: exit 0 changed, 1 unchanged, 2 bad input.
     Retention(retention::RetentionArgs),
+    /// Dry run of the job-event relay: print the message for an AWS Backup event (exit 0), or
+    /// `filtered` and why (exit 1), or why it is malformed (exit 2).
+    Alert(alert::AlertArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +135,7 @@ fn main() -> ProcessExitCode {
             Command::Replay(args) => flow::replay(args).await,
             Command::Status(args) => flow::status(args).await,
             Command::Retention(args) => retention::retention(args),
+            Command::Alert(args) => alert::alert(args),
         };
         match result {
             Ok(code) => code,
