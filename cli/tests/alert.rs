@@ -91,3 +91,13 @@ fn plan_skips_backup_events_that_start_no_archive() {
         assert!(["not_archive_trigger", "not_backup_job"].contains(&code), "{name}: {code}");
     }
 }
+
+#[test]
+fn the_readmes_slack_picture_is_the_current_output() {
+    let out = run(&["alert", "--event", &fixture("eventbridge-backup-job-failed.json")]);
+    out.assert_code(0);
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/slack-alert-backup-job-failed.json");
+    let expected: Value = serde_json::from_slice(&std::fs::read(&docs).expect("docs/slack-alert-…")).expect("JSON");
+    let actual: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(actual, expected, "regenerate docs/slack-alert-backup-job-failed.json with `backup-archiver alert`");
+}
