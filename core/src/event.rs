@@ -929,7 +929,10 @@ fn parse_rds_detail(detail: &Obj<'_>) -> Result<RdsEventDetail, EventError> {
     })
 }
 
-fn parse_sns(obj: &Obj<'_>) -> Result<SnsEvent, EventError> {
+/// The only record of an SNS delivery, and its `Sns` object: SNS hands a Lambda one record per
+/// invocation, and one record is one archive (or one alert), so more are rejected rather than
+/// half-processed.
+pub(crate) fn only_sns_record<'v>(obj: &Obj<'v>) -> Result<(Obj<'v>, Obj<'v>), EventError> {
     let records_path = obj.at("Records");
     let records = match obj.get("Records") {
         Some(Value::Array(records)) => records,
@@ -945,6 +948,11 @@ fn parse_sns(obj: &Obj<'_>) -> Result<SnsEvent, EventError> {
     }
     let record = Obj::new(&records[0], &format!("{records_path}[0]"))?;
     let sns = record.obj("Sns")?;
+    Ok((record, sns))
+}
+
+fn parse_sns(obj: &Obj<'_>) -> Result<SnsEvent, EventError> {
+    let (record, sns) = only_sns_record(obj)?;
     let message_attributes = parse_attributes(&sns)?;
     let subject = sns.opt_string("Subject")?;
     let message = parse_sns_message(&sns, message_attributes.as_ref(), subject.as_deref())?;

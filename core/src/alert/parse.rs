@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{resource_type_of, AlertEvent, AlertKind, Delivery, EventError, JobAlert};
 use crate::arn::Arn;
-use crate::event::{labelled_value, parse_date, type_name, vault_name_of, Obj, SOURCE_BACKUP};
+use crate::event::{labelled_value, only_sns_record, parse_date, type_name, vault_name_of, Obj, SOURCE_BACKUP};
 
 /// Reads an EventBridge event or an SNS delivery (one record) of AWS Backup.
 pub fn read_alert(value: &Value) -> Result<AlertEvent, EventError> {
@@ -110,22 +110,7 @@ fn read_eventbridge(obj: &Obj<'_>) -> Result<AlertEvent, EventError> {
 }
 
 fn read_sns(obj: &Obj<'_>) -> Result<AlertEvent, EventError> {
-    let records_path = obj.at("Records");
-    let records = match obj.get("Records") {
-        Some(Value::Array(records)) => records,
-        Some(other) => {
-            return Err(EventError::WrongType { field: records_path, expected: "an array", found: type_name(other) })
-        }
-        None => return Err(EventError::Missing { field: records_path }),
-    };
-    if records.len() != 1 {
-        return Err(EventError::Invalid {
-            field: records_path,
-            reason: format!("{} records; SNS delivers one per invocation", records.len()),
-        });
-    }
-    let record = Obj::new(&records[0], &format!("{records_path}[0]"))?;
-    let sns = record.obj("Sns")?;
+    let (_, sns) = only_sns_record(obj)?;
     let text = sns.str("Message")?;
     let message_path = sns.at("Message");
     if let Ok(inner @ Value::Object(_)) = serde_json::from_str::<Value>(text) {
