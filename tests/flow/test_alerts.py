@@ -9,7 +9,9 @@ template's TriggerTopic subscription and JobAlertRule do in AWS."""
 
 import json
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -106,6 +108,22 @@ def test_a_redelivery_and_the_same_change_by_the_other_route_send_one_message(aw
     assert len(slack.delivered()) == 1 and len(sns_messages(aws, keep_stack)) == 1
     aborted = json.loads(json.dumps(by_rule).replace('"FAILED"', '"ABORTED"'))
     assert "sent" in relay(aws, keep_stack, aborted), "another state of the job is another message"
+
+
+def test_two_deliveries_at_the_same_instant_send_one_message(aws, keep_stack, slack):
+    # The emulator runs several processes per function, as Lambda runs concurrent invocations: only the conditional
+    # write of the claim stands between the two deliveries and two messages.
+    event = fresh("alerts/eventbridge-backup-job-partial.json")
+    start = threading.Barrier(2)
+
+    def deliver():
+        start.wait()
+        return relay(aws, keep_stack, event)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: deliver(), range(2)))
+    assert sorted("sent" in a for a in answers) == [False, True] and any("duplicate" in a for a in answers), answers
+    assert len(slack.delivered()) == 1 and len(sns_messages(aws, keep_stack)) == 1
 
 
 def test_a_429_is_retried_after_retry_after(aws, keep_stack, slack):
