@@ -262,6 +262,8 @@ pub enum AlertEvent {
     /// A vault or plan change, an S3 object failure notification, an event of another service:
     /// `what` says which, for the "filtered" reason.
     NotAJob {
+        /// Whether AWS Backup sent it (a vault change, a plan notification), or another service.
+        from_backup: bool,
         what: String,
     },
 }
@@ -336,7 +338,7 @@ pub enum Decision {
 pub fn decide(event: &AlertEvent, config: &AlertConfig) -> Decision {
     let alert = match event {
         AlertEvent::Alert(alert) => alert,
-        AlertEvent::NotAJob { what } => {
+        AlertEvent::NotAJob { what, .. } => {
             return Decision::Filtered { reason: format!("{what}: not about a job or a recovery point") }
         }
     };
@@ -393,7 +395,9 @@ pub fn archive_skip(value: &serde_json::Value) -> Option<crate::request::SkipRea
             };
             format!("{via} ({})", alert.state)
         }
-        AlertEvent::NotAJob { what } => what,
+        AlertEvent::NotAJob { what, from_backup: true } => what,
+        // Another service's event that the trigger parser rejected is malformed for the plan too.
+        AlertEvent::NotAJob { from_backup: false, .. } => return None,
     };
     Some(crate::request::SkipReason::NotArchiveTrigger { event })
 }

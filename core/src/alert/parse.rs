@@ -37,10 +37,13 @@ fn read_eventbridge(obj: &Obj<'_>) -> Result<AlertEvent, EventError> {
     let detail_type = obj.str("detail-type")?;
     let source = obj.str("source")?;
     if source != SOURCE_BACKUP {
-        return Ok(AlertEvent::NotAJob { what: format!("{source} {detail_type:?}, not an AWS Backup event") });
+        return Ok(AlertEvent::NotAJob {
+            what: format!("{source} {detail_type:?}, not an AWS Backup event"),
+            from_backup: false,
+        });
     }
     let Some(&(_, kind)) = JOB_DETAIL_TYPES.iter().find(|(name, _)| *name == detail_type) else {
-        return Ok(AlertEvent::NotAJob { what: format!("AWS Backup {detail_type:?}") });
+        return Ok(AlertEvent::NotAJob { what: format!("AWS Backup {detail_type:?}"), from_backup: true });
     };
     let detail = obj.obj("detail")?;
     let resources = arns(obj, "resources")?;
@@ -119,7 +122,7 @@ fn read_sns(obj: &Obj<'_>) -> Result<AlertEvent, EventError> {
             return read_eventbridge(&message);
         }
         if message.has("Event Source") || message.has("Event ID") {
-            return Ok(AlertEvent::NotAJob { what: "an RDS event notification".into() });
+            return Ok(AlertEvent::NotAJob { what: "an RDS event notification".into(), from_backup: false });
         }
         return Err(EventError::Invalid {
             field: message_path,
@@ -184,7 +187,7 @@ fn read_vault_notification(sns: &Obj<'_>, text: &str) -> Result<AlertEvent, Even
         });
     };
     let Some((kind, named_state)) = event_type_meaning(&event_type) else {
-        return Ok(AlertEvent::NotAJob { what: format!("vault notification {event_type}") });
+        return Ok(AlertEvent::NotAJob { what: format!("vault notification {event_type}"), from_backup: true });
     };
     // The `State` attribute decides; the older names carry the state in themselves.
     let state = match (attribute("State")?, named_state) {

@@ -401,4 +401,10 @@ fn the_plan_skips_backup_events_that_start_no_archive() {
         assert!(!skip.needs_attention(), "{name}");
     }
     assert_eq!(archive_skip(&json!({"detail-type": "Backup Job State Change"})), None, "malformed stays malformed");
+    let rds = set(
+        fixture("sns-rds-event-cluster-snapshot-automated-created.json"),
+        "/Records/0/Sns/Message",
+        json!("{\"Event Source\": 7}"),
+    );
+    assert_eq!(archive_skip(&rds), None, "another service's malformed event is the trigger parser's to reject");
 }
