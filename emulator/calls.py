@@ -566,6 +566,7 @@ RULES = {
     "dynamodb:DescribeExport": param("ExportArn"),
     "backup:DescribeRecoveryPoint": recovery_point, "backup:DeleteRecoveryPoint": recovery_point,
     "backup:StartRestoreJob": backup_restore, "backup:DescribeRestoreJob": anything,
+    "backup:DescribeBackupJob": anything, "backup:DescribeCopyJob": anything,
     "sns:Publish": sns_publish,
     "sqs:SendMessage": sqs_queue,
     "lambda:Invoke": lambda_invoke,

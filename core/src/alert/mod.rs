@@ -237,6 +237,55 @@ impl JobAlert {
     }
 }
 
+/// What DescribeBackupJob, DescribeCopyJob or DescribeRestoreJob says about a job: a vault
+/// notification names little more than the job, and the reason of a failure is only here.
+/// Vaults may be given by name or by ARN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobDescription {
+    pub status_message: Option<String>,
+    pub vault: Option<String>,
+    pub destination_vault: Option<String>,
+    pub resource_arn: Option<String>,
+    pub resource_type: Option<String>,
+    pub recovery_point_arn: Option<String>,
+    pub created_resource_arn: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub creation_date: Option<DateTime<Utc>>,
+    pub completion_date: Option<DateTime<Utc>>,
+}
+
+impl JobAlert {
+    /// Whether the relay should describe the job before sending: a vault notification of a job.
+    pub fn wants_description(&self) -> bool {
+        matches!(self.delivery, Delivery::VaultNotification { .. })
+            && self.job_id.is_some()
+            && self.kind != AlertKind::RecoveryPoint
+    }
+
+    /// Fills what the event did not say from the job's description; the event's own values win.
+    pub fn describe_with(&mut self, description: JobDescription) {
+        fn fill<T>(slot: &mut Option<T>, value: Option<T>) {
+            if slot.is_none() {
+                *slot = value;
+            }
+        }
+        let vault_name = |text: String| match text.parse::<crate::arn::Arn>() {
+            Ok(arn) => crate::event::vault_name_of(&arn).map_or(text.clone(), str::to_string),
+            Err(_) => text,
+        };
+        fill(&mut self.status_message, description.status_message.filter(|m| !m.is_empty()));
+        fill(&mut self.vault_name, description.vault.map(vault_name));
+        fill(&mut self.destination_vault, description.destination_vault.map(vault_name));
+        fill(&mut self.resource_arn, description.resource_arn);
+        fill(&mut self.resource_type, description.resource_type);
+        fill(&mut self.recovery_point_arn, description.recovery_point_arn);
+        fill(&mut self.created_resource_arn, description.created_resource_arn);
+        fill(&mut self.size_bytes, description.size_bytes);
+        fill(&mut self.creation_date, description.creation_date);
+        fill(&mut self.completion_date, description.completion_date);
+    }
+}
+
 /// AWS Backup's resource type for an ARN whose event did not say it.
 /// <https://docs.aws.amazon.com/aws-backup/latest/devguide/backup-feature-availability.html>
 pub fn resource_type_of(arn: &crate::arn::Arn) -> Option<&'static str> {

@@ -408,3 +408,25 @@ fn the_plan_skips_backup_events_that_start_no_archive() {
     );
     assert_eq!(archive_skip(&rds), None, "another service's malformed event is the trigger parser's to reject");
 }
+
+#[test]
+fn a_vault_notification_is_completed_by_the_jobs_description() {
+    let mut by_vault = alert("sns-backup-vault-backup-job-failed.json");
+    assert!(by_vault.wants_description());
+    assert!(!alert("eventbridge-backup-job-failed.json").wants_description(), "EventBridge says it all");
+    assert!(!alert("alerts/sns-backup-vault-recovery-point-modified.json").wants_description(), "no job");
+    by_vault.describe_with(JobDescription {
+        status_message: Some("Backup job failed because the volume does not exist.".into()),
+        vault: Some("arn:aws:backup:eu-west-1:111122223333:backup-vault:archive-vault".into()),
+        resource_type: Some("EC2".into()),
+        size_bytes: Some(0),
+        ..JobDescription::default()
+    });
+    assert_eq!(by_vault.vault_name.as_deref(), Some("archive-vault"), "the vault's name out of its ARN");
+    assert_eq!(by_vault.resource_type.as_deref(), Some("EBS"), "the event's own value wins");
+    assert_eq!(by_vault.reason().as_deref(), Some("Backup job failed because the volume does not exist."));
+    assert!(by_vault.slack_payload().to_string().contains(">Backup job failed because the volume does not exist."));
+    // Now the vault is known, a vault filter applies to it.
+    let other = AlertConfig::from_lists("", "prod-vault", "").unwrap();
+    assert!(matches!(decide(&AlertEvent::Alert(Box::new(by_vault)), &other), Decision::Filtered { .. }));
+}

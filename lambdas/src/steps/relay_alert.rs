@@ -3,6 +3,9 @@
 //! read, filtered and routed by [`archiver_core::alert`], sent once, or set aside:
 //!
 //! - filtered (a quiet state, another vault or resource type, not a job event): nothing is sent;
+//!   a vault notification, which names little more than the job, is completed first by
+//!   DescribeBackupJob, DescribeCopyJob or DescribeRestoreJob (the failure's reason, the vault,
+//!   sizes), and sent as it is when that fails;
 //! - once per job and state: before sending, the relay creates the event's claim object
 //!   (`<ArchivePrefix>/.alerts/<kind>/<job>/<state>` in the archive bucket) with a conditional
 //!   PutObject (`If-None-Match: *`); S3 refuses (412) a key that exists, atomically and strongly
@@ -24,9 +27,12 @@
 use std::time::Instant;
 
 use crate::common::slack::{post_to_slack, slack_from_parameter, Slack};
+use crate::common::tables::utc;
 use crate::common::{deadline, optional_env, required_env, AwsFailure, StepError};
 use archiver_core::alert::render::Format;
-use archiver_core::alert::{decide, read_alert, AlertConfig, AlertEvent, Decision, JobAlert, Route};
+use archiver_core::alert::{
+    decide, read_alert, AlertConfig, AlertEvent, AlertKind, Decision, JobAlert, JobDescription, Route,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -39,6 +45,7 @@ struct Relay {
     /// `Err` when the stack's filters are wrong: every event then fails, naming why.
     config: Result<AlertConfig, StepError>,
     s3: aws_sdk_s3::Client,
+    backup: aws_sdk_backup::Client,
     sns: aws_sdk_sns::Client,
     sqs: aws_sdk_sqs::Client,
     slack: Option<Result<Slack, StepError>>,
@@ -71,6 +78,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let relay = Relay {
         config: filters,
         s3: crate::common::s3_client(&config),
+        backup: aws_sdk_backup::Client::new(&config),
         sns: aws_sdk_sns::Client::new(&config),
         sqs: aws_sdk_sqs::Client::new(&config),
         slack,
@@ -106,6 +114,16 @@ async fn relay_event(relay: &Relay, payload: &Value, deadline: Instant) -> Resul
         }
     };
     let config = relay.config.as_ref().map_err(Clone::clone)?;
+    let mut event = event;
+    if let (Decision::Send { .. }, AlertEvent::Alert(alert)) = (decide(&event, config), &mut event) {
+        if alert.wants_description() {
+            // The vault notification's reason, vault and sizes; without them it is still sent.
+            match describe(&relay.backup, alert).await {
+                Ok(description) => alert.describe_with(description),
+                Err(error) => tracing::warn!(error, "the job could not be described; sending what the event says"),
+            }
+        }
+    }
     let route = match decide(&event, config) {
         Decision::Filtered { reason } => {
             tracing::info!(reason, "filtered");
@@ -133,6 +151,74 @@ async fn relay_event(relay: &Relay, payload: &Value, deadline: Instant) -> Resul
     }
     dead_letter(relay, payload, UNDELIVERED, &error).await?;
     Ok(json!({"dead_letter": UNDELIVERED, "error": error, "sent": sent}))
+}
+
+/// What AWS Backup says about the job of a vault notification.
+async fn describe(backup: &aws_sdk_backup::Client, alert: &JobAlert) -> Result<JobDescription, String> {
+    let job = alert.job_id.as_deref().unwrap_or_default();
+    let size = |bytes: Option<i64>| bytes.and_then(|b| u64::try_from(b).ok());
+    let description = match alert.kind {
+        AlertKind::BackupJob => {
+            let out = backup
+                .describe_backup_job()
+                .backup_job_id(job)
+                .send()
+                .await
+                .map_err(|e| AwsFailure::of(&format!("DescribeBackupJob {job}"), &e).message)?;
+            JobDescription {
+                status_message: out.status_message,
+                vault: out.backup_vault_name,
+                resource_arn: out.resource_arn,
+                resource_type: out.resource_type,
+                recovery_point_arn: out.recovery_point_arn,
+                size_bytes: size(out.backup_size_in_bytes),
+                creation_date: out.creation_date.as_ref().and_then(utc),
+                completion_date: out.completion_date.as_ref().and_then(utc),
+                ..JobDescription::default()
+            }
+        }
+        AlertKind::CopyJob => {
+            let out = backup
+                .describe_copy_job()
+                .copy_job_id(job)
+                .send()
+                .await
+                .map_err(|e| AwsFailure::of(&format!("DescribeCopyJob {job}"), &e).message)?;
+            let Some(copy) = out.copy_job else { return Err(format!("DescribeCopyJob {job}: no job")) };
+            JobDescription {
+                status_message: copy.status_message,
+                vault: copy.source_backup_vault_arn,
+                destination_vault: copy.destination_backup_vault_arn,
+                resource_arn: copy.resource_arn,
+                resource_type: copy.resource_type,
+                recovery_point_arn: copy.destination_recovery_point_arn,
+                size_bytes: size(copy.backup_size_in_bytes),
+                creation_date: copy.creation_date.as_ref().and_then(utc),
+                completion_date: copy.completion_date.as_ref().and_then(utc),
+                ..JobDescription::default()
+            }
+        }
+        AlertKind::RestoreJob => {
+            let out = backup
+                .describe_restore_job()
+                .restore_job_id(job)
+                .send()
+                .await
+                .map_err(|e| AwsFailure::of(&format!("DescribeRestoreJob {job}"), &e).message)?;
+            JobDescription {
+                status_message: out.status_message,
+                resource_type: out.resource_type,
+                recovery_point_arn: out.recovery_point_arn,
+                created_resource_arn: out.created_resource_arn,
+                size_bytes: size(out.backup_size_in_bytes),
+                creation_date: out.creation_date.as_ref().and_then(utc),
+                completion_date: out.completion_date.as_ref().and_then(utc),
+                ..JobDescription::default()
+            }
+        }
+        AlertKind::RecoveryPoint => JobDescription::default(),
+    };
+    Ok(description)
 }
 
 /// Sends to every configured channel; returns the channels that took it and the failures.
