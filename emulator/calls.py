@@ -490,6 +490,12 @@ def sns_publish(call: Call) -> list[Check]:
     return checks
 
 
+def sqs_queue(call: Call) -> list[Check]:
+    """SQS names a queue by URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME); IAM by its ARN."""
+    account, name = call.params["QueueUrl"].rstrip("/").split("/")[-2:]
+    return [Check(call.action(), f"arn:aws:sqs:{call.region}:{account}:{name}")]
+
+
 def param(name: str):
     return lambda call: [Check(call.action(), call.params[name])]
 
@@ -560,7 +566,9 @@ RULES = {
     "dynamodb:DescribeExport": param("ExportArn"),
     "backup:DescribeRecoveryPoint": recovery_point, "backup:DeleteRecoveryPoint": recovery_point,
     "backup:StartRestoreJob": backup_restore, "backup:DescribeRestoreJob": anything,
+    "backup:DescribeBackupJob": anything, "backup:DescribeCopyJob": anything,
     "sns:Publish": sns_publish,
+    "sqs:SendMessage": sqs_queue,
     "lambda:Invoke": lambda_invoke,
     "batch:SubmitJob": batch_submit, "batch:DescribeJobs": anything, "batch:TerminateJob": batch_terminate,
     "states:StartExecution": param("stateMachineArn"),

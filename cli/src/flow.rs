@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use archiver_core::alert::archive_skip;
 use archiver_core::event::TriggerEvent;
 use archiver_core::request::{
     archive_target, event_target, plan_archive, trigger_snapshot_id, PlanConfig, PlanError, PlanOutcome, SnapshotFacts,
@@ -131,7 +132,22 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode, Failure> {
     if args.engine.is_some() {
         facts.engine = args.engine.clone();
     }
-    let event = TriggerEvent::from_json(&text).map_err(|e| rejected(PlanError::InvalidEvent(e), args.json))?;
+    let event = match TriggerEvent::from_json(&text) {
+        Ok(event) => event,
+        Err(error) => {
+            // A valid AWS Backup event that is no trigger (a recovery point's state change) is skipped, as the
+            // Lambda skips it, never called malformed.
+            let skip = serde_json::from_slice::<Value>(&text).ok().and_then(|value| archive_skip(&value));
+            let Some(reason) = skip else { return Err(rejected(PlanError::InvalidEvent(error), args.json)) };
+            let outcome = PlanOutcome::skipped(reason);
+            if args.json {
+                print_json(&outcome);
+            } else {
+                print_plan(&outcome);
+            }
+            return Ok(ExitCode::No);
+        }
+    };
     match plan_archive(&event, &facts, &config, Utc::now()) {
         Ok(outcome) => {
             let code = match outcome {

@@ -12,6 +12,7 @@ use archiver_core::s3_location::S3Location;
 use batch_worker::options::DeviceArgs;
 use clap::{Parser, Subcommand};
 
+mod alert;
 mod browse;
 mod commands;
 mod flow;
@@ -90,6 +91,9 @@ enum Command {
     Get(browse::GetArgs),
     /// Mount an archive's files read-only (FUSE), fetching what is read on demand.
     Mount(browse::MountArgs),
+    /// Dry run of the job-event relay: print the message for an AWS Backup event (exit 0), or
+    /// `filtered` and why (exit 1), or why it is malformed (exit 2).
+    Alert(alert::AlertArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +151,7 @@ fn main() -> ProcessExitCode {
             Command::Find(args) => browse::find(args).await,
             Command::Get(args) => browse::get(args).await,
             Command::Mount(args) => browse::mount(args).await,
+            Command::Alert(args) => alert::alert(args),
         };
         match result {
             Ok(code) => code,

@@ -548,7 +548,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -560,13 +560,13 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// A JSON object and the path it was found at.
-struct Obj<'v> {
-    map: &'v Map<String, Value>,
-    path: String,
+pub(crate) struct Obj<'v> {
+    pub(crate) map: &'v Map<String, Value>,
+    pub(crate) path: String,
 }
 
 impl<'v> Obj<'v> {
-    fn new(value: &'v Value, path: &str) -> Result<Self, EventError> {
+    pub(crate) fn new(value: &'v Value, path: &str) -> Result<Self, EventError> {
         match value {
             Value::Object(map) => Ok(Obj { map, path: path.to_string() }),
             other => Err(EventError::WrongType {
@@ -577,20 +577,20 @@ impl<'v> Obj<'v> {
         }
     }
 
-    fn at(&self, key: &str) -> String {
+    pub(crate) fn at(&self, key: &str) -> String {
         join(&self.path, key)
     }
 
     /// The value of `key`; JSON `null` counts as absent.
-    fn get(&self, key: &str) -> Option<&'v Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'v Value> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
     }
 
-    fn opt_str(&self, key: &str) -> Result<Option<&'v str>, EventError> {
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'v str>, EventError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -601,7 +601,7 @@ impl<'v> Obj<'v> {
     }
 
     /// A required, non-empty string.
-    fn str(&self, key: &str) -> Result<&'v str, EventError> {
+    pub(crate) fn str(&self, key: &str) -> Result<&'v str, EventError> {
         match self.opt_str(key)? {
             None => Err(EventError::Missing { field: self.at(key) }),
             Some("") => Err(EventError::invalid(self.at(key), "it is empty")),
@@ -609,29 +609,29 @@ impl<'v> Obj<'v> {
         }
     }
 
-    fn opt_string(&self, key: &str) -> Result<Option<String>, EventError> {
+    pub(crate) fn opt_string(&self, key: &str) -> Result<Option<String>, EventError> {
         Ok(self.opt_str(key)?.map(str::to_string))
     }
 
-    fn obj(&self, key: &str) -> Result<Obj<'v>, EventError> {
+    pub(crate) fn obj(&self, key: &str) -> Result<Obj<'v>, EventError> {
         let value = self.get(key).ok_or_else(|| EventError::Missing { field: self.at(key) })?;
         Obj::new(value, &self.at(key))
     }
 
-    fn opt_arn(&self, key: &str) -> Result<Option<Arn>, EventError> {
+    pub(crate) fn opt_arn(&self, key: &str) -> Result<Option<Arn>, EventError> {
         self.opt_str(key)?.map(|text| parse_arn(text, &self.at(key))).transpose()
     }
 
-    fn arn(&self, key: &str) -> Result<Arn, EventError> {
+    pub(crate) fn arn(&self, key: &str) -> Result<Arn, EventError> {
         parse_arn(self.str(key)?, &self.at(key))
     }
 
-    fn opt_date(&self, key: &str) -> Result<Option<DateTime<Utc>>, EventError> {
+    pub(crate) fn opt_date(&self, key: &str) -> Result<Option<DateTime<Utc>>, EventError> {
         self.opt_str(key)?.map(|text| parse_date(text, &self.at(key))).transpose()
     }
 
     /// A byte count sent as a number or as a string of digits (AWS Backup does both).
-    fn opt_size(&self, key: &str) -> Result<Option<u64>, EventError> {
+    pub(crate) fn opt_size(&self, key: &str) -> Result<Option<u64>, EventError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(n)) => n
@@ -650,18 +650,18 @@ impl<'v> Obj<'v> {
         }
     }
 
-    fn opt_state(&self, key: &str) -> Result<Option<JobState>, EventError> {
+    pub(crate) fn opt_state(&self, key: &str) -> Result<Option<JobState>, EventError> {
         self.opt_str(key)?
             .map(|text| text.parse::<JobState>().map_err(|reason| EventError::invalid(self.at(key), reason)))
             .transpose()
     }
 
-    fn state(&self, key: &str) -> Result<JobState, EventError> {
+    pub(crate) fn state(&self, key: &str) -> Result<JobState, EventError> {
         self.opt_state(key)?.ok_or_else(|| EventError::Missing { field: self.at(key) })
     }
 
     /// Every field not in `known`, kept so the event serializes back whole.
-    fn rest(&self, known: &[&str]) -> Map<String, Value> {
+    pub(crate) fn rest(&self, known: &[&str]) -> Map<String, Value> {
         self.map.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
@@ -670,7 +670,7 @@ fn parse_arn(text: &str, field: &str) -> Result<Arn, EventError> {
     text.parse::<Arn>().map_err(|e| EventError::invalid(field, e.to_string()))
 }
 
-fn parse_date(text: &str, field: &str) -> Result<DateTime<Utc>, EventError> {
+pub(crate) fn parse_date(text: &str, field: &str) -> Result<DateTime<Utc>, EventError> {
     DateTime::parse_from_rfc3339(text)
         .map(|d| d.with_timezone(&Utc))
         .map_err(|e| EventError::invalid(field, format!("{text:?} is not an RFC 3339 date ({e})")))
@@ -929,7 +929,10 @@ fn parse_rds_detail(detail: &Obj<'_>) -> Result<RdsEventDetail, EventError> {
     })
 }
 
-fn parse_sns(obj: &Obj<'_>) -> Result<SnsEvent, EventError> {
+/// The only record of an SNS delivery, and its `Sns` object: SNS hands a Lambda one record per
+/// invocation, and one record is one archive (or one alert), so more are rejected rather than
+/// half-processed.
+pub(crate) fn only_sns_record<'v>(obj: &Obj<'v>) -> Result<(Obj<'v>, Obj<'v>), EventError> {
     let records_path = obj.at("Records");
     let records = match obj.get("Records") {
         Some(Value::Array(records)) => records,
@@ -945,6 +948,11 @@ fn parse_sns(obj: &Obj<'_>) -> Result<SnsEvent, EventError> {
     }
     let record = Obj::new(&records[0], &format!("{records_path}[0]"))?;
     let sns = record.obj("Sns")?;
+    Ok((record, sns))
+}
+
+fn parse_sns(obj: &Obj<'_>) -> Result<SnsEvent, EventError> {
+    let (record, sns) = only_sns_record(obj)?;
     let message_attributes = parse_attributes(&sns)?;
     let subject = sns.opt_string("Subject")?;
     let message = parse_sns_message(&sns, message_attributes.as_ref(), subject.as_deref())?;
@@ -1070,7 +1078,7 @@ fn parse_backup_vault_notification(
 /// are matched without regard to case, and with or without a space before the colon, because
 /// AWS has written both `Resource ARN :` and `Backed up Resource ARN :`, `BackupJob ID :` and
 /// `Backup Job Id :`. ARNs and ids contain no spaces, so a value ends at the first whitespace.
-fn labelled_value<'t>(text: &'t str, labels: &[&str]) -> Option<&'t str> {
+pub(crate) fn labelled_value<'t>(text: &'t str, labels: &[&str]) -> Option<&'t str> {
     let lower = text.to_ascii_lowercase();
     for label in labels {
         let needle = label.to_ascii_lowercase();

@@ -30,12 +30,17 @@
 //!   workload account's copies into the central backup account, then the retention shortening).
 //! - [`message`]: the notification an execution ends with, for Slack and SNS, read from any
 //!   flow's document.
+//! - [`alert`]: every AWS Backup job event (vault notification, EventBridge job and recovery
+//!   point state change) read into one alert, filtered, routed, and rendered for Slack, SNS and
+//!   Amazon Q Developer in chat applications; and the `plan` step's skip of such
+//!   an event that starts no archive.
 //! - [`retention`]: the organisation flow's retention shortening: the lifecycle update that
 //!   schedules a copied recovery point's deletion sooner, never later.
 //!
 //! Every type that crosses a process or state-machine boundary lives here, so the worker, the
 //! Lambdas, the CLI and the ASL files agree on one set of field names.
 
+pub mod alert;
 pub mod archive_job;
 pub mod arn;
 pub mod aws_error;

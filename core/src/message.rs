@@ -231,7 +231,7 @@ fn batch_job_summary(job: &Value) -> Option<String> {
     Some(summary)
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
+pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
     }
@@ -301,7 +301,7 @@ impl Notification {
 }
 
 /// Ids, URLs and ARNs read best as code; prose (a cause, a size) does not.
-fn code_span(value: &str) -> String {
+pub(crate) fn code_span(value: &str) -> String {
     let looks_like_an_id = !value.contains(' ') && !value.is_empty() && !value.contains('`');
     if looks_like_an_id {
         format!("`{}`", escape_mrkdwn(value))

@@ -262,6 +262,9 @@ pub enum SkipReason {
     NotBackupJob { event_type: String },
     /// An RDS engine for which neither export nor dump works (Oracle, SQL Server, Db2, …).
     UnsupportedEngine { engine: String },
+    /// A valid AWS Backup event that starts no archive (a restore job, a recovery point's state,
+    /// a vault notification in a state the trigger parser does not know): the relay's, not ours.
+    NotArchiveTrigger { event: String },
 }
 
 impl SkipReason {
@@ -279,7 +282,8 @@ impl SkipReason {
             | SkipReason::VaultNotAllowed { .. }
             | SkipReason::CopyLandsElsewhere { .. }
             | SkipReason::NotSnapshotReady { .. }
-            | SkipReason::NotBackupJob { .. } => false,
+            | SkipReason::NotBackupJob { .. }
+            | SkipReason::NotArchiveTrigger { .. } => false,
         }
     }
 
@@ -318,6 +322,7 @@ impl fmt::Display for SkipReason {
             SkipReason::UnsupportedEngine { engine } => {
                 write!(f, "engine {engine} can be neither exported nor dumped")
             }
+            SkipReason::NotArchiveTrigger { event } => write!(f, "{event} starts no archive"),
         }
     }
 }

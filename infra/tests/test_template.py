@@ -193,7 +193,10 @@ class Triggers(unittest.TestCase):
     def setUp(self):
         self.template = load_template()
         self.rules = {}
+        functions = resources(self.template, "AWS::Lambda::Function")
         for name, rule in resources(self.template, "AWS::Events::Rule").items():
+            if any(t["Arn"].get("Fn::GetAtt", [None])[0] in functions for t in rule["Properties"]["Targets"]):
+                continue  # the job alerts' rule (JobAlerts below): a function's, not a flow's
             sub = rule["Properties"]["Name"]["Fn::Sub"]
             self.assertTrue(sub.startswith("${AWS::StackName}-"), name)
             self.rules[sub.removeprefix("${AWS::StackName}-")] = name
@@ -234,6 +237,39 @@ class Triggers(unittest.TestCase):
             self.assertIn(target["Arn"], allowed, rule)
 
 
+class JobAlerts(unittest.TestCase):
+    """relay-alert hears every AWS Backup job event: the vault-notification topic and one rule for the four state
+    changes core::alert reads, with the dead-letter queue behind both."""
+
+    def setUp(self):
+        self.template = load_template()
+
+    def test_the_rule_sends_every_job_state_change_to_the_relay(self):
+        rule = self.template["Resources"]["JobAlertRule"]["Properties"]
+        self.assertEqual(rule["Name"], {"Fn::Sub": "${AWS::StackName}-job-alerts"})  # the DLQ policy's prefix
+        self.assertEqual(rule["EventPattern"]["source"], ["aws.backup"])
+        parse = (ROOT / "core" / "src" / "alert" / "parse.rs").read_text()
+        read = set(re.findall(r'\("([A-Za-z ]+ State Change)", AlertKind::', parse))
+        self.assertEqual(set(rule["EventPattern"]["detail-type"]), read)
+        self.assertNotIn("detail", rule["EventPattern"], "the relay filters (AlertStates), so the rule takes all")
+        (target,) = rule["Targets"]
+        self.assertEqual(target["Arn"], {"Fn::GetAtt": ["RelayAlertFunction", "Arn"]})
+        self.assertEqual(target["DeadLetterConfig"], {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}})
+
+    def test_the_relay_hears_the_vault_notification_topic_and_keeps_failures(self):
+        subscription = self.template["Resources"]["RelayAlertSubscription"]["Properties"]
+        self.assertEqual(subscription["TopicArn"], {"Ref": "TriggerTopic"})
+        function = self.template["Resources"]["RelayAlertFunction"]["Properties"]
+        self.assertEqual(function["DeadLetterConfig"]["TargetArn"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
+        self.assertEqual(function["Environment"]["Variables"]["DEAD_LETTER_QUEUE_URL"], {"Ref": "DeadLetterQueue"})
+
+    def test_default_states_are_core_defaults(self):
+        default = self.template["Parameters"]["AlertStates"]["Default"].split(",")
+        source = (ROOT / "core" / "src" / "alert" / "mod.rs").read_text()
+        core = re.search(r"pub const DEFAULT_STATES: &\[&str\] = &\[([^\]]*)\]", source).group(1)
+        self.assertEqual(default, re.findall(r'"([A-Z]+)"', core))
+
+
 class Functions(unittest.TestCase):
     def setUp(self):
         self.template = load_template()
@@ -260,7 +296,8 @@ class Functions(unittest.TestCase):
         for name in self.functions:
             arn = {"Fn::GetAtt": [name, "Arn"]}
             self.assertTrue((arn in invokable) != (arn in subscribed), f"{name}: invoked by exactly one of them")
-        self.assertEqual(subscribed, [{"Fn::GetAtt": ["SnsTriggerFunction", "Arn"]}])
+        self.assertEqual(subscribed, [{"Fn::GetAtt": ["SnsTriggerFunction", "Arn"]},
+                                      {"Fn::GetAtt": ["RelayAlertFunction", "Arn"]}])
 
     def test_functions_run_on_provided_al2023_x86_64(self):
         for name, function in self.functions.items():
@@ -302,15 +339,18 @@ def step_sources(step):
 
 def retry_budget(step):
     """The longest one invocation of `step` can spend waiting to retry, in seconds: the SDK's retry waits for each
-    AWS call in its source, plus notify's Slack delivery (core::message), whose every attempt may take
+    AWS call in its source, plus a Slack delivery (core::message) for a step that posts to Slack (notify, relay-alert),
+    whose every attempt may take
     SLACK_REQUEST_TIMEOUT and whose every retry may wait SLACK_MAX_RETRY_AFTER. Response times are not counted
     (the Lambdas set no SDK operation timeout: an unanswered call is bounded by the function's own timeout)."""
     sources = step_sources(step)
     if not sources:
         raise AssertionError(f"no Rust source for the step {step} under lambdas/")
-    calls = sum(p.read_text().count(".send()") for p in sources)
+    texts = [p.read_text() for p in sources]
+    # lambdas/src/common/slack.rs reads each webhook's parameter with one SSM call.
+    calls = sum(t.count(".send()") + t.count("slack_from_parameter(") for t in texts)
     budget = calls * SDK_RETRY_WAITS_SECONDS
-    if step == "notify":
+    if any("post_to_slack(" in t for t in texts):
         attempts = rust_const_seconds("SLACK_MAX_ATTEMPTS")
         budget += attempts * rust_const_seconds("SLACK_REQUEST_TIMEOUT") + (attempts - 1) * rust_const_seconds(
             "SLACK_MAX_RETRY_AFTER")
@@ -328,6 +368,12 @@ class Timeouts(unittest.TestCase):
     def test_notifys_budget_is_its_slack_retries(self):
         # 4 attempts of up to 10 s, 3 waits of up to 30 s, and the SSM and SNS calls' SDK retries
         self.assertEqual(retry_budget("notify"), 4 * 10 + 3 * 30 + 2 * SDK_RETRY_WAITS_SECONDS)
+
+    def test_relay_alerts_budget_is_its_slack_retries(self):
+        # The same Slack delivery (one webhook per event), plus the SDK retries of each call site: two webhook
+        # parameters read (SSM), DescribeBackupJob/CopyJob/RestoreJob, the claim's PutObject and DeleteObject,
+        # Publish (one site for the text and the chat topics) and the dead-letter SendMessage.
+        self.assertEqual(retry_budget("relay-alert"), 4 * 10 + 3 * 30 + 9 * SDK_RETRY_WAITS_SECONDS)
 
 
 class Iam(unittest.TestCase):
@@ -358,7 +404,7 @@ class Iam(unittest.TestCase):
     def test_database_table_and_password_actions_require_our_tag(self):
         checked = 0
         for role, statement in statements(self.template):
-            if statement is self.slack_webhook_statement():
+            if any(statement is webhook for webhook in self.slack_webhook_statements()):
                 continue  # the user's own parameter, named by a parameter: see the test of it
             actions = {a.lower() for a in as_list(statement["Action"])}
             resources_ = json.dumps(statement["Resource"])
@@ -379,7 +425,7 @@ class Iam(unittest.TestCase):
 
     def test_temporary_tables_and_passwords_stay_under_the_flows_names(self):
         for role, statement in statements(self.template):
-            if statement is self.slack_webhook_statement():
+            if any(statement is webhook for webhook in self.slack_webhook_statements()):
                 continue
             for action in as_list(statement["Action"]):
                 text = json.dumps(statement["Resource"])
@@ -391,19 +437,22 @@ class Iam(unittest.TestCase):
                     self.assertIn(":table/backup-archiver-*", text, f"{role}: {action}")
                     self.assertNotIn('table/*"', text, f"{role}: {action}")
 
-    def slack_webhook_statement(self):
-        [statement] = [s for _, s in statements(self.template) if isinstance(s, dict) and s.get("Sid") == "ReadTheSlackWebhook"]
-        return statement
+    def slack_webhook_statements(self):
+        """The statements that read a Slack webhook's parameter (notify's, relay-alert's two)."""
+        return [s for _, s in statements(self.template)
+                if isinstance(s, dict) and s.get("Sid") in ("ReadTheSlackWebhook", "ReadTheFailureSlackWebhook")]
 
-    def test_only_notify_reads_the_slack_webhook_and_only_its_parameter(self):
+    def test_only_notify_and_the_relay_read_the_slack_webhooks_and_only_their_parameters(self):
         readers = [(role, s) for role, s in statements(self.template)
                    if any(a.lower() == "ssm:getparameter" for a in as_list(s["Action"]))
                    and "SlackWebhookParameterName" in json.dumps(s["Resource"])]
-        self.assertEqual([role for role, _ in readers], ["NotifyFunctionRole"])
-        [(_, statement)] = readers
-        self.assertEqual(as_list(statement["Action"]), ["ssm:GetParameter"])
-        self.assertEqual(statement["Resource"], {"Fn::Sub": (
-            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SlackWebhookParameterName}")})
+        self.assertEqual([role for role, _ in readers],
+                         ["NotifyFunctionRole", "RelayAlertFunctionRole", "RelayAlertFunctionRole"])
+        for (_, statement), parameter in zip(readers, ["SlackWebhookParameterName", "SlackWebhookParameterName",
+                                                        "FailureSlackWebhookParameterName"]):
+            self.assertEqual(as_list(statement["Action"]), ["ssm:GetParameter"])
+            self.assertEqual(statement["Resource"], {"Fn::Sub": (
+                f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{{parameter}}}")})
 
     def test_instances_carry_the_stack_tag(self):
         for name, environment in resources(self.template, "AWS::Batch::ComputeEnvironment").items():

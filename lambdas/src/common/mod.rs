@@ -15,6 +15,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_runtime::Diagnostic;
 
 pub mod databases;
+pub mod slack;
 pub mod storage;
 pub mod tables;
 pub mod volumes;
@@ -123,6 +124,15 @@ pub fn optional_env(name: &str) -> Option<String> {
 /// Parses a state's input into its core type, as `InvalidEvent` when it does not fit.
 pub fn parse_input<T: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Result<T, StepError> {
     serde_json::from_value(payload).map_err(StepError::input)
+}
+
+/// When the invocation of `context` times out, as an [`std::time::Instant`] (the runtime gives
+/// milliseconds since the epoch), for retries that must end before it.
+pub fn deadline(context: &lambda_runtime::Context) -> std::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    std::time::Instant::now() + std::time::Duration::from_millis(context.deadline.saturating_sub(now_ms))
 }
 
 #[cfg(test)]

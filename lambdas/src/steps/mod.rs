@@ -17,6 +17,7 @@ pub mod export_table;
 pub mod notify;
 pub mod plan;
 pub mod prepare_table;
+pub mod relay_alert;
 pub mod restore_database;
 pub mod set_database_password;
 pub mod sns_trigger;
@@ -56,6 +57,7 @@ steps! {
     notify => "notify",
     plan => "plan",
     prepare_table => "prepare-table",
+    relay_alert => "relay-alert",
     restore_database => "restore-database",
     set_database_password => "set-database-password",
     sns_trigger => "sns-trigger",

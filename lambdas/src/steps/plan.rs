@@ -11,6 +11,7 @@
 //! every invocation with `InvalidConfig` and a message naming the setting.
 
 use crate::common::{required_env, AwsFailure, StepError};
+use archiver_core::alert::archive_skip;
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::document::FlowError;
 use archiver_core::errors;
@@ -80,7 +81,17 @@ async fn plan(
     payload: &Value,
     now: DateTime<Utc>,
 ) -> Result<PlanOutcome, StepError> {
-    let event = TriggerEvent::from_value(payload).map_err(|e| plan_error(PlanError::InvalidEvent(e)))?;
+    let event = match TriggerEvent::from_value(payload) {
+        Ok(event) => event,
+        Err(error) => match archive_skip(payload) {
+            // A valid AWS Backup event that is no trigger: the relay's, not an invalid input.
+            Some(reason) => {
+                tracing::info!(%reason, "skipped");
+                return Ok(PlanOutcome::skipped(reason));
+            }
+            None => return Err(plan_error(PlanError::InvalidEvent(error))),
+        },
+    };
     let target = match archive_target(&event, config).map_err(plan_error)? {
         Targeting::Skip(reason) => {
             tracing::info!(shape = event.shape(), %reason, "skipped");

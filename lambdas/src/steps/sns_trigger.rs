@@ -9,6 +9,7 @@
 //! handoff to another flow) is `plan`'s, as for EventBridge's triggers.
 
 use crate::common::{required_env, AwsFailure, StepError};
+use archiver_core::alert::archive_skip;
 use archiver_core::errors;
 use archiver_core::event::TriggerEvent;
 use archiver_core::request::{event_target, ArchiveTarget, Targeting};
@@ -32,8 +33,17 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 
 #[tracing::instrument(skip_all)]
 async fn trigger(sfn: &aws_sdk_sfn::Client, prefix: &str, delivery: Value) -> Result<Value, StepError> {
-    let event =
-        TriggerEvent::from_value(&delivery).map_err(|e| StepError::new(errors::INVALID_EVENT, e.to_string()))?;
+    let event = match TriggerEvent::from_value(&delivery) {
+        Ok(event) => event,
+        // A vault notification about a restore or a recovery point is the relay's: nothing to start.
+        Err(error) => match archive_skip(&delivery) {
+            Some(reason) => {
+                tracing::info!(%reason, "nothing to archive: no execution started");
+                return Ok(json!({"skipped": reason.to_string()}));
+            }
+            None => return Err(StepError::new(errors::INVALID_EVENT, error.to_string())),
+        },
+    };
     let target = match event_target(&event).map_err(|e| StepError::new(e.error_name(), e.to_string()))? {
         Targeting::Target(target) => target,
         Targeting::Skip(reason) => {
