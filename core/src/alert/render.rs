@@ -25,7 +25,7 @@ pub enum Format {
 const MAX_TITLE_CHARS: usize = 200;
 
 impl Severity {
-    fn emoji(self) -> &'static str {
+    pub(super) fn emoji(self) -> &'static str {
         match self {
             Severity::Failure => ":rotating_light:",
             Severity::Warning => ":warning:",
@@ -35,7 +35,7 @@ impl Severity {
     }
 
     /// Attachment bar colours: red, amber, green, grey.
-    fn colour(self) -> &'static str {
+    pub(super) fn colour(self) -> &'static str {
         match self {
             Severity::Failure => "#D0021B",
             Severity::Warning => "#F5A623",
