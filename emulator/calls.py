@@ -567,6 +567,7 @@ RULES = {
     "backup:DescribeRecoveryPoint": recovery_point, "backup:DeleteRecoveryPoint": recovery_point,
     "backup:StartRestoreJob": backup_restore, "backup:DescribeRestoreJob": anything,
     "backup:DescribeBackupJob": anything, "backup:DescribeCopyJob": anything,
+    "backup:ListBackupJobs": anything, "backup:ListCopyJobs": anything, "backup:ListRestoreJobs": anything,
     "sns:Publish": sns_publish,
     "sqs:SendMessage": sqs_queue,
     "lambda:Invoke": lambda_invoke,
