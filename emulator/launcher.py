@@ -901,6 +901,10 @@ def backup_recovery_points() -> None:
 
         def describe(self) -> dict:
             self.advance()
+            return self.description()
+
+        def description(self) -> dict:
+            """The job as it is, without moving it on (ListRestoreJobs)."""
             status = "FAILED" if self.failure else self.status
             if status == "COMPLETED" and self.table_arn is None:
                 backend = dynamodb_backends[self.account_id][self.region]
@@ -985,7 +989,7 @@ def backup_recovery_points() -> None:
 
     def list_restore_jobs(self):
         query = {name: values[0] for name, values in self.querystring.items() if values}
-        found = [job.describe() for job in list(jobs.values())
+        found = [job.description() for job in list(jobs.values())
                  if (job.account_id, job.region) == (query.get("accountId", self.current_account), self.region)]
         found = [job for job in found if query.get("status") in (None, job["Status"])]
         return listed_jobs(self, found, "RestoreJobs")
