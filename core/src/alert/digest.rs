@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::render::Format;
-use super::{job_console_url, severity_of, AlertKind, Severity};
+use super::{job_console_url, resource_name_of, severity_of, AlertKind, Severity};
 use crate::manifest::Manifest;
-use crate::message::{escape_mrkdwn, truncate, MAX_CAUSE_CHARS, MAX_SNS_SUBJECT_CHARS};
+use crate::message::{escape_mrkdwn, truncate, MAX_CAUSE_CHARS};
 
 /// The span a digest covers, ending when it runs: "the last 24 hours".
 pub const DIGEST_WINDOW: Duration = Duration::hours(24);
@@ -47,15 +47,6 @@ pub struct DigestJob {
 impl DigestJob {
     pub fn severity(&self) -> Severity {
         severity_of(self.kind, &self.state, self.status_message.as_deref().is_some_and(|m| !m.is_empty()))
-    }
-
-    /// `vol-0123…` out of the resource's ARN, or the ARN itself.
-    fn resource_name(&self) -> Option<String> {
-        let arn = self.resource_arn.as_deref()?;
-        Some(match arn.parse::<crate::arn::Arn>() {
-            Ok(parsed) if !parsed.resource_type_and_id().1.is_empty() => parsed.resource_type_and_id().1.to_string(),
-            _ => arn.to_string(),
-        })
     }
 }
 
@@ -218,7 +209,7 @@ impl Digest {
     /// One failure, plain: `Backup job FAILED: EBS vol-1 in vault-a (job 1234): reason`.
     fn failure_line(job: &DigestJob) -> String {
         let mut line = format!("{} {}", job.kind.label(), job.state);
-        match (job.resource_type.as_deref(), job.resource_name()) {
+        match (job.resource_type.as_deref(), job.resource_arn.as_deref().map(resource_name_of)) {
             (Some(kind), Some(name)) => line.push_str(&format!(": {kind} {name}")),
             (None, Some(name)) => line.push_str(&format!(": {name}")),
             (Some(kind), None) => line.push_str(&format!(": {kind}")),
@@ -281,9 +272,7 @@ impl Digest {
 
     /// The SNS subject: the title, printable ASCII, at most SNS's 100 characters.
     pub fn sns_subject(&self) -> String {
-        let ascii: String =
-            self.title().chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-        ascii.chars().take(MAX_SNS_SUBJECT_CHARS).collect()
+        crate::message::sns_subject(&self.title())
     }
 
     /// The SNS message, for e-mail: title, counts, then every failure with its reason and link.

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::manifest::tests::sample as sample_manifest;
+use crate::message::MAX_SNS_SUBJECT_CHARS;
 
 fn now() -> DateTime<Utc> {
     "2026-11-22T07:00:00Z".parse().unwrap()

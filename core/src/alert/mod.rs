@@ -207,11 +207,7 @@ impl JobAlert {
 
     /// `vol-0123…` out of the resource's ARN, or the ARN itself.
     pub fn resource_name(&self) -> Option<String> {
-        let arn = self.resource_arn.as_deref().or(self.created_resource_arn.as_deref())?;
-        Some(match arn.parse::<crate::arn::Arn>() {
-            Ok(parsed) if !parsed.resource_type_and_id().1.is_empty() => parsed.resource_type_and_id().1.to_string(),
-            _ => arn.to_string(),
-        })
+        Some(resource_name_of(self.resource_arn.as_deref().or(self.created_resource_arn.as_deref())?))
     }
 }
 
@@ -427,6 +423,14 @@ pub fn archive_skip(value: &serde_json::Value) -> Option<crate::request::SkipRea
         AlertEvent::NotAJob { from_backup: false, .. } => return None,
     };
     Some(crate::request::SkipReason::NotArchiveTrigger { event })
+}
+
+/// `vol-0123…` out of a resource's ARN, or the ARN itself.
+pub fn resource_name_of(arn: &str) -> String {
+    match arn.parse::<crate::arn::Arn>() {
+        Ok(parsed) if !parsed.resource_type_and_id().1.is_empty() => parsed.resource_type_and_id().1.to_string(),
+        _ => arn.to_string(),
+    }
 }
 
 /// `kind`'s severity in `state`; `has_status_message` tells a COMPLETED backup job "with issues".
