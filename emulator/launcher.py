@@ -1237,6 +1237,25 @@ def listed_jobs(response, jobs: list[dict], key: str) -> str:
     return json.dumps(answer)
 
 
+def run_job(job) -> None:
+    """Move a backup or copy job on by itself, as AWS does, so that its events come without anyone describing it."""
+    while job.refresh() not in ("COMPLETED", "FAILED"):
+        time.sleep(COPY_POLL_SECONDS)
+
+
+def started_by_token(jobs, body: dict, account: str, region: str, what: str):
+    """The job that `body`'s IdempotencyToken already started in this account and region, or None; the same token
+    with other parameters is refused, as AWS refuses it."""
+    from moto.backup.exceptions import InvalidRequestException
+
+    token = body.get("IdempotencyToken")
+    first = next((job for job in list(jobs) if token and (job.account, job.region) == (account, region)
+                  and job.body.get("IdempotencyToken") == token), None)
+    if first is not None and first.body != body:
+        raise InvalidRequestException(f"IdempotencyToken {token} was used by {what} {first.id} with other parameters")
+    return first
+
+
 def backup_copy_jobs() -> None:
     """Addition (a gap in what moto emulates): moto has no AWS Backup copy jobs. StartCopyJob copies a registered
     recovery point (backup_recovery_points) into a vault of another account and/or region, as AWS Backup does:
@@ -1262,7 +1281,7 @@ def backup_copy_jobs() -> None:
     import threading
 
     from moto.backup.exceptions import (
-        InvalidParameterValueException, InvalidRequestException, ResourceNotFoundException,
+        InvalidParameterValueException, ResourceNotFoundException,
     )
     from moto.backup.models import backup_backends
     from moto.ec2.models import ec2_backends
@@ -1430,21 +1449,11 @@ def backup_copy_jobs() -> None:
                 answer["StatusMessage"] = self.failure
             return answer
 
-    def run(job: CopyJob) -> None:
-        """Move the job on by itself, as AWS does, so that its events come without anyone describing it."""
-        while job.refresh() not in finished_states:
-            time.sleep(COPY_POLL_SECONDS)
-
     def start_copy_job(self) -> str:
         body = json.loads(self.body or "{}")
         account, region = self.current_account, self.region
-        token = body.get("IdempotencyToken")
-        first = next((job for job in jobs.values() if token and job.account == account and job.region == region
-                      and job.body.get("IdempotencyToken") == token), None)
+        first = started_by_token(jobs.values(), body, account, region, "copy job")
         if first is not None:
-            if first.body != body:
-                raise InvalidRequestException(f"IdempotencyToken {token} was used by copy job {first.id} with other "
-                                              "parameters")
             return json.dumps({"CopyJobId": first.id, "CreationDate": first.created, "IsParent": False})
         vault = body.get("SourceBackupVaultName", "")
         self.backup_backend.describe_backup_vault(vault)  # ResourceNotFoundException, as AWS
@@ -1460,7 +1469,7 @@ def backup_copy_jobs() -> None:
         job = CopyJob(body, account, region, point)
         jobs[job.id] = job
         job.refresh()  # CREATED, and its event
-        threading.Thread(target=run, args=(job,), name=f"copy-job-{job.id}", daemon=True).start()
+        threading.Thread(target=run_job, args=(job,), name=f"copy-job-{job.id}", daemon=True).start()
         return json.dumps({"CopyJobId": job.id, "CreationDate": job.created, "IsParent": False})
 
     def describe_copy_job(self) -> str:
@@ -1505,7 +1514,7 @@ def backup_jobs() -> None:
     ByCreatedAfter, ByCreatedBefore, MaxResults, NextToken) answer in the job's account and region."""
     import threading
 
-    from moto.backup.exceptions import InvalidRequestException, ResourceNotFoundException
+    from moto.backup.exceptions import ResourceNotFoundException
     from moto.ec2.models import ec2_backends
     from moto.moto_api import state_manager
     from moto.moto_api._internal.managed_state_model import ManagedState
@@ -1599,28 +1608,18 @@ def backup_jobs() -> None:
                 answer["StatusMessage"] = self.failure
             return answer
 
-    def run(job: BackupJob) -> None:
-        """Move the job on by itself, as AWS does, so that its events come without anyone describing it."""
-        while job.refresh() not in finished_states:
-            time.sleep(COPY_POLL_SECONDS)
-
     def start_backup_job(self) -> str:
         body = json.loads(self.body or "{}")
         account, region = self.current_account, self.region
-        token = body.get("IdempotencyToken")
-        first = next((job for job in jobs.values() if token and (job.account, job.region) == (account, region)
-                      and job.body.get("IdempotencyToken") == token), None)
+        first = started_by_token(jobs.values(), body, account, region, "backup job")
         if first is not None:
-            if first.body != body:
-                raise InvalidRequestException(f"IdempotencyToken {token} was used by backup job {first.id} with "
-                                              "other parameters")
             return json.dumps({"BackupJobId": first.id, "CreationDate": first.created, "IsParent": False})
         self.backup_backend.describe_backup_vault(body.get("BackupVaultName", ""))  # ResourceNotFoundException
         check_backup_role(body.get("IamRoleArn", ""), account)
         job = BackupJob(body, account, region)
         jobs[job.id] = job
         job.refresh()  # CREATED, and its event
-        threading.Thread(target=run, args=(job,), name=f"backup-job-{job.id}", daemon=True).start()
+        threading.Thread(target=run_job, args=(job,), name=f"backup-job-{job.id}", daemon=True).start()
         return json.dumps({"BackupJobId": job.id, "CreationDate": job.created, "IsParent": False})
 
     def describe_backup_job(self) -> str:
