@@ -29,6 +29,7 @@ pub mod command;
 pub mod compress;
 pub mod dump;
 pub mod ebs;
+pub mod ebs_direct;
 pub mod fat;
 pub mod layout;
 pub mod logging;
