@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_ebs::error::DisplayErrorContext;
+use aws_sdk_ebs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ebs::primitives::ByteStream;
 use aws_sdk_ebs::types::{ChecksumAggregationMethod, ChecksumAlgorithm, Tag};
 use aws_sdk_ebs::Client;
@@ -188,7 +188,11 @@ where
     result
 }
 
-async fn start_snapshot(ebs: &Client, ec2: &aws_sdk_ec2::Client, spec: &SnapshotSpec) -> Result<String, EbsDirectError> {
+async fn start_snapshot(
+    ebs: &Client,
+    ec2: &aws_sdk_ec2::Client,
+    spec: &SnapshotSpec,
+) -> Result<String, EbsDirectError> {
     let tags = spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
     let started = ebs
         .start_snapshot()
@@ -202,7 +206,7 @@ async fn start_snapshot(ebs: &Client, ec2: &aws_sdk_ec2::Client, spec: &Snapshot
         .await
         .map_err(|e| EbsDirectError::StartSnapshot {
             volume_size_gib: spec.volume_size_gib,
-            message: DisplayErrorContext(e).to_string(),
+            message: sdk_message(e),
         })?;
     let snapshot_id = started.snapshot_id().unwrap_or_default().to_string();
     let block_size = started.block_size().map(i64::from).unwrap_or_default();
@@ -253,8 +257,14 @@ impl BlockWriter<'_> {
                     return Ok(());
                 }
                 Err(e) => {
-                    message = DisplayErrorContext(e).to_string();
-                    tracing::warn!(snapshot_id = self.snapshot_id, block_index = index, attempt, message, "block refused");
+                    message = sdk_message(e);
+                    tracing::info!(
+                        snapshot_id = self.snapshot_id,
+                        block_index = index,
+                        attempt,
+                        message,
+                        "block refused"
+                    );
                 }
             }
             if attempt < BLOCK_ATTEMPTS {
@@ -292,10 +302,7 @@ async fn complete_snapshot(
         .checksum_aggregation_method(ChecksumAggregationMethod::ChecksumAggregationLinear)
         .send()
         .await
-        .map_err(|e| EbsDirectError::CompleteSnapshot {
-            snapshot_id: snapshot_id.into(),
-            message: DisplayErrorContext(e).to_string(),
-        })?;
+        .map_err(|e| EbsDirectError::CompleteSnapshot { snapshot_id: snapshot_id.into(), message: sdk_message(e) })?;
     if completed.status().map(|s| s.as_str()) == Some("error") {
         return Err(EbsDirectError::SnapshotFailed {
             snapshot_id: snapshot_id.into(),
@@ -334,12 +341,28 @@ async fn complete_snapshot(
 /// Deletes an incomplete snapshot; a failure is logged with the id, for the operator to finish.
 async fn delete_snapshot(ec2: &aws_sdk_ec2::Client, snapshot_id: &str) {
     match ec2.delete_snapshot().snapshot_id(snapshot_id).send().await {
-        Ok(_) => tracing::warn!(snapshot_id, "deleted the incomplete snapshot"),
+        Ok(_) => tracing::info!(snapshot_id, "deleted the incomplete snapshot"),
         Err(e) => tracing::error!(
             snapshot_id,
             error = %DisplayErrorContext(e),
             "failed to delete the incomplete snapshot: delete it by hand"
         ),
+    }
+}
+
+/// What an operator needs of a failed call: the service's error code and message when it answered,
+/// the whole error chain when it did not (a connection error, a timeout).
+fn sdk_message<E, R>(e: SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match &e {
+        SdkError::ServiceError(service) => {
+            let meta = service.err();
+            format!("{}: {}", meta.code().unwrap_or("unknown error"), meta.message().unwrap_or("no message"))
+        }
+        _ => DisplayErrorContext(e).to_string(),
     }
 }
 
@@ -366,10 +389,7 @@ async fn list_page(ebs: &Client, snapshot_id: &str, next_token: Option<String>) 
         .set_next_token(next_token)
         .send()
         .await
-        .map_err(|e| EbsDirectError::ListBlocks {
-            snapshot_id: snapshot_id.into(),
-            message: DisplayErrorContext(e).to_string(),
-        })?;
+        .map_err(|e| EbsDirectError::ListBlocks { snapshot_id: snapshot_id.into(), message: sdk_message(e) })?;
     let block_size = page.block_size().map(i64::from).unwrap_or_default();
     if block_size != BLOCK_SIZE as i64 {
         return Err(EbsDirectError::BlockSize { snapshot_id: snapshot_id.into(), block_size });
@@ -435,7 +455,8 @@ impl SnapshotReader {
         });
         plans
             .map(move |plan| {
-                let (snapshot_id, limit, zero_chunk) = (Arc::clone(&snapshot_id), Arc::clone(&limit), zero_chunk.clone());
+                let (snapshot_id, limit, zero_chunk) =
+                    (Arc::clone(&snapshot_id), Arc::clone(&limit), zero_chunk.clone());
                 async move {
                     let (chunk, blocks) = plan?;
                     if blocks.is_empty() {
@@ -489,7 +510,7 @@ async fn get_block(
         match fetch_block(ebs, snapshot_id, block).await {
             Ok(data) => return Ok(data),
             Err(problem) => {
-                tracing::warn!(snapshot_id, block_index = block.index, attempt, problem, "block read failed");
+                tracing::info!(snapshot_id, block_index = block.index, attempt, problem, "block read failed");
                 message = problem;
             }
         }
@@ -514,7 +535,7 @@ async fn fetch_block(ebs: &Client, snapshot_id: &str, block: &ListedBlock) -> Re
         .block_token(&block.token)
         .send()
         .await
-        .map_err(|e| DisplayErrorContext(e).to_string())?;
+        .map_err(sdk_message)?;
     let expected = out.checksum().unwrap_or_default().to_string();
     let data = out.block_data.collect().await.map_err(|e| format!("reading the block's body: {e}"))?.into_bytes();
     if data.len() != BLOCK_SIZE {

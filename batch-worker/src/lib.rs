@@ -42,6 +42,7 @@ pub mod pax;
 pub mod pipeline;
 pub mod raw;
 pub mod restore;
+pub mod restore_snapshot;
 pub mod s3;
 pub mod signal;
 pub mod source;

@@ -8,7 +8,7 @@ use batch_worker::s3;
 use batch_worker::source;
 use batch_worker::verify::{self, VerifyError};
 
-use crate::{output, ArchiveArgs, ExitCode, Failure, RestoreArgs};
+use crate::{output, restore_to, ArchiveArgs, ExitCode, Failure, RestoreArgs};
 
 pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Failure> {
     // Everything that can be checked without side effects is checked before anything is
@@ -52,14 +52,17 @@ pub async fn verify(location: S3Location, deep: bool, json: bool) -> Result<Exit
     Ok(if report.ok { ExitCode::Success } else { ExitCode::No })
 }
 
-pub async fn restore(args: RestoreArgs) -> Result<ExitCode, Failure> {
+pub async fn restore(args: RestoreArgs, progress: bool) -> Result<ExitCode, Failure> {
+    if args.snapshot.to_snapshot {
+        return restore_to::snapshot(args, progress).await;
+    }
     let client = connect(&args.location).await?;
     let restored = match (&args.to, &args.to_image) {
         (Some(dir), _) => restore::restore_to_dir(&client, &args.location, dir).await,
         (None, Some(image)) => {
             restore::restore_image(&client, &args.location, image, args.partition).await.map(|r| vec![r])
         }
-        (None, None) => unreachable!("clap requires --to or --to-image"),
+        (None, None) => unreachable!("clap requires --to, --to-image or --to-snapshot"),
     };
     let restored = restored.map_err(|e| match e {
         RestoreError::Manifest(e) => verify_failure(e),

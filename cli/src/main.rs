@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod flow;
 mod output;
+mod restore_to;
 mod retention;
 
 /// The exit codes, one meaning each.
@@ -67,7 +68,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore an archive: files to a directory, or a raw object to an image file.
+    /// Restore an archive: files to a directory, a raw object to an image file or a new EBS snapshot.
     Restore(RestoreArgs),
     /// Dry run of the state machines' plan step: exit 0 planned, 1 skipped, 2 rejected.
     Plan(flow::PlanArgs),
@@ -97,7 +98,7 @@ pub struct ArchiveArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_image"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_image", "to_snapshot"])))]
 pub struct RestoreArgs {
     /// The archive: s3://BUCKET/PREFIX.
     pub location: S3Location,
@@ -107,9 +108,11 @@ pub struct RestoreArgs {
     /// Write the archive's raw object to this image file, bit for bit.
     #[arg(long)]
     pub to_image: Option<PathBuf>,
-    /// With --to-image: the partition whose raw object to write.
-    #[arg(long, requires = "to_image")]
+    /// With --to-image or --to-snapshot: the partition whose raw object to write.
+    #[arg(long, conflicts_with = "to")]
     pub partition: Option<u32>,
+    #[command(flatten)]
+    pub snapshot: restore_to::SnapshotArgs,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -125,7 +128,7 @@ fn main() -> ProcessExitCode {
         let result = match cli.command {
             Command::Archive(args) => commands::archive(args, progress).await,
             Command::Verify { location, deep, json } => commands::verify(location, deep, json).await,
-            Command::Restore(args) => commands::restore(args).await,
+            Command::Restore(args) => commands::restore(args, progress).await,
             Command::Plan(args) => flow::plan(args),
             Command::Start(args) => flow::start(args).await,
             Command::Replay(args) => flow::replay(args).await,

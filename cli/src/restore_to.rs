@@ -1,0 +1,91 @@
+//! `restore --to-snapshot`: a raw archive written into a new EBS snapshot through the EBS
+//! direct APIs, without any volume.
+
+use batch_worker::restore::RestoreError;
+use batch_worker::restore_snapshot::{self, SnapshotRestoreError, SnapshotRestoreOptions};
+use batch_worker::s3;
+
+use crate::{output, ExitCode, Failure, RestoreArgs};
+
+/// The flags of a restore into AWS.
+#[derive(Debug, clap::Args)]
+pub struct SnapshotArgs {
+    /// Write the archive's raw object (or --partition's) into a new EBS snapshot through the EBS
+    /// direct APIs, no volume needed; prints the snapshot's id. All-zero blocks are left out. On
+    /// any error the incomplete snapshot is deleted.
+    #[arg(long)]
+    pub to_snapshot: bool,
+    /// With --to-snapshot: encrypt the snapshot with this KMS key (its ARN). Default: the
+    /// account's default EBS encryption.
+    #[arg(long, requires = "to_snapshot")]
+    pub kms_key_id: Option<String>,
+    /// With --to-snapshot: tags of the snapshot, KEY=VALUE; repeat the flag or separate with commas.
+    #[arg(long, requires = "to_snapshot", value_parser = parse_tag, value_delimiter = ',')]
+    pub tags: Vec<(String, String)>,
+    /// With --to-snapshot: the snapshot's description. Default: the archive it came from.
+    #[arg(long, requires = "to_snapshot")]
+    pub description: Option<String>,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not a tag like KEY=VALUE")),
+    }
+}
+
+pub async fn snapshot(args: RestoreArgs, progress: bool) -> Result<ExitCode, Failure> {
+    let config = s3::load_config().await;
+    let client = s3::client(&config);
+    s3::preflight(&config, &client, &args.location.bucket).await.map_err(Failure::usage)?;
+    let ebs = aws_sdk_ebs::Client::new(&config);
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let options = SnapshotRestoreOptions {
+        partition: args.partition,
+        description: args.snapshot.description,
+        tags: args.snapshot.tags,
+        kms_key_id: args.snapshot.kms_key_id,
+    };
+    let cancel = batch_worker::signal::cancel_on_signal();
+    let bar = progress.then(output::progress_bar);
+    let result =
+        restore_snapshot::restore_to_snapshot(&client, &ebs, &ec2, &args.location, &options, bar.clone(), &cancel)
+            .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let restored = result.map_err(|e| match e {
+        e if e.is_interrupted() => {
+            Failure { code: ExitCode::Interrupted, message: "interrupted; the incomplete snapshot was deleted".into() }
+        }
+        e
+        @ SnapshotRestoreError::Restore(RestoreError::NoRawObject { .. } | RestoreError::SeveralRawObjects { .. }) => {
+            Failure::usage(e)
+        }
+        e => Failure::no(e),
+    })?;
+    if args.json {
+        output::print_json(&restored);
+    } else {
+        // stdout is data: the id alone, for `$(backup-archiver restore … --to-snapshot)`.
+        println!("{}", restored.snapshot_id);
+        eprintln!(
+            "restored {} ({} blocks written) into {} ({} GiB) in {:.1} s",
+            restored.key, restored.blocks_written, restored.snapshot_id, restored.volume_size_gib, restored.seconds
+        );
+    }
+    Ok(ExitCode::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_key_value_pairs() {
+        assert_eq!(parse_tag("team=storage"), Ok(("team".into(), "storage".into())));
+        assert_eq!(parse_tag("empty="), Ok(("empty".into(), String::new())));
+        assert!(parse_tag("novalue").is_err());
+        assert!(parse_tag("=v").is_err());
+    }
+}

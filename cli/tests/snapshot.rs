@@ -1,0 +1,221 @@
+//! Back into AWS without a volume (issue 14): `restore --to-snapshot` writes a raw archive into
+//! a new snapshot through the EBS direct APIs of the emulator (moto with the emulator's EBS
+//! patch, which checks block checksums, counts and the LINEAR checksum as EBS does), and the
+//! snapshot is read back block by block with GetSnapshotBlock.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::cli::CliEnv;
+use common::image::{self, Fs, MIB};
+use common::populate::populate_basic;
+use common::proxy::{Fault, FaultProxy};
+use common::s3::{Moto, TestS3};
+use common::{assert_bytes_equal, pseudo_random, require_image_prerequisites, shared_system, workdir};
+
+/// moto's S3 as the other tests use it, and its EBS direct APIs as EBS behaves.
+const PATCHES: &str = "full_object_checksums,ebs_direct_apis";
+const BLOCK: usize = 512 * 1024;
+
+/// The emulator's EBS and EC2, for looking behind the CLI's back.
+struct Aws {
+    rt: tokio::runtime::Runtime,
+    ebs: aws_sdk_ebs::Client,
+    ec2: aws_sdk_ec2::Client,
+}
+
+impl Aws {
+    fn new(endpoint: &str) -> Aws {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ebs::config::SharedCredentialsProvider::new(
+                aws_sdk_ebs::config::Credentials::new("test", "test", None, None, "tests"),
+            ))
+            .endpoint_url(endpoint)
+            .build();
+        Aws { rt, ebs: aws_sdk_ebs::Client::new(&config), ec2: aws_sdk_ec2::Client::new(&config) }
+    }
+
+    /// Every written block of a snapshot, read with GetSnapshotBlock and checked against its
+    /// checksum.
+    fn blocks(&self, snapshot_id: &str) -> BTreeMap<u64, Vec<u8>> {
+        self.rt.block_on(async {
+            let listed = self.ebs.list_snapshot_blocks().snapshot_id(snapshot_id).send().await.expect("list blocks");
+            assert_eq!(listed.block_size(), Some(BLOCK as i32));
+            assert_eq!(listed.next_token(), None, "one page is enough for these snapshots");
+            let mut blocks = BTreeMap::new();
+            for block in listed.blocks() {
+                let index = block.block_index().expect("an index");
+                let got = self
+                    .ebs
+                    .get_snapshot_block()
+                    .snapshot_id(snapshot_id)
+                    .block_index(index)
+                    .block_token(block.block_token().expect("a token"))
+                    .send()
+                    .await
+                    .expect("get block");
+                let checksum = got.checksum().expect("a checksum").to_string();
+                let data = got.block_data.collect().await.expect("block body").into_bytes().to_vec();
+                use base64::Engine;
+                use sha2::Digest;
+                let actual = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&data));
+                assert_eq!(actual, checksum, "block {index}'s checksum");
+                blocks.insert(index as u64, data);
+            }
+            blocks
+        })
+    }
+
+    /// (state, description, tags, encrypted) of a snapshot as EC2 describes it.
+    fn describe(&self, snapshot_id: &str) -> (String, String, Vec<(String, String)>, bool) {
+        let out = self
+            .rt
+            .block_on(self.ec2.describe_snapshots().snapshot_ids(snapshot_id).send())
+            .unwrap_or_else(|e| panic!("describe {snapshot_id}: {e:?}"));
+        let s = &out.snapshots()[0];
+        let tags = s.tags().iter().map(|t| (t.key().unwrap_or("").into(), t.value().unwrap_or("").into())).collect();
+        (
+            s.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            s.description().unwrap_or_default().to_string(),
+            tags,
+            s.encrypted().unwrap_or(false),
+        )
+    }
+
+    /// The ids of every snapshot this account owns.
+    fn snapshot_ids(&self) -> Vec<String> {
+        let out = self.rt.block_on(self.ec2.describe_snapshots().owner_ids("self").send()).expect("describe snapshots");
+        let mut ids: Vec<String> = out.snapshots().iter().filter_map(|s| s.snapshot_id().map(str::to_string)).collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Asserts that the snapshot's blocks are `image`, zero-padded to whole blocks: every block with
+/// data is there and equal, every block left out is all zeros, and nothing lies beyond.
+fn assert_snapshot_holds(blocks: &BTreeMap<u64, Vec<u8>>, image: &[u8]) {
+    let count = image.len().div_ceil(BLOCK) as u64;
+    assert!(blocks.keys().all(|&i| i < count), "blocks beyond the image: {:?}", blocks.keys().collect::<Vec<_>>());
+    for index in 0..count {
+        let start = index as usize * BLOCK;
+        let mut expected = image[start..image.len().min(start + BLOCK)].to_vec();
+        expected.resize(BLOCK, 0);
+        match blocks.get(&index) {
+            Some(data) => assert_bytes_equal(&format!("block {index}"), data, &expected),
+            None => assert!(expected.iter().all(|&b| b == 0), "block {index} holds data but was not written"),
+        }
+    }
+}
+
+/// A raw archive of an ext4 image whose length is not a whole number of blocks: a filesystem
+/// with data and zeros, then 100 KiB of incompressible bytes.
+fn archived_image(t: &TestS3, env: &CliEnv, work: &Path, prefix: &str) -> Vec<u8> {
+    let img = work.join("disk.img");
+    image::fs_image(&img, Fs::Ext4, 16 * MIB, populate_basic);
+    image::write_at(&img, 16 * MIB, &pseudo_random(14, 100 * 1024));
+    env.archive(&img, &t.url(prefix), &["--mode", "raw"]);
+    std::fs::read(&img).expect("read the image")
+}
+
+#[test]
+fn restore_to_snapshot_writes_the_image_block_by_block() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-restore");
+    let t = TestS3::start_with("snap-restore", Moto::start_with_patches(PATCHES));
+    let env = CliEnv::new(&t.endpoint());
+    let image = archived_image(&t, &env, work.path(), "raw");
+
+    let out = env.run([
+        "restore",
+        &t.url("raw"),
+        "--to-snapshot",
+        "--description",
+        "drill restore",
+        "--tags",
+        "team=storage,purpose=drill",
+        "--kms-key-id",
+        "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ]);
+    out.assert_success();
+    let snapshot_id = out.stdout_text().trim().to_string();
+    assert!(snapshot_id.starts_with("snap-") && !snapshot_id.contains('\n'), "stdout is the id:\n{}", out.report());
+
+    let aws = Aws::new(&t.endpoint());
+    let (state, description, mut tags, encrypted) = aws.describe(&snapshot_id);
+    tags.sort();
+    assert_eq!((state.as_str(), description.as_str(), encrypted), ("completed", "drill restore", true));
+    assert_eq!(tags, [("purpose".into(), "drill".into()), ("team".into(), "storage".into())]);
+    let blocks = aws.blocks(&snapshot_id);
+    assert_snapshot_holds(&blocks, &image);
+    let total = image.len().div_ceil(BLOCK);
+    assert!(blocks.len() < total, "all-zero blocks are left out: {} of {total} written", blocks.len());
+    assert!(stderr_names_the_count(&out.stderr_text(), blocks.len()), "{}", out.report());
+}
+
+fn stderr_names_the_count(stderr: &str, count: usize) -> bool {
+    stderr.contains(&format!("({count} blocks written)"))
+}
+
+#[test]
+fn restore_to_snapshot_json_describes_the_snapshot() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-json");
+    let t = TestS3::start_with("snap-json", Moto::start_with_patches(PATCHES));
+    let env = CliEnv::new(&t.endpoint());
+    let image = archived_image(&t, &env, work.path(), "raw");
+    let out = env.run(["restore", &t.url("raw"), "--to-snapshot", "--json"]);
+    out.assert_success();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(json["bytes"].as_u64(), Some(image.len() as u64), "{json}");
+    assert_eq!(json["volume_size_gib"].as_u64(), Some(1), "{json}");
+    let snapshot_id = json["snapshot_id"].as_str().expect("snapshot_id");
+    let aws = Aws::new(&t.endpoint());
+    assert_eq!(json["blocks_written"].as_u64(), Some(aws.blocks(snapshot_id).len() as u64), "{json}");
+    let (_, description, _, _) = aws.describe(snapshot_id);
+    assert!(description.contains(&t.url("raw")), "the default description names the archive: {description}");
+}
+
+#[test]
+fn a_block_whose_checksum_is_refused_is_tried_three_times_then_the_snapshot_is_deleted() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-bad-block");
+    let t = TestS3::start_with("snap-bad-block", Moto::start_with_patches(PATCHES));
+    archived_image(&t, &CliEnv::new(&t.endpoint()), work.path(), "raw");
+    let aws = Aws::new(&t.endpoint());
+    let before = aws.snapshot_ids();
+
+    // Block 0 holds the ext4 superblock: never all zeros, so always written.
+    let proxy = FaultProxy::start(t.moto.port, Fault::CorruptBlock(0));
+    let out = CliEnv::new(&proxy.endpoint()).run(["restore", &t.url("raw"), "--to-snapshot"]);
+    out.assert_code(1);
+    out.assert_one_line_error(&["PutSnapshotBlock 0", "failed 3 times", "checksum"]);
+    assert!(out.stdout.is_empty(), "no snapshot id is printed:\n{}", out.report());
+    assert_eq!(proxy.stats.injected(), 3, "three attempts of block 0:\n{}", proxy.stats.log_text());
+    assert_eq!(aws.snapshot_ids(), before, "the incomplete snapshot is deleted:\n{}", out.report());
+}
+
+#[test]
+fn restore_to_snapshot_of_a_files_archive_without_a_raw_object_is_a_usage_error() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-files");
+    let t = TestS3::start_with("snap-files", Moto::start_with_patches(PATCHES));
+    let env = CliEnv::new(&t.endpoint());
+    let img = work.path().join("disk.img");
+    image::fs_image(&img, Fs::Ext4, 16 * MIB, populate_basic);
+    env.archive(&img, &t.url("files"), &[]);
+    let aws = Aws::new(&t.endpoint());
+    let before = aws.snapshot_ids();
+    let out = env.run(["restore", &t.url("files"), "--to-snapshot"]);
+    out.assert_code(2);
+    out.assert_one_line_error(&["no raw object"]);
+    assert_eq!(aws.snapshot_ids(), before, "no snapshot was started");
+}
