@@ -18,6 +18,9 @@
 //!   with the password from [`password`].
 //! - [`verify`] and [`restore`]: reading an archive back.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
+//! - [`ebs_direct`]: the EBS direct APIs, snapshots read and written block by block without a
+//!   volume: [`archive_snapshot`] archives a snapshot that way, [`restore_snapshot`] restores a
+//!   raw archive into a new snapshot.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
 //! both binaries share; [`command`] runs system tools; [`signal`] turns SIGTERM into
@@ -25,6 +28,7 @@
 
 pub mod acl;
 pub mod archive;
+pub mod archive_snapshot;
 pub mod command;
 pub mod compress;
 pub mod dump;

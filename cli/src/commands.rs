@@ -8,19 +8,22 @@ use batch_worker::s3;
 use batch_worker::source;
 use batch_worker::verify::{self, VerifyError};
 
-use crate::{output, restore_to, ArchiveArgs, ExitCode, Failure, RestoreArgs};
+use crate::{ebs_direct, output, ArchiveArgs, ExitCode, Failure, RestoreArgs};
 
 pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Failure> {
+    let Some(device) = &args.device else {
+        return ebs_direct::archive(args, progress).await;
+    };
     // Everything that can be checked without side effects is checked before anything is
     // attached, mounted or uploaded.
     let options = args.pipeline.to_options(&args.to.bucket).map_err(Failure::usage)?;
-    source::validate(&args.device).map_err(Failure::usage)?;
+    source::validate(device).map_err(Failure::usage)?;
     let config = s3::load_config().await;
     let client = s3::client(&config);
     s3::preflight(&config, &client, &args.to.bucket).await.map_err(Failure::usage)?;
     let cancel = batch_worker::signal::cancel_on_signal();
     let bar = progress.then(output::progress_bar);
-    let result = archive::archive_device(&client, &args.device, &args.to, &options, bar.clone(), &cancel).await;
+    let result = archive::archive_device(&client, device, &args.to, &options, bar.clone(), &cancel).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -54,7 +57,7 @@ pub async fn verify(location: S3Location, deep: bool, json: bool) -> Result<Exit
 
 pub async fn restore(args: RestoreArgs, progress: bool) -> Result<ExitCode, Failure> {
     if args.snapshot.to_snapshot {
-        return restore_to::snapshot(args, progress).await;
+        return ebs_direct::snapshot(args, progress).await;
     }
     let client = connect(&args.location).await?;
     let restored = match (&args.to, &args.to_image) {

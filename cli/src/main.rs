@@ -13,9 +13,9 @@ use batch_worker::options::DeviceArgs;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod ebs_direct;
 mod flow;
 mod output;
-mod restore_to;
 mod retention;
 
 /// The exit codes, one meaning each.
@@ -53,7 +53,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Archive a block device or disk image to S3 as tar (files) or raw objects plus a manifest.
+    /// Archive a block device, disk image or EBS snapshot to S3 as tar (files) or raw objects plus a manifest.
     Archive(ArchiveArgs),
     /// Check every object of an archive against its manifest: the size and full-object CRC64NVME
     /// that S3 reports for each segment (S3 validated that checksum when the segment was stored),
@@ -85,8 +85,12 @@ enum Command {
 #[derive(Debug, clap::Args)]
 pub struct ArchiveArgs {
     /// A block device, or a disk image file (attached read-only to a loop device).
-    #[arg(long)]
-    pub device: PathBuf,
+    #[arg(long, required_unless_present = "snapshot")]
+    pub device: Option<PathBuf>,
+    /// Instead of --device: an EBS snapshot (snap-…), read through the EBS direct APIs without
+    /// any volume; archived raw, holes as zeros.
+    #[arg(long, conflicts_with = "device")]
+    pub snapshot: Option<String>,
     /// Where the archive goes: s3://BUCKET/PREFIX.
     #[arg(long)]
     pub to: S3Location,
@@ -112,7 +116,7 @@ pub struct RestoreArgs {
     #[arg(long, conflicts_with = "to")]
     pub partition: Option<u32>,
     #[command(flatten)]
-    pub snapshot: restore_to::SnapshotArgs,
+    pub snapshot: ebs_direct::SnapshotArgs,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,

@@ -1,7 +1,8 @@
-//! Back into AWS without a volume (issue 14): `restore --to-snapshot` writes a raw archive into
-//! a new snapshot through the EBS direct APIs of the emulator (moto with the emulator's EBS
-//! patch, which checks block checksums, counts and the LINEAR checksum as EBS does), and the
-//! snapshot is read back block by block with GetSnapshotBlock.
+//! EBS snapshots without a volume (issue 14), through the EBS direct APIs of the emulator (moto
+//! with the emulator's EBS patch, which checks block checksums, counts and the LINEAR checksum as
+//! EBS does): `restore --to-snapshot` writes a raw archive into a new snapshot, read back block by
+//! block with GetSnapshotBlock; `archive --snapshot` reads a snapshot with holes that the test
+//! wrote with PutSnapshotBlock.
 
 mod common;
 
@@ -9,92 +10,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::cli::CliEnv;
+use common::ebs::{Aws, BLOCK, PATCHES};
 use common::image::{self, Fs, MIB};
 use common::populate::populate_basic;
 use common::proxy::{Fault, FaultProxy};
 use common::s3::{Moto, TestS3};
 use common::{assert_bytes_equal, pseudo_random, require_image_prerequisites, shared_system, workdir};
-
-/// moto's S3 as the other tests use it, and its EBS direct APIs as EBS behaves.
-const PATCHES: &str = "full_object_checksums,ebs_direct_apis";
-const BLOCK: usize = 512 * 1024;
-
-/// The emulator's EBS and EC2, for looking behind the CLI's back.
-struct Aws {
-    rt: tokio::runtime::Runtime,
-    ebs: aws_sdk_ebs::Client,
-    ec2: aws_sdk_ec2::Client,
-}
-
-impl Aws {
-    fn new(endpoint: &str) -> Aws {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        let config = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ebs::config::SharedCredentialsProvider::new(
-                aws_sdk_ebs::config::Credentials::new("test", "test", None, None, "tests"),
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        Aws { rt, ebs: aws_sdk_ebs::Client::new(&config), ec2: aws_sdk_ec2::Client::new(&config) }
-    }
-
-    /// Every written block of a snapshot, read with GetSnapshotBlock and checked against its
-    /// checksum.
-    fn blocks(&self, snapshot_id: &str) -> BTreeMap<u64, Vec<u8>> {
-        self.rt.block_on(async {
-            let listed = self.ebs.list_snapshot_blocks().snapshot_id(snapshot_id).send().await.expect("list blocks");
-            assert_eq!(listed.block_size(), Some(BLOCK as i32));
-            assert_eq!(listed.next_token(), None, "one page is enough for these snapshots");
-            let mut blocks = BTreeMap::new();
-            for block in listed.blocks() {
-                let index = block.block_index().expect("an index");
-                let got = self
-                    .ebs
-                    .get_snapshot_block()
-                    .snapshot_id(snapshot_id)
-                    .block_index(index)
-                    .block_token(block.block_token().expect("a token"))
-                    .send()
-                    .await
-                    .expect("get block");
-                let checksum = got.checksum().expect("a checksum").to_string();
-                let data = got.block_data.collect().await.expect("block body").into_bytes().to_vec();
-                use base64::Engine;
-                use sha2::Digest;
-                let actual = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&data));
-                assert_eq!(actual, checksum, "block {index}'s checksum");
-                blocks.insert(index as u64, data);
-            }
-            blocks
-        })
-    }
-
-    /// (state, description, tags, encrypted) of a snapshot as EC2 describes it.
-    fn describe(&self, snapshot_id: &str) -> (String, String, Vec<(String, String)>, bool) {
-        let out = self
-            .rt
-            .block_on(self.ec2.describe_snapshots().snapshot_ids(snapshot_id).send())
-            .unwrap_or_else(|e| panic!("describe {snapshot_id}: {e:?}"));
-        let s = &out.snapshots()[0];
-        let tags = s.tags().iter().map(|t| (t.key().unwrap_or("").into(), t.value().unwrap_or("").into())).collect();
-        (
-            s.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-            s.description().unwrap_or_default().to_string(),
-            tags,
-            s.encrypted().unwrap_or(false),
-        )
-    }
-
-    /// The ids of every snapshot this account owns.
-    fn snapshot_ids(&self) -> Vec<String> {
-        let out = self.rt.block_on(self.ec2.describe_snapshots().owner_ids("self").send()).expect("describe snapshots");
-        let mut ids: Vec<String> = out.snapshots().iter().filter_map(|s| s.snapshot_id().map(str::to_string)).collect();
-        ids.sort();
-        ids
-    }
-}
 
 /// Asserts that the snapshot's blocks are `image`, zero-padded to whole blocks: every block with
 /// data is there and equal, every block left out is all zeros, and nothing lies beyond.
@@ -218,4 +139,50 @@ fn restore_to_snapshot_of_a_files_archive_without_a_raw_object_is_a_usage_error(
     out.assert_code(2);
     out.assert_one_line_error(&["no raw object"]);
     assert_eq!(aws.snapshot_ids(), before, "no snapshot was started");
+}
+
+#[test]
+fn archive_snapshot_reads_written_blocks_and_holes_as_zeros() {
+    let t = TestS3::start_with("snap-archive", Moto::start_with_patches(PATCHES));
+    let env = CliEnv::new(&t.endpoint());
+    let aws = Aws::new(&t.endpoint());
+    // Blocks at both ends of the 1 GiB volume, two neighbours, and one alone between holes.
+    let written: BTreeMap<u64, Vec<u8>> =
+        [0u64, 1, 700, 2047].into_iter().map(|i| (i, pseudo_random(i + 1, BLOCK))).collect();
+    let snapshot_id = aws.write_snapshot(&written);
+
+    let out = env.run(["archive", "--snapshot", &snapshot_id, "--to", &t.url("direct"), "--json"]);
+    out.assert_success();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(json["bytes_read"].as_u64(), Some(1 << 30), "{json}");
+    let object = &json["objects"][0];
+    assert_eq!((object["mode"].as_str(), object["key"].as_str()), (Some("raw"), Some("direct/disk.raw.gz")), "{json}");
+    // The whole volume, holes as zeros, is the stream the manifest describes.
+    use sha2::Digest;
+    let mut expected = sha2::Sha256::new();
+    let zeros = vec![0u8; BLOCK];
+    for index in 0..(1u64 << 30) / BLOCK as u64 {
+        expected.update(written.get(&index).unwrap_or(&zeros));
+    }
+    let expected = format!("{:x}", expected.finalize());
+    assert_eq!(object["content_sha256"].as_str(), Some(expected.as_str()), "{json}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&t.s3.get(&t.bucket, "direct/manifest.json")).expect("manifest is JSON");
+    assert_eq!(manifest["source"]["snapshot_id"].as_str(), Some(snapshot_id.as_str()), "{manifest}");
+    assert!((object["size"].as_u64().unwrap()) < 8 << 20, "holes cost next to nothing: {json}");
+
+    // And back: the archive restored into a new snapshot holds the same blocks, no more.
+    let out = env.run(["restore", &t.url("direct"), "--to-snapshot"]);
+    out.assert_success();
+    assert_eq!(aws.blocks(out.stdout_text().trim()), written);
+}
+
+#[test]
+fn archive_snapshot_of_a_missing_snapshot_fails_and_stores_nothing() {
+    let t = TestS3::start_with("snap-missing", Moto::start_with_patches(PATCHES));
+    let out =
+        CliEnv::new(&t.endpoint()).run(["archive", "--snapshot", "snap-0123456789abcdef0", "--to", &t.url("missing")]);
+    out.assert_code(1);
+    out.assert_one_line_error(&["ListSnapshotBlocks", "snap-0123456789abcdef0", "ResourceNotFoundException"]);
+    t.assert_nothing_under("missing/");
 }

@@ -3,6 +3,8 @@
 //! environment. The host and S3 helpers are `cli/tests`' own, included by path.
 #![allow(dead_code)]
 
+#[path = "../../../cli/tests/common/ebs.rs"]
+pub mod ebs;
 #[path = "../../../cli/tests/common/host.rs"]
 pub mod host;
 #[path = "../../../cli/tests/common/s3.rs"]

@@ -1,11 +1,12 @@
-//! `restore --to-snapshot`: a raw archive written into a new EBS snapshot through the EBS
-//! direct APIs, without any volume.
+//! The EBS direct APIs' commands, without any volume: `archive --snapshot` reads a snapshot's
+//! blocks, `restore --to-snapshot` writes a raw archive into a new snapshot.
 
+use batch_worker::archive_snapshot;
 use batch_worker::restore::RestoreError;
 use batch_worker::restore_snapshot::{self, SnapshotRestoreError, SnapshotRestoreOptions};
 use batch_worker::s3;
 
-use crate::{output, ExitCode, Failure, RestoreArgs};
+use crate::{output, ArchiveArgs, ExitCode, Failure, RestoreArgs};
 
 /// The flags of a restore into AWS.
 #[derive(Debug, clap::Args)]
@@ -34,6 +35,38 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `archive --snapshot snap-… --to s3://…`.
+pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Failure> {
+    let snapshot_id = args.snapshot.as_deref().expect("clap requires --device or --snapshot");
+    let mut options = args.pipeline.to_options(&args.to.bucket).map_err(Failure::usage)?;
+    options.snapshot_id = Some(snapshot_id.to_string());
+    let config = s3::load_config().await;
+    let client = s3::client(&config);
+    s3::preflight(&config, &client, &args.to.bucket).await.map_err(Failure::usage)?;
+    let ebs = aws_sdk_ebs::Client::new(&config);
+    let cancel = batch_worker::signal::cancel_on_signal();
+    let bar = progress.then(output::progress_bar);
+    let result =
+        archive_snapshot::archive_snapshot(&client, &ebs, snapshot_id, &args.to, &options, bar.clone(), &cancel).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = result.map_err(|e| match e {
+        e if e.is_interrupted() => {
+            Failure { code: ExitCode::Interrupted, message: "interrupted; the upload was aborted".into() }
+        }
+        e if e.is_configuration() => Failure::usage(e),
+        e => Failure::no(e),
+    })?;
+    if args.json {
+        output::print_json(&report);
+    } else {
+        output::print_archive(&report);
+    }
+    Ok(ExitCode::Success)
+}
+
+/// `restore s3://… --to-snapshot`.
 pub async fn snapshot(args: RestoreArgs, progress: bool) -> Result<ExitCode, Failure> {
     let config = s3::load_config().await;
     let client = s3::client(&config);
