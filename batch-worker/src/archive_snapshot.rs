@@ -1,5 +1,5 @@
 //! Archiving an EBS snapshot without a volume: its written blocks read through the EBS direct
-//! APIs ([`ebs_direct::SnapshotReader`]), holes as zeros (which the compressor stores for next to
+//! APIs ([`SnapshotReader`]), holes as zeros (which the compressor stores for next to
 //! nothing), in raw mode -> compress -> multipart upload -> manifest, the same archive as a
 //! volume's raw one. No CreateVolume, no attachment, no AZ, no lazy loading.
 

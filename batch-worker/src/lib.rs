@@ -16,7 +16,8 @@
 //! - [`archive`]: a device's stages wired together;
 //! - [`dump`]: dump mode, a database server's databases streamed from `pg_dump` or `mysqldump`,
 //!   with the password from [`password`].
-//! - [`verify`] and [`restore`]: reading an archive back.
+//! - [`verify`] and [`restore`]: reading an archive back; [`restore_database`]: a dump archive
+//!   into a database server.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
 //! - [`ebs_direct`]: the EBS direct APIs, snapshots read and written block by block without a
 //!   volume: [`archive_snapshot`] archives a snapshot that way, [`restore_snapshot`] restores a
@@ -46,6 +47,7 @@ pub mod pax;
 pub mod pipeline;
 pub mod raw;
 pub mod restore;
+pub mod restore_database;
 pub mod restore_snapshot;
 pub mod s3;
 pub mod signal;

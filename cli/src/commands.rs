@@ -8,7 +8,7 @@ use batch_worker::s3;
 use batch_worker::source;
 use batch_worker::verify::{self, VerifyError};
 
-use crate::{ebs_direct, output, ArchiveArgs, ExitCode, Failure, RestoreArgs};
+use crate::{database, ebs_direct, output, ArchiveArgs, ExitCode, Failure, RestoreArgs};
 
 pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Failure> {
     let Some(device) = &args.device else {
@@ -59,13 +59,16 @@ pub async fn restore(args: RestoreArgs, progress: bool) -> Result<ExitCode, Fail
     if args.snapshot.to_snapshot {
         return ebs_direct::snapshot(args, progress).await;
     }
+    if args.database.to_database.is_some() {
+        return database::restore(args).await;
+    }
     let client = connect(&args.location).await?;
     let restored = match (&args.to, &args.to_image) {
         (Some(dir), _) => restore::restore_to_dir(&client, &args.location, dir).await,
         (None, Some(image)) => {
             restore::restore_image(&client, &args.location, image, args.partition).await.map(|r| vec![r])
         }
-        (None, None) => unreachable!("clap requires --to, --to-image or --to-snapshot"),
+        (None, None) => unreachable!("clap requires --to, --to-image, --to-snapshot or --to-database"),
     };
     let restored = restored.map_err(|e| match e {
         RestoreError::Manifest(e) => verify_failure(e),

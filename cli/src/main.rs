@@ -13,6 +13,7 @@ use batch_worker::options::DeviceArgs;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod database;
 mod ebs_direct;
 mod flow;
 mod output;
@@ -68,7 +69,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore an archive: files to a directory, a raw object to an image file or a new EBS snapshot.
+    /// Restore an archive: files to a directory, a raw object to an image file or a new EBS snapshot,
+    /// dumps into a database server.
     Restore(RestoreArgs),
     /// Dry run of the state machines' plan step: exit 0 planned, 1 skipped, 2 rejected.
     Plan(flow::PlanArgs),
@@ -102,7 +104,7 @@ pub struct ArchiveArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_image", "to_snapshot"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_image", "to_snapshot", "to_database"])))]
 pub struct RestoreArgs {
     /// The archive: s3://BUCKET/PREFIX.
     pub location: S3Location,
@@ -113,10 +115,12 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub to_image: Option<PathBuf>,
     /// With --to-image or --to-snapshot: the partition whose raw object to write.
-    #[arg(long, conflicts_with = "to")]
+    #[arg(long, conflicts_with_all = ["to", "to_database"])]
     pub partition: Option<u32>,
     #[command(flatten)]
     pub snapshot: ebs_direct::SnapshotArgs,
+    #[command(flatten)]
+    pub database: database::DatabaseArgs,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,

@@ -99,6 +99,14 @@ impl World {
         run_timeout(&mut cmd, WORKER_TIMEOUT)
     }
 
+    /// Runs `backup-archiver restore s3://<bucket>/<prefix> --to-database URL ARGS` with `envs`
+    /// added to its environment.
+    pub fn restore_to_database(&self, prefix: &str, url: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut cmd = sealed(cli_binary(), &self.s3.endpoint(), self.home.path());
+        cmd.arg("restore").arg(self.s3.url(prefix)).args(["--to-database", url]).args(args).envs(envs.iter().copied());
+        run_timeout(&mut cmd, WORKER_TIMEOUT)
+    }
+
     /// Downloads `key` and decompresses it with the system's gzip.
     pub fn gunzip_object(&self, key: &str, to: &std::path::Path) {
         let compressed = to.with_extension("gz");
