@@ -186,3 +186,22 @@ fn archive_snapshot_of_a_missing_snapshot_fails_and_stores_nothing() {
     out.assert_one_line_error(&["ListSnapshotBlocks", "snap-0123456789abcdef0", "ResourceNotFoundException"]);
     t.assert_nothing_under("missing/");
 }
+
+#[test]
+fn restore_to_snapshot_of_one_partition_holds_that_partition() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-partition");
+    let t = TestS3::start_with("snap-partition", Moto::start_with_patches(PATCHES));
+    let env = CliEnv::new(&t.endpoint());
+    let disk = image::gpt_disk(&work.path().join("gpt.img"), populate_basic);
+    env.archive(&disk.image, &t.url("gpt"), &["--mode", "raw"]);
+
+    let out = env.run(["restore", &t.url("gpt"), "--to-snapshot"]);
+    out.assert_code(2);
+    out.assert_one_line_error(&["3 raw objects", "--partition"]);
+    let out = env.run(["restore", &t.url("gpt"), "--to-snapshot", "--partition", "3"]);
+    out.assert_success();
+    let blocks = Aws::new(&t.endpoint()).blocks(out.stdout_text().trim());
+    assert_snapshot_holds(&blocks, &disk.unknown.bytes(&disk.image));
+}
