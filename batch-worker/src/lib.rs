@@ -48,6 +48,7 @@ pub mod pipeline;
 pub mod raw;
 pub mod restore;
 pub mod restore_database;
+pub mod restore_filesystem;
 pub mod restore_snapshot;
 pub mod s3;
 pub mod signal;

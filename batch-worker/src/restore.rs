@@ -108,7 +108,7 @@ pub(crate) fn raw_object(manifest: &Manifest, partition: Option<u32>) -> Result<
     }
 }
 
-async fn restore_object(
+pub(crate) async fn restore_object(
     client: &Client,
     bucket: &str,
     object: &ArchivedObject,

@@ -1,12 +1,14 @@
-//! Restoring a raw archive into a new EBS snapshot, without any volume: the raw object's stream
-//! is decompressed on a blocking thread, cut into 512 KiB blocks and written through the EBS
-//! direct APIs ([`ebs_direct::write_snapshot`]). The snapshot is completed only once the whole
-//! stream has matched the manifest's size and SHA-256; any failure deletes it.
+//! Restoring an archive into a new EBS snapshot, without any volume: a raw object's stream is
+//! decompressed on a blocking thread, cut into 512 KiB blocks and written through the EBS direct
+//! APIs ([`ebs_direct::write_snapshot`]); the snapshot is completed only once the whole stream has
+//! matched the manifest's size and SHA-256. A files object is first extracted into a new
+//! filesystem image ([`restore_filesystem`]), which is then written the same way. Any failure
+//! deletes the snapshot.
 
 use std::io::{self, Read};
 use std::time::Instant;
 
-use archiver_core::manifest::ArchivedObject;
+use archiver_core::manifest::{ArchiveMode, ArchivedObject, Manifest};
 use archiver_core::s3_location::S3Location;
 use bytes::Bytes;
 use indicatif::ProgressBar;
@@ -15,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ebs_direct::{self, EbsDirectError, SnapshotSpec, BLOCK_SIZE};
 use crate::restore::{decompressor, open_segments, raw_object, HashingReader, RestoreError, Segments};
+use crate::restore_filesystem::{self, Filesystem, FilesystemError};
 use crate::verify::fetch_manifest;
 
 /// Blocks decompressed ahead of the writer: with the blocks in flight, the restore's memory is
@@ -37,6 +40,12 @@ pub enum SnapshotRestoreError {
     },
     #[error("{key} does not match the manifest: {problem}; the snapshot was not completed")]
     Mismatch { key: String, problem: String },
+    #[error(transparent)]
+    Filesystem(#[from] FilesystemError),
+    #[error("the archive has no files object{}", partition.map(|n| format!(" for partition {n}")).unwrap_or_default())]
+    NoFilesObject { partition: Option<u32> },
+    #[error("the archive has {count} files objects; choose one with --partition")]
+    SeveralFilesObjects { count: usize },
     #[error("a restore task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -56,6 +65,10 @@ pub struct SnapshotRestoreOptions {
     pub description: Option<String>,
     pub tags: Vec<(String, String)>,
     pub kms_key_id: Option<String>,
+    /// For a files archive: the filesystem to make and extract the files into.
+    pub filesystem: Option<Filesystem>,
+    /// With `filesystem`: its size, rounded up to whole GiB. Default: the files with headroom.
+    pub size: Option<u64>,
 }
 
 /// What a restore to a snapshot made.
@@ -85,6 +98,9 @@ pub async fn restore_to_snapshot(
 ) -> Result<RestoredSnapshot, SnapshotRestoreError> {
     let clock = Instant::now();
     let manifest = fetch_manifest(s3, location).await.map_err(RestoreError::from)?;
+    if let Some(fs) = options.filesystem {
+        return restore_files(s3, ebs, ec2, location, &manifest, fs, options, progress, cancel, clock).await;
+    }
     let object = raw_object(&manifest, options.partition)?.clone();
     // The first download fails here, before any snapshot is started.
     let compressed = open_segments(s3, &location.bucket, &object).await?;
@@ -93,12 +109,7 @@ pub async fn restore_to_snapshot(
         format!("backup-archiver restore of s3://{}/{}{source}", location.bucket, object.key)
     });
     description.truncate(description.floor_char_boundary(DESCRIPTION_MAX));
-    let spec = SnapshotSpec {
-        volume_size_gib: ebs_direct::volume_size_gib(object.bytes_in),
-        description: Some(description),
-        tags: options.tags.clone(),
-        kms_key_id: options.kms_key_id.clone(),
-    };
+    let spec = SnapshotSpec { description: Some(description), ..snapshot_spec(options, object.bytes_in) };
     if let Some(bar) = &progress {
         bar.set_length(object.bytes_in);
     }
@@ -122,23 +133,88 @@ pub async fn restore_to_snapshot(
     })
 }
 
+/// A files archive into a new filesystem ([`restore_filesystem`]), and that image into the
+/// snapshot.
+#[allow(clippy::too_many_arguments)]
+async fn restore_files(
+    s3: &aws_sdk_s3::Client,
+    ebs: &aws_sdk_ebs::Client,
+    ec2: &aws_sdk_ec2::Client,
+    location: &S3Location,
+    manifest: &Manifest,
+    fs: Filesystem,
+    options: &SnapshotRestoreOptions,
+    progress: Option<ProgressBar>,
+    cancel: &CancellationToken,
+    clock: Instant,
+) -> Result<RestoredSnapshot, SnapshotRestoreError> {
+    let files: Vec<&ArchivedObject> = manifest
+        .objects
+        .iter()
+        .filter(|o| o.mode == ArchiveMode::Files)
+        .filter(|o| options.partition.is_none() || o.partition.as_ref().map(|p| p.number) == options.partition)
+        .collect();
+    let object = match files.as_slice() {
+        [] => return Err(SnapshotRestoreError::NoFilesObject { partition: options.partition }),
+        [one] => (*one).clone(),
+        several => return Err(SnapshotRestoreError::SeveralFilesObjects { count: several.len() }),
+    };
+    let size = options.size.unwrap_or_else(|| restore_filesystem::default_size(&object));
+    let size = ebs_direct::volume_size_gib(size) * (1 << 30);
+    // The image is sparse: it takes the disk space of the files, not of its size.
+    let dir = tempfile::Builder::new()
+        .prefix("backup-archiver-fs-")
+        .tempdir()
+        .map_err(|source| SnapshotRestoreError::Read { key: object.key.clone(), source })?;
+    let image = restore_filesystem::build_image(s3, &location.bucket, &object, fs, size, dir.path()).await?;
+    let description = options.description.clone().unwrap_or_else(|| {
+        format!("backup-archiver restore of s3://{}/{} as {}", location.bucket, object.key, fs.name())
+    });
+    let spec = SnapshotSpec { description: Some(description), ..snapshot_spec(options, size) };
+    if let Some(bar) = &progress {
+        bar.set_length(size);
+    }
+    let (tx, mut rx) = mpsc::channel(QUEUE_BLOCKS);
+    let key = object.key.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let result = std::fs::File::open(&image).and_then(|mut file| send_all(&mut file, &tx));
+        if let Err(source) = result {
+            let _ = tx.blocking_send(Err(SnapshotRestoreError::Read { key, source }));
+        }
+    });
+    let blocks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let written = ebs_direct::write_snapshot(ebs, ec2, &spec, blocks, progress.as_ref(), cancel).await;
+    producer.await?;
+    let written = written?;
+    tracing::info!(snapshot_id = written.snapshot_id, key = object.key, fs = fs.name(), "restored");
+    Ok(RestoredSnapshot {
+        snapshot_id: written.snapshot_id,
+        key: object.key,
+        bytes: size,
+        volume_size_gib: written.volume_size_gib,
+        blocks_written: written.blocks_written,
+        seconds: clock.elapsed().as_secs_f64(),
+    })
+}
+
+/// The snapshot for `bytes` of content, with the operator's tags and key.
+fn snapshot_spec(options: &SnapshotRestoreOptions, bytes: u64) -> SnapshotSpec {
+    SnapshotSpec {
+        volume_size_gib: ebs_direct::volume_size_gib(bytes),
+        description: options.description.clone(),
+        tags: options.tags.clone(),
+        kms_key_id: options.kms_key_id.clone(),
+    }
+}
+
 /// Decompresses the object and sends its 512 KiB blocks, then an error if the stream is not the
 /// one the manifest describes; a read error is sent as the stream's last item too.
 fn send_blocks(compressed: Segments, object: &ArchivedObject, tx: &mpsc::Sender<Result<Bytes, SnapshotRestoreError>>) {
     let read_err = |source| SnapshotRestoreError::Read { key: object.key.clone(), source };
     let result = (|| {
         let mut content = HashingReader::new(decompressor(object.compression, compressed).map_err(read_err)?);
-        loop {
-            let mut block = vec![0u8; BLOCK_SIZE];
-            let n = read_full(&mut content, &mut block).map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            block.truncate(n);
-            if tx.blocking_send(Ok(Bytes::from(block))).is_err() {
-                // The writer stopped: its error is the one reported.
-                return Ok(());
-            }
+        if !send_all(&mut content, tx).map_err(read_err)? {
+            return Ok(());
         }
         let (bytes, sha256) = content.finish();
         if bytes != object.bytes_in || sha256 != object.content_sha256 {
@@ -154,6 +230,22 @@ fn send_blocks(compressed: Segments, object: &ArchivedObject, tx: &mpsc::Sender<
     })();
     if let Err(e) = result {
         let _ = tx.blocking_send(Err(e));
+    }
+}
+
+/// Sends `input`'s 512 KiB blocks until its end (`true`), or until the writer stops (`false`:
+/// its error is the one reported).
+fn send_all(input: &mut impl Read, tx: &mpsc::Sender<Result<Bytes, SnapshotRestoreError>>) -> io::Result<bool> {
+    loop {
+        let mut block = vec![0u8; BLOCK_SIZE];
+        let n = read_full(input, &mut block)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        block.truncate(n);
+        if tx.blocking_send(Ok(Bytes::from(block))).is_err() {
+            return Ok(false);
+        }
     }
 }
 

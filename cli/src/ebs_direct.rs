@@ -3,6 +3,7 @@
 
 use batch_worker::archive_snapshot;
 use batch_worker::restore::RestoreError;
+use batch_worker::restore_filesystem::{Filesystem, FilesystemError};
 use batch_worker::restore_snapshot::{self, SnapshotRestoreError, SnapshotRestoreOptions};
 use batch_worker::s3;
 
@@ -26,6 +27,20 @@ pub struct SnapshotArgs {
     /// With --to-snapshot: the snapshot's description. Default: the archive it came from.
     #[arg(long, requires = "to_snapshot")]
     pub description: Option<String>,
+    /// With --to-snapshot, for a files archive: make a filesystem of this type, extract the files
+    /// into it with all their metadata, and write it into the snapshot.
+    #[arg(long, value_enum, requires = "to_snapshot")]
+    pub filesystem: Option<FilesystemArg>,
+    /// With --filesystem: its size (e.g. 20GiB), rounded up to whole GiB. Default: the archived
+    /// files and a quarter more, plus 256 MiB.
+    #[arg(long, requires = "filesystem", value_parser = batch_worker::options::parse_size)]
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FilesystemArg {
+    Ext4,
+    Xfs,
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
@@ -78,6 +93,11 @@ pub async fn snapshot(args: RestoreArgs, progress: bool) -> Result<ExitCode, Fai
         description: args.snapshot.description,
         tags: args.snapshot.tags,
         kms_key_id: args.snapshot.kms_key_id,
+        filesystem: args.snapshot.filesystem.map(|fs| match fs {
+            FilesystemArg::Ext4 => Filesystem::Ext4,
+            FilesystemArg::Xfs => Filesystem::Xfs,
+        }),
+        size: args.snapshot.size,
     };
     let cancel = batch_worker::signal::cancel_on_signal();
     let bar = progress.then(output::progress_bar);
@@ -91,10 +111,13 @@ pub async fn snapshot(args: RestoreArgs, progress: bool) -> Result<ExitCode, Fai
         e if e.is_interrupted() => {
             Failure { code: ExitCode::Interrupted, message: "interrupted; the incomplete snapshot was deleted".into() }
         }
-        e
-        @ SnapshotRestoreError::Restore(RestoreError::NoRawObject { .. } | RestoreError::SeveralRawObjects { .. }) => {
-            Failure::usage(e)
+        e @ SnapshotRestoreError::Restore(RestoreError::NoRawObject { .. }) => {
+            Failure::usage(format!("{e}; a files archive needs --filesystem ext4|xfs"))
         }
+        e @ (SnapshotRestoreError::Restore(RestoreError::SeveralRawObjects { .. })
+        | SnapshotRestoreError::NoFilesObject { .. }
+        | SnapshotRestoreError::SeveralFilesObjects { .. }
+        | SnapshotRestoreError::Filesystem(FilesystemError::TooSmall { .. })) => Failure::usage(e),
         e => Failure::no(e),
     })?;
     if args.json {

@@ -2,7 +2,8 @@
 //! with the emulator's EBS patch, which checks block checksums, counts and the LINEAR checksum as
 //! EBS does): `restore --to-snapshot` writes a raw archive into a new snapshot, read back block by
 //! block with GetSnapshotBlock; `archive --snapshot` reads a snapshot with holes that the test
-//! wrote with PutSnapshotBlock.
+//! wrote with PutSnapshotBlock; `restore --to-snapshot --filesystem` makes a files archive into a
+//! new filesystem, mounted back from the snapshot and compared with the source tree.
 
 mod common;
 
@@ -11,10 +12,11 @@ use std::path::Path;
 
 use common::cli::CliEnv;
 use common::ebs::{Aws, BLOCK, PATCHES};
-use common::image::{self, Fs, MIB};
-use common::populate::populate_basic;
+use common::image::{self, Fs, MountedImage, MIB};
+use common::populate::{populate_basic, populate_full};
 use common::proxy::{Fault, FaultProxy};
 use common::s3::{Moto, TestS3};
+use common::tree::{compare_trees, Compare};
 use common::{assert_bytes_equal, pseudo_random, require_image_prerequisites, shared_system, workdir};
 
 /// Asserts that the snapshot's blocks are `image`, zero-padded to whole blocks: every block with
@@ -137,7 +139,7 @@ fn restore_to_snapshot_of_a_files_archive_without_a_raw_object_is_a_usage_error(
     let before = aws.snapshot_ids();
     let out = env.run(["restore", &t.url("files"), "--to-snapshot"]);
     out.assert_code(2);
-    out.assert_one_line_error(&["no raw object"]);
+    out.assert_one_line_error(&["no raw object", "--filesystem ext4|xfs"]);
     assert_eq!(aws.snapshot_ids(), before, "no snapshot was started");
 }
 
@@ -204,4 +206,43 @@ fn restore_to_snapshot_of_one_partition_holds_that_partition() {
     out.assert_success();
     let blocks = Aws::new(&t.endpoint()).blocks(out.stdout_text().trim());
     assert_snapshot_holds(&blocks, &disk.unknown.bytes(&disk.image));
+}
+
+/// A files archive restored to a snapshot as a new `target` filesystem, read back block by block
+/// into a sparse image, mounted and compared with the source tree, metadata included.
+fn files_archive_to_snapshot(target: Fs) {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let tag = format!("snap-fs-{}", target.name());
+    let work = workdir(&tag);
+    let t = TestS3::start_with(&tag, Moto::start_with_patches(PATCHES));
+    let env = CliEnv::new(&t.endpoint());
+    let source = work.path().join("source.img");
+    image::fs_image(&source, Fs::Ext4, Fs::Ext4.min_size(), populate_full);
+    env.archive(&source, &t.url("files"), &["--mode", "files"]);
+
+    let out = env.run(["restore", &t.url("files"), "--to-snapshot", "--filesystem", target.name(), "--json"]);
+    out.assert_success();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let size = json["volume_size_gib"].as_u64().expect("volume_size_gib") << 30;
+    let restored = work.path().join("restored.img");
+    image::sparse_file(&restored, size);
+    for (index, data) in Aws::new(&t.endpoint()).blocks(json["snapshot_id"].as_str().expect("snapshot_id")) {
+        image::write_at(&restored, index * BLOCK as u64, &data);
+    }
+    assert_eq!(image::blkid_type(&restored), target.name());
+    let expected = MountedImage::open(&source, None, Fs::Ext4, &work.path().join("expected"));
+    let actual = MountedImage::open(&restored, None, target, &work.path().join("actual"));
+    let diffs = compare_trees(expected.dir(), actual.dir(), Compare::exact());
+    assert!(diffs.is_empty(), "the restored {} tree differs:\n  {}", target.name(), diffs.join("\n  "));
+}
+
+#[test]
+fn files_archive_to_snapshot_as_ext4_keeps_every_kind_of_metadata() {
+    files_archive_to_snapshot(Fs::Ext4);
+}
+
+#[test]
+fn files_archive_to_snapshot_as_xfs_keeps_every_kind_of_metadata() {
+    files_archive_to_snapshot(Fs::Xfs);
 }
