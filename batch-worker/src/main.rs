@@ -131,6 +131,15 @@ struct Failure {
     message: String,
 }
 
+/// 130 interrupted, 2 a configuration error, else 1.
+fn exit_code(interrupted: bool, configuration: bool) -> u8 {
+    match (interrupted, configuration) {
+        (true, _) => 130,
+        (false, true) => 2,
+        (false, false) => 1,
+    }
+}
+
 fn failed(code: u8) -> impl Fn(&dyn std::fmt::Display) -> Failure {
     move |e| Failure { code, message: e.to_string() }
 }
@@ -208,16 +217,7 @@ async fn run_direct(args: Args, cancel: &tokio_util::sync::CancellationToken) ->
     let ebs = aws_sdk_ebs::Client::new(&config);
     let report = archive_snapshot::archive_snapshot(&s3_client, &ebs, snapshot_id, &args.to, &options, None, cancel)
         .await
-        .map_err(|e| {
-            let code = if e.is_interrupted() || cancel.is_cancelled() {
-                130
-            } else if e.is_configuration() {
-                2
-            } else {
-                1
-            };
-            failed(code)(&e)
-        })?;
+        .map_err(|e| failed(exit_code(e.is_interrupted() || cancel.is_cancelled(), e.is_configuration()))(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
     Ok(())
 }
@@ -243,16 +243,9 @@ async fn run_dump(args: DumpArgs) -> Result<(), Failure> {
         databases: args.databases,
         snapshot_id: args.snapshot_id,
     };
-    let report = dump::dump_server(&s3_client, &args.to, &request, &options, &cancel).await.map_err(|e| {
-        let code = if e.is_interrupted() || cancel.is_cancelled() {
-            130
-        } else if e.is_configuration() {
-            2
-        } else {
-            1
-        };
-        failed(code)(&e)
-    })?;
+    let report = dump::dump_server(&s3_client, &args.to, &request, &options, &cancel)
+        .await
+        .map_err(|e| failed(exit_code(e.is_interrupted() || cancel.is_cancelled(), e.is_configuration()))(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
     Ok(())
 }

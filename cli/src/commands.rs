@@ -84,10 +84,15 @@ pub async fn restore(args: RestoreArgs, progress: bool) -> Result<ExitCode, Fail
 }
 
 async fn connect(location: &S3Location) -> Result<aws_sdk_s3::Client, Failure> {
+    Ok(configure(&location.bucket).await?.1)
+}
+
+/// The AWS configuration (for the other services' clients) and an S3 client that reached `bucket`.
+pub async fn configure(bucket: &str) -> Result<(aws_config::SdkConfig, aws_sdk_s3::Client), Failure> {
     let config = s3::load_config().await;
     let client = s3::client(&config);
-    s3::preflight(&config, &client, &location.bucket).await.map_err(Failure::usage)?;
-    Ok(client)
+    s3::preflight(&config, &client, bucket).await.map_err(Failure::usage)?;
+    Ok((config, client))
 }
 
 /// A prefix without a manifest is an answer ("not an archive"), not a usage error.

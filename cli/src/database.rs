@@ -5,9 +5,8 @@
 use batch_worker::password::{Password, PasswordError};
 use batch_worker::restore::RestoreError;
 use batch_worker::restore_database::{self, DatabaseRestoreError, DatabaseUrl};
-use batch_worker::s3;
 
-use crate::{output, ExitCode, Failure, RestoreArgs};
+use crate::{commands, output, ExitCode, Failure, RestoreArgs};
 
 /// The flags of a restore into a database server.
 #[derive(Debug, clap::Args)]
@@ -32,9 +31,7 @@ pub struct DatabaseArgs {
 
 pub async fn restore(args: RestoreArgs) -> Result<ExitCode, Failure> {
     let target = args.database.to_database.as_ref().expect("called with --to-database");
-    let config = s3::load_config().await;
-    let client = s3::client(&config);
-    s3::preflight(&config, &client, &args.location.bucket).await.map_err(Failure::usage)?;
+    let (config, client) = commands::configure(&args.location.bucket).await?;
     let password = match (&args.database.password_env, &args.database.password_parameter) {
         (Some(var), _) => Password::from_env(var),
         (None, Some(name)) => Password::from_parameter(&aws_sdk_ssm::Client::new(&config), name).await,

@@ -5,9 +5,8 @@ use batch_worker::archive_snapshot;
 use batch_worker::restore::RestoreError;
 use batch_worker::restore_filesystem::{Filesystem, FilesystemError};
 use batch_worker::restore_snapshot::{self, SnapshotRestoreError, SnapshotRestoreOptions};
-use batch_worker::s3;
 
-use crate::{output, ArchiveArgs, ExitCode, Failure, RestoreArgs};
+use crate::{commands, output, ArchiveArgs, ExitCode, Failure, RestoreArgs};
 
 /// The flags of a restore into AWS.
 #[derive(Debug, clap::Args)]
@@ -55,9 +54,7 @@ pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Fail
     let snapshot_id = args.snapshot.as_deref().expect("clap requires --device or --snapshot");
     let mut options = args.pipeline.to_options(&args.to.bucket).map_err(Failure::usage)?;
     options.snapshot_id = Some(snapshot_id.to_string());
-    let config = s3::load_config().await;
-    let client = s3::client(&config);
-    s3::preflight(&config, &client, &args.to.bucket).await.map_err(Failure::usage)?;
+    let (config, client) = commands::configure(&args.to.bucket).await?;
     let ebs = aws_sdk_ebs::Client::new(&config);
     let cancel = batch_worker::signal::cancel_on_signal();
     let bar = progress.then(output::progress_bar);
@@ -83,9 +80,7 @@ pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Fail
 
 /// `restore s3://… --to-snapshot`.
 pub async fn snapshot(args: RestoreArgs, progress: bool) -> Result<ExitCode, Failure> {
-    let config = s3::load_config().await;
-    let client = s3::client(&config);
-    s3::preflight(&config, &client, &args.location.bucket).await.map_err(Failure::usage)?;
+    let (config, client) = commands::configure(&args.location.bucket).await?;
     let ebs = aws_sdk_ebs::Client::new(&config);
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let options = SnapshotRestoreOptions {
