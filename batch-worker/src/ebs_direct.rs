@@ -60,7 +60,7 @@ pub enum EbsDirectError {
     CompleteSnapshot { snapshot_id: String, message: String },
     #[error("snapshot {snapshot_id} ended in state {state}: {message}")]
     SnapshotFailed { snapshot_id: String, state: String, message: String },
-    #[error("snapshot {snapshot_id} was still pending {:?} after CompleteSnapshot", COMPLETION_WAIT)]
+    #[error("snapshot {snapshot_id} was still pending {:?} after CompleteSnapshot; it is kept: check it with `aws ec2 describe-snapshots`", COMPLETION_WAIT)]
     CompletionTimeout { snapshot_id: String },
     #[error("ListSnapshotBlocks of {snapshot_id} failed: {message}")]
     ListBlocks { snapshot_id: String, message: String },
@@ -171,7 +171,7 @@ where
             .try_collect::<()>()
             .await?;
         let digests = std::mem::take(&mut *writer.digests.lock().expect("digests lock"));
-        complete_snapshot(ebs, ec2, &snapshot_id, &digests).await?;
+        complete_snapshot(ebs, &snapshot_id, &digests).await?;
         Ok::<_, E>(WrittenSnapshot {
             snapshot_id: snapshot_id.clone(),
             volume_size_gib: spec.volume_size_gib,
@@ -179,13 +179,31 @@ where
         })
     };
     let result = tokio::select! {
-        result = upload => result,
-        _ = cancel.cancelled() => Err(E::from(EbsDirectError::Interrupted)),
+        result = async { upload.await.map_err(Failed::Other) } => match result {
+            Ok(written) => wait_completed(ec2, &snapshot_id).await.map(|()| written).map_err(Failed::Direct),
+            Err(e) => Err(e),
+        },
+        _ = cancel.cancelled() => Err(Failed::Direct(EbsDirectError::Interrupted)),
     };
-    if result.is_err() {
-        delete_snapshot(ec2, &snapshot_id).await;
+    match result {
+        Ok(written) => Ok(written),
+        // Complete on our side, and EBS may still finish it: the operator decides.
+        Err(Failed::Direct(e @ EbsDirectError::CompletionTimeout { .. })) => Err(E::from(e)),
+        Err(e) => {
+            delete_snapshot(ec2, &snapshot_id).await;
+            Err(match e {
+                Failed::Direct(e) => E::from(e),
+                Failed::Other(e) => e,
+            })
+        }
     }
-    result
+}
+
+/// A failure of a snapshot write: this module's own, which decide whether the snapshot is kept,
+/// or the source's.
+enum Failed<E> {
+    Direct(EbsDirectError),
+    Other(E),
 }
 
 async fn start_snapshot(
@@ -280,11 +298,10 @@ impl BlockWriter<'_> {
     }
 }
 
-/// Completes the snapshot with its changed-block count and LINEAR checksum, then waits for EC2 to
-/// report it `completed`: EBS checks both, and a mismatch ends the snapshot in `error`.
+/// Completes the snapshot with its changed-block count and LINEAR checksum; EBS checks both, and
+/// a mismatch ends the snapshot in `error` ([`wait_completed`]).
 async fn complete_snapshot(
     ebs: &Client,
-    ec2: &aws_sdk_ec2::Client,
     snapshot_id: &str,
     digests: &BTreeMap<u64, [u8; 32]>,
 ) -> Result<(), EbsDirectError> {
@@ -310,6 +327,11 @@ async fn complete_snapshot(
             message: "CompleteSnapshot refused the block count or the checksum".into(),
         });
     }
+    Ok(())
+}
+
+/// Waits for EC2 to report the completed snapshot `completed`, or `error`.
+async fn wait_completed(ec2: &aws_sdk_ec2::Client, snapshot_id: &str) -> Result<(), EbsDirectError> {
     let deadline = Instant::now() + COMPLETION_WAIT;
     loop {
         let described = ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await;

@@ -246,3 +246,21 @@ fn files_archive_to_snapshot_as_ext4_keeps_every_kind_of_metadata() {
 fn files_archive_to_snapshot_as_xfs_keeps_every_kind_of_metadata() {
     files_archive_to_snapshot(Fs::Xfs);
 }
+
+#[test]
+fn a_snapshot_that_ebs_fails_at_completion_is_deleted() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-miscount");
+    let t = TestS3::start_with("snap-miscount", Moto::start_with_patches(PATCHES));
+    archived_image(&t, &CliEnv::new(&t.endpoint()), work.path(), "raw");
+    let aws = Aws::new(&t.endpoint());
+    let before = aws.snapshot_ids();
+
+    let proxy = FaultProxy::start(t.moto.port, Fault::MiscountCompletion);
+    let out = CliEnv::new(&proxy.endpoint()).run(["restore", &t.url("raw"), "--to-snapshot"]);
+    out.assert_code(1);
+    out.assert_one_line_error(&["ended in state error", "block count or the checksum"]);
+    assert_eq!(proxy.stats.injected(), 1, "{}", proxy.stats.log_text());
+    assert_eq!(aws.snapshot_ids(), before, "the failed snapshot is deleted:\n{}", out.report());
+}

@@ -3,8 +3,9 @@
 //! Each client connection carries one request: the proxy answers with `Connection: close`, so a
 //! client never reuses a connection and every request is seen whole. UploadPart requests
 //! (`PUT ...?partNumber=N&uploadId=...`) can be answered with HTTP 500 or cut off in the middle of
-//! their body, and PutSnapshotBlock requests (`PUT /snapshots/ID/blocks/N`) can have their data
-//! corrupted; everything else is passed through unchanged.
+//! their body, PutSnapshotBlock requests (`PUT /snapshots/ID/blocks/N`) can have their data
+//! corrupted and CompleteSnapshot requests their block count; everything else is passed through
+//! unchanged.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -35,6 +36,8 @@ pub enum Fault {
     /// Flip one byte of the data of every PutSnapshotBlock of block N: its checksum no longer
     /// matches, and EBS refuses it.
     CorruptBlock(u32),
+    /// Add one to the changed-block count of every CompleteSnapshot: EBS fails the snapshot.
+    MiscountCompletion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,7 @@ enum Action {
     Fail500,
     Drop,
     Corrupt,
+    Miscount,
 }
 
 /// What the proxy saw, for assertions and failure messages.
@@ -149,9 +153,12 @@ fn put_snapshot_block_index(method: &str, target: &str) -> Option<u32> {
     (method == "PUT" && !snapshot.contains('/')).then(|| index.parse().ok())?
 }
 
-fn decide(fault: Fault, part: Option<u32>, block: Option<u32>, stats: &Stats) -> Action {
+fn decide(fault: Fault, part: Option<u32>, block: Option<u32>, completion: bool, stats: &Stats) -> Action {
     if let Fault::CorruptBlock(which) = fault {
         return if block == Some(which) { Action::Corrupt } else { Action::Pass };
+    }
+    if fault == Fault::MiscountCompletion {
+        return if completion { Action::Miscount } else { Action::Pass };
     }
     let Some(n) = part else { return Action::Pass };
     match fault {
@@ -267,7 +274,9 @@ fn handle(client: TcpStream, upstream_port: u16, fault: Fault, stats: &Stats) ->
     if part.is_some() {
         stats.upload_parts.fetch_add(1, Ordering::SeqCst);
     }
-    let action = decide(fault, part, put_snapshot_block_index(&head.method, &head.target), stats);
+    let block = put_snapshot_block_index(&head.method, &head.target);
+    let completion = head.method == "POST" && head.target.starts_with("/snapshots/completion/");
+    let action = decide(fault, part, block, completion, stats);
     stats.log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {} -> {action:?}", head.method, head.target));
     if head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
@@ -294,7 +303,16 @@ fn handle(client: TcpStream, upstream_port: u16, fault: Fault, stats: &Stats) ->
             let _ = writer.shutdown(Shutdown::Both);
             Ok(())
         }
-        Action::Pass | Action::Delay(_) | Action::Corrupt => {
+        Action::Pass | Action::Delay(_) | Action::Corrupt | Action::Miscount => {
+            let mut head = head;
+            if action == Action::Miscount {
+                for (name, value) in &mut head.headers {
+                    if name.eq_ignore_ascii_case("x-amz-ChangedBlocksCount") {
+                        *value = (value.parse::<u64>().expect("a count") + 1).to_string();
+                        stats.injected.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
             let mut body = read_body(&mut reader, &head)?;
             if let Action::Delay(d) = action {
                 std::thread::sleep(d);
