@@ -9,8 +9,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use common::cli::CliEnv;
+use common::cli::{finish, CliEnv};
 use common::ebs::{Aws, BLOCK, PATCHES};
 use common::image::{self, Fs, MountedImage, MIB};
 use common::populate::{populate_basic, populate_full};
@@ -263,4 +264,29 @@ fn a_snapshot_that_ebs_fails_at_completion_is_deleted() {
     out.assert_one_line_error(&["ended in state error", "block count or the checksum"]);
     assert_eq!(proxy.stats.injected(), 1, "{}", proxy.stats.log_text());
     assert_eq!(aws.snapshot_ids(), before, "the failed snapshot is deleted:\n{}", out.report());
+}
+
+#[test]
+fn an_interrupted_restore_to_snapshot_deletes_the_snapshot_and_exits_130() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-sigint");
+    let t = TestS3::start_with("snap-sigint", Moto::start_with_patches(PATCHES));
+    archived_image(&t, &CliEnv::new(&t.endpoint()), work.path(), "raw");
+    let aws = Aws::new(&t.endpoint());
+    let before = aws.snapshot_ids();
+
+    let proxy = FaultProxy::start(t.moto.port, Fault::DelayBlocks(Duration::from_millis(1500)));
+    let running = CliEnv::new(&proxy.endpoint()).spawn(["restore", &t.url("raw"), "--to-snapshot"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy.stats.log_text().contains("/blocks/") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(proxy.stats.log_text().contains("/blocks/"), "no block was written:\n{}", proxy.stats.log_text());
+    running.signal(libc::SIGINT);
+    let out = finish(running);
+    out.assert_code(130);
+    // Blocks the proxy still holds reach the emulator after the deletion and are refused there.
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(aws.snapshot_ids(), before, "the interrupted snapshot is deleted:\n{}", out.report());
 }

@@ -38,6 +38,9 @@ pub enum Fault {
     CorruptBlock(u32),
     /// Add one to the changed-block count of every CompleteSnapshot: EBS fails the snapshot.
     MiscountCompletion,
+    /// Hold every PutSnapshotBlock this long before passing it: a restore that is surely still
+    /// writing when the test interrupts it.
+    DelayBlocks(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +159,9 @@ fn put_snapshot_block_index(method: &str, target: &str) -> Option<u32> {
 fn decide(fault: Fault, part: Option<u32>, block: Option<u32>, completion: bool, stats: &Stats) -> Action {
     if let Fault::CorruptBlock(which) = fault {
         return if block == Some(which) { Action::Corrupt } else { Action::Pass };
+    }
+    if let Fault::DelayBlocks(d) = fault {
+        return if block.is_some() { Action::Delay(d) } else { Action::Pass };
     }
     if fault == Fault::MiscountCompletion {
         return if completion { Action::Miscount } else { Action::Pass };
