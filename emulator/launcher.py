@@ -1433,6 +1433,123 @@ def backup_copy_jobs() -> None:
                           "list_copy_jobs": list_copy_jobs}, ["{0}/copy-jobs/?$", "{0}/copy-jobs/(?P<id>[^/]+)$"])
 
 
+def ebs_direct_apis() -> None:
+    """Found for issue 14 (restore to a snapshot, archive through the EBS direct APIs), each shown on an unpatched
+    moto in tests/test_moto_defects.py. moto's EBS direct APIs answer BlockSize 512 where AWS answers 524288;
+    take any PutSnapshotBlock checksum and any CompleteSnapshot count and checksum; list blocks in write order,
+    all at once (no MaxResults, NextToken or StartingBlockIndex); ignore block tokens and answer 500 for an
+    unknown block or snapshot; keep serving a snapshot EC2 deleted; mark the EC2 snapshot completed (and
+    unencrypted) at StartSnapshot; and leave a volume behind in DescribeVolumes. AWS's behaviour:
+    <https://docs.aws.amazon.com/ebs/latest/APIReference/API_Operations.html>"""
+    import base64
+    import hashlib
+
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.ebs.models import EBSBackend
+    from moto.ebs.responses import EBSResponse
+
+    block_size = 512 * 1024  # <https://docs.aws.amazon.com/ebs/latest/userguide/ebsapis-using-apis.html>
+    max_results = 10000  # ListSnapshotBlocks' default and largest MaxResults
+
+    class EbsError(JsonRESTError):
+        def __init__(self, error_type: str, reason: str, message: str):
+            super().__init__(error_type, message)
+            self.description = json.dumps({"__type": error_type, "Message": message, "Reason": reason})
+
+    def validation(reason: str, message: str) -> EbsError:
+        error = EbsError("ValidationException", reason, message)
+        error.code = 400
+        return error
+
+    def snapshot_of(backend: EBSBackend, snapshot_id: str):
+        """The snapshot while EC2 still has it (a deleted snapshot's blocks are gone)."""
+        snapshot = backend.snapshots.get(snapshot_id)
+        if snapshot is None or snapshot_id not in backend.ec2_backend.snapshots:
+            error = EbsError("ResourceNotFoundException", "SNAPSHOT_NOT_FOUND",
+                             f"The snapshot '{snapshot_id}' does not exist.")
+            error.code = 404
+            raise error
+        return snapshot
+
+    def sha256_b64(data: bytes) -> str:
+        return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+    original_start = EBSBackend.start_snapshot
+
+    def start_snapshot(self) -> ActionResult:
+        backend = self.ebs_backend
+        snapshot = original_start(backend, volume_size=self._get_param("VolumeSize"), tags=self._get_param("Tags"),
+                                  description=self._get_param("Description"))
+        snapshot.block_size = block_size
+        ec2_snapshot = backend.ec2_backend.snapshots[snapshot.snapshot_id]
+        ec2_snapshot.status = "pending"
+        ec2_snapshot.encrypted = bool(self._get_param("Encrypted")) or self._get_param("KmsKeyArn") is not None
+        ec2_snapshot.kms_key_id = self._get_param("KmsKeyArn")
+        # moto needs a volume to make an EC2 snapshot; AWS's snapshot has no volume in DescribeVolumes.
+        backend.ec2_backend.volumes.pop(ec2_snapshot.volume.id, None)
+        return ActionResult({"SnapshotId": snapshot.snapshot_id, "OwnerId": snapshot.account_id,
+                             "Status": snapshot.status, "StartTime": snapshot.start_time,
+                             "VolumeSize": snapshot.volume_size, "BlockSize": snapshot.block_size,
+                             "Tags": snapshot.tags, "Description": snapshot.description,
+                             **({"KmsKeyArn": ec2_snapshot.kms_key_id} if ec2_snapshot.kms_key_id else {})})
+
+    def put_snapshot_block(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        index, data = int(self._get_param("BlockIndex")), self._get_param("BlockData") or b""
+        if snapshot.status != "pending":
+            raise validation("INVALID_SNAPSHOT_ID", f"The snapshot {snapshot.snapshot_id} is {snapshot.status}.")
+        if not 0 <= index < snapshot.volume_size * (1 << 30) // block_size:
+            raise validation("INVALID_BLOCK", f"Block index {index} is outside the volume.")
+        if len(data) != block_size or int(self._get_param("DataLength") or -1) != block_size:
+            raise validation("INVALID_BLOCK", f"A block holds {block_size} bytes, not {len(data)}.")
+        checksum = self._get_param("Checksum")
+        if self._get_param("ChecksumAlgorithm") != "SHA256" or checksum != sha256_b64(data):
+            raise validation("INVALID_CHECKSUM", "The checksum does not match the block data.")
+        snapshot.put_block(index, data, checksum, "SHA256", block_size)
+        return ActionResult({"Checksum": checksum, "ChecksumAlgorithm": "SHA256"})
+
+    def complete_snapshot(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        count, checksum = self._get_param("ChangedBlocksCount"), self._get_param("Checksum")
+        linear = hashlib.sha256(b"".join(base64.b64decode(snapshot.blocks[i].checksum)
+                                         for i in sorted(snapshot.blocks))).digest()
+        # AWS accepts the call and fails the snapshot: its status ends as "error".
+        valid = int(count) == len(snapshot.blocks) and (
+            checksum is None or (self._get_param("ChecksumAggregationMethod") == "LINEAR"
+                                 and checksum == base64.b64encode(linear).decode()))
+        snapshot.status = "completed" if valid else "error"
+        self.ebs_backend.ec2_backend.snapshots[snapshot.snapshot_id].status = snapshot.status
+        return ActionResult({"Status": "pending" if valid else "error"})
+
+    def list_snapshot_blocks(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        start = int(self._get_param("NextToken") or self._get_param("StartingBlockIndex") or 0)
+        limit = int(self._get_param("MaxResults") or max_results)
+        indexes = [i for i in sorted(snapshot.blocks) if i >= start]
+        page = indexes[:limit]
+        result = {"Blocks": [{"BlockIndex": i, "BlockToken": snapshot.blocks[i].block_token} for i in page],
+                  "VolumeSize": snapshot.volume_size, "BlockSize": block_size,
+                  "ExpiryTime": snapshot.start_time + datetime.timedelta(days=7)}
+        if len(indexes) > limit:
+            result["NextToken"] = str(indexes[limit])
+        return ActionResult(result)
+
+    def get_snapshot_block(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        block = snapshot.blocks.get(int(self._get_param("BlockIndex")))
+        if block is None or block.block_token != self._get_param("BlockToken"):
+            raise validation("INVALID_BLOCK_TOKEN", "The block token is not valid for this block.")
+        return ActionResult({"DataLength": block.data_length, "BlockData": block.block_data,
+                             "Checksum": block.checksum, "ChecksumAlgorithm": block.checksum_algorithm})
+
+    EBSResponse.start_snapshot = start_snapshot
+    EBSResponse.put_snapshot_block = put_snapshot_block
+    EBSResponse.complete_snapshot = complete_snapshot
+    EBSResponse.list_snapshot_blocks = list_snapshot_blocks
+    EBSResponse.get_snapshot_block = get_snapshot_block
+
+
 def full_object_checksums() -> None:
     """Found for the worker's full-object checksums: CompleteMultipartUpload ignores the full-object checksum the
     client sends (`x-amz-checksum-crc64nvme` with checksum type FULL_OBJECT), so an object whose bytes differ
@@ -1490,6 +1607,7 @@ PATCHES = {
     "backup_vault_resources": backup_vault_resources,
     "backup_copy_jobs": backup_copy_jobs,
     "full_object_checksums": full_object_checksums,
+    "ebs_direct_apis": ebs_direct_apis,
 }
 
 

@@ -286,3 +286,32 @@ def test_found_complete_multipart_upload_ignores_the_full_object_checksum(unpatc
                                  ChecksumCRC64NVME=WRONG_CRC64NVME,
                                  MultipartUpload=completed_parts(s3, bucket, upload_id))
     assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == (5 << 20) + 1  # AWS: BadDigest, no object
+
+
+def test_found_ebs_direct_apis_skip_every_check(unpatched):
+    from test_ebs import block, ec2_state, put, sha256_b64
+
+    ebs, ec2 = unpatched.client("ebs"), unpatched.client("ec2")
+    started = ebs.start_snapshot(VolumeSize=1, Encrypted=True)
+    snapshot_id = started["SnapshotId"]
+    assert started["BlockSize"] == 512  # AWS: 524288
+    assert ec2_state(unpatched, snapshot_id) == "completed"  # AWS: pending until CompleteSnapshot
+    snapshot = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+    assert snapshot["Encrypted"] is False  # AWS: encrypted
+    assert snapshot["VolumeId"] in [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]]  # AWS: no volume
+    put(ebs, snapshot_id, 9, block(9), checksum=sha256_b64(b"other"))  # AWS: ValidationException INVALID_CHECKSUM
+    put(ebs, snapshot_id, 3, block(3))
+    status = ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=5, Checksum="AAAA",
+                                   ChecksumAlgorithm="SHA256", ChecksumAggregationMethod="LINEAR")["Status"]
+    assert status == "completed"  # AWS: the count and checksum are wrong, the snapshot ends in error
+    listed = ebs.list_snapshot_blocks(SnapshotId=snapshot_id, StartingBlockIndex=5)
+    assert [b["BlockIndex"] for b in listed["Blocks"]] == [9, 3]  # AWS: [9], from block 5 in index order
+    assert listed["BlockSize"] == 512  # AWS: 524288
+    got = ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=3, BlockToken="not-a-token")
+    assert got["BlockData"].read() == block(3)  # AWS: ValidationException INVALID_BLOCK_TOKEN
+    with pytest.raises(ClientError, match=r"\(500\)"):  # AWS: ValidationException
+        ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=4, BlockToken="not-a-token")
+    ec2.delete_snapshot(SnapshotId=snapshot_id)
+    assert len(ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]) == 2  # AWS: ResourceNotFoundException
+    with pytest.raises(ClientError, match=r"\(500\)"):  # AWS: ResourceNotFoundException
+        ebs.list_snapshot_blocks(SnapshotId="snap-0123456789abcdef0")
