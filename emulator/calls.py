@@ -509,6 +509,17 @@ def backup_restore(call: Call) -> list[Check]:
     return [Check(call.action(), p["RecoveryPointArn"]), pass_role(p["IamRoleArn"], "backup.amazonaws.com")]
 
 
+def backup_start_copy(call: Call) -> list[Check]:
+    """AWS authorizes StartCopyJob on the source recovery point, and the copy role's iam:PassRole to AWS Backup."""
+    return recovery_point(call) + [pass_role(call.params["IamRoleArn"], "backup.amazonaws.com")]
+
+
+def sqs_send(call: Call) -> list[Check]:
+    """A QueueUrl `…/ACCOUNT/NAME` names the queue `arn:aws:sqs:REGION:ACCOUNT:NAME`."""
+    account, name = call.params["QueueUrl"].rstrip("/").rsplit("/", 2)[-2:]
+    return [Check("sqs:SendMessage", f"arn:aws:sqs:{call.region}:{account}:{name}")]
+
+
 def lambda_invoke(call: Call) -> list[Check]:
     name = call.params["FunctionName"]
     arn = name if name.startswith("arn:") else call.arn("lambda", f"function:{name}")
@@ -560,6 +571,8 @@ RULES = {
     "dynamodb:DescribeExport": param("ExportArn"),
     "backup:DescribeRecoveryPoint": recovery_point, "backup:DeleteRecoveryPoint": recovery_point,
     "backup:StartRestoreJob": backup_restore, "backup:DescribeRestoreJob": anything,
+    "backup:StartCopyJob": backup_start_copy, "backup:UpdateRecoveryPointLifecycle": recovery_point,
+    "sqs:SendMessage": sqs_send,
     "sns:Publish": sns_publish,
     "lambda:Invoke": lambda_invoke,
     "batch:SubmitJob": batch_submit, "batch:DescribeJobs": anything, "batch:TerminateJob": batch_terminate,
