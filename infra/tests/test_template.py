@@ -27,6 +27,8 @@ from cfnlint.decode import decode
 INFRA = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("BA_INFRA_ROOT") or INFRA.parent).resolve()
 TEMPLATE = INFRA / "template.yaml"
+# The organisation flow's workload stack (issue 10): its functions are steps of the same binary.
+WORKLOAD_TEMPLATE = INFRA / "workload.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 # The tag the flow puts on every temporary volume (core::naming TAG_MANAGED_BY, valued with the stack name), and
 # the tag the compute environments put on the worker instances.
@@ -48,8 +50,8 @@ TAGGED_CREATE_ACTIONS = {
 }
 
 
-def load_template():
-    template, matches = decode(str(TEMPLATE))
+def load_template(path=TEMPLATE):
+    template, matches = decode(str(path))
     if matches:
         raise AssertionError(f"template does not parse: {matches}")
     return template
@@ -242,9 +244,10 @@ class Functions(unittest.TestCase):
     def test_every_step_has_a_function_and_every_function_a_step(self):
         expected = {logical_id(step): step for step in lambda_steps()}
         self.assertGreater(len(expected), 0, "no steps under lambdas/src/steps")
-        self.assertEqual(set(self.functions), set(expected), "template and lambdas/src/steps disagree")
+        functions = {**self.functions, **resources(load_template(WORKLOAD_TEMPLATE), "AWS::Lambda::Function")}
+        self.assertEqual(set(functions), set(expected), "the templates and lambdas/src/steps disagree")
         for name, step in expected.items():
-            props = self.functions[name]["Properties"]
+            props = functions[name]["Properties"]
             self.assertEqual(props["Handler"], step, name)
             self.assertEqual(props["Code"], ".build/lambdas/lambdas.zip", name)
             self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{step}"}, name)
@@ -319,7 +322,9 @@ def retry_budget(step):
 
 class Timeouts(unittest.TestCase):
     def test_every_function_outlasts_its_worst_case_retry_budget(self):
-        for name, function in resources(load_template(), "AWS::Lambda::Function").items():
+        functions = {**resources(load_template(), "AWS::Lambda::Function"),
+                     **resources(load_template(WORKLOAD_TEMPLATE), "AWS::Lambda::Function")}
+        for name, function in functions.items():
             step = function["Properties"]["FunctionName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
             budget, timeout = retry_budget(step), function["Properties"]["Timeout"]
             with self.subTest(function=name):
