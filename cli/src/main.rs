@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod flow;
+mod org_copy;
 mod output;
 mod retention;
 
