@@ -304,41 +304,51 @@ def target_input(target: dict, message: dict) -> str:
     return json.dumps(event)
 
 
-def state_machine_targets() -> None:
-    """Defect 5: PutEvents returns 500 when a matching rule targets a state machine. Deliver such targets as
-    EventBridge does: start an execution whose input is the event (with an ISO-8601 `time`), or the target's
-    Input, InputPath or InputTransformer applied to it; as the target's RoleArn, through the router (MOTO_PORT),
-    so that the call is recorded and checked as that role's (emulator/calls.py). Other targets keep moto's
-    handling."""
+def route_targets(kind, deliver) -> None:
+    """Wraps moto's Rule.send_to_targets: a matching event goes to `deliver(target, event)` for each target for which
+    `kind(target)` holds, and to the handling before this (moto's, or an earlier patch's) for the others."""
     from moto.events.models import Rule
-    from moto.stepfunctions.responses import get_backend
-
-    def is_state_machine(target: dict) -> bool:
-        return target["Arn"].split(":")[2:3] == ["states"] and ":stateMachine:" in target["Arn"]
 
     original = Rule.send_to_targets
 
     def send_to_targets(self, original_event, transform_input=True):
         if not self.event_pattern.matches_event(original_event):
             return
-        for target in filter(is_state_machine, self.targets):
-            arn = target["Arn"]
-            _, _, _, region, account, *_ = arn.split(":")
-            try:
-                if target.get("RoleArn"):
-                    client_as(target["RoleArn"], "stepfunctions", region).start_execution(
-                        stateMachineArn=arn, input=target_input(target, original_event))
-                else:
-                    get_backend(account, region).start_execution(arn, None, target_input(target, original_event))
-            except Exception as error:  # EventBridge delivers asynchronously: PutEvents itself still succeeds
-                print(f"EventBridge could not start {arn}: {error!r}", file=sys.stderr)
-        others = [target for target in self.targets if not is_state_machine(target)]
+        for target in filter(kind, self.targets):
+            deliver(target, original_event)
+        others = [target for target in self.targets if not kind(target)]
         if others:
             rule = copy.copy(self)  # a copy, so concurrent PutEvents calls see the rule unchanged
             rule.targets = others
             original(rule, original_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
+
+
+def state_machine_targets() -> None:
+    """Defect 5: PutEvents returns 500 when a matching rule targets a state machine. Deliver such targets as
+    EventBridge does: start an execution whose input is the event (with an ISO-8601 `time`), or the target's
+    Input, InputPath or InputTransformer applied to it; as the target's RoleArn, through the router (MOTO_PORT),
+    so that the call is recorded and checked as that role's (emulator/calls.py). Other targets keep moto's
+    handling."""
+    from moto.stepfunctions.responses import get_backend
+
+    def is_state_machine(target: dict) -> bool:
+        return target["Arn"].split(":")[2:3] == ["states"] and ":stateMachine:" in target["Arn"]
+
+    def start(target: dict, event: dict) -> None:
+        arn = target["Arn"]
+        _, _, _, region, account, *_ = arn.split(":")
+        try:
+            if target.get("RoleArn"):
+                client_as(target["RoleArn"], "stepfunctions", region).start_execution(
+                    stateMachineArn=arn, input=target_input(target, event))
+            else:
+                get_backend(account, region).start_execution(arn, None, target_input(target, event))
+        except Exception as error:  # EventBridge delivers asynchronously: PutEvents itself still succeeds
+            print(f"EventBridge could not start {arn}: {error!r}", file=sys.stderr)
+
+    route_targets(is_state_machine, start)
 
 
 # Lambda's retries of an asynchronous invocation that failed (twice, after about 1 and 2 minutes, scaled by
@@ -358,7 +368,6 @@ def function_and_topic_targets() -> None:
     InputTransformer applied to it) published by EventBridge. Other targets keep moto's handling."""
     import threading
 
-    from moto.events.models import Rule
     from moto.settings import moto_server_port
 
     from emulator import identity
@@ -429,20 +438,8 @@ def function_and_topic_targets() -> None:
     def is_ours(target: dict) -> bool:
         return target["Arn"].split(":")[2:3] in (["lambda"], ["sns"])
 
-    original = Rule.send_to_targets
-
-    def send_to_targets(self, original_event, transform_input=True):
-        if not self.event_pattern.matches_event(original_event):
-            return
-        for target in filter(is_ours, self.targets):
-            threading.Thread(target=deliver, args=(target, dict(original_event)), daemon=True).start()
-        others = [target for target in self.targets if not is_ours(target)]
-        if others:
-            rule = copy.copy(self)  # a copy, so concurrent PutEvents calls see the rule unchanged
-            rule.targets = others
-            original(rule, original_event, transform_input)
-
-    Rule.send_to_targets = send_to_targets
+    route_targets(is_ours, lambda target, event: threading.Thread(
+        target=deliver, args=(target, dict(event)), daemon=True).start())
 
 
 def forwarded_events() -> None:
@@ -451,29 +448,19 @@ def forwarded_events() -> None:
     bus's or are lost. EventBridge forwards the event as it is, so that the receiver's rules see where it came
     from (a Copy Job State Change forwarded by a workload account names that account and the copy's source
     Region). Deliver the event itself to the rules of the target bus."""
-    from moto.events.models import Rule, events_backends
+    from moto.events.models import events_backends
 
     def is_bus(target: dict) -> bool:
         parts = target["Arn"].split(":")
         return parts[2:3] == ["events"] and parts[5].startswith("event-bus/")
 
-    original = Rule.send_to_targets
+    def forward(target: dict, event: dict) -> None:
+        _, _, _, region, account, resource = target["Arn"].split(":", 5)
+        bus = events_backends[account][region].describe_event_bus(resource.removeprefix("event-bus/"))
+        for rule in list(bus.rules.values()):
+            rule.send_to_targets(copy.deepcopy(event))
 
-    def send_to_targets(self, original_event, transform_input=True):
-        if not self.event_pattern.matches_event(original_event):
-            return
-        for target in filter(is_bus, self.targets):
-            _, _, _, region, account, resource = target["Arn"].split(":", 5)
-            bus = events_backends[account][region].describe_event_bus(resource.removeprefix("event-bus/"))
-            for rule in list(bus.rules.values()):
-                rule.send_to_targets(copy.deepcopy(original_event))
-        others = [target for target in self.targets if not is_bus(target)]
-        if others:
-            rule = copy.copy(self)
-            rule.targets = others
-            original(rule, original_event, transform_input)
-
-    Rule.send_to_targets = send_to_targets
+    route_targets(is_bus, forward)
 
 
 def state_machine_identity() -> None:

@@ -175,7 +175,8 @@ def test_a_backup_is_copied_to_both_central_vaults_archived_there_and_its_retent
     roles = copy.deepcopy(iam.roles)
     start_copy_role = next(role for role in roles if role.endswith("org-workload-start-copy-function"))
     for document in roles[start_copy_role]:
-        document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "PassOnlyTheCopyRoleOnlyToAwsBackup"]
+        document["Statement"] = [statement for statement in document["Statement"]
+                                 if statement.get("Sid") != "PassOnlyTheCopyRoleOnlyToAwsBackup"]
     findings = iam_check.evaluate(aws.calls(calls_before), roles, iam.resource_policies)
     assert findings and all(f.action == "iam:PassRole" and f.resource == workload.copy_role_arn for f in findings), \
         "\n".join(map(str, findings))
@@ -198,7 +199,8 @@ def test_a_failed_copy_goes_to_the_error_queue_and_the_topic_and_leaves_the_rete
     assert alert["alert"] == "AWS Backup copy job FAILED" and alert["job_id"] == job["CopyJobId"], alert
     assert alert["vault"] == vault_arn(WORKLOAD, WORKLOAD_REGION)
     assert alert["destination_vault"] == vault_arn(CENTRAL, BACKUP_REGION)
-    assert alert["status_message"] == job["StatusMessage"] and vault_arn(CENTRAL, BACKUP_REGION) in alert["status_message"]
+    assert alert["status_message"] == job["StatusMessage"]
+    assert vault_arn(CENTRAL, BACKUP_REGION) in alert["status_message"]
     assert alert["resource"] == event["detail"]["resourceArn"] and alert["account"] == WORKLOAD
     [notification] = wait_until(lambda: received(aws, workload.topic_queue_url) or None, 10, "the notification")
     assert notification == alert
