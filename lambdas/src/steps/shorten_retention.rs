@@ -9,8 +9,8 @@
 //! Configuration: `ORG_COPY_CONFIG` (as `start-copy`), `NEW_DELETE_AFTER_DAYS` (at least 1) and
 //! `FUNCTION_ROLE_ARN` (named in failure messages).
 
+use crate::common::org_copy::{decision, org_copy_config, FUNCTION_ROLE_ARN_ENV};
 use crate::common::{optional_env, required_env, AwsFailure, StepError};
-use crate::steps::start_copy::{decision, org_copy_config, FUNCTION_ROLE_ARN_ENV};
 use archiver_core::errors;
 use archiver_core::flows::org_copy::{retention_failure, OrgCopyConfig, OrgCopyDecision, RetentionTarget};
 use archiver_core::retention::{

@@ -11,18 +11,13 @@
 //! role). A refusal fails the invocation with a message naming the roles, the vaults and the
 //! recovery point's key; Lambda retries it, then puts it in the error queue.
 
-use crate::common::{optional_env, required_env, AwsFailure, StepError};
+use crate::common::org_copy::{decision, org_copy_config, FUNCTION_ROLE_ARN_ENV};
+use crate::common::{optional_env, AwsFailure, StepError};
 use archiver_core::errors;
-use archiver_core::event::TriggerEvent;
-use archiver_core::flows::org_copy::{copy_failure, decide, CopyRequest, OrgCopyConfig, OrgCopyDecision};
+use archiver_core::flows::org_copy::{copy_failure, CopyRequest, OrgCopyConfig, OrgCopyDecision};
 use aws_sdk_backup::Client;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
-
-/// The environment variable holding [`OrgCopyConfig`] as JSON.
-pub const ORG_COPY_CONFIG_ENV: &str = "ORG_COPY_CONFIG";
-/// The environment variable naming the function's own role, for failure messages.
-pub const FUNCTION_ROLE_ARN_ENV: &str = "FUNCTION_ROLE_ARN";
 
 /// Serves the `start-copy` handler: builds its clients, then answers invocations until the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
@@ -37,19 +32,6 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         start_copy(backup, config.as_ref().map_err(Clone::clone)?, role.as_deref(), &event.payload).await
     }))
     .await
-}
-
-/// [`OrgCopyConfig`] from `ORG_COPY_CONFIG`, for both steps of the organisation flow.
-pub fn org_copy_config() -> Result<OrgCopyConfig, StepError> {
-    let text = required_env(ORG_COPY_CONFIG_ENV)?;
-    serde_json::from_str(&text)
-        .map_err(|e| StepError::config(format!("{ORG_COPY_CONFIG_ENV} is not an organisation copy configuration: {e}")))
-}
-
-/// What the organisation flow decides for `payload`, or `InvalidEvent` naming the field.
-pub fn decision(payload: &Value, config: &OrgCopyConfig) -> Result<OrgCopyDecision, StepError> {
-    let event = TriggerEvent::from_value(payload).map_err(|e| StepError::new(errors::INVALID_EVENT, e.to_string()))?;
-    decide(&event, config).map_err(|e| StepError::new(errors::INVALID_EVENT, e.to_string()))
 }
 
 #[tracing::instrument(skip_all)]
@@ -112,26 +94,5 @@ async fn recovery_point_key(backup: &Client, request: &CopyRequest) -> Option<St
             tracing::warn!(error = AwsFailure::of("DescribeRecoveryPoint", &error).message, "no key to name");
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> OrgCopyConfig {
-        serde_json::from_value(json!({
-            "central_account_id": "999988887777", "backup_region": "us-west-2", "alternate_region": "eu-west-1",
-            "copy_role_arn": "arn:aws:iam::111122223333:role/copy", "vaults": ["workload-vault"]
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn events_that_are_not_backup_job_events_are_invalid_or_nothing() {
-        let error = decision(&json!({"detail-type": "Copy Job State Change"}), &config()).unwrap_err();
-        assert_eq!(error.name, errors::INVALID_EVENT);
-        let manual = decision(&json!({"snapshot": "snap-0a1b2c3d4e5f67890"}), &config()).unwrap();
-        assert!(matches!(manual, OrgCopyDecision::Nothing { .. }));
     }
 }
