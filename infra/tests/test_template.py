@@ -545,3 +545,41 @@ class Parameters(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Workload(unittest.TestCase):
+    """The organisation flow's workload template (issue 10): the same IAM invariants, and the copy role passed only
+    by start-copy, only to AWS Backup."""
+
+    def setUp(self):
+        self.template = load_template(WORKLOAD_TEMPLATE)
+
+    def test_only_start_copy_passes_the_copy_role_and_only_to_aws_backup(self):
+        passes = [(role, statement) for role, statement in statements(self.template)
+                  if "iam:passrole" in {a.lower() for a in as_list(statement["Action"])}]
+        self.assertEqual([role for role, _ in passes], ["StartCopyFunctionRole"])
+        [(_, statement)] = passes
+        self.assertEqual(statement["Resource"], {"Fn::GetAtt": ["CopyRole", "Arn"]})
+        self.assertEqual(statement["Condition"], {"StringEquals": {"iam:PassedToService": "backup.amazonaws.com"}})
+        [trust] = resources(self.template, "AWS::IAM::Role")["CopyRole"]["Properties"]["AssumeRolePolicyDocument"][
+            "Statement"]
+        self.assertEqual(trust["Principal"], {"Service": "backup.amazonaws.com"})
+
+    def test_no_wildcard_actions(self):
+        for role, statement in statements(self.template):
+            for action in as_list(statement["Action"]):
+                self.assertFalse(action == "*" or action.endswith(":*"), f"{role}: {action}")
+
+    def test_the_error_queue_takes_tls_only_and_only_the_rules_and_the_steps(self):
+        policy = resources(self.template, "AWS::SQS::QueuePolicy")["ErrorQueuePolicy"]["Properties"]["PolicyDocument"]
+        by_sid = {statement["Sid"]: statement for statement in policy["Statement"]}
+        self.assertEqual(by_sid["TlsOnly"]["Condition"], {"Bool": {"aws:SecureTransport": "false"}})
+        deny = by_sid["OnlyTheRulesAndTheStepsSend"]
+        self.assertEqual((deny["Effect"], deny["Principal"], deny["Action"]), ("Deny", "*", "sqs:SendMessage"))
+        senders = json.dumps(deny["Condition"])
+        for sender in ("FailedBackupJobRule", "FailedCopyJobRule", "StartCopyFunctionRole",
+                       "ShortenRetentionFunctionRole"):
+            self.assertIn(sender, senders)
+        for config in resources(self.template, "AWS::Lambda::EventInvokeConfig").values():
+            self.assertEqual(config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
+                             {"Fn::GetAtt": ["ErrorQueue", "Arn"]})
