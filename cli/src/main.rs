@@ -18,6 +18,7 @@ mod commands;
 mod database;
 mod ebs_direct;
 mod flow;
+mod org_copy;
 mod output;
 mod retention;
 

@@ -315,3 +315,34 @@ def test_found_ebs_direct_apis_skip_every_check(unpatched):
     assert len(ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]) == 2  # AWS: ResourceNotFoundException
     with pytest.raises(ClientError, match=r"\(500\)"):  # AWS: ResourceNotFoundException
         ebs.list_snapshot_blocks(SnapshotId="snap-0123456789abcdef0")
+
+
+def test_found_put_events_to_a_function_or_topic_target_fails(unpatched):
+    events, source = unpatched.client("events"), unique("test.source")
+    topic = unpatched.client("sns").create_topic(Name=unique("topic"))["TopicArn"]
+    for target in (f"arn:aws:lambda:us-east-1:123456789012:function:{unique('f')}", topic):
+        rule = unique("rule")
+        events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+        events.put_targets(Rule=rule, Targets=[{"Id": "1", "Arn": target}])
+        with pytest.raises(ClientError, match=r"\(500\)"):
+            events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}"}])
+        events.remove_targets(Rule=rule, Ids=["1"])
+
+
+def test_found_an_event_forwarded_to_another_account_becomes_that_account_s(unpatched):
+    central, source = "444455556666", unique("test.source")
+    sqs = unpatched.client("sqs", "us-west-2", central)
+    queue = sqs.create_queue(QueueName=unique("forwarded"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    receiving = unpatched.client("events", "us-west-2", central)
+    receiving.put_rule(Name="received", EventPattern=json.dumps({"source": [source]}))
+    receiving.put_targets(Rule="received", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    events, forward = unpatched.client("events"), unique("forward")
+    events.put_rule(Name=forward, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=forward, Targets=[
+        {"Id": "bus", "Arn": f"arn:aws:events:us-west-2:{central}:event-bus/default", "RoleArn": ROLE_ARN}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}", "Resources": ["arn:aws:x"]}])
+    [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    forwarded = json.loads(message["Body"])
+    # AWS keeps the sender's envelope: region us-east-1, resources ["arn:aws:x"].
+    assert (forwarded["region"], forwarded["resources"]) == ("us-west-2", [])
