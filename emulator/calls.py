@@ -516,6 +516,11 @@ def backup_restore(call: Call) -> list[Check]:
     return [Check(call.action(), p["RecoveryPointArn"]), pass_role(p["IamRoleArn"], "backup.amazonaws.com")]
 
 
+def backup_start_copy(call: Call) -> list[Check]:
+    """AWS authorizes StartCopyJob on the source recovery point, and the copy role's iam:PassRole to AWS Backup."""
+    return recovery_point(call) + [pass_role(call.params["IamRoleArn"], "backup.amazonaws.com")]
+
+
 def lambda_invoke(call: Call) -> list[Check]:
     name = call.params["FunctionName"]
     arn = name if name.startswith("arn:") else call.arn("lambda", f"function:{name}")
@@ -569,6 +574,7 @@ RULES = {
     "backup:StartRestoreJob": backup_restore, "backup:DescribeRestoreJob": anything,
     "backup:DescribeBackupJob": anything, "backup:DescribeCopyJob": anything,
     "backup:ListBackupJobs": anything, "backup:ListCopyJobs": anything, "backup:ListRestoreJobs": anything,
+    "backup:StartCopyJob": backup_start_copy, "backup:UpdateRecoveryPointLifecycle": recovery_point,
     "sns:Publish": sns_publish,
     "sqs:SendMessage": sqs_queue,
     "lambda:Invoke": lambda_invoke,

@@ -208,7 +208,10 @@ def deploy(aws, settings: Settings, lambda_map: Path | None = None) -> Stack:
     physical["ArchiveKey"] = archive_key(aws.client("kms"), f"alias/{name}-archive")
     backup = aws.client("backup")
     for vault in settings.vaults:
-        backup.create_backup_vault(BackupVaultName=vault)
+        try:
+            backup.create_backup_vault(BackupVaultName=vault)
+        except backup.exceptions.AlreadyExistsException:  # made by infra/central.yaml, with its access policy
+            pass
 
     sns, sqs = aws.client("sns"), aws.client("sqs")
     topic_arn = sns.create_topic(Name=f"{name}-notifications")["TopicArn"]

@@ -106,7 +106,8 @@ def resource_policy_of(check: dict, resource_policies: dict) -> str | None:
     """The ARN under which `resource_policies` holds the policy of the check's resource, if it has one."""
     resource = check["resource"]
     if check["action"].startswith("kms:"):
-        return resource if resource in resource_policies else "(default key policy)"
+        # A key without a policy of its own has KMS's default one, which trusts its own account's IAM.
+        return resource if resource in resource_policies else f"(default key policy of {resource.split(':')[4]})"
     if check["action"].startswith("s3:"):
         bucket = "arn:aws:s3:::" + resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
         return bucket if bucket in resource_policies else None
@@ -138,7 +139,10 @@ def evaluate(calls: list[dict], roles: dict, resource_policies: dict) -> list[Fi
     modules = node_modules()
     if not (modules / "@cloud-copilot" / "iam-simulate").is_dir():
         raise RuntimeError(f"the IAM evaluator is not installed in {modules}: run scripts/setup")
-    policies = {**resource_policies, "(default key policy)": default_key_policy(checks[0]["role"].split(":")[4])}
+    defaults = {check["resource_policy"] for check in checks
+                if (check["resource_policy"] or "").startswith("(default key policy of ")}
+    policies = {**resource_policies, **{name: default_key_policy(name.removeprefix("(default key policy of ")[:-1])
+                                        for name in defaults}}
     roles = {role: [with_snapshot_stand_in(policy) for policy in documents] for role, documents in roles.items()}
     document = with_encryption_context_stand_in({"policies": roles, "resource_policies": policies, "checks": checks})
     result = subprocess.run(["node", str(EVALUATOR)], input=json.dumps(document),

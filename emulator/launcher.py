@@ -279,62 +279,188 @@ def export_progress() -> None:
     urls.url_paths["{0}" + EXPORT_FAILURES_PATH] = plan_failure
 
 
-def state_machine_targets() -> None:
-    """Defect 5: PutEvents returns 500 when a matching rule targets a state machine. Deliver such targets as
-    EventBridge does: start an execution whose input is the event (with an ISO-8601 `time`), or the target's
-    Input, InputPath or InputTransformer applied to it; as the target's RoleArn, through the router (MOTO_PORT),
-    so that the call is recorded and checked as that role's (emulator/calls.py). Other targets keep moto's
-    handling."""
+def target_input(target: dict, message: dict) -> str:
+    """What EventBridge hands a target for `message`: the event (with an ISO-8601 `time`), or the target's Input,
+    InputPath or InputTransformer applied to it."""
     from jsonpath_ng.ext import parse
-    from moto.events.models import Rule
     from moto.events.utils import EventTemplateParser
-    from moto.stepfunctions.responses import get_backend
 
-    def execution_input(target: dict, message: dict) -> str:
-        event = dict(message)
-        if isinstance(event["time"], (int, float)):  # moto keeps PutEvents' Time as epoch seconds
-            utc = datetime.datetime.fromtimestamp(event["time"], datetime.UTC)
-            event["time"] = utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if "Input" in target:
-            return target["Input"]
-        if "InputPath" in target:
-            matches = parse(target["InputPath"]).find(event)
-            return json.dumps(matches[0].value if matches else None)
-        if "InputTransformer" in target:
-            transformer = target["InputTransformer"]
-            template = EventTemplateParser.parse(
-                transformer["InputTemplate"], transformer.get("InputPathsMap", {}), event
-            )
-            return json.dumps(template)
-        event.pop("ingestion-time", None)  # moto's own bookkeeping, not part of an event
-        return json.dumps(event)
+    event = dict(message)
+    if isinstance(event["time"], (int, float)):  # moto keeps PutEvents' Time as epoch seconds
+        utc = datetime.datetime.fromtimestamp(event["time"], datetime.UTC)
+        event["time"] = utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if "Input" in target:
+        return target["Input"]
+    if "InputPath" in target:
+        matches = parse(target["InputPath"]).find(event)
+        return json.dumps(matches[0].value if matches else None)
+    if "InputTransformer" in target:
+        transformer = target["InputTransformer"]
+        template = EventTemplateParser.parse(
+            transformer["InputTemplate"], transformer.get("InputPathsMap", {}), event
+        )
+        return json.dumps(template)
+    event.pop("ingestion-time", None)  # moto's own bookkeeping, not part of an event
+    return json.dumps(event)
 
-    def is_state_machine(target: dict) -> bool:
-        return target["Arn"].split(":")[2:3] == ["states"] and ":stateMachine:" in target["Arn"]
+
+def route_targets(kind, deliver) -> None:
+    """Wraps moto's Rule.send_to_targets: a matching event goes to `deliver(target, event)` for each target for which
+    `kind(target)` holds, and to the handling before this (moto's, or an earlier patch's) for the others."""
+    from moto.events.models import Rule
 
     original = Rule.send_to_targets
 
     def send_to_targets(self, original_event, transform_input=True):
         if not self.event_pattern.matches_event(original_event):
             return
-        for target in filter(is_state_machine, self.targets):
-            arn = target["Arn"]
-            _, _, _, region, account, *_ = arn.split(":")
-            try:
-                if target.get("RoleArn"):
-                    client_as(target["RoleArn"], "stepfunctions", region).start_execution(
-                        stateMachineArn=arn, input=execution_input(target, original_event))
-                else:
-                    get_backend(account, region).start_execution(arn, None, execution_input(target, original_event))
-            except Exception as error:  # EventBridge delivers asynchronously: PutEvents itself still succeeds
-                print(f"EventBridge could not start {arn}: {error!r}", file=sys.stderr)
-        others = [target for target in self.targets if not is_state_machine(target)]
+        for target in filter(kind, self.targets):
+            deliver(target, original_event)
+        others = [target for target in self.targets if not kind(target)]
         if others:
             rule = copy.copy(self)  # a copy, so concurrent PutEvents calls see the rule unchanged
             rule.targets = others
             original(rule, original_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
+
+
+def state_machine_targets() -> None:
+    """Defect 5: PutEvents returns 500 when a matching rule targets a state machine. Deliver such targets as
+    EventBridge does: start an execution whose input is the event (with an ISO-8601 `time`), or the target's
+    Input, InputPath or InputTransformer applied to it; as the target's RoleArn, through the router (MOTO_PORT),
+    so that the call is recorded and checked as that role's (emulator/calls.py). Other targets keep moto's
+    handling."""
+    from moto.stepfunctions.responses import get_backend
+
+    def is_state_machine(target: dict) -> bool:
+        return target["Arn"].split(":")[2:3] == ["states"] and ":stateMachine:" in target["Arn"]
+
+    def start(target: dict, event: dict) -> None:
+        arn = target["Arn"]
+        _, _, _, region, account, *_ = arn.split(":")
+        try:
+            if target.get("RoleArn"):
+                client_as(target["RoleArn"], "stepfunctions", region).start_execution(
+                    stateMachineArn=arn, input=target_input(target, event))
+            else:
+                get_backend(account, region).start_execution(arn, None, target_input(target, event))
+        except Exception as error:  # EventBridge delivers asynchronously: PutEvents itself still succeeds
+            print(f"EventBridge could not start {arn}: {error!r}", file=sys.stderr)
+
+    route_targets(is_state_machine, start)
+
+
+# Lambda's retries of an asynchronous invocation that failed (twice, after about 1 and 2 minutes, scaled by
+# BA_EMULATOR_TIME_SCALE), when the function's event invoke configuration says nothing else:
+# https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html
+ASYNC_RETRY_DELAYS_SECONDS = (60, 120)
+
+
+def function_and_topic_targets() -> None:
+    """Found while writing the organisation flow (issue 10): PutEvents fails when a matching rule targets a Lambda
+    function or an SNS topic (moto 5.2.5 raises NotImplementedError for both). Deliver them as EventBridge does.
+    A function is invoked asynchronously (through the router, as EventBridge, in the function's account), with
+    Lambda's retries of a failed invocation (the function's MaximumRetryAttempts, default 2); once they are spent,
+    Lambda sends the invocation record (request payload, error, condition RetriesExhausted) to the function's
+    on-failure destination, an SQS queue or SNS topic, with the function's role, which must be allowed to: the call
+    is recorded and checked as that role's. A topic gets the event (or the target's Input, InputPath or
+    InputTransformer applied to it) published by EventBridge. Other targets keep moto's handling."""
+    import threading
+
+    from moto.settings import moto_server_port
+
+    from emulator import identity
+
+    scale = float(os.environ.get("BA_EMULATOR_TIME_SCALE", "1"))
+
+    def service_client(service: str, region: str, account: str):
+        """A client of `service` as an AWS service itself acts (dummy credentials: not recorded), in `account`."""
+        return identity.in_account(boto3.client(
+            service, region_name=region, endpoint_url=f"http://localhost:{moto_server_port()}",
+            aws_access_key_id="events", aws_secret_access_key="events"), account)
+
+    def on_failure(function: dict, invoke_config: dict, record: dict, region: str) -> None:
+        destination = invoke_config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if not destination:
+            print(f"Lambda dropped a failed event of {function['FunctionArn']}: no on-failure destination",
+                  file=sys.stderr)
+            return
+        service, _, account = destination.split(":")[2:5]
+        if service == "sqs":
+            sqs = client_as(function["Role"], "sqs", region)
+            url = f"http://localhost:{moto_server_port()}/{account}/{destination.rsplit(':', 1)[1]}"
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        elif service == "sns":
+            client_as(function["Role"], "sns", region).publish(TopicArn=destination, Message=json.dumps(record))
+        else:
+            print(f"Lambda cannot deliver to on-failure destination {destination}", file=sys.stderr)
+
+    def invoke(arn: str, payload: str) -> None:
+        _, _, _, region, account, _, name, *_ = arn.split(":")
+        functions = service_client("lambda", region, account)
+        function = functions.get_function_configuration(FunctionName=name)
+        try:
+            invoke_config = functions.get_function_event_invoke_config(FunctionName=name)
+        except functions.exceptions.ResourceNotFoundException:
+            invoke_config = {}
+        retries = invoke_config.get("MaximumRetryAttempts", len(ASYNC_RETRY_DELAYS_SECONDS))
+        for attempt in range(retries + 1):
+            answer = functions.invoke(FunctionName=name, Payload=payload.encode())
+            if "FunctionError" not in answer:
+                return
+            error = json.loads(answer["Payload"].read() or b"{}")
+            if attempt < retries:
+                time.sleep(ASYNC_RETRY_DELAYS_SECONDS[min(attempt, len(ASYNC_RETRY_DELAYS_SECONDS) - 1)] * scale)
+        record = {
+            "version": "1.0", "timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
+            "requestContext": {"requestId": answer["ResponseMetadata"]["RequestId"],
+                               "functionArn": function["FunctionArn"], "condition": "RetriesExhausted",
+                               "approximateInvokeCount": retries + 1},
+            "requestPayload": json.loads(payload),
+            "responseContext": {"statusCode": answer["StatusCode"], "executedVersion": "$LATEST",
+                                "functionError": answer["FunctionError"]},
+            "responsePayload": error,
+        }
+        on_failure(function, invoke_config, record, region)
+
+    def deliver(target: dict, event: dict) -> None:
+        arn = target["Arn"]
+        service, region, account = arn.split(":")[2:5]
+        try:
+            if service == "lambda":
+                invoke(arn, target_input(target, event))
+            else:
+                service_client("sns", region, account).publish(TopicArn=arn, Message=target_input(target, event))
+        except Exception as error:  # EventBridge delivers asynchronously: PutEvents itself still succeeds
+            print(f"EventBridge could not deliver to {arn}: {error!r}", file=sys.stderr)
+
+    def is_ours(target: dict) -> bool:
+        return target["Arn"].split(":")[2:3] in (["lambda"], ["sns"])
+
+    route_targets(is_ours, lambda target, event: threading.Thread(
+        target=deliver, args=(target, dict(event)), daemon=True).start())
+
+
+def forwarded_events() -> None:
+    """Found while writing the organisation flow (issue 10): a rule whose target is another account's or Region's
+    event bus sends that bus a new event: `account`, `region`, `resources`, `time` and `id` become the receiving
+    bus's or are lost. EventBridge forwards the event as it is, so that the receiver's rules see where it came
+    from (a Copy Job State Change forwarded by a workload account names that account and the copy's source
+    Region). Deliver the event itself to the rules of the target bus."""
+    from moto.events.models import events_backends
+
+    def is_bus(target: dict) -> bool:
+        parts = target["Arn"].split(":")
+        return parts[2:3] == ["events"] and parts[5].startswith("event-bus/")
+
+    def forward(target: dict, event: dict) -> None:
+        _, _, _, region, account, resource = target["Arn"].split(":", 5)
+        bus = events_backends[account][region].describe_event_bus(resource.removeprefix("event-bus/"))
+        for rule in list(bus.rules.values()):
+            rule.send_to_targets(copy.deepcopy(event))
+
+    route_targets(is_bus, forward)
 
 
 def state_machine_identity() -> None:
@@ -1643,6 +1769,123 @@ def backup_jobs() -> None:
                          ["{0}/backup-jobs/?$", "{0}/backup-jobs/(?P<id>[^/]+)$"])
 
 
+def ebs_direct_apis() -> None:
+    """Found for issue 14 (restore to a snapshot, archive through the EBS direct APIs), each shown on an unpatched
+    moto in tests/test_moto_defects.py. moto's EBS direct APIs answer BlockSize 512 where AWS answers 524288;
+    take any PutSnapshotBlock checksum and any CompleteSnapshot count and checksum; list blocks in write order,
+    all at once (no MaxResults, NextToken or StartingBlockIndex); ignore block tokens and answer 500 for an
+    unknown block or snapshot; keep serving a snapshot EC2 deleted; mark the EC2 snapshot completed (and
+    unencrypted) at StartSnapshot; and leave a volume behind in DescribeVolumes. AWS's behaviour:
+    <https://docs.aws.amazon.com/ebs/latest/APIReference/API_Operations.html>"""
+    import base64
+    import hashlib
+
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.ebs.models import EBSBackend
+    from moto.ebs.responses import EBSResponse
+
+    block_size = 512 * 1024  # <https://docs.aws.amazon.com/ebs/latest/userguide/ebsapis-using-apis.html>
+    max_results = 10000  # ListSnapshotBlocks' default and largest MaxResults
+
+    class EbsError(JsonRESTError):
+        def __init__(self, error_type: str, reason: str, message: str):
+            super().__init__(error_type, message)
+            self.description = json.dumps({"__type": error_type, "Message": message, "Reason": reason})
+
+    def validation(reason: str, message: str) -> EbsError:
+        error = EbsError("ValidationException", reason, message)
+        error.code = 400
+        return error
+
+    def snapshot_of(backend: EBSBackend, snapshot_id: str):
+        """The snapshot while EC2 still has it (a deleted snapshot's blocks are gone)."""
+        snapshot = backend.snapshots.get(snapshot_id)
+        if snapshot is None or snapshot_id not in backend.ec2_backend.snapshots:
+            error = EbsError("ResourceNotFoundException", "SNAPSHOT_NOT_FOUND",
+                             f"The snapshot '{snapshot_id}' does not exist.")
+            error.code = 404
+            raise error
+        return snapshot
+
+    def sha256_b64(data: bytes) -> str:
+        return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+    original_start = EBSBackend.start_snapshot
+
+    def start_snapshot(self) -> ActionResult:
+        backend = self.ebs_backend
+        snapshot = original_start(backend, volume_size=self._get_param("VolumeSize"), tags=self._get_param("Tags"),
+                                  description=self._get_param("Description"))
+        snapshot.block_size = block_size
+        ec2_snapshot = backend.ec2_backend.snapshots[snapshot.snapshot_id]
+        ec2_snapshot.status = "pending"
+        ec2_snapshot.encrypted = bool(self._get_param("Encrypted")) or self._get_param("KmsKeyArn") is not None
+        ec2_snapshot.kms_key_id = self._get_param("KmsKeyArn")
+        # moto needs a volume to make an EC2 snapshot; AWS's snapshot has no volume in DescribeVolumes.
+        backend.ec2_backend.volumes.pop(ec2_snapshot.volume.id, None)
+        return ActionResult({"SnapshotId": snapshot.snapshot_id, "OwnerId": snapshot.account_id,
+                             "Status": snapshot.status, "StartTime": snapshot.start_time,
+                             "VolumeSize": snapshot.volume_size, "BlockSize": snapshot.block_size,
+                             "Tags": snapshot.tags, "Description": snapshot.description,
+                             **({"KmsKeyArn": ec2_snapshot.kms_key_id} if ec2_snapshot.kms_key_id else {})})
+
+    def put_snapshot_block(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        index, data = int(self._get_param("BlockIndex")), self._get_param("BlockData") or b""
+        if snapshot.status != "pending":
+            raise validation("INVALID_SNAPSHOT_ID", f"The snapshot {snapshot.snapshot_id} is {snapshot.status}.")
+        if not 0 <= index < snapshot.volume_size * (1 << 30) // block_size:
+            raise validation("INVALID_BLOCK", f"Block index {index} is outside the volume.")
+        if len(data) != block_size or int(self._get_param("DataLength") or -1) != block_size:
+            raise validation("INVALID_BLOCK", f"A block holds {block_size} bytes, not {len(data)}.")
+        checksum = self._get_param("Checksum")
+        if self._get_param("ChecksumAlgorithm") != "SHA256" or checksum != sha256_b64(data):
+            raise validation("INVALID_CHECKSUM", "The checksum does not match the block data.")
+        snapshot.put_block(index, data, checksum, "SHA256", block_size)
+        return ActionResult({"Checksum": checksum, "ChecksumAlgorithm": "SHA256"})
+
+    def complete_snapshot(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        count, checksum = self._get_param("ChangedBlocksCount"), self._get_param("Checksum")
+        linear = hashlib.sha256(b"".join(base64.b64decode(snapshot.blocks[i].checksum)
+                                         for i in sorted(snapshot.blocks))).digest()
+        # AWS accepts the call and fails the snapshot: its status ends as "error".
+        valid = int(count) == len(snapshot.blocks) and (
+            checksum is None or (self._get_param("ChecksumAggregationMethod") == "LINEAR"
+                                 and checksum == base64.b64encode(linear).decode()))
+        snapshot.status = "completed" if valid else "error"
+        self.ebs_backend.ec2_backend.snapshots[snapshot.snapshot_id].status = snapshot.status
+        return ActionResult({"Status": "pending" if valid else "error"})
+
+    def list_snapshot_blocks(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        start = int(self._get_param("NextToken") or self._get_param("StartingBlockIndex") or 0)
+        limit = int(self._get_param("MaxResults") or max_results)
+        indexes = [i for i in sorted(snapshot.blocks) if i >= start]
+        page = indexes[:limit]
+        result = {"Blocks": [{"BlockIndex": i, "BlockToken": snapshot.blocks[i].block_token} for i in page],
+                  "VolumeSize": snapshot.volume_size, "BlockSize": block_size,
+                  "ExpiryTime": snapshot.start_time + datetime.timedelta(days=7)}
+        if len(indexes) > limit:
+            result["NextToken"] = str(indexes[limit])
+        return ActionResult(result)
+
+    def get_snapshot_block(self) -> ActionResult:
+        snapshot = snapshot_of(self.ebs_backend, self._get_param("SnapshotId"))
+        block = snapshot.blocks.get(int(self._get_param("BlockIndex")))
+        if block is None or block.block_token != self._get_param("BlockToken"):
+            raise validation("INVALID_BLOCK_TOKEN", "The block token is not valid for this block.")
+        return ActionResult({"DataLength": block.data_length, "BlockData": block.block_data,
+                             "Checksum": block.checksum, "ChecksumAlgorithm": block.checksum_algorithm})
+
+    EBSResponse.start_snapshot = start_snapshot
+    EBSResponse.put_snapshot_block = put_snapshot_block
+    EBSResponse.complete_snapshot = complete_snapshot
+    EBSResponse.list_snapshot_blocks = list_snapshot_blocks
+    EBSResponse.get_snapshot_block = get_snapshot_block
+
+
 def full_object_checksums() -> None:
     """Found for the worker's full-object checksums: CompleteMultipartUpload ignores the full-object checksum the
     client sends (`x-amz-checksum-crc64nvme` with checksum type FULL_OBJECT), so an object whose bytes differ
@@ -1684,6 +1927,8 @@ PATCHES = {
     "export_task_status_case": export_task_status_case,
     "export_progress": export_progress,
     "state_machine_targets": state_machine_targets,
+    "function_and_topic_targets": function_and_topic_targets,
+    "forwarded_events": forwarded_events,
     "unnamed_executions": unnamed_executions,
     "state_machine_identity": state_machine_identity,
     "batch_job_roles": batch_job_roles,
@@ -1701,6 +1946,7 @@ PATCHES = {
     "backup_copy_jobs": backup_copy_jobs,
     "backup_jobs": backup_jobs,
     "full_object_checksums": full_object_checksums,
+    "ebs_direct_apis": ebs_direct_apis,
 }
 
 

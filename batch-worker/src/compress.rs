@@ -97,7 +97,7 @@ impl Compressor {
     }
 }
 
-fn is_all_zero(chunk: &[u8]) -> bool {
+pub(crate) fn is_all_zero(chunk: &[u8]) -> bool {
     // Comparing whole words lets the compiler vectorise the scan.
     let words = chunk.chunks_exact(8);
     let tail = words.remainder();

@@ -18,11 +18,15 @@
 //! - [`archive`]: a device's stages wired together;
 //! - [`dump`]: dump mode, a database server's databases streamed from `pg_dump` or `mysqldump`,
 //!   with the password from [`password`].
-//! - [`verify`] and [`restore`]: reading an archive back; [`get`]: single files through the
-//!   index, by byte ranges; [`archive_fs`]: the same as a read-only FUSE mount; [`catalogue`]:
-//!   the archives under a prefix, from their manifests; [`thaw`]: which objects are in a Glacier
-//!   class, and restoring only those a read needs.
+//! - [`verify`] and [`restore`]: reading an archive back; [`restore_database`]: a dump archive
+//!   into a database server; [`get`]: single files through the index, by byte ranges;
+//!   [`archive_fs`]: the same as a read-only FUSE mount; [`catalogue`]: the archives under a
+//!   prefix, from their manifests; [`thaw`]: which objects are in a Glacier class, and restoring
+//!   only those a read needs.
 //! - [`ebs`] and [`nvme`]: the Batch side: attaching the restored volume and finding its device.
+//! - [`ebs_direct`]: the EBS direct APIs, snapshots read and written block by block without a
+//!   volume: [`archive_snapshot`] archives a snapshot that way, [`restore_snapshot`] restores a
+//!   raw archive into a new snapshot.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
 //! both binaries share; [`command`] runs system tools; [`signal`] turns SIGTERM into
@@ -31,11 +35,13 @@
 pub mod acl;
 pub mod archive;
 pub mod archive_fs;
+pub mod archive_snapshot;
 pub mod catalogue;
 pub mod command;
 pub mod compress;
 pub mod dump;
 pub mod ebs;
+pub mod ebs_direct;
 pub mod fat;
 pub mod get;
 pub mod index;
@@ -50,6 +56,9 @@ pub mod pax;
 pub mod pipeline;
 pub mod raw;
 pub mod restore;
+pub mod restore_database;
+pub mod restore_filesystem;
+pub mod restore_snapshot;
 pub mod s3;
 pub mod seek_table;
 pub mod signal;

@@ -1,6 +1,7 @@
 //! `batch-worker`: the AWS Batch job. Without a subcommand (the EBS flow): attaches the restored
 //! volume to this instance, finds its NVMe device, archives it, and detaches it again, on
-//! success, failure and SIGTERM alike. `batch-worker dump` (the RDS native-dump flow): dumps the
+//! success, failure and SIGTERM alike; or with `--snapshot`, reads the snapshot's blocks through
+//! the EBS direct APIs, with no volume at all. `batch-worker dump` (the RDS native-dump flow): dumps the
 //! databases of the restored instance with the engine's own tools. Both print the archive report
 //! as one JSON document on stdout.
 //!
@@ -15,7 +16,7 @@ use archiver_core::s3_location::S3Location;
 use batch_worker::dump::{self, DumpRequest};
 use batch_worker::options::{DeviceArgs, PipelineArgs};
 use batch_worker::password::{Password, PasswordError};
-use batch_worker::{archive, ebs, nvme, s3, signal};
+use batch_worker::{archive, archive_snapshot, ebs, nvme, s3, signal};
 use clap::Parser;
 
 /// The first argument that selects the dump mode; every other invocation archives a volume.
@@ -89,8 +90,12 @@ struct DumpArgs {
 #[derive(Debug, clap::Args)]
 struct Args {
     /// The restored volume to archive (vol-...).
-    #[arg(long)]
-    volume_id: String,
+    #[arg(long, required_unless_present = "snapshot")]
+    volume_id: Option<String>,
+    /// Instead of a volume: the snapshot (snap-...) to read through the EBS direct APIs, with no
+    /// volume, attachment or device; archived raw, holes as zeros.
+    #[arg(long, conflicts_with_all = ["volume_id", "device", "instance_id"])]
+    snapshot: Option<String>,
     /// Where the archive goes: s3://BUCKET/PREFIX.
     #[arg(long)]
     to: S3Location,
@@ -126,6 +131,15 @@ struct Failure {
     message: String,
 }
 
+/// 130 interrupted, 2 a configuration error, else 1.
+fn exit_code(interrupted: bool, configuration: bool) -> u8 {
+    match (interrupted, configuration) {
+        (true, _) => 130,
+        (false, true) => 2,
+        (false, false) => 1,
+    }
+}
+
 fn failed(code: u8) -> impl Fn(&dyn std::fmt::Display) -> Failure {
     move |e| Failure { code, message: e.to_string() }
 }
@@ -158,10 +172,13 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Failure> {
     // First, before any AWS call: a SIGTERM at any step must end with the volume detached.
     let cancel = signal::cancel_on_signal();
+    let Some(volume_id) = args.volume_id.clone() else {
+        return run_direct(args, &cancel).await;
+    };
     let interrupted = |cancel: &tokio_util::sync::CancellationToken| if cancel.is_cancelled() { 130 } else { 1 };
     let usage = failed(2);
     let mut options = args.pipeline.to_options(&args.to.bucket).map_err(|e| usage(&e))?;
-    options.volume_id = Some(args.volume_id.clone());
+    options.volume_id = Some(volume_id.clone());
     options.snapshot_id = args.snapshot_id.clone();
     let config = s3::load_config().await;
     let s3_client = s3::client(&config);
@@ -180,11 +197,27 @@ async fn run(args: Args) -> Result<(), Failure> {
         id = preflight => id?,
     };
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let work = archive_attached(&args, &s3_client, &options, &cancel);
+    let work = archive_attached(&args, &volume_id, &s3_client, &options, &cancel);
     let (result, detached) =
-        ebs::with_attached_volume(&ec2, &args.volume_id, &instance_id, args.wait_seconds, &cancel, work).await;
+        ebs::with_attached_volume(&ec2, &volume_id, &instance_id, args.wait_seconds, &cancel, work).await;
     let report = result.map_err(|e| failed(interrupted(&cancel))(&e))?;
     detached.map_err(|e| failed(1)(&e))?;
+    println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
+    Ok(())
+}
+
+/// `--snapshot`: the snapshot's blocks through the EBS direct APIs, nothing attached.
+async fn run_direct(args: Args, cancel: &tokio_util::sync::CancellationToken) -> Result<(), Failure> {
+    let snapshot_id = args.snapshot.as_deref().expect("clap requires --volume-id or --snapshot");
+    let mut options = args.pipeline.to_options(&args.to.bucket).map_err(|e| failed(2)(&e))?;
+    options.snapshot_id = Some(snapshot_id.to_string());
+    let config = s3::load_config().await;
+    let s3_client = s3::client(&config);
+    s3::preflight(&config, &s3_client, &args.to.bucket).await.map_err(|e| failed(2)(&e))?;
+    let ebs = aws_sdk_ebs::Client::new(&config);
+    let report = archive_snapshot::archive_snapshot(&s3_client, &ebs, snapshot_id, &args.to, &options, None, cancel)
+        .await
+        .map_err(|e| failed(exit_code(e.is_interrupted() || cancel.is_cancelled(), e.is_configuration()))(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
     Ok(())
 }
@@ -210,22 +243,16 @@ async fn run_dump(args: DumpArgs) -> Result<(), Failure> {
         databases: args.databases,
         snapshot_id: args.snapshot_id,
     };
-    let report = dump::dump_server(&s3_client, &args.to, &request, &options, &cancel).await.map_err(|e| {
-        let code = if e.is_interrupted() || cancel.is_cancelled() {
-            130
-        } else if e.is_configuration() {
-            2
-        } else {
-            1
-        };
-        failed(code)(&e)
-    })?;
+    let report = dump::dump_server(&s3_client, &args.to, &request, &options, &cancel)
+        .await
+        .map_err(|e| failed(exit_code(e.is_interrupted() || cancel.is_cancelled(), e.is_configuration()))(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
     Ok(())
 }
 
 async fn archive_attached(
     args: &Args,
+    volume_id: &str,
     client: &aws_sdk_s3::Client,
     options: &archive::ArchiveOptions,
     cancel: &tokio_util::sync::CancellationToken,
@@ -235,15 +262,8 @@ async fn archive_attached(
     let device = match &args.device {
         Some(device) => device.clone(),
         None => {
-            nvme::wait_for_volume_device(
-                &args.volume_id,
-                &args.sysfs,
-                &args.dev_dir,
-                nodes.path(),
-                args.wait_seconds,
-                cancel,
-            )
-            .await?
+            nvme::wait_for_volume_device(volume_id, &args.sysfs, &args.dev_dir, nodes.path(), args.wait_seconds, cancel)
+                .await?
         }
     };
     Ok(archive::archive_device(client, &device, &args.to, options, None, cancel).await?)

@@ -112,7 +112,7 @@ impl PipelineArgs {
 // The flag's literal default must match core's constant.
 const _: () = assert!(archiver_core::part_size::DEFAULT_PART_SIZE == 16 * 1024 * 1024);
 
-fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, String> {
     text.parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
         .map_err(|e| format!("{text:?} is not a size like 16MiB: {e}"))

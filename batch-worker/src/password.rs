@@ -1,4 +1,5 @@
-//! The database password of a dump: read from SSM Parameter Store, held in a type that never
+//! The database password of a dump or a restore: read from SSM Parameter Store (or, for an
+//! operator's restore, an environment variable), held in a type that never
 //! prints it, and handed to a tool only by its environment (PostgreSQL) or by an option file
 //! readable by us alone (MySQL), never by its command line, a log line or an error message.
 
@@ -18,6 +19,8 @@ pub enum PasswordError {
     Read { name: String, message: String },
     #[error("SSM parameter {name} has no value")]
     Empty { name: String },
+    #[error("environment variable {name} holds no password")]
+    EnvUnset { name: String },
     #[error("cannot write the MySQL option file for the password: {0}")]
     OptionFile(#[source] std::io::Error),
 }
@@ -46,6 +49,15 @@ impl Password {
         match output.parameter.and_then(|p| p.value) {
             Some(value) if !value.is_empty() => Ok(Password(value)),
             _ => Err(PasswordError::Empty { name: name.into() }),
+        }
+    }
+
+    /// The value of environment variable `name` (an operator's shell, a secret injected into a
+    /// container), so that it never appears on a command line.
+    pub fn from_env(name: &str) -> Result<Password, PasswordError> {
+        match std::env::var(name) {
+            Ok(value) if !value.is_empty() => Ok(Password(value)),
+            _ => Err(PasswordError::EnvUnset { name: name.into() }),
         }
     }
 

@@ -89,37 +89,33 @@ pub async fn restore_image(
     partition: Option<u32>,
 ) -> Result<RestoredObject, RestoreError> {
     let manifest: Manifest = fetch_manifest(client, location).await?;
+    let object = raw_object(&manifest, partition)?;
+    restore_object(client, &location.bucket, object, path.to_path_buf()).await
+}
+
+/// The archive's raw object: the one of `partition`, or the only one.
+pub(crate) fn raw_object(manifest: &Manifest, partition: Option<u32>) -> Result<&ArchivedObject, RestoreError> {
     let raw: Vec<&ArchivedObject> = manifest
         .objects
         .iter()
         .filter(|o| o.mode == ArchiveMode::Raw)
         .filter(|o| partition.is_none() || o.partition.as_ref().map(|p| p.number) == partition)
         .collect();
-    let object = match raw.as_slice() {
-        [] => return Err(RestoreError::NoRawObject { partition }),
-        [one] => *one,
-        several => return Err(RestoreError::SeveralRawObjects { count: several.len() }),
-    };
-    restore_object(client, &location.bucket, object, path.to_path_buf()).await
+    match raw.as_slice() {
+        [] => Err(RestoreError::NoRawObject { partition }),
+        [one] => Ok(*one),
+        several => Err(RestoreError::SeveralRawObjects { count: several.len() }),
+    }
 }
 
-async fn restore_object(
+pub(crate) async fn restore_object(
     client: &Client,
     bucket: &str,
     object: &ArchivedObject,
     path: PathBuf,
 ) -> Result<RestoredObject, RestoreError> {
-    let mut segments = object.stored_segments().into_iter().map(|s| s.key);
-    let first = segments.next().expect("an object has at least one segment");
     // The first download fails here, before any file is created.
-    let body = download(client, bucket, &first).await?;
-    let compressed = Segments {
-        client: client.clone(),
-        bucket: bucket.to_string(),
-        next: segments.collect(),
-        current: Some(SyncIoBridge::new(Box::new(body.into_async_read()))),
-        runtime: tokio::runtime::Handle::current(),
-    };
+    let compressed = open_segments(client, bucket, object).await?;
     let object = object.clone();
     tokio::task::spawn_blocking(move || {
         let mut content =
@@ -162,6 +158,25 @@ async fn restore_object(
     .await?
 }
 
+/// The object's compressed stream, its first segment's download started: read it on a blocking
+/// thread.
+pub(crate) async fn open_segments(
+    client: &Client,
+    bucket: &str,
+    object: &ArchivedObject,
+) -> Result<Segments, RestoreError> {
+    let mut segments = object.stored_segments().into_iter().map(|s| s.key);
+    let first = segments.next().expect("an object has at least one segment");
+    let body = download(client, bucket, &first).await?;
+    Ok(Segments {
+        client: client.clone(),
+        bucket: bucket.to_string(),
+        next: segments.collect(),
+        current: Some(SyncIoBridge::new(Box::new(body.into_async_read()))),
+        runtime: tokio::runtime::Handle::current(),
+    })
+}
+
 async fn download(
     client: &Client,
     bucket: &str,
@@ -177,7 +192,7 @@ type SegmentBody = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// An object's segments read one after the other as one stream, on a blocking thread: the
 /// concatenation is the object's compressed stream.
-struct Segments {
+pub(crate) struct Segments {
     client: Client,
     bucket: String,
     /// The keys still to read, in order.
@@ -209,7 +224,7 @@ impl Read for Segments {
     }
 }
 
-fn decompressor<'a, R: Read + 'a>(compression: Compression, input: R) -> io::Result<Box<dyn Read + 'a>> {
+pub(crate) fn decompressor<'a, R: Read + 'a>(compression: Compression, input: R) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match compression {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, input))),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
@@ -217,18 +232,18 @@ fn decompressor<'a, R: Read + 'a>(compression: Compression, input: R) -> io::Res
 }
 
 /// Counts and hashes what is read through it.
-struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     bytes: u64,
     hasher: Sha256,
 }
 
 impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         HashingReader { inner, bytes: 0, hasher: Sha256::new() }
     }
 
-    fn finish(self) -> (u64, String) {
+    pub(crate) fn finish(self) -> (u64, String) {
         (self.bytes, format!("{:x}", self.hasher.finalize()))
     }
 }

@@ -148,3 +148,46 @@ fn mariadb_dump_with_a_wrong_password_fails_without_printing_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Access denied"), "{}", String::from_utf8_lossy(&out.stderr));
     world.s3.assert_nothing_under("my/");
 }
+
+#[test]
+fn restore_to_database_restores_into_a_fresh_mariadb_with_the_password_from_ssm() {
+    let db = Mariadb::start(PASSWORD);
+    populate(&db);
+    let world = World::new("mytodb");
+    world.put_parameter(PARAMETER, PASSWORD);
+    assert_success("batch-worker dump", &world.dump("my", &dump_args(&db, &[])));
+    let target_password = r#"Other "fresh" #pw"#;
+    let fresh = Mariadb::start(target_password);
+    world.put_parameter("/backup-archiver/test/restore-target", target_password);
+    let url = format!("mariadb://master@127.0.0.1:{}", fresh.port);
+
+    let out = world.restore_to_database(
+        "my",
+        &url,
+        &["--password-parameter", "/backup-archiver/test/restore-target", "--database", "shop"],
+        &[],
+    );
+    assert_success("backup-archiver restore --to-database", &out);
+    assert_not_leaked(target_password, &out);
+    assert_eq!(table_digest(&fresh, ITEMS.0, ITEMS.1), table_digest(&db, ITEMS.0, ITEMS.1));
+    assert_eq!(fresh.root_sql("SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = 'shop'"), "1");
+    assert_eq!(
+        fresh.root_sql("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'analytics'"),
+        "0",
+        "only the database asked for"
+    );
+    // All of them now: shop exists already, so nothing is restored.
+    let all =
+        world.restore_to_database("my", &url, &["--password-parameter", "/backup-archiver/test/restore-target"], &[]);
+    assert_eq!(all.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&all.stderr));
+    assert!(String::from_utf8_lossy(&all.stderr).contains("\"shop\" exists already"));
+    assert_eq!(fresh.root_sql("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'analytics'"), "0");
+    let out = world.restore_to_database(
+        "my",
+        &url,
+        &["--password-parameter", "/backup-archiver/test/restore-target", "--database", "analytics"],
+        &[],
+    );
+    assert_success("restore of the other database", &out);
+    assert_eq!(table_digest(&fresh, EVENTS.0, EVENTS.1), table_digest(&db, EVENTS.0, EVENTS.1));
+}

@@ -200,3 +200,50 @@ fn postgres_dump_of_a_stopped_server_fails_and_leaves_nothing() {
     assert_not_leaked(PASSWORD, &out);
     world.s3.assert_nothing_under("pg/");
 }
+
+#[test]
+fn restore_to_database_restores_every_database_into_a_fresh_server_and_never_overwrites_one() {
+    let pg = Postgres::start(PASSWORD);
+    populate(&pg);
+    let world = World::new("pgtodb");
+    world.put_parameter(PARAMETER, PASSWORD);
+    assert_success("batch-worker dump", &world.dump("pg", &dump_args(&pg, &[])));
+    let target_password = "Fresh 'server' pa$$";
+    let fresh = Postgres::start(target_password);
+    let url = format!("postgresql://master@127.0.0.1:{}", fresh.port);
+
+    let out =
+        world.restore_to_database("pg", &url, &["--password-env", "TARGET_PW"], &[("TARGET_PW", target_password)]);
+    assert_success("backup-archiver restore --to-database", &out);
+    assert_not_leaked(target_password, &out);
+    for (database, table) in [("app", "items"), ("shop", "orders")] {
+        assert_eq!(table_digest(&fresh, database, table), table_digest(&pg, database, table), "{database}.{table}");
+    }
+    // The roles came first, so the restored table keeps its owner.
+    assert_eq!(fresh.psql("app", "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"), "app_owner");
+    assert_eq!(
+        fresh.psql("shop", "SELECT count(*) FROM big_orders"),
+        pg.psql("shop", "SELECT count(*) FROM big_orders")
+    );
+
+    // Again: the databases exist now, and nothing is touched.
+    fresh.psql("shop", "DELETE FROM orders WHERE id > 10");
+    let again =
+        world.restore_to_database("pg", &url, &["--password-env", "TARGET_PW"], &[("TARGET_PW", target_password)]);
+    assert_eq!(again.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(fresh.psql("shop", "SELECT count(*) FROM orders"), "10");
+}
+
+#[test]
+fn restore_to_database_refuses_a_password_on_the_command_line() {
+    let world = World::new("pgtodb-url");
+    let out =
+        world.restore_to_database("pg", "postgresql://master:secret@127.0.0.1:5432", &["--password-env", "X"], &[]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never goes on the command line"));
+}

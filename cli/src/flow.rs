@@ -5,7 +5,8 @@
 //! `--json` prints one document per command (`plan`, `start`, `replay`, `status ARN`) and JSON
 //! Lines for lists and `--watch`. Fields are only ever added:
 //! - `plan`: [`PlanOutcome`] (`outcome` = `planned` | `skipped`), or for an event whose plan
-//!   needs the snapshot described first, `{"outcome": "needs_lookup", "field", "message", "target"}`.
+//!   needs the snapshot described first, `{"outcome": "needs_lookup", "field", "message", "target"}`;
+//!   with the organisation flow's configuration, plus `org_copy` ([`crate::org_copy`]).
 //! - `start`, `replay`: [`Started`]; with `--wait`, [`ExecutionReport`] once it ends.
 //! - `status ARN`: [`ExecutionReport`]; `status` alone: one [`ExecutionSummary`] per line;
 //!   `status ARN --watch`: one [`Step`] per line as states start and end, then the report.
@@ -55,6 +56,10 @@ pub struct PlanArgs {
     /// The RDS engine, for database events whose plan depends on it.
     #[arg(long)]
     pub engine: Option<String>,
+    /// The organisation flow's configuration (JSON, as the start-copy Lambda's ORG_COPY_CONFIG); default:
+    /// $ORG_COPY_CONFIG. With it, `plan` also says which copy a Backup or Copy Job event would start, and where.
+    #[arg(long)]
+    pub org_copy_config: Option<PathBuf>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -132,6 +137,7 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode, Failure> {
     if args.engine.is_some() {
         facts.engine = args.engine.clone();
     }
+    let org_copy = crate::org_copy::config(args.org_copy_config.as_ref())?;
     let event = match TriggerEvent::from_json(&text) {
         Ok(event) => event,
         Err(error) => {
@@ -155,9 +161,16 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode, Failure> {
                 PlanOutcome::Skipped { .. } => ExitCode::No,
             };
             if args.json {
-                print_json(&outcome);
+                let mut document = serde_json::to_value(&outcome).expect("outcomes serialize");
+                if let Some(org_copy) = &org_copy {
+                    document["org_copy"] = crate::org_copy::decision(&event, org_copy);
+                }
+                print_json(&document);
             } else {
                 print_plan(&outcome);
+                if let Some(org_copy) = &org_copy {
+                    println!("{}", crate::org_copy::describe(&event, org_copy));
+                }
             }
             Ok(code)
         }
@@ -169,11 +182,19 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode, Failure> {
             };
             let message = format!("`{field}` is unknown until the snapshot is described: {hint}");
             if args.json {
-                print_json(&json!({"outcome": "needs_lookup", "field": field, "message": message, "target": target}));
+                let mut document =
+                    json!({"outcome": "needs_lookup", "field": field, "message": message, "target": target});
+                if let Some(org_copy) = &org_copy {
+                    document["org_copy"] = crate::org_copy::decision(&event, org_copy);
+                }
+                print_json(&document);
             } else {
                 println!("needs lookup: {message}");
                 println!("(pass --facts FILE or --engine ENGINE to plan it fully)");
                 println!("{}", serde_json::to_string_pretty(&target).expect("JSON values serialize"));
+                if let Some(org_copy) = &org_copy {
+                    println!("{}", crate::org_copy::describe(&event, org_copy));
+                }
             }
             Ok(ExitCode::Success)
         }

@@ -15,7 +15,10 @@ use clap::{Parser, Subcommand};
 mod alert;
 mod browse;
 mod commands;
+mod database;
+mod ebs_direct;
 mod flow;
+mod org_copy;
 mod output;
 mod retention;
 
@@ -54,7 +57,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Archive a block device or disk image to S3 as tar (files) or raw objects plus a manifest.
+    /// Archive a block device, disk image or EBS snapshot to S3 as tar (files) or raw objects plus a manifest.
     Archive(ArchiveArgs),
     /// Check every object of an archive against its manifest: the size and full-object CRC64NVME
     /// that S3 reports for each segment (S3 validated that checksum when the segment was stored),
@@ -69,7 +72,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore an archive: files to a directory, or a raw object to an image file.
+    /// Restore an archive: files to a directory, a raw object to an image file or a new EBS snapshot,
+    /// dumps into a database server.
     Restore(RestoreArgs),
     /// Dry run of the state machines' plan step: exit 0 planned, 1 skipped, 2 rejected.
     Plan(flow::PlanArgs),
@@ -99,8 +103,12 @@ enum Command {
 #[derive(Debug, clap::Args)]
 pub struct ArchiveArgs {
     /// A block device, or a disk image file (attached read-only to a loop device).
-    #[arg(long)]
-    pub device: PathBuf,
+    #[arg(long, required_unless_present = "snapshot")]
+    pub device: Option<PathBuf>,
+    /// Instead of --device: an EBS snapshot (snap-…), read through the EBS direct APIs without
+    /// any volume; archived raw, holes as zeros.
+    #[arg(long, conflicts_with = "device")]
+    pub snapshot: Option<String>,
     /// Where the archive goes: s3://BUCKET/PREFIX.
     #[arg(long)]
     pub to: S3Location,
@@ -112,7 +120,7 @@ pub struct ArchiveArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_image"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_image", "to_snapshot", "to_database"])))]
 pub struct RestoreArgs {
     /// The archive: s3://BUCKET/PREFIX.
     pub location: S3Location,
@@ -122,9 +130,13 @@ pub struct RestoreArgs {
     /// Write the archive's raw object to this image file, bit for bit.
     #[arg(long)]
     pub to_image: Option<PathBuf>,
-    /// With --to-image: the partition whose raw object to write.
-    #[arg(long, requires = "to_image")]
+    /// With --to-image or --to-snapshot: the partition whose raw object to write.
+    #[arg(long, conflicts_with_all = ["to", "to_database"])]
     pub partition: Option<u32>,
+    #[command(flatten)]
+    pub snapshot: ebs_direct::SnapshotArgs,
+    #[command(flatten)]
+    pub database: database::DatabaseArgs,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -140,7 +152,7 @@ fn main() -> ProcessExitCode {
         let result = match cli.command {
             Command::Archive(args) => commands::archive(args, progress).await,
             Command::Verify { location, deep, json } => commands::verify(location, deep, json).await,
-            Command::Restore(args) => commands::restore(args).await,
+            Command::Restore(args) => commands::restore(args, progress).await,
             Command::Plan(args) => flow::plan(args),
             Command::Start(args) => flow::start(args).await,
             Command::Replay(args) => flow::replay(args).await,

@@ -240,6 +240,31 @@ impl DumpTool {
         format!("{}.{kind}.{}", key_safe(database), compression.extension())
     }
 
+    /// The command that restores one dump object read from its stdin: `psql` for PostgreSQL's
+    /// globals (`database` `None`; without ON_ERROR_STOP, so a role that exists already is
+    /// reported and skipped), `pg_restore` for a database, `mysql` for a MySQL dump (which
+    /// creates and selects its database itself). With `create`, pg_restore connects to the
+    /// maintenance database and creates the dumped one under its name; without, it restores into
+    /// the existing `database`.
+    pub fn restore(self, connection: &Connection, database: Option<&str>, create: bool) -> Invocation {
+        match (self, database) {
+            (DumpTool::PgDump, None) => {
+                let mut args = pg_connection_args(connection, PG_MAINTENANCE_DATABASE);
+                args.extend(["-X", "-q"].map(String::from));
+                Invocation { program: "psql", args }
+            }
+            (DumpTool::PgDump, Some(database)) => {
+                let mut args = pg_connection_args(connection, if create { PG_MAINTENANCE_DATABASE } else { database });
+                args.push("--exit-on-error".into());
+                if create {
+                    args.push("--create".into());
+                }
+                Invocation { program: "pg_restore", args }
+            }
+            (DumpTool::Mysqldump, _) => Invocation { program: "mysql", args: mysql_connection_args(connection) },
+        }
+    }
+
     /// The contents of the `--defaults-extra-file` that gives `mysql` and `mysqldump` the
     /// password without putting it on their command line.
     pub fn password_file_contents(password: &str) -> String {
@@ -320,6 +345,21 @@ pub fn redact(text: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restores_read_stdin_and_never_name_the_password() {
+        let pg = connection(None);
+        let create = DumpTool::PgDump.restore(&pg, Some("app"), true);
+        assert_eq!(create.program, "pg_restore");
+        assert!(create.args.contains(&"--create".into()) && create.args.contains(&"--exit-on-error".into()));
+        assert!(create.args.contains(&"--dbname=dbname='postgres'".into()), "{:?}", create.args);
+        let existing = DumpTool::PgDump.restore(&pg, Some("postgres"), false);
+        assert!(!existing.args.contains(&"--create".into()));
+        assert_eq!(DumpTool::PgDump.restore(&pg, None, false).program, "psql");
+        let mysql = DumpTool::Mysqldump.restore(&connection(Some("/run/x/client.cnf")), Some("shop"), true);
+        assert_eq!(mysql.program, "mysql");
+        assert_eq!(mysql.args[0], "--defaults-extra-file=/run/x/client.cnf");
+    }
 
     fn connection(password_file: Option<&str>) -> Connection {
         Connection {

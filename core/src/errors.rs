@@ -119,6 +119,17 @@ pub const TABLE_OPERATION_FAILED: &str = "TableOperationFailed";
 /// execution; SNS retries the delivery, then the dead-letter queue keeps it.
 pub const START_FAILED: &str = "StartFailed";
 
+/// AWS Backup refused a copy of the organisation flow (StartCopyJob): a missing iam:PassRole of
+/// the copy role, an unknown vault or recovery point. The message names the role, the vaults and
+/// the key. Raised by `start-copy`, outside any execution: Lambda's own retries, then the error
+/// queue.
+pub const COPY_NOT_STARTED: &str = "CopyNotStarted";
+
+/// A copied original's retention could not be read or shortened (DescribeRecoveryPoint,
+/// UpdateRecoveryPointLifecycle); the message names the role, the vault and the key. Raised by
+/// `shorten-retention`, outside any execution.
+pub const RETENTION_NOT_UPDATED: &str = "RetentionNotUpdated";
+
 /// One error name with how the state machines treat it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorName {
@@ -161,6 +172,8 @@ pub const ALL: &[ErrorName] = &[
     ErrorName { name: PITR_NOT_READY, retryable: true },
     ErrorName { name: TABLE_OPERATION_FAILED, retryable: false },
     ErrorName { name: START_FAILED, retryable: false },
+    ErrorName { name: COPY_NOT_STARTED, retryable: false },
+    ErrorName { name: RETENTION_NOT_UPDATED, retryable: false },
 ];
 
 /// Errors the Lambda *service* raises before or around a function (not our handlers): a `Retry`

@@ -433,6 +433,7 @@ mod tests {
             delete_recovery_point: false,
             volume_initialization_rate_mibps: None,
             job_queues: BTreeMap::new(),
+            home: None,
         };
         let now = "2025-03-04T03:00:00Z".parse().unwrap();
         let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &SnapshotFacts::default(), &config, now) else {

@@ -380,6 +380,21 @@ pub struct PlanConfig {
     /// only where no job is submitted (the CLI's dry run); otherwise every AZ needs one.
     #[serde(default)]
     pub job_queues: BTreeMap<String, String>,
+    /// Where this deployment runs. AWS Backup sends a Copy Job State Change to the copy's source
+    /// account only; an organisation's workload accounts forward the event, `account` and `region`
+    /// unchanged, to the central account's bus (infra/workload.yaml). With `home` set, a copy counts
+    /// as landing here when its destination vault is in this account and Region, whoever sent the
+    /// event; without it, when the destination is the event's own account and Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<Home>,
+}
+
+/// An account and a Region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Home {
+    pub account: String,
+    pub region: String,
 }
 
 impl PlanConfig {
@@ -600,7 +615,11 @@ pub enum Targeting {
 /// Reads what an event names (step 1 of planning), and skips a vault the deployment does not
 /// archive. No AWS call is needed, and none should be made for a [`Targeting::Skip`].
 pub fn archive_target(event: &TriggerEvent, config: &PlanConfig) -> Result<Targeting, PlanError> {
-    Ok(match event_target(event)? {
+    let targeting = match (event, &config.home) {
+        (TriggerEvent::CopyJob(copy), Some(home)) => target_copy_job(copy, Some(home)),
+        _ => event_target(event)?,
+    };
+    Ok(match targeting {
         Targeting::Target(target) => match &target.vault_name {
             Some(vault) if !config.allows_vault(vault) => {
                 Targeting::Skip(SkipReason::VaultNotAllowed { vault_name: vault.clone() })
@@ -616,7 +635,7 @@ pub fn archive_target(event: &TriggerEvent, config: &PlanConfig) -> Result<Targe
 pub fn event_target(event: &TriggerEvent) -> Result<Targeting, PlanError> {
     Ok(match event {
         TriggerEvent::BackupJob(event) => target_backup_job(event),
-        TriggerEvent::CopyJob(event) => target_copy_job(event),
+        TriggerEvent::CopyJob(event) => target_copy_job(event, None),
         TriggerEvent::RdsSnapshot(event) => target_rds_event(event),
         TriggerEvent::Sns(sns) => return target_sns(sns),
         TriggerEvent::Manual(input) => target_manual(input),
@@ -648,6 +667,7 @@ pub fn trigger_snapshot_id(state: &Value) -> Option<String> {
         delete_recovery_point: false,
         volume_initialization_rate_mibps: None,
         job_queues: BTreeMap::new(),
+        home: None,
     };
     match archive_target(&event, &config).ok()? {
         Targeting::Target(target) => Some(target.snapshot_id),
@@ -793,7 +813,7 @@ fn target_backup_job(event: &EventBridgeEvent<BackupJobDetail>) -> Targeting {
     )
 }
 
-fn target_copy_job(event: &EventBridgeEvent<CopyJobDetail>) -> Targeting {
+fn target_copy_job(event: &EventBridgeEvent<CopyJobDetail>, home: Option<&Home>) -> Targeting {
     let detail = &event.detail;
     if detail.state != JobState::Completed {
         return Targeting::Skip(SkipReason::JobNotCompleted { state: detail.state });
@@ -803,8 +823,11 @@ fn target_copy_job(event: &EventBridgeEvent<CopyJobDetail>) -> Targeting {
     };
     let destination = detail.destination_backup_vault_arn.as_ref().expect("checked when parsed");
     let elsewhere = |ours: Option<&String>, theirs: &str| ours.is_some_and(|ours| !ours.is_empty() && ours != theirs);
-    if elsewhere(event.region.as_ref(), &destination.region) || elsewhere(event.account.as_ref(), &destination.account)
-    {
+    let (region, account) = match home {
+        Some(home) => (Some(&home.region), Some(&home.account)),
+        None => (event.region.as_ref(), event.account.as_ref()),
+    };
+    if elsewhere(region, &destination.region) || elsewhere(account, &destination.account) {
         return Targeting::Skip(SkipReason::CopyLandsElsewhere { destination_vault_arn: destination.to_string() });
     }
     vault_target(
@@ -1199,6 +1222,7 @@ mod tests {
             delete_recovery_point: false,
             volume_initialization_rate_mibps: None,
             job_queues: BTreeMap::new(),
+            home: None,
         }
     }
 

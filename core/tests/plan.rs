@@ -11,7 +11,7 @@ use archiver_core::event::{JobState, TriggerEvent};
 use archiver_core::flows::Flow;
 use archiver_core::manifest::ModeRequest;
 use archiver_core::request::{
-    archive_target, plan_archive, ArchiveRequest, PlanConfig, PlanError, PlanOutcome, SkipReason, SnapshotFacts,
+    archive_target, plan_archive, ArchiveRequest, Home, PlanConfig, PlanError, PlanOutcome, SkipReason, SnapshotFacts,
     Targeting, TriggerKind, VolumePerformance,
 };
 use archiver_core::resource::{DbMethod, ResourceKind};
@@ -36,6 +36,7 @@ fn config() -> PlanConfig {
         delete_recovery_point: true,
         volume_initialization_rate_mibps: Some(300),
         job_queues: BTreeMap::new(),
+        home: None,
     }
 }
 
@@ -514,6 +515,37 @@ fn copy_job_into_our_vault_plans_the_copy() {
     assert_eq!(request.vault_name.as_deref(), Some("846869de-4589-45c3-ab60-4fbbabcdd3ec"));
     assert_eq!(request.volume.unwrap().availability_zone, "us-west-2a");
     assert!(request.options.delete_recovery_point);
+}
+
+/// Issue 10: AWS Backup tells only the source account about a copy; the workload account forwards
+/// the event, its `account` and `region` unchanged, to the central account, whose plan knows where
+/// it runs (`home`).
+#[test]
+fn a_copy_forwarded_from_the_source_account_plans_where_its_vault_is_home() {
+    let central = "arn:aws:backup:eu-central-1:999988887777:backup-vault:846869de-4589-45c3-ab60-4fbbabcdd3ec";
+    let forwarded = TriggerEvent::from_value(&with(
+        fixture("eventbridge-copy-job-completed.json"),
+        "/detail/destinationBackupVaultArn",
+        json!(central),
+    ))
+    .unwrap();
+    let home = |account: &str, region: &str| Home { account: account.into(), region: region.into() };
+    let config = PlanConfig {
+        allowed_vaults: vec![],
+        availability_zones: vec!["eu-central-1a".into()],
+        home: Some(home("999988887777", "eu-central-1")),
+        ..config()
+    };
+    let request = planned(plan_archive(&forwarded, &ebs_facts(), &config, now()));
+    assert_eq!(request.snapshot_id, "snap-0726fe70935586180", "the copy, not the source");
+    for (elsewhere, why) in [
+        (PlanConfig { home: None, ..config.clone() }, "without home, the event's own account is home"),
+        (PlanConfig { home: Some(home("999988887777", "eu-west-1")), ..config.clone() }, "another Region"),
+        (PlanConfig { home: Some(home("111122223333", "eu-central-1")), ..config }, "another account"),
+    ] {
+        let reason = skipped(plan_archive(&forwarded, &ebs_facts(), &elsewhere, now()));
+        assert!(matches!(reason, SkipReason::CopyLandsElsewhere { .. }), "{why}: {reason:?}");
+    }
 }
 
 #[test]

@@ -1,4 +1,6 @@
-"""EventBridge rules whose targets are state machines (defect 5): PutEvents starts executions."""
+"""EventBridge rules whose targets are state machines (defect 5): PutEvents starts executions; targets that are
+another account's bus get the event as it was sent, and topics get it published (launcher.py's forwarded_events,
+function_and_topic_targets)."""
 
 import json
 import re
@@ -48,3 +50,40 @@ def test_put_events_starts_the_targeted_state_machines(aws):
     transformed_input = execution_input(aws, transformed)
     assert transformed_input["backup_job"] == "job-1" and ISO_TIME.match(transformed_input["at"])
     assert execution_input(aws, constant) == {"snapshot": "snap-0123"}
+
+
+def queue_of(aws, region: str, account: str) -> tuple[object, str, str]:
+    sqs = aws.client("sqs", region, account)
+    url = sqs.create_queue(QueueName=unique("received"))["QueueUrl"]
+    return sqs, url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def test_an_event_forwarded_to_another_account_s_bus_keeps_its_account_region_and_resources(aws):
+    central, source = "444455556666", unique("test.source")
+    sqs, url, arn = queue_of(aws, "us-west-2", central)
+    receiving = aws.client("events", "us-west-2", central)
+    receiving.put_rule(Name="received", EventPattern=json.dumps({"source": [source], "account": ["123456789012"]}))
+    receiving.put_targets(Rule="received", Targets=[{"Id": "queue", "Arn": arn}])
+    events, forward = aws.client("events"), unique("forward")
+    events.put_rule(Name=forward, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=forward, Targets=[
+        {"Id": "bus", "Arn": f"arn:aws:events:us-west-2:{central}:event-bus/default", "RoleArn": ROLE_ARN}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": '{"a": 1}', "Resources": ["arn:aws:x"]}])
+    [message] = wait_for(lambda: sqs.receive_message(QueueUrl=url).get("Messages"), 5, "the forwarded event")
+    forwarded = json.loads(message["Body"])
+    assert (forwarded["account"], forwarded["region"], forwarded["resources"], forwarded["detail"]) == \
+        ("123456789012", "us-east-1", ["arn:aws:x"], {"a": 1})
+
+
+def test_a_topic_target_gets_the_transformed_event_published(aws):
+    source = unique("test.source")
+    sqs, url, arn = queue_of(aws, "us-east-1", "123456789012")
+    topic = aws.client("sns").create_topic(Name=unique("topic"))["TopicArn"]
+    aws.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    events, rule = aws.client("events"), unique("rule")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "topic", "Arn": topic, "InputTransformer": {
+        "InputPathsMap": {"state": "$.detail.state"}, "InputTemplate": '{"alert": "job <state>"}'}}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": '{"state": "FAILED"}'}])
+    [message] = wait_for(lambda: sqs.receive_message(QueueUrl=url).get("Messages"), 5, "the notification")
+    assert json.loads(message["Body"]) == {"alert": "job FAILED"}

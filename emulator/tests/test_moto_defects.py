@@ -304,3 +304,63 @@ def test_found_backup_has_no_backup_jobs_nor_restore_job_listings(unpatched):
         with pytest.raises(ClientError) as error:  # moto has no route for it: AWS answers each
             call()
         assert error.value.response["Error"]["Code"] == "404", name
+
+
+def test_found_ebs_direct_apis_skip_every_check(unpatched):
+    from test_ebs import block, ec2_state, put, sha256_b64
+
+    ebs, ec2 = unpatched.client("ebs"), unpatched.client("ec2")
+    started = ebs.start_snapshot(VolumeSize=1, Encrypted=True)
+    snapshot_id = started["SnapshotId"]
+    assert started["BlockSize"] == 512  # AWS: 524288
+    assert ec2_state(unpatched, snapshot_id) == "completed"  # AWS: pending until CompleteSnapshot
+    snapshot = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+    assert snapshot["Encrypted"] is False  # AWS: encrypted
+    assert snapshot["VolumeId"] in [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]]  # AWS: no volume
+    put(ebs, snapshot_id, 9, block(9), checksum=sha256_b64(b"other"))  # AWS: ValidationException INVALID_CHECKSUM
+    put(ebs, snapshot_id, 3, block(3))
+    status = ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=5, Checksum="AAAA",
+                                   ChecksumAlgorithm="SHA256", ChecksumAggregationMethod="LINEAR")["Status"]
+    assert status == "completed"  # AWS: the count and checksum are wrong, the snapshot ends in error
+    listed = ebs.list_snapshot_blocks(SnapshotId=snapshot_id, StartingBlockIndex=5)
+    assert [b["BlockIndex"] for b in listed["Blocks"]] == [9, 3]  # AWS: [9], from block 5 in index order
+    assert listed["BlockSize"] == 512  # AWS: 524288
+    got = ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=3, BlockToken="not-a-token")
+    assert got["BlockData"].read() == block(3)  # AWS: ValidationException INVALID_BLOCK_TOKEN
+    with pytest.raises(ClientError, match=r"\(500\)"):  # AWS: ValidationException
+        ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=4, BlockToken="not-a-token")
+    ec2.delete_snapshot(SnapshotId=snapshot_id)
+    assert len(ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]) == 2  # AWS: ResourceNotFoundException
+    with pytest.raises(ClientError, match=r"\(500\)"):  # AWS: ResourceNotFoundException
+        ebs.list_snapshot_blocks(SnapshotId="snap-0123456789abcdef0")
+
+
+def test_found_put_events_to_a_function_or_topic_target_fails(unpatched):
+    events, source = unpatched.client("events"), unique("test.source")
+    topic = unpatched.client("sns").create_topic(Name=unique("topic"))["TopicArn"]
+    for target in (f"arn:aws:lambda:us-east-1:123456789012:function:{unique('f')}", topic):
+        rule = unique("rule")
+        events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
+        events.put_targets(Rule=rule, Targets=[{"Id": "1", "Arn": target}])
+        with pytest.raises(ClientError, match=r"\(500\)"):
+            events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}"}])
+        events.remove_targets(Rule=rule, Ids=["1"])
+
+
+def test_found_an_event_forwarded_to_another_account_becomes_that_account_s(unpatched):
+    central, source = "444455556666", unique("test.source")
+    sqs = unpatched.client("sqs", "us-west-2", central)
+    queue = sqs.create_queue(QueueName=unique("forwarded"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    receiving = unpatched.client("events", "us-west-2", central)
+    receiving.put_rule(Name="received", EventPattern=json.dumps({"source": [source]}))
+    receiving.put_targets(Rule="received", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    events, forward = unpatched.client("events"), unique("forward")
+    events.put_rule(Name=forward, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=forward, Targets=[
+        {"Id": "bus", "Arn": f"arn:aws:events:us-west-2:{central}:event-bus/default", "RoleArn": ROLE_ARN}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}", "Resources": ["arn:aws:x"]}])
+    [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    forwarded = json.loads(message["Body"])
+    # AWS keeps the sender's envelope: region us-east-1, resources ["arn:aws:x"].
+    assert (forwarded["region"], forwarded["resources"]) == ("us-west-2", [])

@@ -27,6 +27,8 @@ from cfnlint.decode import decode
 INFRA = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("BA_INFRA_ROOT") or INFRA.parent).resolve()
 TEMPLATE = INFRA / "template.yaml"
+# The organisation flow's workload stack (issue 10): its functions are steps of the same binary.
+WORKLOAD_TEMPLATE = INFRA / "workload.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 # The tag the flow puts on every temporary volume (core::naming TAG_MANAGED_BY, valued with the stack name), and
 # the tag the compute environments put on the worker instances.
@@ -48,8 +50,8 @@ TAGGED_CREATE_ACTIONS = {
 }
 
 
-def load_template():
-    template, matches = decode(str(TEMPLATE))
+def load_template(path=TEMPLATE):
+    template, matches = decode(str(path))
     if matches:
         raise AssertionError(f"template does not parse: {matches}")
     return template
@@ -312,9 +314,10 @@ class Functions(unittest.TestCase):
     def test_every_step_has_a_function_and_every_function_a_step(self):
         expected = {logical_id(step): step for step in lambda_steps()}
         self.assertGreater(len(expected), 0, "no steps under lambdas/src/steps")
-        self.assertEqual(set(self.functions), set(expected), "template and lambdas/src/steps disagree")
+        functions = {**self.functions, **resources(load_template(WORKLOAD_TEMPLATE), "AWS::Lambda::Function")}
+        self.assertEqual(set(functions), set(expected), "the templates and lambdas/src/steps disagree")
         for name, step in expected.items():
-            props = self.functions[name]["Properties"]
+            props = functions[name]["Properties"]
             self.assertEqual(props["Handler"], step, name)
             self.assertEqual(props["Code"], ".build/lambdas/lambdas.zip", name)
             self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{step}"}, name)
@@ -401,7 +404,9 @@ def retry_budget(step):
 
 class Timeouts(unittest.TestCase):
     def test_every_function_outlasts_its_worst_case_retry_budget(self):
-        for name, function in resources(load_template(), "AWS::Lambda::Function").items():
+        functions = {**resources(load_template(), "AWS::Lambda::Function"),
+                     **resources(load_template(WORKLOAD_TEMPLATE), "AWS::Lambda::Function")}
+        for name, function in functions.items():
             step = function["Properties"]["FunctionName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
             budget, timeout = retry_budget(step), function["Properties"]["Timeout"]
             with self.subTest(function=name):
@@ -638,3 +643,41 @@ class Parameters(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Workload(unittest.TestCase):
+    """The organisation flow's workload template (issue 10): the same IAM invariants, and the copy role passed only
+    by start-copy, only to AWS Backup."""
+
+    def setUp(self):
+        self.template = load_template(WORKLOAD_TEMPLATE)
+
+    def test_only_start_copy_passes_the_copy_role_and_only_to_aws_backup(self):
+        passes = [(role, statement) for role, statement in statements(self.template)
+                  if "iam:passrole" in {a.lower() for a in as_list(statement["Action"])}]
+        self.assertEqual([role for role, _ in passes], ["StartCopyFunctionRole"])
+        [(_, statement)] = passes
+        self.assertEqual(statement["Resource"], {"Fn::GetAtt": ["CopyRole", "Arn"]})
+        self.assertEqual(statement["Condition"], {"StringEquals": {"iam:PassedToService": "backup.amazonaws.com"}})
+        [trust] = resources(self.template, "AWS::IAM::Role")["CopyRole"]["Properties"]["AssumeRolePolicyDocument"][
+            "Statement"]
+        self.assertEqual(trust["Principal"], {"Service": "backup.amazonaws.com"})
+
+    def test_no_wildcard_actions(self):
+        for role, statement in statements(self.template):
+            for action in as_list(statement["Action"]):
+                self.assertFalse(action == "*" or action.endswith(":*"), f"{role}: {action}")
+
+    def test_the_error_queue_takes_tls_only_and_only_the_rules_and_the_steps(self):
+        policy = resources(self.template, "AWS::SQS::QueuePolicy")["ErrorQueuePolicy"]["Properties"]["PolicyDocument"]
+        by_sid = {statement["Sid"]: statement for statement in policy["Statement"]}
+        self.assertEqual(by_sid["TlsOnly"]["Condition"], {"Bool": {"aws:SecureTransport": "false"}})
+        deny = by_sid["OnlyTheRulesAndTheStepsSend"]
+        self.assertEqual((deny["Effect"], deny["Principal"], deny["Action"]), ("Deny", "*", "sqs:SendMessage"))
+        senders = json.dumps(deny["Condition"])
+        for sender in ("FailedBackupJobRule", "FailedCopyJobRule", "StartCopyFunctionRole",
+                       "ShortenRetentionFunctionRole"):
+            self.assertIn(sender, senders)
+        for config in resources(self.template, "AWS::Lambda::EventInvokeConfig").values():
+            self.assertEqual(config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
+                             {"Fn::GetAtt": ["ErrorQueue", "Arn"]})

@@ -13,6 +13,8 @@ to the emulator's router unchanged unless a test has armed a rule:
   - `fail_uploads()`: S3 PUTs (parts, objects; not the claims of `/.claims/`) answer 403 AccessDenied;
   - `stall_uploads()`: those S3 PUTs are held until `release()` (or a deadline), so a test can act while the
     worker is mid-archive with the volume attached;
+  - `fail_backup(action, times, status, code, message)`: answer the next `times` AWS Backup `StartCopyJob` calls
+    with that error (AWS Backup speaks REST-JSON: the code goes in `x-amzn-ErrorType`);
   - `before(action, hook)`: run `hook()` once, just before the next call of an EC2 or RDS action reaches the
     emulator, so a test can change the world between two steps (DeleteVolume runs between ArchiveJob and Verify).
 
@@ -23,6 +25,7 @@ so a test sees both the call and its effect.
 """
 
 import http.client
+import json
 import re
 import threading
 import time
@@ -51,6 +54,7 @@ class Rules:
     uploads_fail: bool = False
     stall: threading.Event | None = None  # set = released
     hooks: dict = field(default_factory=dict)  # EC2/RDS action -> callable, run once
+    backup_fail: dict = field(default_factory=dict)  # AWS Backup action -> [remaining, status, code, message]
 
 
 class FaultProxy(httpbase.Server):
@@ -89,6 +93,10 @@ class FaultProxy(httpbase.Server):
              message: str = "injected by the test's fault proxy", after_forward: bool = False):
         with self.lock:
             self.rules.fail[action] = [times, status, code, message, after_forward]
+
+    def fail_backup(self, action: str, times: int, status: int, code: str, message: str):
+        with self.lock:
+            self.rules.backup_fail[action] = [times, status, code, message]
 
     def before(self, action: str, hook):
         with self.lock:
@@ -130,6 +138,18 @@ class FaultHandler(RouterHandler):
         path = self.path.split("?", 1)[0]
         if service in ("ec2", "rds") and self.command == "POST":
             return self.query(service)
+        if service == "backup" and self.command == "PUT" and path == "/copy-jobs":
+            with self.server.lock:
+                rule = self.server.rules.backup_fail.get("StartCopyJob")
+                faulted = bool(rule and rule[0] > 0)
+                if faulted:
+                    rule[0] -= 1
+            self.server.record(Call("backup", "StartCopyJob", {}, faulted))
+            if faulted:
+                self.read_body()
+                _, status, code, message = rule
+                return self.send(status, json.dumps({"Message": message}).encode(),
+                                 {"Content-Type": "application/json", "x-amzn-ErrorType": code})
         if service == "backup" and self.command == "DELETE" and "/recovery-points/" in path:
             self.server.record(Call("backup", "DeleteRecoveryPoint", recovery_point_of(path)))
         # The worker's uploads; not create-volume's claim, which comes before any volume or job.

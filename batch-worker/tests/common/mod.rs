@@ -3,6 +3,8 @@
 //! environment. The host and S3 helpers are `cli/tests`' own, included by path.
 #![allow(dead_code)]
 
+#[path = "../../../cli/tests/common/ebs.rs"]
+pub mod ebs;
 #[path = "../../../cli/tests/common/host.rs"]
 pub mod host;
 #[path = "../../../cli/tests/common/s3.rs"]
@@ -94,6 +96,14 @@ impl World {
     pub fn verify(&self, prefix: &str) -> Output {
         let mut cmd = sealed(cli_binary(), &self.s3.endpoint(), self.home.path());
         cmd.arg("verify").arg(self.s3.url(prefix));
+        run_timeout(&mut cmd, WORKER_TIMEOUT)
+    }
+
+    /// Runs `backup-archiver restore s3://<bucket>/<prefix> --to-database URL ARGS` with `envs`
+    /// added to its environment.
+    pub fn restore_to_database(&self, prefix: &str, url: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut cmd = sealed(cli_binary(), &self.s3.endpoint(), self.home.path());
+        cmd.arg("restore").arg(self.s3.url(prefix)).args(["--to-database", url]).args(args).envs(envs.iter().copied());
         run_timeout(&mut cmd, WORKER_TIMEOUT)
     }
 

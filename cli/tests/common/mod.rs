@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - [`s3`]: a moto server (the emulator's S3 patch) on a free loopback port, killed on drop; an S3 client.
+//! - [`ebs`]: snapshots written and read through the emulator's EBS direct APIs.
 //! - [`image`]: image files, loop devices and mounts (each behind a guard), mkfs, partition tables.
 //! - [`populate`]: fills a tree with every kind of metadata issue 2 item 5 lists.
 //! - [`tree`]: compares two trees entry by entry and lists every difference.
@@ -17,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod ebs;
 pub mod host;
 pub mod image;
 pub mod populate;

@@ -3,7 +3,9 @@
 //! Each client connection carries one request: the proxy answers with `Connection: close`, so a
 //! client never reuses a connection and every request is seen whole. UploadPart requests
 //! (`PUT ...?partNumber=N&uploadId=...`) can be answered with HTTP 500 or cut off in the middle of
-//! their body; everything else is passed through unchanged.
+//! their body, PutSnapshotBlock requests (`PUT /snapshots/ID/blocks/N`) can have their data
+//! corrupted and CompleteSnapshot requests their block count; everything else is passed through
+//! unchanged.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -31,6 +33,14 @@ pub enum Fault {
     /// Hold every UploadPart this long before passing it: an archive that is surely still
     /// uploading when the test interrupts it.
     DelayParts(Duration),
+    /// Flip one byte of the data of every PutSnapshotBlock of block N: its checksum no longer
+    /// matches, and EBS refuses it.
+    CorruptBlock(u32),
+    /// Add one to the changed-block count of every CompleteSnapshot: EBS fails the snapshot.
+    MiscountCompletion,
+    /// Hold every PutSnapshotBlock this long before passing it: a restore that is surely still
+    /// writing when the test interrupts it.
+    DelayBlocks(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +49,8 @@ enum Action {
     Delay(Duration),
     Fail500,
     Drop,
+    Corrupt,
+    Miscount,
 }
 
 /// What the proxy saw, for assertions and failure messages.
@@ -137,7 +149,23 @@ pub fn upload_part_number(method: &str, target: &str) -> Option<u32> {
     }
 }
 
-fn decide(fault: Fault, part: Option<u32>, stats: &Stats) -> Action {
+/// The block index of a PutSnapshotBlock request target, if it is one.
+fn put_snapshot_block_index(method: &str, target: &str) -> Option<u32> {
+    let path = target.split('?').next()?;
+    let (snapshot, index) = path.strip_prefix("/snapshots/")?.split_once("/blocks/")?;
+    (method == "PUT" && !snapshot.contains('/')).then(|| index.parse().ok())?
+}
+
+fn decide(fault: Fault, part: Option<u32>, block: Option<u32>, completion: bool, stats: &Stats) -> Action {
+    if let Fault::CorruptBlock(which) = fault {
+        return if block == Some(which) { Action::Corrupt } else { Action::Pass };
+    }
+    if let Fault::DelayBlocks(d) = fault {
+        return if block.is_some() { Action::Delay(d) } else { Action::Pass };
+    }
+    if fault == Fault::MiscountCompletion {
+        return if completion { Action::Miscount } else { Action::Pass };
+    }
     let Some(n) = part else { return Action::Pass };
     match fault {
         Fault::None => Action::Pass,
@@ -252,7 +280,9 @@ fn handle(client: TcpStream, upstream_port: u16, fault: Fault, stats: &Stats) ->
     if part.is_some() {
         stats.upload_parts.fetch_add(1, Ordering::SeqCst);
     }
-    let action = decide(fault, part, stats);
+    let block = put_snapshot_block_index(&head.method, &head.target);
+    let completion = head.method == "POST" && head.target.starts_with("/snapshots/completion/");
+    let action = decide(fault, part, block, completion, stats);
     stats.log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {} -> {action:?}", head.method, head.target));
     if head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
@@ -279,10 +309,25 @@ fn handle(client: TcpStream, upstream_port: u16, fault: Fault, stats: &Stats) ->
             let _ = writer.shutdown(Shutdown::Both);
             Ok(())
         }
-        Action::Pass | Action::Delay(_) => {
-            let body = read_body(&mut reader, &head)?;
+        Action::Pass | Action::Delay(_) | Action::Corrupt | Action::Miscount => {
+            let mut head = head;
+            if action == Action::Miscount {
+                for (name, value) in &mut head.headers {
+                    if name.eq_ignore_ascii_case("x-amz-ChangedBlocksCount") {
+                        *value = (value.parse::<u64>().expect("a count") + 1).to_string();
+                        stats.injected.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            let mut body = read_body(&mut reader, &head)?;
             if let Action::Delay(d) = action {
                 std::thread::sleep(d);
+            }
+            if action == Action::Corrupt {
+                assert!(head.header("content-length").is_some(), "a PutSnapshotBlock body framed by its length");
+                let middle = body.len() / 2;
+                body[middle] ^= 0xff;
+                stats.injected.fetch_add(1, Ordering::SeqCst);
             }
             let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
             upstream.set_read_timeout(Some(SOCKET_TIMEOUT))?;

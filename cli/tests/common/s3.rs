@@ -19,8 +19,8 @@ const MOTO_START_TIMEOUT: Duration = Duration::from_secs(60);
 const MOTO_START_ATTEMPTS: u32 = 3;
 
 /// A running moto server, killed (by PID) when dropped, also when the test panics. It runs through
-/// the emulator's launcher with only its S3 patch (`full_object_checksums`): like S3, it refuses
-/// an object whose full-object checksum differs from the one sent at completion.
+/// the emulator's launcher with only its S3 patch (`full_object_checksums`) unless told otherwise:
+/// like S3, it refuses an object whose full-object checksum differs from the one sent at completion.
 pub struct Moto {
     child: Child,
     pub port: u16,
@@ -59,6 +59,11 @@ impl Moto {
     }
 
     pub fn start() -> Moto {
+        Self::start_with_patches("full_object_checksums")
+    }
+
+    /// moto with these of the emulator's patches (a comma-separated list of launcher.PATCHES).
+    pub fn start_with_patches(patches: &str) -> Moto {
         let binary = Self::binary();
         assert!(binary.is_file(), "{} is missing: run scripts/setup", binary.display());
         let dir = workdir("moto");
@@ -71,7 +76,7 @@ impl Moto {
                 .args(["-m", "emulator.launcher", &port.to_string()])
                 .current_dir(Self::repository())
                 .env("MOTO_PORT", port.to_string())
-                .env("BA_EMULATOR_PATCHES", "full_object_checksums")
+                .env("BA_EMULATOR_PATCHES", patches)
                 .env_remove("AWS_ENDPOINT_URL")
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("dup log"))
@@ -234,7 +239,11 @@ pub struct TestS3 {
 
 impl TestS3 {
     pub fn start(tag: &str) -> TestS3 {
-        let moto = Moto::start();
+        Self::start_with(tag, Moto::start())
+    }
+
+    /// With its own moto, started with [`Moto::start_with_patches`].
+    pub fn start_with(tag: &str, moto: Moto) -> TestS3 {
         let s3 = S3::new(&moto.endpoint());
         let bucket = unique_bucket(tag);
         s3.create_bucket(&bucket);

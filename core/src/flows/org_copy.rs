@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::arn::Arn;
-use crate::event::{BackupJobDetail, CopyJobDetail, EventBridgeEvent, JobState};
+use crate::event::{BackupJobDetail, CopyJobDetail, EventBridgeEvent, JobState, TriggerEvent};
 
 /// What the operator configured for a workload account (the StackSet's parameters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +209,57 @@ pub fn copy_idempotency_token(recovery_point_arn: &str, destination_vault_arn: &
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What any trigger asks of the organisation flow: only AWS Backup's job events ask anything (the
+/// EventBridge rules send no other; a rule edited by hand must not make a copy of something else).
+pub fn decide(event: &TriggerEvent, config: &OrgCopyConfig) -> Result<OrgCopyDecision, OrgCopyError> {
+    match event {
+        TriggerEvent::BackupJob(event) => decide_backup_job(event, config),
+        TriggerEvent::CopyJob(event) => decide_copy_job(event, config),
+        other => Ok(nothing(format!("{} is not an AWS Backup job event", other.shape()))),
+    }
+}
+
+/// What an operator reads when AWS Backup refused a copy: the call, AWS's answer, and every
+/// principal and resource whose policy can refuse it, by name. Most failures of such set-ups are
+/// permissions, and AWS's own message names only one of them (the PassRole, or the vault).
+/// `caller_role` is the role that called StartCopyJob; `key` the recovery point's KMS key, when
+/// DescribeRecoveryPoint could name it.
+pub fn copy_failure(request: &CopyRequest, caller_role: Option<&str>, key: Option<&str>, error: &str) -> String {
+    let CopyRequest { source_backup_vault_name: vault, recovery_point_arn: point, iam_role_arn: role, .. } = request;
+    let destination = &request.destination_backup_vault_arn;
+    let caller = caller_role.unwrap_or("the start-copy function's role");
+    let key = key.map_or_else(
+        || "the recovery point's KMS key (not named by DescribeRecoveryPoint)".into(),
+        |k| format!("KMS key {k}"),
+    );
+    format!(
+        "StartCopyJob of {point} from vault {vault} into vault {destination} as copy role {role} failed: {error}. \
+         Check that {caller} may iam:PassRole {role} with iam:PassedToService backup.amazonaws.com, that the \
+         access policy of vault {destination} allows backup:CopyIntoBackupVault to this account (and the one of \
+         vault {vault} does not deny backup:CopyFromBackupVault to it), and that the key policy of {key} lets \
+         {role} and AWS Backup use it"
+    )
+}
+
+/// The same for the retention step: `operation` (DescribeRecoveryPoint,
+/// UpdateRecoveryPointLifecycle) of the original in its vault, as `caller_role`.
+pub fn retention_failure(
+    operation: &str,
+    target: &RetentionTarget,
+    caller_role: Option<&str>,
+    key: Option<&str>,
+    error: &str,
+) -> String {
+    let RetentionTarget { backup_vault_name: vault, recovery_point_arn: point } = target;
+    let caller = caller_role.unwrap_or("the shorten-retention function's role");
+    let key = key.unwrap_or("unknown (the recovery point could not be described)");
+    format!(
+        "{operation} of {point} in vault {vault} as {caller} failed: {error}. Check that {caller} may \
+         backup:{operation} on {point}, and that the access policy of vault {vault} does not deny it \
+         (the recovery point's KMS key: {key})"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +429,41 @@ mod tests {
         let mut event = backup_event("us-east-1", "COMPLETED", json!({}));
         event.resources.clear();
         assert_eq!(decide_backup_job(&event, &config(true)), Err(missing("resources[0]")));
+    }
+
+    #[test]
+    fn only_backup_and_copy_job_events_are_decided() {
+        let manual = crate::event::TriggerEvent::from_value(&json!({"snapshot": "snap-0a1b2c3d4e5f67890"})).unwrap();
+        assert!(matches!(decide(&manual, &config(true)).unwrap(), OrgCopyDecision::Nothing { .. }));
+        let backup = crate::event::TriggerEvent::BackupJob(backup_event("us-east-1", "COMPLETED", json!({})));
+        assert!(matches!(decide(&backup, &config(true)).unwrap(), OrgCopyDecision::Copy { .. }));
+    }
+
+    #[test]
+    fn failure_messages_name_the_roles_the_vaults_and_the_key() {
+        let (request, _) =
+            copy_of(decide_backup_job(&backup_event("us-east-1", "COMPLETED", json!({})), &config(true)).unwrap());
+        let caller = "arn:aws:iam::111122223333:role/workload-start-copy";
+        let message =
+            copy_failure(&request, Some(caller), Some("arn:aws:kms:us-east-1:111122223333:key/k1"), "AccessDenied");
+        for named in [
+            caller,
+            request.iam_role_arn.as_str(),
+            "workload-vault",
+            "arn:aws:backup:us-west-2:999988887777:backup-vault:workload-vault",
+            "arn:aws:kms:us-east-1:111122223333:key/k1",
+            "iam:PassRole",
+            "backup:CopyIntoBackupVault",
+            "AccessDenied",
+        ] {
+            assert!(message.contains(named), "{named} missing from: {message}");
+        }
+        assert!(copy_failure(&request, None, None, "e").contains("the recovery point's KMS key"));
+        let target = RetentionTarget { backup_vault_name: "workload-vault".into(), recovery_point_arn: POINT.into() };
+        let message =
+            retention_failure("UpdateRecoveryPointLifecycle", &target, Some(caller), Some("key/k1"), "Denied");
+        for named in [caller, POINT, "workload-vault", "key/k1", "backup:UpdateRecoveryPointLifecycle", "Denied"] {
+            assert!(message.contains(named), "{named} missing from: {message}");
+        }
     }
 }

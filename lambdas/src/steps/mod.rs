@@ -21,7 +21,9 @@ pub mod prepare_table;
 pub mod relay_alert;
 pub mod restore_database;
 pub mod set_database_password;
+pub mod shorten_retention;
 pub mod sns_trigger;
+pub mod start_copy;
 pub mod start_export;
 pub mod start_table_export;
 pub mod verify;
@@ -62,7 +64,9 @@ steps! {
     relay_alert => "relay-alert",
     restore_database => "restore-database",
     set_database_password => "set-database-password",
+    shorten_retention => "shorten-retention",
     sns_trigger => "sns-trigger",
+    start_copy => "start-copy",
     start_export => "start-export",
     start_table_export => "start-table-export",
     verify => "verify",
