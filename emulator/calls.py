@@ -58,8 +58,9 @@ def model(service: str):
 def uri_pattern(request_uri: str) -> tuple[re.Pattern, list[str]]:
     """`/{Bucket}/{Key+}?uploads` -> (a regex of the path with one group per label, the literal query keys)."""
     path, _, query = request_uri.partition("?")
+    # `/backup-jobs/` is also called as `/backup-jobs` (the Rust SDK drops the slash): the slash is optional below.
     regex = re.sub(r"\\\{([A-Za-z0-9_]+)(\\\+)?\\\}",
-                   lambda m: f"(?P<{m.group(1)}>{'.+' if m.group(2) else '[^/]+'})", re.escape(path))
+                   lambda m: f"(?P<{m.group(1)}>{'.+' if m.group(2) else '[^/]+'})", re.escape(path.rstrip("/")))
     literals = [item for item in query.split("&") if item]
     return re.compile(f"^{regex}/?$"), literals
 
@@ -572,6 +573,7 @@ RULES = {
     "backup:DescribeRecoveryPoint": recovery_point, "backup:DeleteRecoveryPoint": recovery_point,
     "backup:StartRestoreJob": backup_restore, "backup:DescribeRestoreJob": anything,
     "backup:DescribeBackupJob": anything, "backup:DescribeCopyJob": anything,
+    "backup:ListBackupJobs": anything, "backup:ListCopyJobs": anything, "backup:ListRestoreJobs": anything,
     "backup:StartCopyJob": backup_start_copy, "backup:UpdateRecoveryPointLifecycle": recovery_point,
     "sns:Publish": sns_publish,
     "sqs:SendMessage": sqs_queue,

@@ -992,7 +992,8 @@ def backup_recovery_points() -> None:
     (IdempotencyToken honoured) starts a job (PENDING) that DescribeRestoreJob reports RUNNING, then COMPLETED
     (moto's state manager, model `backup::restore`), and that creates the table `Metadata.targetTableName` when it
     completes, as AWS Backup does. A job whose Metadata lacks targetTableName, or whose IamRoleArn is missing, FAILS
-    with a message, as does every restore of a recovery point registered with "RestoreFailure": "<message>"."""
+    with a message, as does every restore of a recovery point registered with "RestoreFailure": "<message>".
+    ListRestoreJobs (ByStatus, ByAccountId, ByCreatedAfter, ByCreatedBefore, MaxResults, NextToken) lists them."""
     from moto.backup.exceptions import InvalidParameterValueException
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.core.exceptions import JsonRESTError
@@ -1026,6 +1027,10 @@ def backup_recovery_points() -> None:
 
         def describe(self) -> dict:
             self.advance()
+            return self.description()
+
+        def description(self) -> dict:
+            """The job as it is, without moving it on (ListRestoreJobs)."""
             status = "FAILED" if self.failure else self.status
             if status == "COMPLETED" and self.table_arn is None:
                 backend = dynamodb_backends[self.account_id][self.region]
@@ -1108,6 +1113,13 @@ def backup_recovery_points() -> None:
             not_found("restore job not found")
         return json.dumps(job.describe())
 
+    def list_restore_jobs(self):
+        query = {name: values[0] for name, values in self.querystring.items() if values}
+        found = [job.description() for job in list(jobs.values())
+                 if (job.account_id, job.region) == (query.get("accountId", self.current_account), self.region)]
+        found = [job for job in found if query.get("status") in (None, job["Status"])]
+        return listed_jobs(self, found, "RestoreJobs")
+
     def not_found(message: str):
         raise JsonRESTError("ResourceNotFoundException", message)
 
@@ -1144,6 +1156,7 @@ def backup_recovery_points() -> None:
         "delete_recovery_point": delete_recovery_point,
         "start_restore_job": start_restore_job,
         "describe_restore_job": describe_restore_job,
+        "list_restore_jobs": list_restore_jobs,
     }, ["{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/(?P<arn>.+)$",
         "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/$",
         "{0}/restore-jobs/?$", "{0}/restore-jobs/(?P<id>[^/]+)$"])
@@ -1304,6 +1317,71 @@ COPY_STATE_SECONDS = 0.2
 COPY_POLL_SECONDS = 0.05
 
 
+def check_backup_role(role: str, account: str) -> None:
+    """AWS Backup refuses a job whose IamRoleArn is not a role of the caller's account."""
+    from moto.backup.exceptions import InvalidParameterValueException
+    from moto.iam.models import iam_backends
+
+    role_account, _, role_name = role.removeprefix("arn:aws:iam::").partition(":role/")
+    try:
+        if role_account != account:
+            raise LookupError(role_account)
+        iam_backends[account]["global"].get_role(role_name.rsplit("/", 1)[-1])
+    except Exception:  # moto's NoSuchEntity, or a role of another account
+        raise InvalidParameterValueException(f"IAM role {role} does not exist in account {account} or cannot be "
+                                             "assumed by AWS Backup")
+
+
+# ListBackupJobs, ListCopyJobs and ListRestoreJobs answer at most this many jobs per page unless MaxResults says
+# fewer (AWS's documented maximum of MaxResults).
+# <https://docs.aws.amazon.com/aws-backup/latest/devguide/API_ListBackupJobs.html>
+MAX_LISTED_JOBS = 1000
+
+
+def query_time(text: str) -> float:
+    """A ByCreatedAfter/ByCreatedBefore query value (ISO 8601, as the SDKs send it, or epoch seconds)."""
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def listed_jobs(response, jobs: list[dict], key: str) -> str:
+    """One page of `jobs` (descriptions, oldest first) under `key`, as the List*Jobs actions answer: only those
+    created in [createdAfter, createdBefore] when given, at most maxResults, with a NextToken for the rest."""
+    query = {name: values[0] for name, values in response.querystring.items() if values}
+    after, before = query.get("createdAfter"), query.get("createdBefore")
+    found = sorted((job for job in jobs
+                    if (after is None or job["CreationDate"] >= query_time(after))
+                    and (before is None or job["CreationDate"] <= query_time(before))),
+                   key=lambda job: job["CreationDate"])
+    start = int(query.get("nextToken") or 0)
+    size = min(int(query.get("maxResults") or MAX_LISTED_JOBS), MAX_LISTED_JOBS)
+    answer = {key: found[start:start + size]}
+    if start + size < len(found):
+        answer["NextToken"] = str(start + size)
+    return json.dumps(answer)
+
+
+def run_job(job) -> None:
+    """Move a backup or copy job on by itself, as AWS does, so that its events come without anyone describing it."""
+    while job.refresh() not in ("COMPLETED", "FAILED"):
+        time.sleep(COPY_POLL_SECONDS)
+
+
+def started_by_token(jobs, body: dict, account: str, region: str, what: str):
+    """The job that `body`'s IdempotencyToken already started in this account and region, or None; the same token
+    with other parameters is refused, as AWS refuses it."""
+    from moto.backup.exceptions import InvalidRequestException
+
+    token = body.get("IdempotencyToken")
+    first = next((job for job in list(jobs) if token and (job.account, job.region) == (account, region)
+                  and job.body.get("IdempotencyToken") == token), None)
+    if first is not None and first.body != body:
+        raise InvalidRequestException(f"IdempotencyToken {token} was used by {what} {first.id} with other parameters")
+    return first
+
+
 def backup_copy_jobs() -> None:
     """Addition (a gap in what moto emulates): moto has no AWS Backup copy jobs. StartCopyJob copies a registered
     recovery point (backup_recovery_points) into a vault of another account and/or region, as AWS Backup does:
@@ -1324,17 +1402,17 @@ def backup_copy_jobs() -> None:
     - every state change sends a "Copy Job State Change" event (core/tests/fixtures/eventbridge-copy-job-*.json)
       to the default bus of the account and region where the job runs (the source's), as AWS Backup does.
     DescribeCopyJob and ListCopyJobs (ByState, ByAccountId, ByDestinationVaultArn, ByResourceArn,
-    BySourceRecoveryPointArn) answer in the job's account and region."""
+    BySourceRecoveryPointArn, ByCreatedAfter, ByCreatedBefore, MaxResults and NextToken) answer in the job's account
+    and region."""
     import threading
 
     from moto.backup.exceptions import (
-        InvalidParameterValueException, InvalidRequestException, ResourceNotFoundException,
+        InvalidParameterValueException, ResourceNotFoundException,
     )
     from moto.backup.models import backup_backends
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.elastic_block_store import Snapshot
     from moto.ec2.utils import random_snapshot_id
-    from moto.iam.models import iam_backends
     from moto.moto_api import state_manager
     from moto.moto_api._internal.managed_state_model import ManagedState
     from moto.organizations.models import organizations_backends
@@ -1497,21 +1575,11 @@ def backup_copy_jobs() -> None:
                 answer["StatusMessage"] = self.failure
             return answer
 
-    def run(job: CopyJob) -> None:
-        """Move the job on by itself, as AWS does, so that its events come without anyone describing it."""
-        while job.refresh() not in finished_states:
-            time.sleep(COPY_POLL_SECONDS)
-
     def start_copy_job(self) -> str:
         body = json.loads(self.body or "{}")
         account, region = self.current_account, self.region
-        token = body.get("IdempotencyToken")
-        first = next((job for job in jobs.values() if token and job.account == account and job.region == region
-                      and job.body.get("IdempotencyToken") == token), None)
+        first = started_by_token(jobs.values(), body, account, region, "copy job")
         if first is not None:
-            if first.body != body:
-                raise InvalidRequestException(f"IdempotencyToken {token} was used by copy job {first.id} with other "
-                                              "parameters")
             return json.dumps({"CopyJobId": first.id, "CreationDate": first.created, "IsParent": False})
         vault = body.get("SourceBackupVaultName", "")
         self.backup_backend.describe_backup_vault(vault)  # ResourceNotFoundException, as AWS
@@ -1523,19 +1591,11 @@ def backup_copy_jobs() -> None:
         if len(destination) != 6 or destination[2] != "backup" or not destination[5].startswith("backup-vault:"):
             raise InvalidParameterValueException(f"DestinationBackupVaultArn {body.get('DestinationBackupVaultArn')} "
                                                  "is not a backup vault ARN")
-        role = body.get("IamRoleArn", "")
-        role_account, _, role_name = role.removeprefix("arn:aws:iam::").partition(":role/")
-        try:
-            if role_account != account:
-                raise LookupError(role_account)
-            iam_backends[account]["global"].get_role(role_name.rsplit("/", 1)[-1])
-        except Exception:  # moto's NoSuchEntity, or a role of another account
-            raise InvalidParameterValueException(f"IAM role {role} does not exist in account {account} or cannot be "
-                                                 "assumed by AWS Backup")
+        check_backup_role(body.get("IamRoleArn", ""), account)
         job = CopyJob(body, account, region, point)
         jobs[job.id] = job
         job.refresh()  # CREATED, and its event
-        threading.Thread(target=run, args=(job,), name=f"copy-job-{job.id}", daemon=True).start()
+        threading.Thread(target=run_job, args=(job,), name=f"copy-job-{job.id}", daemon=True).start()
         return json.dumps({"CopyJobId": job.id, "CreationDate": job.created, "IsParent": False})
 
     def describe_copy_job(self) -> str:
@@ -1551,12 +1611,162 @@ def backup_copy_jobs() -> None:
                    "ResourceArn": query.get("resourceArn"),
                    "SourceRecoveryPointArn": query.get("sourceRecoveryPointArn"),
                    "AccountId": query.get("accountId", self.current_account)}
-        found = [job.description() for job in jobs.values() if job.region == self.region]
+        found = [job.description() for job in list(jobs.values()) if job.region == self.region]
         found = [job for job in found if all(value is None or job[key] == value for key, value in filters.items())]
-        return json.dumps({"CopyJobs": found})
+        return listed_jobs(self, found, "CopyJobs")
 
     serve_backup_actions({"start_copy_job": start_copy_job, "describe_copy_job": describe_copy_job,
                           "list_copy_jobs": list_copy_jobs}, ["{0}/copy-jobs/?$", "{0}/copy-jobs/(?P<id>[^/]+)$"])
+
+
+# How long a backup job stays in each state before the next (moto's state manager, model `backup::backup`; a test
+# may set another transition): as a copy job's.
+BACKUP_STATE_SECONDS = COPY_STATE_SECONDS
+
+
+def backup_jobs() -> None:
+    """Addition (a gap in what moto emulates): moto has no AWS Backup backup jobs. StartBackupJob (BackupVaultName,
+    ResourceArn, IamRoleArn, optional Lifecycle and IdempotencyToken) is refused at the call for an unknown vault
+    (ResourceNotFoundException) or a role missing from the caller's account (InvalidParameterValueException), as
+    AWS refuses them; otherwise the job goes CREATED -> RUNNING -> COMPLETED or FAILED on its own
+    (BACKUP_STATE_SECONDS per state):
+    - an EBS volume (`arn:aws:ec2:REGION:ACCOUNT:volume/vol-…`) that exists in that account and region is
+      snapshotted in moto's EC2, and the snapshot becomes a recovery point of the vault (RECOVERY_POINTS, as
+      backup_recovery_points registers them, with the job's id), the job COMPLETED with its size;
+    - any other resource, or a volume that does not exist, FAILS the job with a StatusMessage naming it;
+    - every state change sends a "Backup Job State Change" event (core/tests/fixtures/eventbridge-backup-job-*.json)
+      to the account's default bus in that region.
+    DescribeBackupJob and ListBackupJobs (ByState, ByBackupVaultName, ByResourceArn, ByResourceType, ByAccountId,
+    ByCreatedAfter, ByCreatedBefore, MaxResults, NextToken) answer in the job's account and region."""
+    import threading
+
+    from moto.backup.exceptions import ResourceNotFoundException
+    from moto.ec2.models import ec2_backends
+    from moto.moto_api import state_manager
+    from moto.moto_api._internal.managed_state_model import ManagedState
+
+    model = "backup::backup"
+    state_manager.register_default_transition(model, {"progression": "time", "seconds": BACKUP_STATE_SECONDS})
+    jobs: dict[str, "BackupJob"] = {}
+    finished_states = ("COMPLETED", "FAILED")
+
+    class BackupJob(ManagedState):
+        def __init__(self, body: dict, account: str, region: str):
+            self.body, self.account, self.region = body, account, region
+            self.id = str(uuid.uuid4()).upper()
+            self.created, self.completed, self.point_arn, self.size = time.time(), None, None, 0
+            self.resource_arn = body["ResourceArn"]
+            self.volume = self.find_volume()
+            self.failure = None if self.volume else (
+                f"Resource {self.resource_arn} was not found or cannot be backed up by this emulator")
+            super().__init__(model, [("CREATED", "RUNNING"), ("RUNNING", "FAILED" if self.failure else "COMPLETED")])
+            self.reported = None
+            self.lock = threading.Lock()
+
+        def find_volume(self):
+            parts = self.resource_arn.split(":", 5)
+            if len(parts) != 6 or parts[2] != "ec2" or not parts[5].startswith("volume/"):
+                return None
+            if (parts[3], parts[4]) != (self.region, self.account):
+                return None
+            try:
+                return ec2_backends[self.account][self.region].get_volume(parts[5].removeprefix("volume/"))
+            except Exception:  # moto's InvalidVolumeIdError
+                return None
+
+        def refresh(self) -> str:
+            """The job's state; on a change, do what AWS Backup does then (the snapshot, the event), once."""
+            with self.lock:
+                state = self.status
+                if state == self.reported:
+                    return state
+                if state in finished_states:
+                    self.completed = time.time()
+                    if state == "COMPLETED":
+                        self.snapshot()
+                self.reported = state
+                put_backup_event(self.account, self.region, "Backup Job State Change", self.event_detail(),
+                                 [self.point_arn] if self.point_arn else [self.resource_arn])
+                return state
+
+        def snapshot(self) -> None:
+            snapshot = ec2_backends[self.account][self.region].create_snapshot(
+                self.volume.id, "This snapshot is created by the AWS Backup service.")
+            self.point_arn = f"arn:aws:ec2:{self.region}::snapshot/{snapshot.id}"
+            self.size = self.volume.size * 2**30
+            RECOVERY_POINTS[(self.account, self.region, self.point_arn)] = {
+                "RecoveryPointArn": self.point_arn, "BackupVaultName": self.body["BackupVaultName"],
+                "ResourceArn": self.resource_arn, "AccountId": self.account, "Region": self.region,
+                "CreationDate": self.created, "BackupJobId": self.id, "IamRoleArn": self.body["IamRoleArn"],
+                "BackupSizeInBytes": self.size, "Lifecycle": self.body.get("Lifecycle")}
+
+        def event_detail(self) -> dict:
+            detail = {
+                "backupJobId": self.id, "backupSizeInBytes": str(self.size),
+                "backupVaultArn": vault_arn(self.account, self.region, self.body["BackupVaultName"]),
+                "backupVaultName": self.body["BackupVaultName"], "bytesTransferred": str(self.size),
+                "creationDate": iso_time(self.created), "iamRoleArn": self.body["IamRoleArn"],
+                "resourceArn": self.resource_arn, "resourceType": resource_type_of(self.resource_arn),
+                "state": self.reported or self._status, "percentDone": 100 if self.completed else 0,
+            }
+            if self.completed:
+                detail["completionDate"] = iso_time(self.completed)
+            if self.point_arn:
+                detail["recoveryPointArn"] = self.point_arn
+            if self.failure and self.completed:
+                detail["statusMessage"] = self.failure
+            return detail
+
+        def description(self) -> dict:
+            state = self.refresh()
+            answer = {"AccountId": self.account, "BackupJobId": self.id,
+                      "BackupVaultName": self.body["BackupVaultName"],
+                      "BackupVaultArn": vault_arn(self.account, self.region, self.body["BackupVaultName"]),
+                      "ResourceArn": self.resource_arn, "ResourceType": resource_type_of(self.resource_arn),
+                      "CreationDate": self.created, "State": state, "BackupSizeInBytes": self.size,
+                      "IamRoleArn": self.body["IamRoleArn"], "IsParent": False,
+                      "PercentDone": "100.0" if self.completed else "0.0"}
+            if self.point_arn:
+                answer["RecoveryPointArn"] = self.point_arn
+            if self.completed:
+                answer["CompletionDate"] = self.completed
+            if state == "FAILED":
+                answer["StatusMessage"] = self.failure
+            return answer
+
+    def start_backup_job(self) -> str:
+        body = json.loads(self.body or "{}")
+        account, region = self.current_account, self.region
+        first = started_by_token(jobs.values(), body, account, region, "backup job")
+        if first is not None:
+            return json.dumps({"BackupJobId": first.id, "CreationDate": first.created, "IsParent": False})
+        self.backup_backend.describe_backup_vault(body.get("BackupVaultName", ""))  # ResourceNotFoundException
+        check_backup_role(body.get("IamRoleArn", ""), account)
+        job = BackupJob(body, account, region)
+        jobs[job.id] = job
+        job.refresh()  # CREATED, and its event
+        threading.Thread(target=run_job, args=(job,), name=f"backup-job-{job.id}", daemon=True).start()
+        return json.dumps({"BackupJobId": job.id, "CreationDate": job.created, "IsParent": False})
+
+    def describe_backup_job(self) -> str:
+        job = jobs.get(urllib.parse.unquote(self.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[1]))
+        if job is None or (job.account, job.region) != (self.current_account, self.region):
+            raise ResourceNotFoundException("Backup job not found")
+        job.advance()  # for a test that sets the transition to "manual"
+        return json.dumps(job.description())
+
+    def list_backup_jobs(self) -> str:
+        query = {name: values[0] for name, values in self.querystring.items() if values}
+        filters = {"State": query.get("state"), "BackupVaultName": query.get("backupVaultName"),
+                   "ResourceArn": query.get("resourceArn"), "ResourceType": query.get("resourceType"),
+                   "AccountId": query.get("accountId", self.current_account)}
+        found = [job.description() for job in list(jobs.values()) if job.region == self.region]
+        found = [job for job in found if all(value is None or job[key] == value for key, value in filters.items())]
+        return listed_jobs(self, found, "BackupJobs")
+
+    serve_backup_actions({"start_backup_job": start_backup_job, "describe_backup_job": describe_backup_job,
+                          "list_backup_jobs": list_backup_jobs},
+                         ["{0}/backup-jobs/?$", "{0}/backup-jobs/(?P<id>[^/]+)$"])
 
 
 def ebs_direct_apis() -> None:
@@ -1734,6 +1944,7 @@ PATCHES = {
     "backup_vault_access_policies": backup_vault_access_policies,
     "backup_vault_resources": backup_vault_resources,
     "backup_copy_jobs": backup_copy_jobs,
+    "backup_jobs": backup_jobs,
     "full_object_checksums": full_object_checksums,
     "ebs_direct_apis": ebs_direct_apis,
 }

@@ -284,9 +284,7 @@ impl Notification {
 
     /// The SNS subject: the title, cut to SNS's 100 ASCII characters.
     pub fn sns_subject(&self) -> String {
-        let ascii: String =
-            self.title.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-        ascii.chars().take(MAX_SNS_SUBJECT_CHARS).collect()
+        sns_subject(&self.title)
     }
 
     /// The SNS message: the title and one `Label: value` line per field.
@@ -298,6 +296,13 @@ impl Notification {
         text.push_str(&format!("\nExecution: {}\n", self.execution_id));
         text
     }
+}
+
+/// An SNS subject made of `title`: printable ASCII (SNS refuses the rest), at most
+/// [`MAX_SNS_SUBJECT_CHARS`].
+pub(crate) fn sns_subject(title: &str) -> String {
+    let ascii: String = title.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+    ascii.chars().take(MAX_SNS_SUBJECT_CHARS).collect()
 }
 
 /// Ids, URLs and ARNs read best as code; prose (a cause, a size) does not.

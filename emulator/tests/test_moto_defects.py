@@ -288,6 +288,24 @@ def test_found_complete_multipart_upload_ignores_the_full_object_checksum(unpatc
     assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == (5 << 20) + 1  # AWS: BadDigest, no object
 
 
+def test_found_backup_has_no_backup_jobs_nor_restore_job_listings(unpatched):
+    backup, vault = unpatched.client("backup"), unique("vault")
+    backup.create_backup_vault(BackupVaultName=vault)
+    volume = unpatched.client("ec2").create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    calls = {
+        "StartBackupJob": lambda: backup.start_backup_job(
+            BackupVaultName=vault, ResourceArn=f"arn:aws:ec2:us-east-1:123456789012:volume/{volume}",
+            IamRoleArn=ROLE_ARN),
+        "DescribeBackupJob": lambda: backup.describe_backup_job(BackupJobId="0175DE71-5784-589F-D8AC-541ACCB4CAC8"),
+        "ListBackupJobs": backup.list_backup_jobs,
+        "ListRestoreJobs": backup.list_restore_jobs,
+    }
+    for name, call in calls.items():
+        with pytest.raises(ClientError) as error:  # moto has no route for it: AWS answers each
+            call()
+        assert error.value.response["Error"]["Code"] == "404", name
+
+
 def test_found_ebs_direct_apis_skip_every_check(unpatched):
     from test_ebs import block, ec2_state, put, sha256_b64
 

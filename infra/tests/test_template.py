@@ -272,6 +272,40 @@ class JobAlerts(unittest.TestCase):
         self.assertEqual(default, re.findall(r'"([A-Z]+)"', core))
 
 
+class DailyDigest(unittest.TestCase):
+    """daily-digest runs once a day at DigestHourUtc, unless that is empty, and stays silent as DigestSilence says
+    in core::alert::digest's words."""
+
+    def setUp(self):
+        self.template = load_template()
+
+    def test_the_rule_runs_the_digest_daily_at_the_configured_hour(self):
+        resource = self.template["Resources"]["DigestRule"]
+        self.assertEqual(resource["Condition"], "HasDigest")
+        self.assertEqual(self.template["Resources"]["DailyDigestEventsPermission"]["Condition"], "HasDigest")
+        self.assertEqual(self.template["Conditions"]["HasDigest"],
+                         {"Fn::Not": [{"Fn::Equals": [{"Ref": "DigestHourUtc"}, ""]}]})
+        rule = resource["Properties"]
+        self.assertEqual(rule["ScheduleExpression"], {"Fn::Sub": "cron(0 ${DigestHourUtc} * * ? *)"})
+        (target,) = rule["Targets"]
+        self.assertEqual(target["Arn"], {"Fn::GetAtt": ["DailyDigestFunction", "Arn"]})
+        self.assertEqual(target["DeadLetterConfig"], {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}})
+
+    def test_the_hour_parameter_takes_exactly_the_hours_of_a_day_or_nothing(self):
+        pattern = re.compile(self.template["Parameters"]["DigestHourUtc"]["AllowedPattern"])
+        accepted = [text for text in ["", *map(str, range(-1, 30)), "07", "1.5", "x"] if pattern.fullmatch(text)]
+        self.assertEqual(accepted, ["", *map(str, range(24))])
+
+    def test_silence_values_are_cores(self):
+        parameter = self.template["Parameters"]["DigestSilence"]
+        source = (ROOT / "core" / "src" / "alert" / "digest.rs").read_text()
+        words = re.search(r"fn from_str.*?\n    }\n", source, re.S).group(0)
+        self.assertEqual(parameter["AllowedValues"], re.findall(r'"([a-z-]+)" =>', words))
+        self.assertIn(parameter["Default"], parameter["AllowedValues"])
+        function = self.template["Resources"]["DailyDigestFunction"]["Properties"]
+        self.assertEqual(function["Environment"]["Variables"]["DIGEST_SILENCE"], {"Ref": "DigestSilence"})
+
+
 class Functions(unittest.TestCase):
     def setUp(self):
         self.template = load_template()
@@ -288,17 +322,25 @@ class Functions(unittest.TestCase):
             self.assertEqual(props["Code"], ".build/lambdas/lambdas.zip", name)
             self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{step}"}, name)
 
-    def test_every_function_is_invoked_by_the_state_machines_or_the_trigger_topic(self):
+    def test_every_function_is_invoked_by_the_state_machines_or_the_trigger_topic_or_a_schedule(self):
         invokable = []
         for role, statement in statements(self.template):
             if role == "StateMachineRole" and "lambda:InvokeFunction" in as_list(statement["Action"]):
                 invokable += as_list(statement["Resource"])
-        subscribed = [p["Properties"]["FunctionName"] for p in resources(self.template, "AWS::Lambda::Permission").values()
+        permissions = resources(self.template, "AWS::Lambda::Permission").values()
+        subscribed = [p["Properties"]["FunctionName"] for p in permissions
                       if p["Properties"]["Principal"] == "sns.amazonaws.com"
                       and p["Properties"]["SourceArn"] == {"Ref": "TriggerTopic"}]
+        schedules = {name for name, rule in resources(self.template, "AWS::Events::Rule").items()
+                     if "ScheduleExpression" in rule["Properties"]}
+        scheduled = [p["Properties"]["FunctionName"] for p in permissions
+                     if p["Properties"]["Principal"] == "events.amazonaws.com"
+                     and p["Properties"]["SourceArn"].get("Fn::GetAtt", [None])[0] in schedules]
         for name in self.functions:
             arn = {"Fn::GetAtt": [name, "Arn"]}
-            self.assertTrue((arn in invokable) != (arn in subscribed), f"{name}: invoked by exactly one of them")
+            callers = (arn in invokable) + (arn in subscribed) + (arn in scheduled)
+            self.assertEqual(callers, 1, f"{name}: invoked by exactly one of them")
+        self.assertEqual(scheduled, [{"Fn::GetAtt": ["DailyDigestFunction", "Arn"]}])
         self.assertEqual(subscribed, [{"Fn::GetAtt": ["SnsTriggerFunction", "Arn"]},
                                       {"Fn::GetAtt": ["RelayAlertFunction", "Arn"]}])
 
@@ -380,6 +422,11 @@ class Timeouts(unittest.TestCase):
         # Publish (one site for the text and the chat topics) and the dead-letter SendMessage.
         self.assertEqual(retry_budget("relay-alert"), 4 * 10 + 3 * 30 + 9 * SDK_RETRY_WAITS_SECONDS)
 
+    def test_the_daily_digests_budget_is_its_slack_retries(self):
+        # The relay's Slack delivery, plus the SDK retries of each call site: two webhook parameters read (SSM),
+        # ListBackupJobs, ListCopyJobs, ListRestoreJobs, ListObjectsV2 and Publish (one site for both topics).
+        self.assertEqual(retry_budget("daily-digest"), 4 * 10 + 3 * 30 + 7 * SDK_RETRY_WAITS_SECONDS)
+
 
 class Iam(unittest.TestCase):
     def setUp(self):
@@ -443,7 +490,7 @@ class Iam(unittest.TestCase):
                     self.assertNotIn('table/*"', text, f"{role}: {action}")
 
     def slack_webhook_statements(self):
-        """The statements that read a Slack webhook's parameter (notify's, relay-alert's two)."""
+        """The statements that read a Slack webhook's parameter (notify's, relay-alert's two, daily-digest's two)."""
         return [s for _, s in statements(self.template)
                 if isinstance(s, dict) and s.get("Sid") in ("ReadTheSlackWebhook", "ReadTheFailureSlackWebhook")]
 
@@ -452,8 +499,10 @@ class Iam(unittest.TestCase):
                    if any(a.lower() == "ssm:getparameter" for a in as_list(s["Action"]))
                    and "SlackWebhookParameterName" in json.dumps(s["Resource"])]
         self.assertEqual([role for role, _ in readers],
-                         ["NotifyFunctionRole", "RelayAlertFunctionRole", "RelayAlertFunctionRole"])
+                         ["NotifyFunctionRole", "RelayAlertFunctionRole", "RelayAlertFunctionRole",
+                          "DailyDigestFunctionRole", "DailyDigestFunctionRole"])
         for (_, statement), parameter in zip(readers, ["SlackWebhookParameterName", "SlackWebhookParameterName",
+                                                        "FailureSlackWebhookParameterName", "SlackWebhookParameterName",
                                                         "FailureSlackWebhookParameterName"]):
             self.assertEqual(as_list(statement["Action"]), ["ssm:GetParameter"])
             self.assertEqual(statement["Resource"], {"Fn::Sub": (

@@ -9,6 +9,7 @@
 //! is filtered with that reason; only input that is not an event, or an event whose fields have
 //! the wrong shape, is an [`EventError`].
 
+pub mod digest;
 mod parse;
 pub mod render;
 
@@ -23,7 +24,7 @@ pub use crate::event::EventError;
 pub use parse::read_alert;
 
 /// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     BackupJob,
@@ -147,15 +148,7 @@ pub const DEFAULT_STATES: &[&str] = &["FAILED", "ABORTED", "EXPIRED", "PARTIAL"]
 
 impl JobAlert {
     pub fn severity(&self) -> Severity {
-        match self.state.as_str() {
-            "FAILED" | "ABORTED" => Severity::Failure,
-            "EXPIRED" if self.kind == AlertKind::RecoveryPoint => Severity::Warning,
-            "EXPIRED" => Severity::Failure,
-            "PARTIAL" => Severity::Warning,
-            "COMPLETED" | "AVAILABLE" if self.completed_with_issues() => Severity::Warning,
-            "COMPLETED" | "AVAILABLE" => Severity::Success,
-            _ => Severity::Info,
-        }
+        severity_of(self.kind, &self.state, self.status_message.is_some())
     }
 
     /// AWS's "Completed with issues": a COMPLETED backup job that carries a status message.
@@ -193,14 +186,7 @@ impl JobAlert {
 
     /// The AWS Backup console page of the job.
     pub fn job_console_url(&self) -> Option<String> {
-        let job = self.job_id.as_deref()?;
-        let page = match self.kind {
-            AlertKind::BackupJob => "backup",
-            AlertKind::CopyJob => "copy",
-            AlertKind::RestoreJob => "restore",
-            AlertKind::RecoveryPoint => return None,
-        };
-        Some(format!("{}#/jobs/{page}/details/{}", self.console_home()?, percent_encode(job)))
+        job_console_url(self.kind, self.job_id.as_deref()?, self.region.as_deref()?)
     }
 
     /// The console page of the recovery point (in its vault), else of the protected resource.
@@ -216,24 +202,12 @@ impl JobAlert {
     }
 
     fn console_home(&self) -> Option<String> {
-        let region = self.region.as_deref().filter(|r| !r.is_empty())?;
-        let host = if region.starts_with("cn-") {
-            "console.amazonaws.cn".to_string()
-        } else if region.starts_with("us-gov-") {
-            "console.amazonaws-us-gov.com".to_string()
-        } else {
-            format!("{region}.console.aws.amazon.com")
-        };
-        Some(format!("https://{host}/backup/home?region={region}"))
+        console_home(self.region.as_deref()?)
     }
 
     /// `vol-0123…` out of the resource's ARN, or the ARN itself.
     pub fn resource_name(&self) -> Option<String> {
-        let arn = self.resource_arn.as_deref().or(self.created_resource_arn.as_deref())?;
-        Some(match arn.parse::<crate::arn::Arn>() {
-            Ok(parsed) if !parsed.resource_type_and_id().1.is_empty() => parsed.resource_type_and_id().1.to_string(),
-            _ => arn.to_string(),
-        })
+        Some(resource_name_of(self.resource_arn.as_deref().or(self.created_resource_arn.as_deref())?))
     }
 }
 
@@ -449,6 +423,51 @@ pub fn archive_skip(value: &serde_json::Value) -> Option<crate::request::SkipRea
         AlertEvent::NotAJob { from_backup: false, .. } => return None,
     };
     Some(crate::request::SkipReason::NotArchiveTrigger { event })
+}
+
+/// `vol-0123…` out of a resource's ARN, or the ARN itself.
+pub fn resource_name_of(arn: &str) -> String {
+    match arn.parse::<crate::arn::Arn>() {
+        Ok(parsed) if !parsed.resource_type_and_id().1.is_empty() => parsed.resource_type_and_id().1.to_string(),
+        _ => arn.to_string(),
+    }
+}
+
+/// `kind`'s severity in `state`; `has_status_message` tells a COMPLETED backup job "with issues".
+pub fn severity_of(kind: AlertKind, state: &str, has_status_message: bool) -> Severity {
+    match state {
+        "FAILED" | "ABORTED" => Severity::Failure,
+        "EXPIRED" if kind == AlertKind::RecoveryPoint => Severity::Warning,
+        "EXPIRED" => Severity::Failure,
+        "PARTIAL" => Severity::Warning,
+        "COMPLETED" if kind == AlertKind::BackupJob && has_status_message => Severity::Warning,
+        "COMPLETED" | "AVAILABLE" => Severity::Success,
+        _ => Severity::Info,
+    }
+}
+
+/// The AWS Backup console page of a job in `region`; `None` for a recovery point, which has no job.
+pub fn job_console_url(kind: AlertKind, job_id: &str, region: &str) -> Option<String> {
+    let page = match kind {
+        AlertKind::BackupJob => "backup",
+        AlertKind::CopyJob => "copy",
+        AlertKind::RestoreJob => "restore",
+        AlertKind::RecoveryPoint => return None,
+    };
+    Some(format!("{}#/jobs/{page}/details/{}", console_home(region)?, percent_encode(job_id)))
+}
+
+/// The AWS Backup console in `region`, in its partition.
+fn console_home(region: &str) -> Option<String> {
+    let region = Some(region).filter(|r| !r.is_empty())?;
+    let host = if region.starts_with("cn-") {
+        "console.amazonaws.cn".to_string()
+    } else if region.starts_with("us-gov-") {
+        "console.amazonaws-us-gov.com".to_string()
+    } else {
+        format!("{region}.console.aws.amazon.com")
+    };
+    Some(format!("https://{host}/backup/home?region={region}"))
 }
 
 /// Ids are upper-case hex and hyphens; anything else is replaced, so a key segment is plain.

@@ -9,7 +9,7 @@ use bytesize::ByteSize;
 use serde_json::{json, Value};
 
 use super::{AlertKind, Delivery, JobAlert, Severity};
-use crate::message::{code_span, escape_mrkdwn, human_duration, truncate, MAX_CAUSE_CHARS, MAX_SNS_SUBJECT_CHARS};
+use crate::message::{code_span, escape_mrkdwn, human_duration, truncate, MAX_CAUSE_CHARS};
 
 /// The formats `backup-archiver alert --format` and the relay produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -25,7 +25,7 @@ pub enum Format {
 const MAX_TITLE_CHARS: usize = 200;
 
 impl Severity {
-    fn emoji(self) -> &'static str {
+    pub(super) fn emoji(self) -> &'static str {
         match self {
             Severity::Failure => ":rotating_light:",
             Severity::Warning => ":warning:",
@@ -35,7 +35,7 @@ impl Severity {
     }
 
     /// Attachment bar colours: red, amber, green, grey.
-    fn colour(self) -> &'static str {
+    pub(super) fn colour(self) -> &'static str {
         match self {
             Severity::Failure => "#D0021B",
             Severity::Warning => "#F5A623",
@@ -179,9 +179,7 @@ impl JobAlert {
 
     /// The SNS subject: the title, printable ASCII, at most SNS's 100 characters.
     pub fn sns_subject(&self) -> String {
-        let ascii: String =
-            self.title().chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-        ascii.chars().take(MAX_SNS_SUBJECT_CHARS).collect()
+        crate::message::sns_subject(&self.title())
     }
 
     /// The SNS message, for e-mail: title, reason, fields, links.

@@ -9,6 +9,7 @@ pub mod check_export;
 pub mod check_table_export;
 pub mod check_volume;
 pub mod create_volume;
+pub mod daily_digest;
 pub mod delete_database;
 pub mod delete_recovery_point;
 pub mod delete_table;
@@ -51,6 +52,7 @@ steps! {
     check_table_export => "check-table-export",
     check_volume => "check-volume",
     create_volume => "create-volume",
+    daily_digest => "daily-digest",
     delete_database => "delete-database",
     delete_recovery_point => "delete-recovery-point",
     delete_table => "delete-table",
