@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use archiver_core::alert::render::Format;
+use archiver_core::alert::render::{Format, Message};
 use archiver_core::alert::{decide, read_alert, AlertConfig, AlertEvent, Decision};
 use serde_json::{json, Value};
 

@@ -382,20 +382,61 @@ def step_sources(step):
             if "common" not in p.parts and (names & set(p.parts) or p.stem in names)]
 
 
+def without_tests(text):
+    """A Rust source up to its `#[cfg(test)]` module: the calls a test makes are not the function's."""
+    return text.split("#[cfg(test)]", 1)[0]
+
+
+def shared_functions():
+    """Every function under lambdas/src/common/, by name: its body (the text between its braces)."""
+    functions = {}
+    for path in sorted((ROOT / "lambdas" / "src" / "common").rglob("*.rs")):
+        text = without_tests(path.read_text())
+        for match in re.finditer(r"\bfn (\w+)\b[^{;]*\{", text):
+            depth, end = 1, match.end()
+            while depth:
+                depth += {"{": 1, "}": -1}.get(text[end], 0)
+                end += 1
+            name, body = match.group(1), text[match.end():end]
+            if name in functions and any(".send()" in b for b in (body, functions[name])):
+                raise AssertionError(f"two functions named {name} under lambdas/src/common/ and one calls AWS: the "
+                                     "retry budget cannot tell which one a step calls")
+            functions[name] = functions.get(name, "") + body
+    return functions
+
+
+def calls_in(text, functions, seen=(), imported=None):
+    """The AWS calls `text` makes, one per call site: its own `.send()`s, and for each call of a shared function
+    (lambdas/src/common/) the calls that function makes, followed down. Also whether it posts to Slack. A step's
+    bare call counts only for a name it imports from common (its own `describe` is not common's); inside common,
+    every bare call of a shared name does."""
+    if imported is None:
+        imported = set(re.findall(r"\w+", " ".join(re.findall(r"use crate::common[^;]*;", text))))
+    calls, posts = text.count(".send()"), "post_to_slack(" in text
+    for name, body in functions.items():
+        if name in seen:
+            continue
+        bare = rf"(?<![\w:.])" + name + r"\(" if name in imported else r"(?!)"
+        sites = len(re.findall(rf"{bare}|\w::{name}\(|\.{name}\(", text))
+        if sites:
+            inner_calls, inner_posts = calls_in(body, functions, seen + (name,), set(functions))
+            calls += sites * inner_calls
+            posts = posts or inner_posts
+    return calls, posts
+
+
 def retry_budget(step):
     """The longest one invocation of `step` can spend waiting to retry, in seconds: the SDK's retry waits for each
-    AWS call in its source, plus a Slack delivery (core::message) for a step that posts to Slack (notify, relay-alert),
-    whose every attempt may take
+    AWS call site in its source and in the shared functions it calls, plus a Slack delivery (core::message) for a
+    step that posts to Slack (notify, relay-alert, daily-digest), whose every attempt may take
     SLACK_REQUEST_TIMEOUT and whose every retry may wait SLACK_MAX_RETRY_AFTER. Response times are not counted
     (the Lambdas set no SDK operation timeout: an unanswered call is bounded by the function's own timeout)."""
     sources = step_sources(step)
     if not sources:
         raise AssertionError(f"no Rust source for the step {step} under lambdas/")
-    texts = [p.read_text() for p in sources]
-    # lambdas/src/common/slack.rs reads each webhook's parameter with one SSM call.
-    calls = sum(t.count(".send()") + t.count("slack_from_parameter(") for t in texts)
+    calls, posts = calls_in("\n".join(without_tests(p.read_text()) for p in sources), shared_functions())
     budget = calls * SDK_RETRY_WAITS_SECONDS
-    if any("post_to_slack(" in t for t in texts):
+    if posts:
         attempts = rust_const_seconds("SLACK_MAX_ATTEMPTS")
         budget += attempts * rust_const_seconds("SLACK_REQUEST_TIMEOUT") + (attempts - 1) * rust_const_seconds(
             "SLACK_MAX_RETRY_AFTER")
@@ -424,8 +465,13 @@ class Timeouts(unittest.TestCase):
 
     def test_the_daily_digests_budget_is_its_slack_retries(self):
         # The relay's Slack delivery, plus the SDK retries of each call site: two webhook parameters read (SSM),
-        # ListBackupJobs, ListCopyJobs, ListRestoreJobs, ListObjectsV2 and Publish (one site for both topics).
-        self.assertEqual(retry_budget("daily-digest"), 4 * 10 + 3 * 30 + 7 * SDK_RETRY_WAITS_SECONDS)
+        # ListBackupJobs, ListCopyJobs, ListRestoreJobs, ListObjectsV2, the manifests' GetObject (in
+        # common::storage) and Publish (one site for both topics, in common::channels).
+        self.assertEqual(retry_budget("daily-digest"), 4 * 10 + 3 * 30 + 8 * SDK_RETRY_WAITS_SECONDS)
+
+    def test_calls_made_in_shared_code_count_for_the_step_that_calls_it(self):
+        # check-volume makes no AWS call of its own: DescribeVolumes is in common::volumes.
+        self.assertEqual(retry_budget("check-volume"), 1 * SDK_RETRY_WAITS_SECONDS)
 
 
 class Iam(unittest.TestCase):

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::render::Format;
+use super::render::Message;
 use super::{job_console_url, resource_name_of, severity_of, AlertKind, Severity};
 use crate::manifest::Manifest;
 use crate::message::{escape_mrkdwn, truncate, MAX_CAUSE_CHARS};
@@ -162,26 +162,6 @@ impl Digest {
         self.counts.get(&kind).map_or(0, |states| states.values().sum())
     }
 
-    /// `AWS Backup daily digest 123456789012 / eu-west-1: 3 failed of 42 jobs`.
-    pub fn title(&self) -> String {
-        let total: u64 = DIGEST_KINDS.iter().map(|k| self.jobs(*k)).sum();
-        let place = match &self.account {
-            Some(account) => format!("{account} / {}", self.region),
-            None => self.region.clone(),
-        };
-        let failed = self.failures.iter().filter(|j| j.severity() == Severity::Failure).count();
-        let warned = self.failures.len() - failed;
-        let mut verdict = match (total, failed) {
-            (0, _) => "no jobs".to_string(),
-            (_, 0) => format!("{total} {} OK", plural(total, "job", "jobs")),
-            _ => format!("{failed} failed of {total} {}", plural(total, "job", "jobs")),
-        };
-        if warned > 0 {
-            verdict.push_str(&format!(", {warned} {}", plural(warned as u64, "warning", "warnings")));
-        }
-        format!("AWS Backup daily digest {place}: {verdict}")
-    }
-
     /// One line per kind with jobs: `Backup jobs: 40 COMPLETED, 2 FAILED`, then the archives.
     pub fn count_lines(&self) -> Vec<(String, String)> {
         let mut lines: Vec<(String, String)> = DIGEST_KINDS
@@ -229,17 +209,31 @@ impl Digest {
     fn unlisted(&self) -> usize {
         self.failures.len().saturating_sub(MAX_LISTED_FAILURES)
     }
+}
 
-    pub fn render(&self, format: Format) -> Value {
-        match format {
-            Format::Slack => self.slack_payload(),
-            Format::Text => json!({"subject": self.sns_subject(), "message": self.text_message()}),
-            Format::Chatbot => self.chatbot_notification(),
+impl Message for Digest {
+    /// `AWS Backup daily digest 123456789012 / eu-west-1: 3 failed of 42 jobs`.
+    fn title(&self) -> String {
+        let total: u64 = DIGEST_KINDS.iter().map(|k| self.jobs(*k)).sum();
+        let place = match &self.account {
+            Some(account) => format!("{account} / {}", self.region),
+            None => self.region.clone(),
+        };
+        let failed = self.failures.iter().filter(|j| j.severity() == Severity::Failure).count();
+        let warned = self.failures.len() - failed;
+        let mut verdict = match (total, failed) {
+            (0, _) => "no jobs".to_string(),
+            (_, 0) => format!("{total} {} OK", plural(total, "job", "jobs")),
+            _ => format!("{failed} failed of {total} {}", plural(total, "job", "jobs")),
+        };
+        if warned > 0 {
+            verdict.push_str(&format!(", {warned} {}", plural(warned as u64, "warning", "warnings")));
         }
+        format!("AWS Backup daily digest {place}: {verdict}")
     }
 
     /// The incoming-webhook payload, in a colour bar as a job alert is.
-    pub fn slack_payload(&self) -> Value {
+    fn slack_payload(&self) -> Value {
         let severity = self.severity();
         let headline = format!("{} {}", severity.emoji(), escape_mrkdwn(&self.title()));
         let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{headline}*")}})];
@@ -270,13 +264,8 @@ impl Digest {
         json!({"text": headline, "attachments": [{"color": severity.colour(), "blocks": blocks}]})
     }
 
-    /// The SNS subject: the title, printable ASCII, at most SNS's 100 characters.
-    pub fn sns_subject(&self) -> String {
-        crate::message::sns_subject(&self.title())
-    }
-
     /// The SNS message, for e-mail: title, counts, then every failure with its reason and link.
-    pub fn text_message(&self) -> String {
+    fn text_message(&self) -> String {
         let mut text = format!("{}\n\n", self.title());
         for (label, value) in self.count_lines() {
             text.push_str(&format!("{label}: {value}\n"));
@@ -301,7 +290,7 @@ impl Digest {
     }
 
     /// The custom notification Amazon Q Developer in chat applications posts.
-    pub fn chatbot_notification(&self) -> Value {
+    fn chatbot_notification(&self) -> Value {
         let severity = self.severity();
         let mut description = String::new();
         for (label, value) in self.count_lines() {

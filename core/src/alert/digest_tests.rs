@@ -1,5 +1,6 @@
 //! The digest over made-up days: window edges, counts, failures' order and cap, silence, renderings.
 
+use super::super::render::Format;
 use super::*;
 use crate::manifest::tests::sample as sample_manifest;
 use crate::message::MAX_SNS_SUBJECT_CHARS;

@@ -20,6 +20,34 @@ pub enum Format {
     Chatbot,
 }
 
+/// What the alert channels carry, one rendering per channel: a job alert, or the daily digest.
+pub trait Message {
+    /// One line saying what happened, where: the headline of every rendering.
+    fn title(&self) -> String;
+
+    /// The incoming-webhook payload.
+    fn slack_payload(&self) -> Value;
+
+    /// The SNS message, for e-mail.
+    fn text_message(&self) -> String;
+
+    /// The custom notification Amazon Q Developer in chat applications posts.
+    fn chatbot_notification(&self) -> Value;
+
+    /// The SNS subject: the title, printable ASCII, at most SNS's 100 characters.
+    fn sns_subject(&self) -> String {
+        crate::message::sns_subject(&self.title())
+    }
+
+    fn render(&self, format: Format) -> Value {
+        match format {
+            Format::Slack => self.slack_payload(),
+            Format::Text => json!({"subject": self.sns_subject(), "message": self.text_message()}),
+            Format::Chatbot => self.chatbot_notification(),
+        }
+    }
+}
+
 /// Chat titles: Amazon Q Developer truncates longer ones (arbitrary but safe: its documented
 /// limits are larger, and a title is one line on a phone).
 const MAX_TITLE_CHARS: usize = 200;
@@ -46,24 +74,6 @@ impl Severity {
 }
 
 impl JobAlert {
-    /// One line: `Backup job FAILED: EBS vol-0123… in archive-vault`.
-    pub fn title(&self) -> String {
-        let state = if self.completed_with_issues() { "COMPLETED with issues".to_string() } else { self.state.clone() };
-        let mut title = format!("{} {state}", self.kind.label());
-        match (self.resource_type.as_deref(), self.resource_name()) {
-            (Some(kind), Some(name)) => title.push_str(&format!(": {kind} {name}")),
-            (None, Some(name)) => title.push_str(&format!(": {name}")),
-            (Some(kind), None) => title.push_str(&format!(": {kind}")),
-            (None, None) => {}
-        }
-        match (&self.vault_name, &self.destination_vault) {
-            (Some(from), Some(to)) => title.push_str(&format!(" ({from} -> {to})")),
-            (Some(vault), None) | (None, Some(vault)) => title.push_str(&format!(" in {vault}")),
-            (None, None) => {}
-        }
-        truncate(&title, MAX_TITLE_CHARS)
-    }
-
     /// Why it failed or what was wrong, in AWS's words (a vault notification's prose when that is
     /// all there is), cut to [`MAX_CAUSE_CHARS`].
     pub fn reason(&self) -> Option<String> {
@@ -131,18 +141,30 @@ impl JobAlert {
         let when = self.event_time.map(|t| format!(" | {}", t.format("%Y-%m-%d %H:%M:%S UTC"))).unwrap_or_default();
         format!("AWS Backup | {how}{when}")
     }
+}
 
-    pub fn render(&self, format: Format) -> Value {
-        match format {
-            Format::Slack => self.slack_payload(),
-            Format::Text => json!({"subject": self.sns_subject(), "message": self.text_message()}),
-            Format::Chatbot => self.chatbot_notification(),
+impl Message for JobAlert {
+    /// One line: `Backup job FAILED: EBS vol-0123… in archive-vault`.
+    fn title(&self) -> String {
+        let state = if self.completed_with_issues() { "COMPLETED with issues".to_string() } else { self.state.clone() };
+        let mut title = format!("{} {state}", self.kind.label());
+        match (self.resource_type.as_deref(), self.resource_name()) {
+            (Some(kind), Some(name)) => title.push_str(&format!(": {kind} {name}")),
+            (None, Some(name)) => title.push_str(&format!(": {name}")),
+            (Some(kind), None) => title.push_str(&format!(": {kind}")),
+            (None, None) => {}
         }
+        match (&self.vault_name, &self.destination_vault) {
+            (Some(from), Some(to)) => title.push_str(&format!(" ({from} -> {to})")),
+            (Some(vault), None) | (None, Some(vault)) => title.push_str(&format!(" in {vault}")),
+            (None, None) => {}
+        }
+        truncate(&title, MAX_TITLE_CHARS)
     }
 
     /// The incoming-webhook payload: `text` is the notification's fallback (what a phone shows);
     /// the blocks sit in an attachment for its colour bar.
-    pub fn slack_payload(&self) -> Value {
+    fn slack_payload(&self) -> Value {
         let severity = self.severity();
         let headline = format!("{} {}", severity.emoji(), escape_mrkdwn(&self.title()));
         let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{headline}*")}})];
@@ -177,13 +199,8 @@ impl JobAlert {
         })
     }
 
-    /// The SNS subject: the title, printable ASCII, at most SNS's 100 characters.
-    pub fn sns_subject(&self) -> String {
-        crate::message::sns_subject(&self.title())
-    }
-
     /// The SNS message, for e-mail: title, reason, fields, links.
-    pub fn text_message(&self) -> String {
+    fn text_message(&self) -> String {
         let mut text = format!("{}\n\n", self.title());
         if let Some(reason) = self.reason() {
             text.push_str(&format!("Reason: {reason}\n\n"));
@@ -202,7 +219,7 @@ impl JobAlert {
 
     /// The custom notification Amazon Q Developer in chat applications posts for a message
     /// published to a topic it watches.
-    pub fn chatbot_notification(&self) -> Value {
+    fn chatbot_notification(&self) -> Value {
         let severity = self.severity();
         let mut description = String::new();
         if let Some(reason) = self.reason() {

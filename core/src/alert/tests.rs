@@ -1,6 +1,6 @@
 //! Every AWS Backup fixture read, decided and rendered; malformed variants named by their field.
 
-use super::render::Format;
+use super::render::{Format, Message};
 use super::*;
 use serde_json::{json, Value};
 

@@ -1,4 +1,4 @@
-//! Slack incoming webhooks, for `notify` and `relay-alert`: the webhook's URL read from its SSM
+//! Slack incoming webhooks, for `notify` and [`super::channels`]: the webhook's URL read from its SSM
 //! SecureString parameter (the URL is a credential: never in the function's configuration, nor
 //! logged), and a POST retried as [`archiver_core::message::slack_retry_delay`] says (a 429 after
 //! its `Retry-After`, a 5xx or a lost connection with backoff), bounded by the function's deadline.

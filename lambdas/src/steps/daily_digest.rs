@@ -9,12 +9,12 @@
 
 use std::time::Instant;
 
-use crate::common::slack::{post_to_slack, slack_from_parameter, Slack};
+use crate::common::channels::Channels;
 use crate::common::storage::read_optional;
 use crate::common::tables::utc;
 use crate::common::{deadline, optional_env, required_env, AwsFailure, StepError};
-use archiver_core::alert::digest::{summarize, Digest, DigestJob, DigestSilence, DIGEST_WINDOW};
-use archiver_core::alert::render::Format;
+use archiver_core::alert::digest::{summarize, DigestJob, DigestSilence, DIGEST_WINDOW};
+use archiver_core::alert::render::Message;
 use archiver_core::alert::AlertKind;
 use archiver_core::errors;
 use archiver_core::manifest::{Manifest, MANIFEST_NAME};
@@ -28,11 +28,7 @@ struct DigestStep {
     region: String,
     s3: aws_sdk_s3::Client,
     backup: aws_sdk_backup::Client,
-    sns: aws_sdk_sns::Client,
-    slack: Option<Result<Slack, StepError>>,
-    failure_slack: Option<Result<Slack, StepError>>,
-    topic_arn: Option<String>,
-    chatbot_topic_arn: Option<String>,
+    channels: Channels,
     bucket: Result<String, StepError>,
     prefix: String,
 }
@@ -40,15 +36,6 @@ struct DigestStep {
 /// Serves the `daily-digest` handler: builds its clients, then answers invocations until the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let config = crate::common::aws_config().await;
-    let ssm = aws_sdk_ssm::Client::new(&config);
-    let slack = match optional_env("SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
-    let failure_slack = match optional_env("FAILURE_SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
     let silence = optional_env("DIGEST_SILENCE")
         .unwrap_or_else(|| DigestSilence::WhenEmpty.to_string())
         .parse::<DigestSilence>()
@@ -59,11 +46,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         s3: crate::common::s3_client(&config),
         backup: aws_sdk_backup::Client::new(&config),
-        sns: aws_sdk_sns::Client::new(&config),
-        slack,
-        failure_slack,
-        topic_arn: optional_env("SNS_TOPIC_ARN"),
-        chatbot_topic_arn: optional_env("CHATBOT_TOPIC_ARN"),
+        channels: Channels::from_env(&config).await,
         bucket: required_env("ARCHIVE_BUCKET"),
         prefix: optional_env("ARCHIVE_PREFIX").unwrap_or_default(),
     };
@@ -95,9 +78,11 @@ async fn daily_digest(step: &DigestStep, event: &Value, deadline: Instant) -> Re
         tracing::info!(%silence, "nothing to report");
         return Ok(json!({"silent": silence.to_string(), "title": digest.title()}));
     }
-    let (sent, failures) = send(step, &digest, deadline).await;
-    if !failures.is_empty() {
-        return Err(StepError::new(errors::RETRYABLE, format!("daily digest not delivered: {}", failures.join("; "))));
+    let delivery = step.channels.deliver(&digest, digest.severity().needs_attention(), deadline).await;
+    let sent = delivery.sent;
+    if !delivery.failures.is_empty() {
+        let failures = delivery.failures.join("; ");
+        return Err(StepError::new(errors::RETRYABLE, format!("daily digest not delivered: {failures}")));
     }
     tracing::info!(title = digest.title(), ?sent, "sent");
     Ok(json!({"sent": sent, "title": digest.title()}))
@@ -231,35 +216,6 @@ async fn manifests(step: &DigestStep, since: DateTime<Utc>) -> Result<Vec<Manife
         }
     }
     Ok(manifests)
-}
-
-/// Sends to every configured channel; returns the channels that took it and the failures.
-async fn send(step: &DigestStep, digest: &Digest, deadline: Instant) -> (Vec<&'static str>, Vec<String>) {
-    let (mut sent, mut failures) = (Vec::new(), Vec::new());
-    let slack = match (&step.failure_slack, digest.severity().needs_attention()) {
-        (Some(failure_slack), true) => Some(("failure Slack webhook", failure_slack)),
-        _ => step.slack.as_ref().map(|slack| ("Slack webhook", slack)),
-    };
-    match slack {
-        Some((channel, Ok(slack))) => match post_to_slack(slack, &digest.slack_payload(), Some(deadline)).await {
-            Ok(()) => sent.push(channel),
-            Err(e) => failures.push(format!("{channel}: {e}")),
-        },
-        Some((channel, Err(e))) => failures.push(format!("{channel}: {}", e.message)),
-        None => {}
-    }
-    let topics = [
-        ("SNS topic", &step.topic_arn, Some(digest.sns_subject()), digest.text_message()),
-        ("chat topic", &step.chatbot_topic_arn, None, digest.render(Format::Chatbot).to_string()),
-    ];
-    for (channel, topic, subject, message) in topics {
-        let Some(topic) = topic else { continue };
-        match step.sns.publish().topic_arn(topic).set_subject(subject).message(message).send().await {
-            Ok(_) => sent.push(channel),
-            Err(e) => failures.push(AwsFailure::of(&format!("Publish to {topic}"), &e).message),
-        }
-    }
-    (sent, failures)
 }
 
 #[cfg(test)]

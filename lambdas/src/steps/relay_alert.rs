@@ -17,7 +17,7 @@
 //!   failure webhook when set (`FAILURE_SLACK_WEBHOOK_PARAMETER`), both SSM SecureString
 //!   parameters; the notification topic as text (`SNS_TOPIC_ARN`, e-mail); a topic watched by
 //!   Amazon Q Developer in chat applications (`CHATBOT_TOPIC_ARN`). Slack's 429s and 5xx are
-//!   retried within the function's timeout ([`crate::common::slack`]);
+//!   retried within the function's timeout ([`crate::common::channels`], shared with `daily-digest`);
 //! - dead letters: a malformed event, or one no channel took after its retries, is sent to the
 //!   dead-letter queue (`DEAD_LETTER_QUEUE_URL`) with the event and the reason, and the claim of
 //!   an event that reached no channel is released, so a replay from the queue sends it. Only when
@@ -26,10 +26,10 @@
 
 use std::time::Instant;
 
-use crate::common::slack::{post_to_slack, slack_from_parameter, Slack};
+use crate::common::channels::Channels;
 use crate::common::tables::utc;
 use crate::common::{deadline, optional_env, required_env, AwsFailure, StepError};
-use archiver_core::alert::render::Format;
+use archiver_core::alert::render::Message;
 use archiver_core::alert::{
     decide, read_alert, AlertConfig, AlertEvent, AlertKind, Decision, JobAlert, JobDescription, Route,
 };
@@ -46,12 +46,8 @@ struct Relay {
     config: Result<AlertConfig, StepError>,
     s3: aws_sdk_s3::Client,
     backup: aws_sdk_backup::Client,
-    sns: aws_sdk_sns::Client,
     sqs: aws_sdk_sqs::Client,
-    slack: Option<Result<Slack, StepError>>,
-    failure_slack: Option<Result<Slack, StepError>>,
-    topic_arn: Option<String>,
-    chatbot_topic_arn: Option<String>,
+    channels: Channels,
     claim_bucket: Result<String, StepError>,
     claim_prefix: String,
     dead_letter_queue: Result<String, StepError>,
@@ -60,15 +56,6 @@ struct Relay {
 /// Serves the `relay-alert` handler: builds its clients, then answers invocations until the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let config = crate::common::aws_config().await;
-    let ssm = aws_sdk_ssm::Client::new(&config);
-    let slack = match optional_env("SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
-    let failure_slack = match optional_env("FAILURE_SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
     let filters = AlertConfig::from_lists(
         &optional_env("ALERT_STATES").unwrap_or_default(),
         &optional_env("ALERT_VAULTS").unwrap_or_default(),
@@ -79,23 +66,12 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         config: filters,
         s3: crate::common::s3_client(&config),
         backup: aws_sdk_backup::Client::new(&config),
-        sns: aws_sdk_sns::Client::new(&config),
         sqs: aws_sdk_sqs::Client::new(&config),
-        slack,
-        failure_slack,
-        topic_arn: optional_env("SNS_TOPIC_ARN"),
-        chatbot_topic_arn: optional_env("CHATBOT_TOPIC_ARN"),
+        channels: Channels::from_env(&config).await,
         claim_bucket: required_env("CLAIM_BUCKET"),
         claim_prefix: optional_env("CLAIM_PREFIX").unwrap_or_default(),
         dead_letter_queue: required_env("DEAD_LETTER_QUEUE_URL"),
     };
-    tracing::info!(
-        slack = relay.slack.is_some(),
-        failure_slack = relay.failure_slack.is_some(),
-        sns = relay.topic_arn.is_some(),
-        chatbot = relay.chatbot_topic_arn.is_some(),
-        "alert channels"
-    );
     let relay = &relay;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         relay_event(relay, &event.payload, deadline(&event.context)).await
@@ -138,7 +114,8 @@ async fn relay_event(relay: &Relay, payload: &Value, deadline: Instant) -> Resul
         tracing::info!(claim = key, "already sent: a redelivery");
         return Ok(json!({"duplicate": key}));
     }
-    let (sent, failures) = send(relay, &alert, route, deadline).await;
+    let delivery = relay.channels.deliver(alert.as_ref(), route == Route::Failures, deadline).await;
+    let (sent, failures) = (delivery.sent, delivery.failures);
     if failures.is_empty() {
         tracing::info!(title = alert.title(), ?sent, "sent");
         return Ok(json!({"sent": sent, "claim": key}));
@@ -219,54 +196,6 @@ async fn describe(backup: &aws_sdk_backup::Client, alert: &JobAlert) -> Result<J
         AlertKind::RecoveryPoint => JobDescription::default(),
     };
     Ok(description)
-}
-
-/// Sends to every configured channel; returns the channels that took it and the failures.
-async fn send(relay: &Relay, alert: &JobAlert, route: Route, deadline: Instant) -> (Vec<&'static str>, Vec<String>) {
-    let (mut sent, mut failures) = (Vec::new(), Vec::new());
-    let slack = match (route, &relay.failure_slack) {
-        (Route::Failures, Some(failure_slack)) => Some(("failure Slack webhook", failure_slack)),
-        _ => relay.slack.as_ref().map(|slack| ("Slack webhook", slack)),
-    };
-    match slack {
-        Some((channel, Ok(slack))) => match post_to_slack(slack, &alert.slack_payload(), Some(deadline)).await {
-            Ok(()) => sent.push(channel),
-            Err(e) => failures.push(format!("{channel}: {e}")),
-        },
-        Some((channel, Err(e))) => failures.push(format!("{channel}: {}", e.message)),
-        None => {}
-    }
-    if let Some(topic) = &relay.topic_arn {
-        let message = alert.text_message();
-        match publish(&relay.sns, topic, Some(alert.sns_subject()), message).await {
-            Ok(()) => sent.push("SNS topic"),
-            Err(e) => failures.push(e),
-        }
-    }
-    if let Some(topic) = &relay.chatbot_topic_arn {
-        let message = alert.render(Format::Chatbot).to_string();
-        match publish(&relay.sns, topic, None, message).await {
-            Ok(()) => sent.push("chat topic"),
-            Err(e) => failures.push(e),
-        }
-    }
-    (sent, failures)
-}
-
-async fn publish(
-    sns: &aws_sdk_sns::Client,
-    topic_arn: &str,
-    subject: Option<String>,
-    message: String,
-) -> Result<(), String> {
-    sns.publish()
-        .topic_arn(topic_arn)
-        .set_subject(subject)
-        .message(message)
-        .send()
-        .await
-        .map_err(|e| AwsFailure::of(&format!("Publish to {topic_arn}"), &e).message)?;
-    Ok(())
 }
 
 /// Creates the claim; `false` when it exists (S3 answered 412 to `If-None-Match: *`).
