@@ -99,6 +99,7 @@ class EmulatedDeploy(unittest.TestCase):
             parameters.write_text(json.dumps(document))
             deploy = self.run_script(central_env, "infra/deploy", "--central", "--parameters", str(parameters),
                                      "--regions", ",".join(ORG_REGIONS))
+            self.assertIn(f"in account {central}, region {ORG_REGIONS[1]}", deploy.stderr, "the role's account")
             self.assertIn(f"deployed backup-archiver-vault-{ORG_VAULT} in {' '.join(ORG_REGIONS)}", deploy.stderr)
             self.check_central_vaults(aws, central, org_id)
 
