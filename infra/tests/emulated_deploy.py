@@ -112,7 +112,7 @@ class EmulatedDeploy(unittest.TestCase):
                                      str(parameters), "--organizational-units", ou, "--regions",
                                      ",".join(ORG_REGIONS), "--region", REGION)
             self.assertIn(f"StackSet {STACKSET}: follow it", deploy.stderr)
-            self.check_stack_set(aws, workload, org_id)
+            self.check_stack_set(aws, workload, central, org_id)
             for other in (DEFAULT_ACCOUNT, central):
                 functions = aws.client("lambda", ORG_REGIONS[0], other).list_functions()["Functions"]
                 self.assertEqual(functions, [], f"no stack instance in {other}, which is not in the OU")
@@ -133,7 +133,7 @@ class EmulatedDeploy(unittest.TestCase):
         with self.assertRaises(aws.client("backup", ORG_REGIONS[0]).exceptions.ResourceNotFoundException):
             aws.client("backup", ORG_REGIONS[0]).describe_backup_vault(BackupVaultName=ORG_VAULT)
 
-    def check_stack_set(self, aws, workload: str, org_id: str) -> None:
+    def check_stack_set(self, aws, workload: str, central: str, org_id: str) -> None:
         cloudformation = aws.client("cloudformation", REGION)
         operations = cloudformation.list_stack_set_operations(StackSetName=STACKSET)["Summaries"]
         self.assertEqual({(o["Action"], o["Status"]) for o in operations}, {("CREATE", "SUCCEEDED")})
@@ -152,21 +152,27 @@ class EmulatedDeploy(unittest.TestCase):
             [stack] = stacks.describe_stacks(StackName=instance["StackId"])["Stacks"]
             self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
             self.assertTrue(stack["StackName"].startswith(f"StackSet-{STACKSET}-"), stack["StackName"])
-            resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in
-                         stacks.describe_stack_resources(StackName=instance["StackId"])["StackResources"]}
-            awslambda = aws.client("lambda", region, workload)
+            awslambda, roles = aws.client("lambda", region, workload), []
             for step in ("start-copy", "shorten-retention"):
                 function = awslambda.get_function(FunctionName=f"backup-archiver-org-{step}")["Configuration"]
                 self.assertEqual((function["Handler"], function["CodeSha256"]), (step, code.decode()),
                                  f"{region} {step}: the zip of this Region's code bucket")
                 self.assertLessEqual(len(function["FunctionName"]), NAME_LIMIT)
-            rules = [r["Name"] for r in aws.client("events", region, workload).list_rules()["Rules"]]
+                config = json.loads(function["Environment"]["Variables"]["ORG_COPY_CONFIG"])
+                self.assertEqual(config["central_account_id"], central)
+                roles += [function["Role"], config["copy_role_arn"]]
+            events = aws.client("events", region, workload)
+            rules = [r["Name"] for r in events.list_rules()["Rules"]]
             self.assertEqual(len(rules), 5, rules)
             for rule in rules:
                 self.assertLessEqual(len(rule), NAME_LIMIT, rule)
+            [forward] = events.list_targets_by_rule(Rule="backup-archiver-org-forward-copy")["Targets"]
+            self.assertEqual(forward["Arn"], f"arn:aws:events:{ORG_REGIONS[1 - ORG_REGIONS.index(region)]}:{central}"
+                                             ":event-bus/default", "the first copy's Region's central bus")
             iam = aws.client("iam", account=workload)
-            for role in ("CopyRole", "StartCopyFunctionRole", "ShortenRetentionFunctionRole", "ForwardRole"):
-                iam.get_role(RoleName=resources[role])
+            for role in {*roles, forward["RoleArn"]}:
+                self.assertEqual(role.split(":")[4], workload, role)
+                iam.get_role(RoleName=role.split("/")[-1])
             queue = aws.client("sqs", region, workload).get_queue_url(QueueName="backup-archiver-org-errors")
             self.assertIn(workload, queue["QueueUrl"])
 
