@@ -35,24 +35,25 @@ def test_a_condition_made_of_conditions_in_the_short_form_holds(aws):
     assert aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"] == "made"
 
 
-def organisation_with_member(aws) -> tuple[str, str]:
-    """(an OU, the account in it) of an organisation MANAGEMENT creates."""
+def stack_set_over_a_member(aws, regions) -> tuple[str, str, object]:
+    """(the member account, the stack set, MANAGEMENT's CloudFormation client): an organisation MANAGEMENT creates, an
+    OU with one member account, and a service-managed stack set of NAMED_AFTER_THE_STACK over the OU in `regions`."""
     org = aws.client("organizations", account=MANAGEMENT)
     org.create_organization(FeatureSet="ALL")
     root = org.list_roots()["Roots"][0]["Id"]
     ou = org.create_organizational_unit(ParentId=root, Name="workloads")["OrganizationalUnit"]["Id"]
     member = org.create_account(AccountName="member", Email="member@example.com")["CreateAccountStatus"]["AccountId"]
     org.move_account(AccountId=member, SourceParentId=root, DestinationParentId=ou)
-    return ou, member
-
-
-def test_a_service_managed_stack_instance_is_a_stack_set_stack_of_the_member_account(aws):
-    ou, member = organisation_with_member(aws)
     cloudformation, stack_set = aws.client("cloudformation", account=MANAGEMENT), unique("set")
     cloudformation.create_stack_set(StackSetName=stack_set, TemplateBody=NAMED_AFTER_THE_STACK,
                                     PermissionModel="SERVICE_MANAGED")
     cloudformation.create_stack_instances(StackSetName=stack_set, DeploymentTargets={"OrganizationalUnitIds": [ou]},
-                                          Regions=list(REGIONS))
+                                          Regions=list(regions))
+    return member, stack_set, cloudformation
+
+
+def test_a_service_managed_stack_instance_is_a_stack_set_stack_of_the_member_account(aws):
+    member, stack_set, cloudformation = stack_set_over_a_member(aws, REGIONS)
     instances = cloudformation.list_stack_instances(StackSetName=stack_set)["Summaries"]
     assert sorted((i["Account"], i["Region"], i["Status"]) for i in instances) == \
         sorted((member, region, "CURRENT") for region in REGIONS)
