@@ -881,6 +881,51 @@ def cloudformation_resources() -> None:
     StateMachine.create_from_cloudformation_json = classmethod(create_state_machine)
 
 
+def yaml_condition_tag() -> None:
+    """Defect found deploying infra/workload.yaml as a StackSet (its YAML reaches CloudFormation as written, where
+    `aws cloudformation package` rewrites the archive stack's in the long form): moto reads the short form
+    `!Condition Name` as `{"Fn::Condition": Name}`, which Fn::And, Fn::Or and Fn::Not do not know, so a condition
+    made of others is false and the resources under it are missing ("Fn::GetAtt references undefined resource").
+    CloudFormation reads it as `{"Condition": Name}`."""
+    from moto.cloudformation import utils
+
+    original = utils.yaml_tag_constructor
+
+    def yaml_tag_constructor(loader, tag, node):
+        if tag == "!Condition":
+            return {"Condition": node.value}
+        return original(loader, tag, node)
+
+    rebind("moto.cloudformation", original, yaml_tag_constructor)
+
+
+def stack_set_instances() -> None:
+    """Defect found deploying infra/workload.yaml as a service-managed StackSet (infra/tests/emulated_deploy.py): a
+    SERVICE_MANAGED stack instance is a hidden stack, absent from the target account's DescribeStacks, whose
+    AWS::StackName is the stack set's name (a SELF_MANAGED one is `StackSet:NAME`, a name CloudFormation refuses).
+    AWS makes a stack of the target account and Region named `StackSet-NAME-UUID`, which the names a template
+    builds from AWS::StackName then start with: `${AWS::StackName}-start-copy` passes Lambda's 64 characters there.
+    Make each instance that stack, named so (moto's delete, which deletes the resources, still applies)."""
+    from moto.cloudformation.models import StackInstance, cloudformation_backends
+
+    def __init__(self, account_id, region_name, stackset_id, stack_name, name, template, parameters,
+                 permission_model):
+        self.account_id, self.region_name, self.stackset_id = account_id, region_name, stackset_id
+        self.stack_name, self.name, self.template = stack_name, name, template
+        self.parameters, self.permission_model = parameters or [], permission_model
+        values = parameters if isinstance(parameters, dict) else {
+            p["ParameterKey"]: p["ParameterValue"] for p in parameters or []}
+        self.stack = cloudformation_backends[account_id][region_name].create_stack(
+            name=f"StackSet-{name}-{uuid.uuid4()}", template=template, parameters=values)
+
+    original_to_dict = StackInstance.to_dict
+
+    def to_dict(self) -> dict:
+        return {**original_to_dict(self), "StackId": self.stack.stack_id}
+
+    StackInstance.__init__, StackInstance.to_dict = __init__, to_dict
+
+
 def event_account_field() -> None:
     """Found while writing the copy jobs (not in DESIGN's list): an event that a rule delivers to a target without an
     InputTransformer (an SQS queue, a log group) lacks its "account" field, so a consumer cannot tell which account
@@ -1939,6 +1984,8 @@ PATCHES = {
     "bucket_policy_conditions": bucket_policy_conditions,
     "loopback_template_urls": loopback_template_urls,
     "cloudformation_resources": cloudformation_resources,
+    "yaml_condition_tag": yaml_condition_tag,
+    "stack_set_instances": stack_set_instances,
     "event_account_field": event_account_field,
     "backup_recovery_points": backup_recovery_points,
     "backup_vault_access_policies": backup_vault_access_policies,

@@ -54,9 +54,9 @@ def deploy_workload(aws, name: str, account: str, region: str, parameters: dict,
     document = Template.load(TEMPLATE)
     for logical_id in document.of_type("AWS::Events::Rule"):
         suffix = document.document["Resources"][logical_id]["Properties"]["Name"]["Fn::Sub"]
-        rule = suffix.removeprefix("${AWS::StackName}-")
+        rule = suffix.removeprefix("${NamePrefix}-")
         physical[logical_id] = {"Ref": f"{name}-{rule}", "Arn": rule_arn.format(rule)}
-    template = document.stack(name, region, account, parameters, physical)
+    template = document.stack(name, region, account, {"NamePrefix": name, **parameters}, physical)
     roles = deploy_roles(aws.client("iam", account=account), template)
 
     functions, mapping = {}, {}

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from conftest import (
     ROLE_ARN, create_job_queue, create_role, create_state_machine, emulator_env, finished, run_state_machine, unique,
 )
+from test_cloudformation import NESTED_CONDITION, stack_set_over_a_member
 
 from emulator.control import running
 
@@ -364,3 +365,18 @@ def test_found_an_event_forwarded_to_another_account_becomes_that_account_s(unpa
     forwarded = json.loads(message["Body"])
     # AWS keeps the sender's envelope: region us-east-1, resources ["arn:aws:x"].
     assert (forwarded["region"], forwarded["resources"]) == ("us-west-2", [])
+
+
+def test_found_a_short_form_condition_in_a_condition_is_false(unpatched):
+    name = f"/{unique('either')}"
+    unpatched.client("cloudformation").create_stack(StackName=unique("stack"),
+                                                    TemplateBody=NESTED_CONDITION.format(name=name))
+    with pytest.raises(ClientError, match="ParameterNotFound"):  # AWS: Either holds, the parameter is made
+        unpatched.client("ssm").get_parameter(Name=name)
+
+
+def test_found_a_service_managed_stack_instance_is_hidden_and_named_after_the_stack_set(unpatched):
+    member, stack_set, _ = stack_set_over_a_member(unpatched, ["us-east-1"])
+    # AWS: a stack StackSet-NAME-UUID in the member account, whose parameter is /StackSet-NAME-UUID.
+    assert unpatched.client("cloudformation", account=member).describe_stacks()["Stacks"] == []
+    assert unpatched.client("ssm", account=member).get_parameter(Name=f"/{stack_set}")["Parameter"]["Value"] == "v"

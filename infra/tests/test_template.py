@@ -314,13 +314,16 @@ class Functions(unittest.TestCase):
     def test_every_step_has_a_function_and_every_function_a_step(self):
         expected = {logical_id(step): step for step in lambda_steps()}
         self.assertGreater(len(expected), 0, "no steps under lambdas/src/steps")
-        functions = {**self.functions, **resources(load_template(WORKLOAD_TEMPLATE), "AWS::Lambda::Function")}
+        workload = resources(load_template(WORKLOAD_TEMPLATE), "AWS::Lambda::Function")
+        functions = {**self.functions, **workload}
         self.assertEqual(set(functions), set(expected), "the templates and lambdas/src/steps disagree")
         for name, step in expected.items():
             props = functions[name]["Properties"]
             self.assertEqual(props["Handler"], step, name)
             self.assertEqual(props["Code"], ".build/lambdas/lambdas.zip", name)
-            self.assertEqual(props["FunctionName"], {"Fn::Sub": f"${{AWS::StackName}}-{step}"}, name)
+            # A StackSet's stack name (StackSet-NAME-UUID) is too long to start a function's name.
+            prefix = "${NamePrefix}" if name in workload else "${AWS::StackName}"
+            self.assertEqual(props["FunctionName"], {"Fn::Sub": f"{prefix}-{step}"}, name)
 
     def test_every_function_is_invoked_by_the_state_machines_or_the_trigger_topic_or_a_schedule(self):
         invokable = []
@@ -448,8 +451,7 @@ class Timeouts(unittest.TestCase):
         functions = {**resources(load_template(), "AWS::Lambda::Function"),
                      **resources(load_template(WORKLOAD_TEMPLATE), "AWS::Lambda::Function")}
         for name, function in functions.items():
-            step = function["Properties"]["FunctionName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
-            budget, timeout = retry_budget(step), function["Properties"]["Timeout"]
+            budget, timeout = retry_budget(function["Properties"]["Handler"]), function["Properties"]["Timeout"]
             with self.subTest(function=name):
                 self.assertGreaterEqual(timeout, budget, f"{name}: Timeout {timeout} s, retry budget {budget} s")
 
@@ -727,3 +729,14 @@ class Workload(unittest.TestCase):
         for config in resources(self.template, "AWS::Lambda::EventInvokeConfig").values():
             self.assertEqual(config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
                              {"Fn::GetAtt": ["ErrorQueue", "Arn"]})
+
+    def test_names_fit_with_the_longest_name_prefix(self):
+        """A StackSet's stack is StackSet-NAME-UUID (65 characters and more): the names start with NamePrefix instead,
+        whose longest value leaves every function's and rule's name within Lambda's and EventBridge's 64."""
+        pattern = self.template["Parameters"]["NamePrefix"]["AllowedPattern"]
+        longest = 1 + int(re.fullmatch(r"\^\[a-zA-Z\]\[a-zA-Z0-9-\]\{0,(\d+)\}\$", pattern).group(1))
+        for kind, field in (("AWS::Lambda::Function", "FunctionName"), ("AWS::Events::Rule", "Name")):
+            for name, resource in resources(self.template, kind).items():
+                sub = resource["Properties"][field]["Fn::Sub"]
+                self.assertTrue(sub.startswith("${NamePrefix}-"), name)
+                self.assertLessEqual(longest + len(sub) - len("${NamePrefix}"), 64, name)
