@@ -25,7 +25,7 @@ pub enum Format {
 const MAX_TITLE_CHARS: usize = 200;
 
 impl Severity {
-    pub(super) fn emoji(self) -> &'static str {
+    pub fn emoji(self) -> &'static str {
         match self {
             Severity::Failure => ":rotating_light:",
             Severity::Warning => ":warning:",
@@ -35,7 +35,7 @@ impl Severity {
     }
 
     /// Attachment bar colours: red, amber, green, grey.
-    pub(super) fn colour(self) -> &'static str {
+    pub fn colour(self) -> &'static str {
         match self {
             Severity::Failure => "#D0021B",
             Severity::Warning => "#F5A623",
