@@ -931,7 +931,7 @@ fn drill_document() -> (Value, DrillPlan) {
             archived_at: format!("2025-03-0{n}T03:00:00Z").parse().unwrap(),
         })
         .collect();
-    let plan = plan_drill(&input, &config, &candidates, 1).unwrap();
+    let plan = plan_drill(&input, &config, &candidates, 0, 1).unwrap();
     let outcomes: Vec<DrillOutcome> = plan
         .targets
         .iter()

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use crate::alert::Severity;
 use crate::archive_job::{ArchiveJob, JobResult};
 use crate::document::{FlowError, NotificationReport, StateError};
+use crate::manifest::archive_prefix_of;
 use crate::message::{escape_mrkdwn, truncate, MAX_CAUSE_CHARS};
 use crate::s3_location::S3Location;
 
@@ -50,6 +51,63 @@ pub struct DrillCandidate {
     /// When its manifest was written (LastModified): the manifest is written last, so this is when
     /// the archive was complete.
     pub archived_at: DateTime<Utc>,
+}
+
+/// Storage classes S3 serves at once, without RestoreObject.
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/storage-class-intro.html>
+pub const READABLE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "REDUCED_REDUNDANCY",
+    "EXPRESS_ONEZONE",
+];
+
+/// One object of the bucket's listing (ListObjectsV2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub last_modified: DateTime<Utc>,
+    /// As S3 lists it; absent means STANDARD.
+    pub storage_class: Option<String>,
+}
+
+/// The archives of a listing of `bucket` (the prefixes holding a manifest), split into those whose
+/// every object is readable at once (the candidates) and the number of the others (cold).
+pub fn drill_candidates(bucket: &str, objects: &[ListedObject]) -> (Vec<DrillCandidate>, u64) {
+    let mut archives: BTreeMap<&str, (DateTime<Utc>, bool)> = BTreeMap::new();
+    for object in objects {
+        if let Some(prefix) = archive_prefix_of(&object.key) {
+            archives.insert(prefix, (object.last_modified, true));
+        }
+    }
+    for object in objects {
+        let readable = object.storage_class.as_deref().is_none_or(|class| READABLE_CLASSES.contains(&class));
+        if readable {
+            continue;
+        }
+        // The object's archive: the nearest enclosing prefix that holds a manifest.
+        let mut dir = object.key.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if let Some((_, all_readable)) = archives.get_mut(parent) {
+                *all_readable = false;
+                break;
+            }
+            dir = parent;
+        }
+    }
+    let cold = archives.values().filter(|(_, readable)| !readable).count() as u64;
+    let candidates = archives
+        .into_iter()
+        .filter(|(_, (_, readable))| *readable)
+        .map(|(prefix, (archived_at, _))| DrillCandidate {
+            location: S3Location { bucket: bucket.to_string(), prefix: prefix.to_string() }.to_string(),
+            archived_at,
+        })
+        .collect();
+    (candidates, cold)
 }
 
 /// The execution's input: EventBridge's Scheduled Event (none of these fields: the stack's
@@ -110,8 +168,11 @@ pub struct DrillPlan {
     pub report_key: String,
     pub started_at: DateTime<Utc>,
     pub seed: u64,
-    /// Archives in the bucket when the drill began.
+    /// Archives in the bucket when the drill began whose objects are all readable at once.
     pub candidates: u64,
+    /// Archives left out because some of their objects are in a class that needs a thaw first
+    /// (Glacier Flexible Retrieval, Deep Archive): reading them would fail, not test them.
+    pub cold: u64,
     pub restore_to_snapshot: bool,
     pub targets: Vec<DrillTarget>,
 }
@@ -169,12 +230,13 @@ pub fn pick_archives(candidates: &[DrillCandidate], count: u32, seed: u64) -> Ve
     picked
 }
 
-/// The drill of the execution `input` over the bucket's `candidates`, under `config`; `fresh_seed`
-/// is used when the input names no seed.
+/// The drill of the execution `input` over the bucket's readable `candidates` (and `cold` others),
+/// under `config`; `fresh_seed` is used when the input names no seed.
 pub fn plan_drill(
     input: &PickDrillInput,
     config: &DrillConfig,
     candidates: &[DrillCandidate],
+    cold: u64,
     fresh_seed: u64,
 ) -> Result<DrillPlan, FlowError> {
     let archives = input.trigger.archives.unwrap_or(config.archives);
@@ -218,6 +280,7 @@ pub fn plan_drill(
         started_at: input.started_at,
         seed,
         candidates: candidates.len() as u64,
+        cold,
         restore_to_snapshot,
         targets,
     })
@@ -360,6 +423,8 @@ pub struct DrillReport {
     pub finished_at: DateTime<Utc>,
     pub seed: Option<u64>,
     pub candidates: u64,
+    /// Archives not drilled because their data needs a thaw first.
+    pub cold: u64,
     pub restore_to_snapshot: bool,
     /// True when every archive passed and the drill ran to its end.
     pub passed: bool,
@@ -447,6 +512,7 @@ pub fn drill_report(
         finished_at,
         seed: plan.map(|p| p.seed),
         candidates: plan.map_or(0, |p| p.candidates),
+        cold: plan.map_or(0, |p| p.cold),
         restore_to_snapshot: plan.is_some_and(|p| p.restore_to_snapshot),
         passed: input.error.is_none() && archives.iter().all(|a| a.verdict == Verdict::Passed),
         archives,
@@ -518,7 +584,10 @@ impl DrillReport {
         if let Some(seed) = self.seed {
             line.push_str(&format!(" | seed {seed}"));
         }
-        line.push_str(&format!(" | {} archive(s) in the bucket", self.candidates));
+        line.push_str(&format!(" | {} archive(s) readable in the bucket", self.candidates));
+        if self.cold > 0 {
+            line.push_str(&format!(", {} in a Glacier class not drilled", self.cold));
+        }
         line
     }
 
@@ -658,9 +727,36 @@ mod tests {
         assert_eq!(pick_archives(&all, 1, 0)[0].0.location, "s3://example-archive/a");
     }
 
+    fn listed(key: &str, at: &str, class: Option<&str>) -> ListedObject {
+        ListedObject { key: key.into(), last_modified: at.parse().unwrap(), storage_class: class.map(Into::into) }
+    }
+
+    #[test]
+    fn archives_with_objects_in_a_glacier_class_are_counted_not_drilled() {
+        let objects = [
+            listed("p/ebs/vol-1/snap-1/disk.raw.gz", "2026-11-01T03:00:00Z", Some("DEEP_ARCHIVE")),
+            listed("p/ebs/vol-1/snap-1/manifest.json", "2026-11-01T03:00:01Z", None),
+            listed("p/ebs/vol-2/snap-2/part1.tar.gz", "2026-11-02T03:00:00Z", Some("STANDARD")),
+            listed("p/ebs/vol-2/snap-2/part1.tar.index", "2026-11-02T03:00:00Z", Some("STANDARD")),
+            listed("p/ebs/vol-2/snap-2/manifest.json", "2026-11-02T03:00:01Z", Some("STANDARD")),
+            listed("p/ebs/vol-3/snap-3/disk.raw.gz.0001", "2026-11-03T03:00:00Z", Some("GLACIER")),
+            listed("p/ebs/vol-3/snap-3/manifest.json", "2026-11-03T03:00:01Z", None),
+            listed("p/.drills/x.json", "2026-11-04T03:00:00Z", None),
+        ];
+        let (candidates, cold) = drill_candidates("example-archive", &objects);
+        assert_eq!(cold, 2);
+        assert_eq!(
+            candidates,
+            [DrillCandidate {
+                location: "s3://example-archive/p/ebs/vol-2/snap-2".into(),
+                archived_at: "2026-11-02T03:00:01Z".parse().unwrap()
+            }]
+        );
+    }
+
     #[test]
     fn the_plan_names_each_job_its_archive_result_and_report() {
-        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(5), 42).unwrap();
+        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(5), 0, 42).unwrap();
         assert_eq!(plan.drill_id, "2026-12-06T03-00-00Z-e1");
         assert_eq!(plan.report_key, "backups/.drills/2026-12-06T03-00-00Z-e1.json");
         assert_eq!((plan.seed, plan.candidates, plan.targets.len()), (42, 5, 3));
@@ -681,7 +777,7 @@ mod tests {
     #[test]
     fn the_input_overrides_the_stacks_settings() {
         let trigger = DrillTrigger { archives: Some(1), seed: Some(9), restore_to_snapshot: Some(true) };
-        let plan = plan_drill(&input(trigger), &config(), &candidates(5), 42).unwrap();
+        let plan = plan_drill(&input(trigger), &config(), &candidates(5), 0, 42).unwrap();
         assert_eq!((plan.seed, plan.targets.len(), plan.restore_to_snapshot), (9, 1, true));
         assert_eq!(plan.targets[0].job.parameters["restore_to_snapshot"], "true");
     }
@@ -697,11 +793,11 @@ mod tests {
     fn rejects_a_drill_of_no_archives_or_too_many_naming_the_field() {
         for archives in [0, MAX_DRILL_ARCHIVES + 1] {
             let trigger = DrillTrigger { archives: Some(archives), ..DrillTrigger::default() };
-            let error = plan_drill(&input(trigger), &config(), &candidates(3), 1).unwrap_err();
+            let error = plan_drill(&input(trigger), &config(), &candidates(3), 0, 1).unwrap_err();
             assert!(matches!(error, FlowError::InvalidInput { field: "archives", .. }), "{error}");
         }
         let config = DrillConfig { job_queue: String::new(), ..config() };
-        let error = plan_drill(&input(DrillTrigger::default()), &config, &candidates(3), 1).unwrap_err();
+        let error = plan_drill(&input(DrillTrigger::default()), &config, &candidates(3), 0, 1).unwrap_err();
         assert!(matches!(error, FlowError::InvalidConfig { field: "job_queue", .. }), "{error}");
     }
 
@@ -738,7 +834,7 @@ mod tests {
 
     #[test]
     fn a_corrupted_archive_fails_the_drill_and_is_named_first() {
-        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(3), 1).unwrap();
+        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(3), 0, 1).unwrap();
         let mut outcomes = outcomes(&plan);
         let bad = plan.targets[1].location.clone();
         outcomes[1].job = None;
@@ -771,7 +867,7 @@ mod tests {
 
     #[test]
     fn a_drill_where_every_archive_matched_passes() {
-        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(3), 1).unwrap();
+        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(3), 0, 1).unwrap();
         let results: Vec<Option<DrillResult>> = plan.targets.iter().map(|t| Some(result(&t.location, None))).collect();
         let report = report_of(plan.clone(), outcomes(&plan), &results);
         assert!(report.passed, "{report:?}");
@@ -783,7 +879,7 @@ mod tests {
 
     #[test]
     fn a_job_without_a_result_is_unchecked_and_fails_the_drill() {
-        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(1), 1).unwrap();
+        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(1), 0, 1).unwrap();
         let mut outcomes = outcomes(&plan);
         outcomes[0].error = Some(StateError { error: "States.TaskFailed".into(), cause: Some("killed".into()) });
         let report = report_of(plan, outcomes, &[None]);
@@ -840,7 +936,7 @@ mod tests {
 
     #[test]
     fn an_empty_bucket_passes_with_a_warning() {
-        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &[], 1).unwrap();
+        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &[], 0, 1).unwrap();
         let report = report_of(plan, Vec::new(), &[]);
         assert!(report.passed);
         assert_eq!(report.severity(), Severity::Warning);
@@ -849,7 +945,7 @@ mod tests {
 
     #[test]
     fn the_report_round_trips() {
-        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(2), 1).unwrap();
+        let plan = plan_drill(&input(DrillTrigger::default()), &config(), &candidates(2), 0, 1).unwrap();
         let results: Vec<Option<DrillResult>> = plan.targets.iter().map(|t| Some(result(&t.location, None))).collect();
         let report = report_of(plan.clone(), outcomes(&plan), &results);
         let value = serde_json::to_value(&report).unwrap();

@@ -1,7 +1,8 @@
-//! The `pick-drill` Lambda (state `PickDrill` of the restore drill): lists the archives under the
-//! archive prefix (every `manifest.json`, with its LastModified: the listing alone, no manifest
-//! read, so a bucket of thousands of archives costs a few requests) and returns the drill
-//! [`plan_drill`] makes of them: the newest and a seeded random sample, each with its Batch job.
+//! The `pick-drill` Lambda (state `PickDrill` of the restore drill): lists the archive prefix (the
+//! listing alone, no manifest read, so a bucket of thousands of archives costs a few requests:
+//! every `manifest.json` with its LastModified, every object's storage class) and returns the drill
+//! [`plan_drill`] makes of the archives readable at once: the newest and a seeded random sample,
+//! each with its Batch job.
 //!
 //! Environment: `ARCHIVE_BUCKET`, `ARCHIVE_PREFIX`, `DRILL_ARCHIVES` (default
 //! [`DEFAULT_DRILL_ARCHIVES`]), `DRILL_RESTORE_TO_SNAPSHOT` (`true`/`false`, default false),
@@ -9,9 +10,8 @@
 
 use archiver_core::errors;
 use archiver_core::flows::restore_drill::{
-    plan_drill, DrillCandidate, DrillConfig, DrillPlan, PickDrillInput, DEFAULT_DRILL_ARCHIVES,
+    drill_candidates, plan_drill, DrillConfig, DrillPlan, ListedObject, PickDrillInput, DEFAULT_DRILL_ARCHIVES,
 };
-use archiver_core::manifest::archive_prefix_of;
 use archiver_core::s3_location::S3Location;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
@@ -71,11 +71,12 @@ fn fresh_seed() -> Result<u64, StepError> {
 #[tracing::instrument(skip_all, fields(execution = input.execution_name))]
 async fn pick_drill(step: &PickStep, input: PickDrillInput, fresh_seed: u64) -> Result<DrillPlan, StepError> {
     let config = step.config.as_ref().map_err(Clone::clone)?;
-    let candidates = archives(&step.s3, &config.location).await?;
-    let plan = plan_drill(&input, config, &candidates, fresh_seed)
+    let (candidates, cold) = drill_candidates(&config.location.bucket, &listing(&step.s3, &config.location).await?);
+    let plan = plan_drill(&input, config, &candidates, cold, fresh_seed)
         .map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
     tracing::info!(
         candidates = plan.candidates,
+        cold = plan.cold,
         picked = plan.targets.len(),
         seed = plan.seed,
         drill_id = plan.drill_id,
@@ -84,22 +85,23 @@ async fn pick_drill(step: &PickStep, input: PickDrillInput, fresh_seed: u64) -> 
     Ok(plan)
 }
 
-/// Every archive under `location`: the prefixes holding a manifest, with the manifest's LastModified.
-async fn archives(s3: &aws_sdk_s3::Client, location: &S3Location) -> Result<Vec<DrillCandidate>, StepError> {
+/// Every object under `location`, as the listing names it: enough to know the archives, their age
+/// and whether they are readable at once ([`drill_candidates`]).
+async fn listing(s3: &aws_sdk_s3::Client, location: &S3Location) -> Result<Vec<ListedObject>, StepError> {
     let list_prefix = if location.prefix.is_empty() { String::new() } else { format!("{}/", location.prefix) };
     let mut pages = s3.list_objects_v2().bucket(&location.bucket).prefix(&list_prefix).into_paginator().send();
-    let mut candidates = Vec::new();
+    let mut objects = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             AwsFailure::of(&format!("ListObjectsV2 {location}/"), &e).into_step_error(errors::STORAGE_ACCESS_FAILED)
         })?;
-        for object in page.contents() {
-            let (Some(key), Some(modified)) = (object.key(), object.last_modified().and_then(utc)) else { continue };
-            if let Some(prefix) = archive_prefix_of(key) {
-                let archive = S3Location { bucket: location.bucket.clone(), prefix: prefix.to_string() };
-                candidates.push(DrillCandidate { location: archive.to_string(), archived_at: modified });
-            }
-        }
+        objects.extend(page.contents().iter().filter_map(|object| {
+            Some(ListedObject {
+                key: object.key()?.to_string(),
+                last_modified: object.last_modified().and_then(utc)?,
+                storage_class: object.storage_class().map(|c| c.as_str().to_string()),
+            })
+        }));
     }
-    Ok(candidates)
+    Ok(objects)
 }
