@@ -697,6 +697,15 @@ fn graph_is_a_bounded_tree(asl: &Value) {
     assert!(unreachable.is_empty(), "unreachable: {unreachable:?}");
 }
 
+/// Whether one of the state's `Catch` rules takes `States.ALL`.
+fn catches_all(state: &Value) -> bool {
+    state["Catch"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"))
+}
+
 #[test]
 fn every_task_catches_everything_and_every_retry_is_bounded() {
     for flow in flows() {
@@ -704,13 +713,8 @@ fn every_task_catches_everything_and_every_retry_is_bounded() {
             if state["Type"] != "Task" {
                 continue;
             }
-            let catches_all = state["Catch"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
             assert!(
-                catches_all,
+                catches_all(state),
                 "{}: {name} has no catch-all: an error would end the execution without cleanup",
                 flow.stem
             );
@@ -977,12 +981,7 @@ fn the_drill_has_no_loop_and_every_task_catches_everything_with_bounded_retries(
         if !matches!(state["Type"].as_str(), Some("Task" | "Map")) {
             continue;
         }
-        let catches_all = state["Catch"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
-        assert!(catches_all, "{name} has no catch-all: an error would end the drill without a message");
+        assert!(catches_all(&state), "{name} has no catch-all: an error would end the drill without a message");
         for clause in ["Retry", "Catch"] {
             for rule in state[clause].as_array().into_iter().flatten() {
                 for error in rule["ErrorEquals"].as_array().unwrap() {

@@ -396,8 +396,9 @@ def retry_budget(step):
     if not sources:
         raise AssertionError(f"no Rust source for the step {step} under lambdas/")
     texts = [p.read_text() for p in sources]
-    # lambdas/src/common/slack.rs reads each webhook's parameter with one SSM call.
-    calls = sum(t.count(".send()") + t.count("slack_from_parameter(") for t in texts)
+    # lambdas/src/common/slack.rs reads each webhook's parameter with one SSM call (slack_from_parameter, or
+    # slack_from_env with the variable that names it).
+    calls = sum(t.count(".send()") + t.count("slack_from_parameter(") + t.count("slack_from_env(") for t in texts)
     budget = calls * SDK_RETRY_WAITS_SECONDS
     if any("post_to_slack(" in t for t in texts):
         attempts = rust_const_seconds("SLACK_MAX_ATTEMPTS")

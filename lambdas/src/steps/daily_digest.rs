@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use crate::common::slack::{post_to_slack, slack_from_parameter, Slack};
+use crate::common::slack::{post_to_slack, slack_from_env, Slack};
 use crate::common::storage::read_optional;
 use crate::common::tables::utc;
 use crate::common::{deadline, optional_env, required_env, AwsFailure, StepError};
@@ -41,14 +41,8 @@ struct DigestStep {
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let config = crate::common::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let slack = match optional_env("SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
-    let failure_slack = match optional_env("FAILURE_SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
+    let slack = slack_from_env(&ssm, "SLACK_WEBHOOK_PARAMETER").await;
+    let failure_slack = slack_from_env(&ssm, "FAILURE_SLACK_WEBHOOK_PARAMETER").await;
     let silence = optional_env("DIGEST_SILENCE")
         .unwrap_or_else(|| DigestSilence::WhenEmpty.to_string())
         .parse::<DigestSilence>()

@@ -19,7 +19,7 @@ use chrono::Utc;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
-use crate::common::slack::{post_to_slack, slack_from_parameter, Slack};
+use crate::common::slack::{post_to_slack, slack_from_env, Slack};
 use crate::common::storage::read_optional;
 use crate::common::{deadline, optional_env, parse_input, AwsFailure, StepError};
 
@@ -35,14 +35,8 @@ struct ReportStep {
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let config = crate::common::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let slack = match optional_env("SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
-    let failure_slack = match optional_env("FAILURE_SLACK_WEBHOOK_PARAMETER") {
-        Some(parameter) => Some(slack_from_parameter(&ssm, &parameter).await),
-        None => None,
-    };
+    let slack = slack_from_env(&ssm, "SLACK_WEBHOOK_PARAMETER").await;
+    let failure_slack = slack_from_env(&ssm, "FAILURE_SLACK_WEBHOOK_PARAMETER").await;
     let step = ReportStep {
         s3: crate::common::s3_client(&config),
         sns: aws_sdk_sns::Client::new(&config),
