@@ -4,7 +4,8 @@ segment overwritten in S3, its size kept), then the drill's state machine, deplo
 as its schedule would start it: pick-drill picks all three (the newest among them), a real `batch-worker drill` job
 per archive reads it back in full (the raw one also restored into an EBS snapshot through the emulator's EBS direct
 APIs, then deleted), drill-report keeps the report under <prefix>/.drills/ and sends one message. The report and
-the message name the corrupted archive as failed and the others as passed; no snapshot is left. Every call the
+the message name the corrupted archive as failed and the others as passed; no snapshot is left. A drill of the
+sound newest archive passes; a drill that cannot run (a bad input) sends its error once and fails. Every call the
 functions, jobs and state machine made passes the IAM check.
 
 The emulator does not run schedule rules, so the test starts the execution with the Scheduled Event the
@@ -131,3 +132,16 @@ def test_a_drill_of_sound_archives_passes_and_reports_once(aws, drill_stack, arc
     assert message["text"] == (f":white_check_mark: Restore drill passed: 1 archive in s3://{drill_stack.bucket} "
                                "read back and matched"), message
     assert len(sns_messages(aws, drill_stack)) == 1
+
+
+def test_a_drill_that_cannot_run_says_why_once_and_fails(aws, drill_stack, slack):
+    sfn = aws.client("stepfunctions")
+    execution = sfn.start_execution(stateMachineArn=drill_stack.state_machines["restore-drill"],
+                                    input=json.dumps({"archives": 0}))["executionArn"]
+    result = finished(aws, execution, timeout=60)
+    assert (result["status"], result.get("error")) == ("FAILED", "DrillStopped"), result
+    [message] = slack.delivered()
+    assert message["text"] == ":rotating_light: Restore drill FAILED in the archive bucket: InvalidEvent", message
+    assert "a drill reads 1 to 50 archives" in json.dumps(message["attachments"][0]["blocks"]), message
+    [text] = sns_messages(aws, drill_stack)
+    assert text.startswith("Restore drill FAILED in the archive bucket: InvalidEvent\n\nCause: "), text
