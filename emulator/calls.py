@@ -527,6 +527,23 @@ def lambda_invoke(call: Call) -> list[Check]:
     return [Check("lambda:InvokeFunction", arn)]
 
 
+def snapshot(call: Call, snapshot_id: str) -> Check:
+    """An EBS snapshot: its ARN names no account."""
+    return Check(call.action(), call.arn("ec2", f"snapshot/{snapshot_id}", account=False),
+                 resource_tags(call.tags.ec2(snapshot_id)))
+
+
+def ebs_start_snapshot(call: Call) -> list[Check]:
+    """StartSnapshot: on the new snapshot with its request tags; tags on create are authorized as ec2:CreateTags
+    too (the Service Authorization Reference lists it as StartSnapshot's dependent action)."""
+    tags = {tag["Key"]: tag["Value"] for tag in call.params.get("Tags", [])}
+    new_snapshot = call.arn("ec2", f"snapshot/{NEW}", account=False)
+    checks = [Check(call.action(), new_snapshot, request_tags(tags))]
+    if tags:
+        checks.append(Check("ec2:CreateTags", new_snapshot, {**request_tags(tags), "ec2:CreateAction": "StartSnapshot"}))
+    return checks
+
+
 def batch_submit(call: Call) -> list[Check]:
     p = call.params
     definition, queue = p["jobDefinition"], p["jobQueue"]
@@ -545,6 +562,10 @@ RULES = {
     "ec2:DescribeVolumes": anything, "ec2:DescribeSnapshots": anything,
     "ec2:CreateVolume": ec2_create_volume, "ec2:AttachVolume": ec2_attach_volume,
     "ec2:DetachVolume": ec2_detach_volume, "ec2:DeleteVolume": lambda call: [volume(call, call.params["VolumeId"])],
+    "ec2:DeleteSnapshot": lambda call: [snapshot(call, call.params["SnapshotId"])],
+    "ebs:StartSnapshot": ebs_start_snapshot,
+    "ebs:PutSnapshotBlock": lambda call: [snapshot(call, call.params["SnapshotId"])],
+    "ebs:CompleteSnapshot": lambda call: [snapshot(call, call.params["SnapshotId"])],
     "rds:DescribeDBSnapshots": rds_describe("snapshot", "DBSnapshotIdentifier"),
     "rds:DescribeDBClusterSnapshots": rds_describe("cluster-snapshot", "DBClusterSnapshotIdentifier"),
     "rds:DescribeDBInstances": rds_describe("db", "DBInstanceIdentifier"),

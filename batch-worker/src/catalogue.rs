@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use archiver_core::manifest::{ArchiveMode, Manifest, MANIFEST_NAME};
+use archiver_core::manifest::{archive_prefix_of, ArchiveMode, Manifest};
 use archiver_core::s3_location::S3Location;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::Client;
@@ -73,12 +73,9 @@ pub async fn list_archives(
             let Some(key) = object.key() else { continue };
             let class = object.storage_class().map(|c| c.as_str().to_string()).unwrap_or_else(|| "STANDARD".into());
             classes.insert(key.to_string(), class);
-            let archive_prefix = match key.rsplit_once('/') {
-                Some((prefix, MANIFEST_NAME)) => prefix.to_string(),
-                None if key == MANIFEST_NAME => String::new(),
-                _ => continue,
-            };
-            prefixes.push(archive_prefix);
+            if let Some(archive_prefix) = archive_prefix_of(key) {
+                prefixes.push(archive_prefix.to_string());
+            }
         }
     }
     let manifests: Vec<(S3Location, Manifest)> = futures::stream::iter(prefixes)

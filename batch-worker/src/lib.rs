@@ -27,6 +27,8 @@
 //! - [`ebs_direct`]: the EBS direct APIs, snapshots read and written block by block without a
 //!   volume: [`archive_snapshot`] archives a snapshot that way, [`restore_snapshot`] restores a
 //!   raw archive into a new snapshot.
+//! - [`drill`]: a restore drill of one archive: a deep verification, optionally a restore to a
+//!   snapshot that is then deleted, and the verdict written for the drill's report.
 //!
 //! [`s3`] builds the client from the standard AWS configuration; [`options`] holds the flags
 //! both binaries share; [`command`] runs system tools; [`signal`] turns SIGTERM into
@@ -39,6 +41,7 @@ pub mod archive_snapshot;
 pub mod catalogue;
 pub mod command;
 pub mod compress;
+pub mod drill;
 pub mod dump;
 pub mod ebs;
 pub mod ebs_direct;

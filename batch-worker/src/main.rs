@@ -3,9 +3,11 @@
 //! success, failure and SIGTERM alike; or with `--snapshot`, reads the snapshot's blocks through
 //! the EBS direct APIs, with no volume at all. `batch-worker dump` (the RDS native-dump flow): dumps the
 //! databases of the restored instance with the engine's own tools. Both print the archive report
-//! as one JSON document on stdout.
+//! as one JSON document on stdout. `batch-worker drill` (the restore drill's job): reads an archive
+//! back in full against its manifest, optionally restores it to a snapshot and deletes that, and
+//! writes and prints the verdict.
 //!
-//! Exit codes: 0 archived; 1 failed; 2 bad arguments or configuration; 130 interrupted.
+//! Exit codes: 0 archived (drill: passed); 1 failed; 2 bad arguments or configuration; 130 interrupted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,11 +18,13 @@ use archiver_core::s3_location::S3Location;
 use batch_worker::dump::{self, DumpRequest};
 use batch_worker::options::{DeviceArgs, PipelineArgs};
 use batch_worker::password::{Password, PasswordError};
-use batch_worker::{archive, archive_snapshot, ebs, nvme, s3, signal};
+use batch_worker::{archive, archive_snapshot, drill, ebs, nvme, s3, signal};
 use clap::Parser;
 
 /// The first argument that selects the dump mode; every other invocation archives a volume.
 const DUMP_COMMAND: &str = "dump";
+/// The first argument that selects the restore drill.
+const DRILL_COMMAND: &str = "drill";
 
 /// The volume flags at the top level, where the EBS job definition passes them. `dump` is parsed
 /// by its own parser ([`DumpCli`]) rather than as a clap subcommand beside flattened top-level
@@ -51,9 +55,43 @@ struct DumpCli {
     dump: DumpArgs,
 }
 
+/// `batch-worker drill …`: a restore drill of one archive.
+#[derive(Debug, Parser)]
+#[command(
+    name = "batch-worker drill",
+    bin_name = "batch-worker drill",
+    version,
+    after_help = "Exit codes: 0 the archive passed; 1 it failed (the result says why) or the result could not be \
+                  written; 2 bad arguments or configuration; 130 interrupted."
+)]
+struct DrillCli {
+    #[command(flatten)]
+    drill: DrillArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct DrillArgs {
+    /// The archive: s3://BUCKET/PREFIX (where its manifest.json is).
+    #[arg(long)]
+    archive: S3Location,
+    /// Where the verdict (core's DrillResult, JSON) is written: s3://BUCKET/KEY.
+    #[arg(long)]
+    result: S3Location,
+    /// Also restore each raw object into a new EBS snapshot and delete it (true or false).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    restore_to_snapshot: bool,
+    /// The drill's id, on the snapshots' tags.
+    #[arg(long, default_value = "manual")]
+    drill_id: String,
+    /// The stack's name: the snapshots' backup-archiver:managed-by tag, which the job role requires.
+    #[arg(long, default_value = "backup-archiver")]
+    deployment: String,
+}
+
 enum Mode {
     Volume(Args),
     Dump(DumpArgs),
+    Drill(DrillArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,10 +183,12 @@ fn failed(code: u8) -> impl Fn(&dyn std::fmt::Display) -> Failure {
 }
 
 fn main() -> ExitCode {
-    let dump = std::env::args_os().nth(1).is_some_and(|first| first == DUMP_COMMAND);
+    let first = std::env::args_os().nth(1);
     // Parsed before logging starts, so --help and usage errors print plainly.
-    let mode = if dump {
+    let mode = if first.as_deref() == Some(DUMP_COMMAND.as_ref()) {
         Mode::Dump(DumpCli::parse_from(std::env::args_os().skip(1)).dump)
+    } else if first.as_deref() == Some(DRILL_COMMAND.as_ref()) {
+        Mode::Drill(DrillCli::parse_from(std::env::args_os().skip(1)).drill)
     } else {
         Mode::Volume(VolumeCli::parse().volume)
     };
@@ -158,6 +198,7 @@ fn main() -> ExitCode {
     let result = match mode {
         Mode::Volume(args) => runtime.block_on(run(args)),
         Mode::Dump(args) => runtime.block_on(run_dump(args)),
+        Mode::Drill(args) => runtime.block_on(run_drill(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -248,6 +289,32 @@ async fn run_dump(args: DumpArgs) -> Result<(), Failure> {
         .map_err(|e| failed(exit_code(e.is_interrupted() || cancel.is_cancelled(), e.is_configuration()))(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
     Ok(())
+}
+
+async fn run_drill(args: DrillArgs) -> Result<(), Failure> {
+    let cancel = signal::cancel_on_signal();
+    let config = s3::load_config().await;
+    let s3_client = s3::client(&config);
+    s3::preflight(&config, &s3_client, &args.archive.bucket).await.map_err(|e| failed(2)(&e))?;
+    let snapshots = args.restore_to_snapshot.then(|| drill::SnapshotClients {
+        ebs: aws_sdk_ebs::Client::new(&config),
+        ec2: aws_sdk_ec2::Client::new(&config),
+    });
+    let options = drill::DrillOptions {
+        restore_to_snapshot: args.restore_to_snapshot,
+        drill_id: args.drill_id,
+        deployment: args.deployment,
+    };
+    let result = drill::drill_archive(&s3_client, snapshots.as_ref(), &args.archive, &options, &cancel).await;
+    drill::write_result(&s3_client, &args.result, &result).await.map_err(|e| failed(1)(&e))?;
+    println!("{}", serde_json::to_string(&result).expect("drill results serialize"));
+    match (result.ok, cancel.is_cancelled()) {
+        (true, _) => Ok(()),
+        (false, interrupted) => Err(Failure {
+            code: exit_code(interrupted, false),
+            message: format!("{} failed its restore drill (details in {})", args.archive, args.result),
+        }),
+    }
 }
 
 async fn archive_attached(

@@ -27,7 +27,8 @@
 //!   Lambdas' decisions: [`flows::ebs`] (temporary volume, archive job), [`flows::rds_export`]
 //!   (RDS snapshot export), [`flows::rds_dump`] (temporary database, dump job),
 //!   [`flows::dynamodb`] (point-in-time or temporary-table exports), [`flows::org_copy`] (a
-//!   workload account's copies into the central backup account, then the retention shortening).
+//!   workload account's copies into the central backup account, then the retention shortening),
+//!   [`flows::restore_drill`] (the scheduled read-back of a sample of the archives).
 //! - [`message`]: the notification an execution ends with, for Slack and SNS, read from any
 //!   flow's document.
 //! - [`alert`]: every AWS Backup job event (vault notification, EventBridge job and recovery

@@ -432,9 +432,27 @@ pub fn object_name(partition: Option<u32>, mode: ArchiveMode, compression: Compr
     format!("{what}.{kind}.{}", compression.extension())
 }
 
+/// The archive prefix of a manifest's key (`a/b/manifest.json` -> `a/b`, `manifest.json` -> ``),
+/// or `None` for any other key: how a listing of the bucket becomes a list of archives.
+pub fn archive_prefix_of(key: &str) -> Option<&str> {
+    match key.rsplit_once('/') {
+        Some((prefix, MANIFEST_NAME)) => Some(prefix),
+        None if key == MANIFEST_NAME => Some(""),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_keys_name_their_archive() {
+        assert_eq!(archive_prefix_of("backups/ebs/vol-1/snap-1/manifest.json"), Some("backups/ebs/vol-1/snap-1"));
+        assert_eq!(archive_prefix_of("manifest.json"), Some(""));
+        assert_eq!(archive_prefix_of("backups/ebs/vol-1/snap-1/disk.raw.gz"), None);
+        assert_eq!(archive_prefix_of("backups/.drills/x.json"), None);
+    }
 
     /// A one-object, one-segment manifest; also the starting point of `archive_job`'s tests.
     pub(crate) fn sample() -> Manifest {

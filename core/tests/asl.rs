@@ -31,6 +31,10 @@ use archiver_core::flows::rds_dump::{
 use archiver_core::flows::rds_export::{
     CheckExportInput, ExportedFiles, RdsExportSteps, StartExportInput, StartedExport,
 };
+use archiver_core::flows::restore_drill::{
+    plan_drill, DrillCandidate, DrillConfig, DrillOutcome, DrillPlan, DrillReportInput, DrillReportOutput,
+    DrillTrigger, PickDrillInput, DRILL_JOB_PARAMETERS,
+};
 use archiver_core::flows::Flow;
 use archiver_core::request::{plan_archive, ArchiveRequest, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
 use archiver_core::s3_location::S3Location;
@@ -67,6 +71,8 @@ fn flows() -> Vec<FlowFile> {
             "rds-export" => (full_export_state(), Flow::RdsExport),
             "rds-dump" => (dump_state(), Flow::RdsDump),
             "dynamodb-export" => (dynamodb_full_state(), Flow::DynamodbExport),
+            // Not an archive flow (no plan, no snapshot): checked by the restore_drill tests below.
+            "restore-drill" => continue,
             other => panic!("{other}.asl.json: no document for it in core/tests/asl.rs::flows"),
         };
         assert_eq!(flow.state_machine(), stem, "the file is named after its flow");
@@ -691,6 +697,15 @@ fn graph_is_a_bounded_tree(asl: &Value) {
     assert!(unreachable.is_empty(), "unreachable: {unreachable:?}");
 }
 
+/// Whether one of the state's `Catch` rules takes `States.ALL`.
+fn catches_all(state: &Value) -> bool {
+    state["Catch"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"))
+}
+
 #[test]
 fn every_task_catches_everything_and_every_retry_is_bounded() {
     for flow in flows() {
@@ -698,13 +713,8 @@ fn every_task_catches_everything_and_every_retry_is_bounded() {
             if state["Type"] != "Task" {
                 continue;
             }
-            let catches_all = state["Catch"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["ErrorEquals"].as_array().unwrap().iter().any(|e| e == "States.ALL"));
             assert!(
-                catches_all,
+                catches_all(state),
                 "{}: {name} has no catch-all: an error would end the execution without cleanup",
                 flow.stem
             );
@@ -892,4 +902,156 @@ fn rds_patterns_match_ready_snapshots_and_database_backup_jobs() {
     assert_eq!(backup["detail"]["state"], json!(["COMPLETED"]));
     assert_eq!(backup["detail"]["resourceType"], json!(["RDS", "Aurora"]));
     assert_eq!(backup["detail"]["backupVaultName"], "${ArchiveVaultNames}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The restore drill (state-machines/restore-drill.asl.json): no plan, no snapshot, its own document.
+
+/// The placeholders of the drill's ASL.
+const DRILL_PLACEHOLDERS: &[&str] = &["PickDrillFunctionArn", "DrillReportFunctionArn", "DrillJobDefinitionArn"];
+
+fn drill_asl() -> Value {
+    load("state-machines/restore-drill.asl.json")
+}
+
+/// The drill's execution document with every field present, from core's types: the trigger (a
+/// manual input), the plan, the Map's outcomes, the report and an error.
+fn drill_document() -> (Value, DrillPlan) {
+    let input = PickDrillInput {
+        trigger: DrillTrigger { archives: Some(2), seed: Some(7), restore_to_snapshot: Some(true) },
+        execution_name: "e1".into(),
+        started_at: "2025-03-04T03:00:00Z".parse().unwrap(),
+    };
+    let config = DrillConfig {
+        location: "s3://example-archive/backups".parse().unwrap(),
+        archives: 3,
+        restore_to_snapshot: false,
+        job_queue: "q".into(),
+        deployment: "stack".into(),
+    };
+    let candidates: Vec<DrillCandidate> = (1..4)
+        .map(|n| DrillCandidate {
+            location: format!("s3://example-archive/backups/ebs/vol-{n}"),
+            archived_at: format!("2025-03-0{n}T03:00:00Z").parse().unwrap(),
+        })
+        .collect();
+    let plan = plan_drill(&input, &config, &candidates, 0, 1).unwrap();
+    let outcomes: Vec<DrillOutcome> = plan
+        .targets
+        .iter()
+        .map(|target| DrillOutcome {
+            target: target.clone(),
+            job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
+            error: Some(StateError { error: "States.TaskFailed".into(), cause: Some("{}".into()) }),
+        })
+        .collect();
+    let report = DrillReportOutput {
+        report_key: Some(plan.report_key.clone()),
+        passed: true,
+        failed: Vec::new(),
+        notification: NotificationReport::default(),
+    };
+    let mut document = serde_json::to_value(&input.trigger).unwrap();
+    document["drill"] = serde_json::to_value(&plan).unwrap();
+    document["outcomes"] = serde_json::to_value(&outcomes).unwrap();
+    document["report"] = serde_json::to_value(&report).unwrap();
+    document["error"] = json!({"Error": "States.TaskFailed", "Cause": "{}"});
+    document["report_error"] = document["error"].clone();
+    (document, plan)
+}
+
+/// Every state of the drill: the top level's and the Map's.
+fn drill_states(asl: &Value) -> Vec<(String, Value)> {
+    let mut all = Vec::new();
+    for (name, state) in states(asl) {
+        if let Some(processor) = state.get("ItemProcessor") {
+            all.extend(states(processor).iter().map(|(n, s)| (n.clone(), s.clone())));
+        }
+        all.push((name.clone(), state.clone()));
+    }
+    all
+}
+
+#[test]
+fn the_drill_has_no_loop_and_every_task_catches_everything_with_bounded_retries() {
+    let asl = drill_asl();
+    graph_is_a_bounded_tree(&asl);
+    graph_is_a_bounded_tree(&states(&asl)["DrillArchives"]["ItemProcessor"]);
+    for (name, state) in drill_states(&asl) {
+        if !matches!(state["Type"].as_str(), Some("Task" | "Map")) {
+            continue;
+        }
+        assert!(catches_all(&state), "{name} has no catch-all: an error would end the drill without a message");
+        for clause in ["Retry", "Catch"] {
+            for rule in state[clause].as_array().into_iter().flatten() {
+                for error in rule["ErrorEquals"].as_array().unwrap() {
+                    let error = error.as_str().unwrap();
+                    assert!(errors::is_known(error), "{name}: unknown error name {error:?}");
+                    let ours = errors::ALL.iter().any(|e| e.name == error);
+                    assert!(clause == "Catch" || !ours || errors::is_retryable(error), "{name}: retries {error}");
+                }
+                if clause == "Retry" {
+                    assert!(rule["MaxAttempts"].as_u64().is_some(), "{name}: MaxAttempts must be explicit");
+                    assert!(retry_budget_seconds(rule) <= 3600.0, "{name}: a Retry may wait too long");
+                }
+            }
+        }
+    }
+    let text = serde_json::to_string(&asl).unwrap();
+    let used: BTreeSet<&str> = text.split("${").skip(1).map(|piece| piece.split('}').next().unwrap()).collect();
+    assert_eq!(used, DRILL_PLACEHOLDERS.iter().copied().collect(), "the drill's placeholders");
+}
+
+#[test]
+fn the_drills_paths_and_parameters_are_cores_types() {
+    let asl = drill_asl();
+    let (document, plan) = drill_document();
+    let mut context = context();
+    context["Execution"]["Input"] = json!({"detail-type": "Scheduled Event"});
+    for (name, state) in states(&asl) {
+        let at = |what: &str| format!("restore-drill: {name}.{what}");
+        for result_path in std::iter::once(&state["ResultPath"])
+            .chain(state["Catch"].as_array().into_iter().flatten().map(|c| &c["ResultPath"]))
+        {
+            if let Value::String(path) = result_path {
+                resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("ResultPath")));
+            }
+        }
+        for choice in state["Choices"].as_array().into_iter().flatten() {
+            for path in choice_variables(choice) {
+                let value = resolve(path, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Variable")));
+                assert!(value.is_boolean() == choice.get("BooleanEquals").is_some(), "{}: {value}", at("Variable"));
+            }
+        }
+        if let Some(items) = state["ItemsPath"].as_str() {
+            let targets = resolve(items, &document, &context).unwrap();
+            assert_eq!(targets, serde_json::to_value(&plan.targets).unwrap(), "{}", at("ItemsPath"));
+        }
+        let Some(parameters) = state.get("Parameters") else { continue };
+        let input = evaluate(parameters, &document, &context).unwrap_or_else(|e| panic!("{}: {e}", at("Parameters")));
+        match placeholder_of(state["Resource"].as_str().unwrap_or("")) {
+            // The trigger is the execution's input ($): whatever the document holds, read as a DrillTrigger.
+            Some("PickDrillFunctionArn") => check_input::<PickDrillInput>(name, &input),
+            Some("DrillReportFunctionArn") => check_input::<DrillReportInput>(name, &input),
+            other => panic!("{name}: Parameters for {other:?}"),
+        }
+    }
+    // The Map's item: its selector builds the processor's input; the job's parameters are core's.
+    let map = &states(&asl)["DrillArchives"];
+    let mut item_context = context.clone();
+    item_context["Map"] = json!({"Item": {"Index": 0, "Value": serde_json::to_value(&plan.targets[0]).unwrap()}});
+    let item = evaluate(&map["ItemSelector"], &document, &item_context).unwrap();
+    let job_state = &states(&map["ItemProcessor"])["DrillArchive"];
+    let submitted = evaluate(&job_state["Parameters"], &item, &item_context).unwrap();
+    let names: BTreeSet<&str> = submitted["Parameters"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(names, DRILL_JOB_PARAMETERS.iter().copied().collect(), "the drill job's parameters");
+    assert!(submitted["JobName"].is_string() && submitted["JobQueue"].is_string(), "{submitted}");
+    let answer: Value =
+        BATCH_JOB_FIELDS.iter().map(|f| (f.to_string(), json!("x"))).collect::<serde_json::Map<_, _>>().into();
+    let mut done = item.clone();
+    done["job"] = evaluate(&job_state["ResultSelector"], &answer, &item_context).unwrap();
+    serde_json::from_value::<DrillOutcome>(done).expect("a succeeded job's item is a DrillOutcome");
+    let mut failed = item;
+    failed["error"] = json!({"Error": "States.TaskFailed", "Cause": "{}"});
+    serde_json::from_value::<DrillOutcome>(failed).expect("a failed job's item is a DrillOutcome");
 }

@@ -4,7 +4,7 @@
 
 Starts the emulator in its own state directory, creates a VPC with two subnets, deploys the stack from
 infra/parameters.example.json (with those subnets) through `aws cloudformation package` and `deploy`, and
-checks what a deployment must hold: the four state machines with every `${Placeholder}` substituted, the
+checks what a deployment must hold: the five state machines with every `${Placeholder}` substituted, the
 rules, the Batch queues and job definitions, the outputs. Then it tears the stack down and checks that the
 state machines are gone and the archive bucket (with its archives) and the KMS key are kept.
 
@@ -38,7 +38,7 @@ from emulator.control import DEFAULT_ACCOUNT, running  # noqa: E402
 
 STACK = "ba-emulated"
 REGION = "eu-west-1"
-STATE_MACHINES = ("ebs-archive", "rds-export", "rds-dump", "dynamodb-export")
+STATE_MACHINES = ("ebs-archive", "rds-export", "rds-dump", "dynamodb-export", "restore-drill")
 STACKSET = "backup-archiver-org"
 ORG_REGIONS = ("eu-west-1", "eu-central-1")  # the workload's Regions, and the central vaults'
 ORG_VAULT = "org-vault"
@@ -211,11 +211,12 @@ class EmulatedDeploy(unittest.TestCase):
             json.loads(definition)
         rules = {r["Name"] for r in aws.client("events", REGION).list_rules(NamePrefix=STACK)["Rules"]}
         self.assertIn(f"{STACK}-backup-job-completed", rules)
+        self.assertIn(f"{STACK}-restore-drill", rules, "the restore drill's schedule")
         batch = aws.client("batch", REGION)
         queues = batch.describe_job_queues()["jobQueues"]
         self.assertGreaterEqual(len(queues), 2, "a queue per availability zone")
         definitions = {d["jobDefinitionName"] for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]}
-        self.assertEqual(len(definitions), 2, f"the volume worker's and the dump worker's: {definitions}")
+        self.assertEqual(len(definitions), 3, f"the volume worker's, the dump worker's and the drill's: {definitions}")
 
 
 if __name__ == "__main__":

@@ -199,6 +199,8 @@ class Triggers(unittest.TestCase):
         for name, rule in resources(self.template, "AWS::Events::Rule").items():
             if any(t["Arn"].get("Fn::GetAtt", [None])[0] in functions for t in rule["Properties"]["Targets"]):
                 continue  # the job alerts' rule (JobAlerts below): a function's, not a flow's
+            if "ScheduleExpression" in rule["Properties"]:
+                continue  # the restore drill's schedule (RestoreDrill below): no event pattern
             sub = rule["Properties"]["Name"]["Fn::Sub"]
             self.assertTrue(sub.startswith("${AWS::StackName}-"), name)
             self.rules[sub.removeprefix("${AWS::StackName}-")] = name
@@ -327,8 +329,10 @@ class Functions(unittest.TestCase):
 
     def test_every_function_is_invoked_by_the_state_machines_or_the_trigger_topic_or_a_schedule(self):
         invokable = []
+        machine_roles = {m["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+                         for m in resources(self.template, "AWS::StepFunctions::StateMachine").values()}
         for role, statement in statements(self.template):
-            if role == "StateMachineRole" and "lambda:InvokeFunction" in as_list(statement["Action"]):
+            if role in machine_roles and "lambda:InvokeFunction" in as_list(statement["Action"]):
                 invokable += as_list(statement["Resource"])
         permissions = resources(self.template, "AWS::Lambda::Permission").values()
         subscribed = [p["Properties"]["FunctionName"] for p in permissions
@@ -465,6 +469,11 @@ class Timeouts(unittest.TestCase):
         # Publish (one site for the text and the chat topics) and the dead-letter SendMessage.
         self.assertEqual(retry_budget("relay-alert"), 4 * 10 + 3 * 30 + 9 * SDK_RETRY_WAITS_SECONDS)
 
+    def test_the_drill_reports_budget_is_its_slack_retries(self):
+        # notify's Slack delivery, plus the SDK retries of each call site: two webhook parameters read (SSM), the
+        # results' GetObject (common::storage, one site), the report's PutObject and the Publish.
+        self.assertEqual(retry_budget("drill-report"), 4 * 10 + 3 * 30 + 5 * SDK_RETRY_WAITS_SECONDS)
+
     def test_the_daily_digests_budget_is_its_slack_retries(self):
         # The relay's Slack delivery, plus the SDK retries of each call site: two webhook parameters read (SSM),
         # ListBackupJobs, ListCopyJobs, ListRestoreJobs, ListObjectsV2, the manifests' GetObject (in
@@ -548,8 +557,10 @@ class Iam(unittest.TestCase):
                    and "SlackWebhookParameterName" in json.dumps(s["Resource"])]
         self.assertEqual([role for role, _ in readers],
                          ["NotifyFunctionRole", "RelayAlertFunctionRole", "RelayAlertFunctionRole",
-                          "DailyDigestFunctionRole", "DailyDigestFunctionRole"])
+                          "DailyDigestFunctionRole", "DailyDigestFunctionRole",
+                          "DrillReportFunctionRole", "DrillReportFunctionRole"])
         for (_, statement), parameter in zip(readers, ["SlackWebhookParameterName", "SlackWebhookParameterName",
+                                                        "FailureSlackWebhookParameterName", "SlackWebhookParameterName",
                                                         "FailureSlackWebhookParameterName", "SlackWebhookParameterName",
                                                         "FailureSlackWebhookParameterName"]):
             self.assertEqual(as_list(statement["Action"]), ["ssm:GetParameter"])
@@ -620,7 +631,8 @@ class Worker(unittest.TestCase):
         self.assertIn("volume_id", refs)
 
     def test_job_definitions_are_the_volume_job_and_the_dump_job(self):
-        self.assertEqual(set(resources(self.template, "AWS::Batch::JobDefinition")), {"WorkerJobDefinition", "DumpJobDefinition"})
+        self.assertEqual(set(resources(self.template, "AWS::Batch::JobDefinition")),
+                         {"WorkerJobDefinition", "DumpJobDefinition", "DrillJobDefinition"})
 
     def test_one_spot_queue_per_availability_zone(self):
         queues = resources(self.template, "AWS::Batch::JobQueue")
@@ -667,6 +679,73 @@ class DumpJob(unittest.TestCase):
         defaults = set(self.job.get("Parameters", {}))
         self.assertEqual(refs - passed - defaults, set(), "Ref:: to a parameter nobody passes")
         self.assertEqual(passed - refs, set(), "a parameter the flow passes that the command ignores")
+
+
+class RestoreDrill(unittest.TestCase):
+    """The restore drill runs on DrillSchedule unless it is off; its job reads archives, is not privileged, passes
+    only the parameters pick-drill sets, and may make and delete only snapshots tagged with the stack's name, and only
+    when DrillRestoreToSnapshot is true."""
+
+    def setUp(self):
+        self.template = load_template()
+        self.job = self.template["Resources"]["DrillJobDefinition"]["Properties"]
+        self.worker = self.template["Resources"]["WorkerJobDefinition"]["Properties"]
+
+    def test_the_schedule_starts_the_drill_unless_off(self):
+        rule = self.template["Resources"]["DrillScheduleRule"]
+        self.assertEqual(rule["Condition"], "HasDrillSchedule")
+        self.assertEqual(self.template["Conditions"]["HasDrillSchedule"],
+                         {"Fn::Not": [{"Fn::Equals": [{"Ref": "DrillSchedule"}, "off"]}]})
+        (target,) = rule["Properties"]["Targets"]
+        self.assertEqual(target["Arn"], {"Ref": "RestoreDrillStateMachine"})
+        self.assertIn("DeadLetterConfig", target)
+        role = target["RoleArn"]["Fn::GetAtt"][0]
+        allowed = [s["Resource"] for r, s in statements(self.template) if r == role]
+        self.assertEqual(allowed, [{"Ref": "RestoreDrillStateMachine"}])
+        pattern = re.compile(self.template["Parameters"]["DrillSchedule"]["AllowedPattern"])
+        for good in ["off", "cron(0 3 ? * SUN *)", "rate(7 days)", self.template["Parameters"]["DrillSchedule"]["Default"]]:
+            self.assertTrue(pattern.fullmatch(good), good)
+        for bad in ["", "weekly", "cron 0 3"]:
+            self.assertFalse(pattern.fullmatch(bad), bad)
+
+    def test_archives_per_drill_are_cores_bounds(self):
+        source = (ROOT / "core" / "src" / "flows" / "restore_drill.rs").read_text()
+        default = int(re.search(r"pub const DEFAULT_DRILL_ARCHIVES: u32 = (\d+);", source).group(1))
+        most = int(re.search(r"pub const MAX_DRILL_ARCHIVES: u32 = (\d+);", source).group(1))
+        parameter = self.template["Parameters"]["DrillArchives"]
+        self.assertEqual((int(parameter["Default"]), int(parameter["MinValue"]), int(parameter["MaxValue"])),
+                         (default, 1, most))
+
+    def test_command_is_batch_worker_drill_with_the_parameters_pick_drill_passes(self):
+        command = self.job["ContainerProperties"]["Command"]
+        self.assertEqual(command[0], "drill")
+        refs = {arg.removeprefix("Ref::") for arg in command if arg.startswith("Ref::")}
+        passed = rust_str_list(ROOT / "core" / "src" / "flows" / "restore_drill.rs", "DRILL_JOB_PARAMETERS")
+        self.assertEqual(refs, passed)
+
+    def test_same_image_timeout_and_retry_as_the_volume_job_not_privileged(self):
+        self.assertEqual(self.job["ContainerProperties"]["Image"], self.worker["ContainerProperties"]["Image"])
+        self.assertEqual(self.job["Timeout"], self.worker["Timeout"])
+        self.assertEqual(self.job["RetryStrategy"], self.worker["RetryStrategy"])
+        self.assertFalse(self.job["ContainerProperties"]["Privileged"])
+        self.assertNotIn("Volumes", self.job["ContainerProperties"])
+
+    def test_snapshots_only_when_configured_and_only_ours(self):
+        role = self.job["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0]
+        snapshot_actions = 0
+        for name, statement, condition in statements(self.template, with_condition=True):
+            if name != role:
+                continue
+            actions = {a.lower() for a in as_list(statement["Action"])}
+            if any(a.startswith(("ebs:", "ec2:")) for a in actions):
+                self.assertEqual(condition, "DrillRestoresSnapshots", statement)
+                snapshot_actions += 1
+            if actions & {"ebs:startsnapshot", "ebs:putsnapshotblock", "ebs:completesnapshot", "ec2:deletesnapshot",
+                          "ec2:createtags"}:
+                tags = json.dumps(statement["Condition"]["StringEquals"])
+                self.assertIn(f"/{VOLUME_TAG}", tags, statement)
+            self.assertNotIn("s3:deleteobject", actions, "a drill never deletes archives")
+        self.assertEqual(snapshot_actions, 3)
 
 
 class Bucket(unittest.TestCase):

@@ -53,7 +53,7 @@ pub trait Message {
 const MAX_TITLE_CHARS: usize = 200;
 
 impl Severity {
-    pub(super) fn emoji(self) -> &'static str {
+    pub fn emoji(self) -> &'static str {
         match self {
             Severity::Failure => ":rotating_light:",
             Severity::Warning => ":warning:",
@@ -63,7 +63,7 @@ impl Severity {
     }
 
     /// Attachment bar colours: red, amber, green, grey.
-    pub(super) fn colour(self) -> &'static str {
+    pub fn colour(self) -> &'static str {
         match self {
             Severity::Failure => "#D0021B",
             Severity::Warning => "#F5A623",

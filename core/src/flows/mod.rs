@@ -10,6 +10,7 @@ pub mod ebs;
 pub mod org_copy;
 pub mod rds_dump;
 pub mod rds_export;
+pub mod restore_drill;
 
 /// Which state machine carries the request on; the ASL of the entry flow branches on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

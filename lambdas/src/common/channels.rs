@@ -9,7 +9,7 @@ use std::time::Instant;
 use archiver_core::alert::render::{Format, Message};
 
 use super::optional_env;
-use super::slack::{post_to_slack, slack_from_parameter, Slack};
+use super::slack::{post_to_slack, slack_from_env, Slack};
 use super::{AwsFailure, StepError};
 
 /// The channels configured for the function.
@@ -33,8 +33,8 @@ impl Channels {
     /// The channels the function's environment names; the webhooks are read from SSM once, at start.
     pub async fn from_env(config: &aws_config::SdkConfig) -> Channels {
         let ssm = aws_sdk_ssm::Client::new(config);
-        let slack = webhook(&ssm, "SLACK_WEBHOOK_PARAMETER").await;
-        let failure_slack = webhook(&ssm, "FAILURE_SLACK_WEBHOOK_PARAMETER").await;
+        let slack = slack_from_env(&ssm, "SLACK_WEBHOOK_PARAMETER").await;
+        let failure_slack = slack_from_env(&ssm, "FAILURE_SLACK_WEBHOOK_PARAMETER").await;
         let channels = Channels {
             sns: aws_sdk_sns::Client::new(config),
             slack,
@@ -80,13 +80,5 @@ impl Channels {
             }
         }
         delivery
-    }
-}
-
-/// The webhook whose parameter the environment variable `variable` names, if it names one.
-async fn webhook(ssm: &aws_sdk_ssm::Client, variable: &str) -> Option<Result<Slack, StepError>> {
-    match optional_env(variable) {
-        Some(parameter) => Some(slack_from_parameter(ssm, &parameter).await),
-        None => None,
     }
 }

@@ -41,6 +41,14 @@ pub async fn slack_from_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Resu
     slack_client(&url).map_err(|e| StepError::config(format!("parameter {name}: {}", e.message)))
 }
 
+/// The webhook whose parameter the environment variable `env` names, or `None` when it names none.
+pub async fn slack_from_env(ssm: &aws_sdk_ssm::Client, env: &str) -> Option<Result<Slack, StepError>> {
+    match super::optional_env(env) {
+        Some(parameter) => Some(slack_from_parameter(ssm, &parameter).await),
+        None => None,
+    }
+}
+
 /// A client for the webhook `url` (https, or http for a local stand-in).
 pub fn slack_client(url: &str) -> Result<Slack, StepError> {
     let url: http::Uri = url.parse().map_err(|_| StepError::config("the Slack webhook is not a URL"))?;

@@ -14,8 +14,10 @@ pub mod delete_database;
 pub mod delete_recovery_point;
 pub mod delete_table;
 pub mod delete_volume;
+pub mod drill_report;
 pub mod export_table;
 pub mod notify;
+pub mod pick_drill;
 pub mod plan;
 pub mod prepare_table;
 pub mod relay_alert;
@@ -57,8 +59,10 @@ steps! {
     delete_recovery_point => "delete-recovery-point",
     delete_table => "delete-table",
     delete_volume => "delete-volume",
+    drill_report => "drill-report",
     export_table => "export-table",
     notify => "notify",
+    pick_drill => "pick-drill",
     plan => "plan",
     prepare_table => "prepare-table",
     relay_alert => "relay-alert",
