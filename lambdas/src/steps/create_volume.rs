@@ -35,7 +35,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-fn flow_error(error: FlowError) -> StepError {
+pub(crate) fn flow_error(error: FlowError) -> StepError {
     StepError::new(error.error_name(), error.to_string())
 }
 
@@ -93,10 +93,10 @@ async fn create(ec2: &Client, spec: &VolumeRequest) -> Result<String, StepError>
     Ok(volume_id)
 }
 
-/// Takes the claim on the request's idempotency key: PutObject with `If-None-Match: *`, which S3
-/// refuses with 412 when the claim exists. Refused, the claim is read back: this execution's own
+/// Takes the claim on the request's idempotency key (also for `claim-snapshot`, the direct read
+/// path's): PutObject with `If-None-Match: *`, which S3 refuses with 412 when the claim exists. Refused, the claim is read back: this execution's own
 /// (an earlier attempt took it) goes on, another's is `DuplicateArchive`.
-async fn take_claim(s3: &aws_sdk_s3::Client, request: &ArchiveRequest, execution_id: &str) -> Result<(), StepError> {
+pub(crate) async fn take_claim(s3: &aws_sdk_s3::Client, request: &ArchiveRequest, execution_id: &str) -> Result<(), StepError> {
     let destination = &request.destination;
     let key = claim_key(destination, &request.idempotency_key);
     let url = destination.url_of(&key);

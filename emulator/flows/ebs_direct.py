@@ -1,0 +1,28 @@
+"""The EBS flow's direct read path in the emulator (state-machines/ebs-archive.asl.json ClaimSnapshot ->
+DirectArchiveJob), for emulator/deploy.py: the job definition that reads a snapshot through the EBS direct
+APIs. Its command is the production one: the worker reads the blocks a test wrote into the emulator's snapshot
+(PutSnapshotBlock), with no device and no instance.
+"""
+
+# The worker's command, as infra's DirectJobDefinition has it: each Ref:: is a parameter of core's
+# flows::ebs::DIRECT_JOB_PARAMETERS, filled by the state machine's DirectArchiveJob.
+DIRECT_COMMAND = ["batch-worker", "--snapshot", "Ref::snapshot_id", "--to", "Ref::destination", "--mode", "Ref::mode"]
+
+
+def resources(aws, settings, stack) -> dict:
+    """Register the direct-read job definition (with the template's timeout and job role); return it as the
+    template's DirectJobDefinition."""
+    from emulator.deploy import job_environment, job_settings  # deploy imports this module
+
+    timeout, role = job_settings(settings, "DirectJobDefinition")
+    job_definition = f"{settings.name}-worker-direct"
+    aws.client("batch").register_job_definition(
+        jobDefinitionName=job_definition, type="container", timeout={"attemptDurationSeconds": timeout},
+        containerProperties={
+            "image": "backup-archiver-worker", "command": DIRECT_COMMAND, "jobRoleArn": role,
+            "environment": job_environment(settings),
+            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
+        },
+    )
+    # without a revision: the latest applies (CloudFormation's Ref names the revision it made)
+    return {"physical": {"DirectJobDefinition": {"Ref": job_definition}}}
