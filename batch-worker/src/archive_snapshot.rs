@@ -61,7 +61,6 @@ impl SnapshotArchiveError {
             _ => false,
         }
     }
-
 }
 
 /// Archives snapshot `snapshot_id` under `dest` as one raw object of the whole volume.

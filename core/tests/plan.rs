@@ -634,8 +634,7 @@ fn only_ebs_archives_have_a_read_path() {
 
 #[test]
 fn the_read_path_setting_defaults_to_the_volume() {
-    let config: PlanConfig =
-        serde_json::from_value(json!({"destination": {"bucket": "b", "prefix": ""}})).unwrap();
+    let config: PlanConfig = serde_json::from_value(json!({"destination": {"bucket": "b", "prefix": ""}})).unwrap();
     assert_eq!(config.read_path, ReadPath::Volume);
     let direct: PlanConfig =
         serde_json::from_value(json!({"destination": {"bucket": "b", "prefix": ""}, "read_path": "direct"})).unwrap();

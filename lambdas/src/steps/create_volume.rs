@@ -94,9 +94,14 @@ async fn create(ec2: &Client, spec: &VolumeRequest) -> Result<String, StepError>
 }
 
 /// Takes the claim on the request's idempotency key (also for `claim-snapshot`, the direct read
-/// path's): PutObject with `If-None-Match: *`, which S3 refuses with 412 when the claim exists. Refused, the claim is read back: this execution's own
-/// (an earlier attempt took it) goes on, another's is `DuplicateArchive`.
-pub(crate) async fn take_claim(s3: &aws_sdk_s3::Client, request: &ArchiveRequest, execution_id: &str) -> Result<(), StepError> {
+/// path's): PutObject with `If-None-Match: *`, which S3 refuses with 412 when the claim exists.
+/// Refused, the claim is read back: this execution's own (an earlier attempt took it) goes on,
+/// another's is `DuplicateArchive`.
+pub(crate) async fn take_claim(
+    s3: &aws_sdk_s3::Client,
+    request: &ArchiveRequest,
+    execution_id: &str,
+) -> Result<(), StepError> {
     let destination = &request.destination;
     let key = claim_key(destination, &request.idempotency_key);
     let url = destination.url_of(&key);
