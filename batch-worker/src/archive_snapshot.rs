@@ -63,7 +63,8 @@ impl SnapshotArchiveError {
     }
 }
 
-/// Archives snapshot `snapshot_id` under `dest` as one raw object of the whole volume.
+/// Archives snapshot `snapshot_id` under `dest`: one raw object of the whole volume, or in files
+/// mode the tree of each filesystem of a local copy ([`archive_files`]).
 pub async fn archive_snapshot(
     s3: &aws_sdk_s3::Client,
     ebs: &aws_sdk_ebs::Client,

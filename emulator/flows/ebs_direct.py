@@ -12,17 +12,9 @@ DIRECT_COMMAND = ["batch-worker", "--snapshot", "Ref::snapshot_id", "--to", "Ref
 def resources(aws, settings, stack) -> dict:
     """Register the direct-read job definition (with the template's timeout and job role); return it as the
     template's DirectJobDefinition."""
-    from emulator.deploy import job_environment, job_settings  # deploy imports this module
+    from emulator.deploy import register_flow_job_definition  # deploy imports this module
 
-    timeout, role = job_settings(settings, "DirectJobDefinition")
     job_definition = f"{settings.name}-worker-direct"
-    aws.client("batch").register_job_definition(
-        jobDefinitionName=job_definition, type="container", timeout={"attemptDurationSeconds": timeout},
-        containerProperties={
-            "image": "backup-archiver-worker", "command": DIRECT_COMMAND, "jobRoleArn": role,
-            "environment": job_environment(settings),
-            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
-        },
-    )
+    register_flow_job_definition(aws, settings, "DirectJobDefinition", job_definition, DIRECT_COMMAND)
     # without a revision: the latest applies (CloudFormation's Ref names the revision it made)
     return {"physical": {"DirectJobDefinition": {"Ref": job_definition}}}
