@@ -204,6 +204,15 @@ class Tags:
             return None
         return found[0].get("KeyId", "alias/aws/ssm")
 
+    def snapshot_key(self, snapshot_id: str) -> str | None:
+        """The KMS key of an encrypted EBS snapshot, or None."""
+        ec2 = self.client("ec2")
+        try:
+            snapshots = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        except ec2.exceptions.ClientError:
+            return None
+        return snapshots[0].get("KmsKeyId") if snapshots and snapshots[0].get("Encrypted") else None
+
     def volume_attachment(self, volume_id: str) -> str | None:
         """The instance a volume is attached to (DetachVolume may omit it)."""
         ec2 = self.client("ec2")
@@ -296,6 +305,22 @@ def ec2_detach_volume(call: Call) -> list[Check]:
     instance_id = call.params.get("InstanceId") or call.tags.volume_attachment(volume_id)
     if instance_id:
         checks.append(instance(call, instance_id))
+    return checks
+
+
+def ebs_snapshot(call: Call) -> list[Check]:
+    """The EBS direct APIs authorize on the snapshot (an EC2 ARN without an account), with its tags."""
+    snapshot = call.params["SnapshotId"]
+    return [Check(call.action(), call.arn("ec2", f"snapshot/{snapshot}", account=False),
+                  resource_tags(call.tags.ec2(snapshot)))]
+
+
+def ebs_get_block(call: Call) -> list[Check]:
+    """GetSnapshotBlock of an encrypted snapshot: EBS decrypts the block with the caller's kms:Decrypt."""
+    checks = ebs_snapshot(call)
+    key = call.tags.snapshot_key(call.params["SnapshotId"])
+    if key:
+        checks += kms_via(call, "ebs", key, ["kms:Decrypt"])
     return checks
 
 
@@ -566,6 +591,7 @@ RULES = {
     "ebs:StartSnapshot": ebs_start_snapshot,
     "ebs:PutSnapshotBlock": lambda call: [snapshot(call, call.params["SnapshotId"])],
     "ebs:CompleteSnapshot": lambda call: [snapshot(call, call.params["SnapshotId"])],
+    "ebs:ListSnapshotBlocks": ebs_snapshot, "ebs:GetSnapshotBlock": ebs_get_block,
     "rds:DescribeDBSnapshots": rds_describe("snapshot", "DBSnapshotIdentifier"),
     "rds:DescribeDBClusterSnapshots": rds_describe("cluster-snapshot", "DBClusterSnapshotIdentifier"),
     "rds:DescribeDBInstances": rds_describe("db", "DBInstanceIdentifier"),

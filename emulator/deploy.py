@@ -406,6 +406,20 @@ def job_settings(settings: Settings, logical_id: str) -> tuple[int, str]:
     return int(timeout), template.render(properties["ContainerProperties"]["JobRoleArn"])
 
 
+def register_flow_job_definition(aws, settings: Settings, logical_id: str, job_definition: str, command: list) -> None:
+    """A job definition of a flow (emulator/flows/) with the production command and the template's timeout and
+    job role for `logical_id`: jobs that need no instance or device of the test's."""
+    timeout, role = job_settings(settings, logical_id)
+    aws.client("batch").register_job_definition(
+        jobDefinitionName=job_definition, type="container", timeout={"attemptDurationSeconds": timeout},
+        containerProperties={
+            "image": "backup-archiver-worker", "command": command, "jobRoleArn": role,
+            "environment": job_environment(settings),
+            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
+        },
+    )
+
+
 def register_job_definition(aws, settings: Settings, job_definition: str, instance_id: str,
                             timeout_seconds: int | None = None) -> str:
     """A new revision of the worker's job definition with the template's timeout (or `timeout_seconds`) and job

@@ -2,6 +2,12 @@
 //! APIs ([`SnapshotReader`]), holes as zeros (which the compressor stores for next to
 //! nothing), in raw mode -> compress -> multipart upload -> manifest, the same archive as a
 //! volume's raw one. No CreateVolume, no attachment, no AZ, no lazy loading.
+//!
+//! Files mode (`--mode files` only; `auto` stays raw, so the flow's unprivileged job never needs
+//! a loop device) copies the written blocks into a sparse image under the temporary directory,
+//! holes left as holes, and archives that image as a device ([`archive::archive_device`]: loop
+//! device, read-only mounts, tar). The copy costs disk space for the written bytes only; the
+//! measured numbers and the choice against a lazily fetched view are in docs/architecture.md.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,8 +19,8 @@ use archiver_core::s3_location::S3Location;
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::{ArchiveOptions, ArchiveReport};
-use crate::compress::{CompressError, Compressor};
+use crate::archive::{self, ArchiveError, ArchiveOptions, ArchiveReport};
+use crate::compress::{is_all_zero, CompressError, Compressor};
 use crate::ebs_direct::{EbsDirectError, SnapshotReader};
 use crate::pipeline::{self, ManifestUploadError};
 use crate::upload::{ObjectSpec, UploadError};
@@ -32,22 +38,33 @@ pub enum SnapshotArchiveError {
     Upload(#[from] UploadError),
     #[error(transparent)]
     Manifest(#[from] ManifestUploadError),
-    #[error("files mode needs a mounted filesystem: archive snapshot {snapshot_id} through a volume, or in raw mode")]
-    FilesMode { snapshot_id: String },
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("cannot copy snapshot {snapshot_id} into the local image {path}: {source}")]
+    LocalCopy {
+        snapshot_id: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interrupted while copying snapshot {snapshot_id}")]
+    CopyInterrupted { snapshot_id: String },
 }
 
 impl SnapshotArchiveError {
     pub fn is_interrupted(&self) -> bool {
-        matches!(self, SnapshotArchiveError::Upload(UploadError::Interrupted))
-    }
-
-    /// An error of the request rather than of the run.
-    pub fn is_configuration(&self) -> bool {
-        matches!(self, SnapshotArchiveError::FilesMode { .. })
+        match self {
+            SnapshotArchiveError::Upload(UploadError::Interrupted) | SnapshotArchiveError::CopyInterrupted { .. } => {
+                true
+            }
+            SnapshotArchiveError::Archive(e) => e.is_interrupted(),
+            _ => false,
+        }
     }
 }
 
-/// Archives snapshot `snapshot_id` under `dest` as one raw object of the whole volume.
+/// Archives snapshot `snapshot_id` under `dest`: one raw object of the whole volume, or in files
+/// mode the tree of each filesystem of a local copy ([`archive_files`]).
 pub async fn archive_snapshot(
     s3: &aws_sdk_s3::Client,
     ebs: &aws_sdk_ebs::Client,
@@ -58,7 +75,7 @@ pub async fn archive_snapshot(
     cancel: &CancellationToken,
 ) -> Result<ArchiveReport, SnapshotArchiveError> {
     let raw_reason = match options.mode {
-        ModeRequest::Files => return Err(SnapshotArchiveError::FilesMode { snapshot_id: snapshot_id.into() }),
+        ModeRequest::Files => return archive_files(s3, ebs, snapshot_id, dest, options, progress, cancel).await,
         ModeRequest::Auto => Some(RAW_REASON.to_string()),
         ModeRequest::Raw => None,
     };
@@ -131,4 +148,60 @@ pub async fn archive_snapshot(
         objects,
         seconds: clock.elapsed().as_secs_f64(),
     })
+}
+
+/// Files mode: the snapshot's written blocks copied into a sparse image in a temporary directory
+/// (removed on every path when it drops), which the device pipeline then archives.
+async fn archive_files(
+    s3: &aws_sdk_s3::Client,
+    ebs: &aws_sdk_ebs::Client,
+    snapshot_id: &str,
+    dest: &S3Location,
+    options: &ArchiveOptions,
+    progress: Option<ProgressBar>,
+    cancel: &CancellationToken,
+) -> Result<ArchiveReport, SnapshotArchiveError> {
+    let reader = SnapshotReader::open(ebs, snapshot_id).await?;
+    let work = tempfile::Builder::new().prefix("backup-archiver-snapshot-").tempdir().map_err(|source| {
+        SnapshotArchiveError::LocalCopy { snapshot_id: snapshot_id.into(), path: std::env::temp_dir(), source }
+    })?;
+    let image = work.path().join(format!("{snapshot_id}.img"));
+    tracing::info!(snapshot_id, size = reader.size, image = %image.display(), "copying the written blocks locally");
+    tokio::select! {
+        copied = copy_blocks(ebs, reader, &image) => copied?,
+        _ = cancel.cancelled() => return Err(SnapshotArchiveError::CopyInterrupted { snapshot_id: snapshot_id.into() }),
+    }
+    Ok(archive::archive_device(s3, &image, dest, options, progress, cancel).await?)
+}
+
+/// Writes the snapshot's non-zero chunks at their offsets into a new file of the volume's size:
+/// every hole, listed or all-zero, stays a hole of the file.
+async fn copy_blocks(
+    ebs: &aws_sdk_ebs::Client,
+    reader: SnapshotReader,
+    image: &std::path::Path,
+) -> Result<(), SnapshotArchiveError> {
+    use futures::StreamExt;
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+    let snapshot_id = reader.snapshot_id.clone();
+    let failed = |source| SnapshotArchiveError::LocalCopy {
+        snapshot_id: snapshot_id.clone(),
+        path: image.to_path_buf(),
+        source,
+    };
+    let mut file = tokio::fs::File::create(image).await.map_err(failed)?;
+    file.set_len(reader.size).await.map_err(failed)?;
+    let mut chunks = std::pin::pin!(reader.chunks::<SnapshotArchiveError>(ebs));
+    let mut offset = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        if !is_all_zero(&chunk) {
+            file.seek(std::io::SeekFrom::Start(offset)).await.map_err(failed)?;
+            file.write_all(&chunk).await.map_err(failed)?;
+        }
+        offset += chunk.len() as u64;
+    }
+    file.flush().await.map_err(failed)?;
+    Ok(())
 }

@@ -131,7 +131,8 @@ struct Args {
     #[arg(long, required_unless_present = "snapshot")]
     volume_id: Option<String>,
     /// Instead of a volume: the snapshot (snap-...) to read through the EBS direct APIs, with no
-    /// volume, attachment or device; archived raw, holes as zeros.
+    /// volume, attachment or device; archived raw, holes as zeros (`--mode files`: copied into a
+    /// local sparse image first, then archived as a device).
     #[arg(long, conflicts_with_all = ["volume_id", "device", "instance_id"])]
     snapshot: Option<String>,
     /// Where the archive goes: s3://BUCKET/PREFIX.
@@ -258,7 +259,7 @@ async fn run_direct(args: Args, cancel: &tokio_util::sync::CancellationToken) ->
     let ebs = aws_sdk_ebs::Client::new(&config);
     let report = archive_snapshot::archive_snapshot(&s3_client, &ebs, snapshot_id, &args.to, &options, None, cancel)
         .await
-        .map_err(|e| failed(exit_code(e.is_interrupted() || cancel.is_cancelled(), e.is_configuration()))(&e))?;
+        .map_err(|e| failed(exit_code(e.is_interrupted() || cancel.is_cancelled(), false))(&e))?;
     println!("{}", serde_json::to_string(&report).expect("reports always serialize"));
     Ok(())
 }

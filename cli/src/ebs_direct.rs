@@ -67,7 +67,6 @@ pub async fn archive(args: ArchiveArgs, progress: bool) -> Result<ExitCode, Fail
         e if e.is_interrupted() => {
             Failure { code: ExitCode::Interrupted, message: "interrupted; the upload was aborted".into() }
         }
-        e if e.is_configuration() => Failure::usage(e),
         e => Failure::no(e),
     })?;
     if args.json {

@@ -180,6 +180,45 @@ fn archive_snapshot_reads_written_blocks_and_holes_as_zeros() {
     assert_eq!(aws.blocks(out.stdout_text().trim()), written);
 }
 
+/// `archive --snapshot --mode files`: the snapshot copied into a local sparse image and archived
+/// as a device, so the archive is the filesystem's tree, which `restore --to` gives back exactly.
+#[test]
+fn archive_snapshot_in_files_mode_archives_the_filesystems_tree() {
+    require_image_prerequisites();
+    let _system = shared_system();
+    let work = workdir("snap-files");
+    let t = TestS3::start_with("snap-files", Moto::start_with_patches(PATCHES));
+    let env = CliEnv::new(&t.endpoint());
+    let source = work.path().join("source.img");
+    image::fs_image(&source, Fs::Ext4, Fs::Ext4.min_size(), populate_full);
+    env.archive(&source, &t.url("raw"), &["--mode", "raw"]);
+    let out = env.run(["restore", &t.url("raw"), "--to-snapshot"]);
+    out.assert_success();
+    let snapshot_id = out.stdout_text().trim().to_string();
+
+    let out = env.run(["archive", "--snapshot", &snapshot_id, "--mode", "files", "--to", &t.url("files"), "--json"]);
+    out.assert_success();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let object = &json["objects"][0];
+    assert_eq!((object["mode"].as_str(), object["fs_type"].as_str()), (Some("files"), Some("ext4")), "{json}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&t.s3.get(&t.bucket, "files/manifest.json")).expect("manifest is JSON");
+    assert_eq!(manifest["source"]["snapshot_id"].as_str(), Some(snapshot_id.as_str()), "{manifest}");
+
+    let restored = work.path().join("restored");
+    let out = env.run(["restore".as_ref(), t.url("files").as_ref(), "--to".as_ref(), restored.as_os_str()]);
+    out.assert_success();
+    let expected = MountedImage::open(&source, None, Fs::Ext4, &work.path().join("expected"));
+    let diffs = compare_trees(expected.dir(), &restored.join("disk"), Compare::exact());
+    assert!(diffs.is_empty(), "the tree differs:\n  {}", diffs.join("\n  "));
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("the temporary directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("backup-archiver-snapshot-"))
+        .collect();
+    assert!(leftovers.is_empty(), "the local copy is removed: {leftovers:?}");
+}
+
 #[test]
 fn archive_snapshot_of_a_missing_snapshot_fails_and_stores_nothing() {
     let t = TestS3::start_with("snap-missing", Moto::start_with_patches(PATCHES));

@@ -416,7 +416,7 @@ impl FlowView {
 mod tests {
     use super::*;
     use crate::archive_job::ArchiveJob;
-    use crate::request::{plan_archive, PlanConfig, PlanOutcome, SnapshotFacts};
+    use crate::request::{plan_archive, PlanConfig, PlanOutcome, ReadPath, SnapshotFacts};
     use crate::s3_location::S3Location;
     use std::collections::BTreeMap;
 
@@ -434,6 +434,7 @@ mod tests {
             volume_initialization_rate_mibps: None,
             job_queues: BTreeMap::new(),
             home: None,
+            read_path: ReadPath::Volume,
         };
         let now = "2025-03-04T03:00:00Z".parse().unwrap();
         let Ok(PlanOutcome::Planned(request)) = plan_archive(&event, &SnapshotFacts::default(), &config, now) else {

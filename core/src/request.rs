@@ -148,6 +148,21 @@ pub struct VolumeSpec {
     pub job_queue: Option<String>,
 }
 
+/// How an EBS archive reads its snapshot: the deployment's `ReadPath` (infra/template.yaml), the
+/// ASL's `$.read_path` (state `ChooseReadPath`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadPath {
+    /// A temporary gp3 volume restored from the snapshot and attached to the worker's instance in
+    /// its AZ: files or raw.
+    #[default]
+    Volume,
+    /// The snapshot's written blocks through the EBS direct APIs (ListSnapshotBlocks,
+    /// GetSnapshotBlock): no volume, no AZ, no lazy loading; raw only, so a run that asks for
+    /// files mode takes the volume path.
+    Direct,
+}
+
 /// Options that change what a flow does after archiving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ArchiveOptions {
@@ -198,13 +213,17 @@ pub struct ArchiveRequest {
     pub destination: S3Location,
     /// The date in the key: the snapshot's, not the day the archive ran.
     pub snapshot_date: NaiveDate,
-    /// EBS only.
+    /// EBS only: how the snapshot is read. `volume` when the plan predates the setting.
+    #[serde(default)]
+    pub read_path: Option<ReadPath>,
+    /// EBS read through a volume only.
     pub volume: Option<VolumeSpec>,
     /// RDS export only (see [`naming::export_task_identifier`]).
     pub export_task_identifier: Option<String>,
     /// The Batch job queue of a job that is not tied to an AZ: the dump flow's worker reaches its
-    /// database over the network. `null` for other flows (EBS's is `volume.job_queue`) and where
-    /// the configuration names no queues.
+    /// database over the network, the direct read path's reads its snapshot through the EBS direct
+    /// APIs. `null` for other flows (the volume path's is `volume.job_queue`) and where the
+    /// configuration names no queues.
     #[serde(default)]
     pub job_queue: Option<String>,
     pub options: ArchiveOptions,
@@ -387,6 +406,9 @@ pub struct PlanConfig {
     /// event; without it, when the destination is the event's own account and Region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<Home>,
+    /// How EBS snapshots are read: through a temporary volume (the default) or the EBS direct APIs.
+    #[serde(default)]
+    pub read_path: ReadPath,
 }
 
 /// An account and a Region.
@@ -668,6 +690,7 @@ pub fn trigger_snapshot_id(state: &Value) -> Option<String> {
         volume_initialization_rate_mibps: None,
         job_queues: BTreeMap::new(),
         home: None,
+        read_path: ReadPath::Volume,
     };
     match archive_target(&event, &config).ok()? {
         Targeting::Target(target) => Some(target.snapshot_id),
@@ -1139,7 +1162,9 @@ fn plan_target(
     };
     let snapshot_size_bytes = facts.size_bytes.or(target.size_bytes);
 
-    let volume = if target.kind == ResourceKind::Ebs {
+    let mode = (target.kind == ResourceKind::Ebs).then(|| target.mode.unwrap_or_default());
+    let read_path = mode.map(|mode| read_path_for(mode, config.read_path));
+    let volume = if read_path == Some(ReadPath::Volume) {
         let availability_zone = choose_availability_zone(&idempotency_key, &config.availability_zones).ok_or(
             PlanError::config("availability_zones", "is empty: an EBS archive needs an AZ with a Batch job queue"),
         )?;
@@ -1166,8 +1191,8 @@ fn plan_target(
         None
     };
 
-    // Any AZ's queue does; the same rendezvous choice as a volume's AZ spreads dumps evenly.
-    let job_queue = if flow == Flow::RdsDump {
+    // Any AZ's queue does; the same rendezvous choice as a volume's AZ spreads jobs evenly.
+    let job_queue = if flow == Flow::RdsDump || read_path == Some(ReadPath::Direct) {
         choose_availability_zone(&idempotency_key, &config.availability_zones)
             .and_then(|az| config.job_queues.get(az).cloned())
     } else {
@@ -1198,15 +1223,25 @@ fn plan_target(
         kms_key_id: facts.kms_key_id.clone(),
         engine,
         method,
-        mode: if target.kind == ResourceKind::Ebs { Some(target.mode.unwrap_or_default()) } else { None },
+        mode,
         destination,
         snapshot_date,
+        read_path,
         volume,
         export_task_identifier,
         job_queue,
         options: ArchiveOptions { delete_recovery_point },
         planned_at: now,
     })))
+}
+
+/// The read path of one EBS archive: the configured one, except that files mode needs a mounted
+/// filesystem, which only the volume path gives.
+pub fn read_path_for(mode: ModeRequest, configured: ReadPath) -> ReadPath {
+    match mode {
+        ModeRequest::Files => ReadPath::Volume,
+        ModeRequest::Auto | ModeRequest::Raw => configured,
+    }
 }
 
 #[cfg(test)]
@@ -1223,6 +1258,7 @@ mod tests {
             volume_initialization_rate_mibps: None,
             job_queues: BTreeMap::new(),
             home: None,
+            read_path: ReadPath::Volume,
         }
     }
 

@@ -21,8 +21,8 @@ use archiver_core::flows::dynamodb::{
     ExportTableInput, PrepareTableInput, StartTableExportInput, TableExport, TableSource,
 };
 use archiver_core::flows::ebs::{
-    CheckVolumeInput, CreateVolumeInput, CreatedVolume, DeleteVolumeInput, DeletedVolumes, EbsArchiveSteps,
-    JOB_PARAMETERS,
+    CheckVolumeInput, ClaimSnapshotInput, CreateVolumeInput, CreatedVolume, DeleteVolumeInput, DeletedVolumes,
+    DirectRead, EbsArchiveSteps, DIRECT_JOB_PARAMETERS, JOB_PARAMETERS,
 };
 use archiver_core::flows::rds_dump::{
     CheckDatabaseInput, DatabaseEndpoint, DatabaseNames, DatabaseShape, DeleteDatabaseInput, DeletedDatabase,
@@ -36,7 +36,9 @@ use archiver_core::flows::restore_drill::{
     DrillTrigger, PickDrillInput, DRILL_JOB_PARAMETERS,
 };
 use archiver_core::flows::Flow;
-use archiver_core::request::{plan_archive, ArchiveRequest, PlanConfig, PlanOutcome, SkipReason, SnapshotFacts};
+use archiver_core::request::{
+    plan_archive, ArchiveRequest, PlanConfig, PlanOutcome, ReadPath, SkipReason, SnapshotFacts,
+};
 use archiver_core::s3_location::S3Location;
 use serde_json::{json, Value};
 
@@ -98,6 +100,8 @@ const PLACEHOLDERS: &[&str] = &[
     "StartExportFunctionArn",
     "CheckExportFunctionArn",
     "JobDefinitionArn",
+    "ClaimSnapshotFunctionArn",
+    "DirectJobDefinitionArn",
     "StateMachineArnPrefix",
     "StartTableExportFunctionArn",
     "PrepareTableFunctionArn",
@@ -182,6 +186,13 @@ fn full_state() -> Value {
                 queue: "q".into(),
                 name: request.idempotency_key.clone(),
                 parameters: JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
+            },
+        }),
+        direct_read: Some(DirectRead {
+            job: ArchiveJob {
+                queue: "q".into(),
+                name: request.idempotency_key.clone(),
+                parameters: DIRECT_JOB_PARAMETERS.iter().map(|p| (p.to_string(), "x".to_string())).collect(),
             },
         }),
         job: Some(JobResult { job_id: "j".into(), status: "SUCCEEDED".into() }),
@@ -521,6 +532,7 @@ fn json_paths_resolve(flow: &FlowFile) {
             let resource = state["Resource"].as_str().unwrap_or("");
             match placeholder_of(resource) {
                 Some("CreateVolumeFunctionArn") => check_input::<CreateVolumeInput>(name, &input),
+                Some("ClaimSnapshotFunctionArn") => check_input::<ClaimSnapshotInput>(name, &input),
                 Some("CheckVolumeFunctionArn") => check_input::<CheckVolumeInput>(name, &input),
                 Some("DeleteVolumeFunctionArn") => check_input::<DeleteVolumeInput>(name, &input),
                 Some("VerifyFunctionArn") => check_input::<VerifyInput>(name, &input),
@@ -542,7 +554,11 @@ fn json_paths_resolve(flow: &FlowFile) {
                 None if resource == "arn:aws:states:::batch:submitJob.sync" => {
                     let parameters = input["Parameters"].as_object().expect("the job's parameters are an object");
                     let names: BTreeSet<&str> = parameters.keys().map(String::as_str).collect();
-                    let expected = if flow.flow == Flow::RdsDump { DUMP_JOB_PARAMETERS } else { JOB_PARAMETERS };
+                    let expected = match (flow.flow, input["JobDefinition"].as_str()) {
+                        (Flow::RdsDump, _) => DUMP_JOB_PARAMETERS,
+                        (_, Some("${DirectJobDefinitionArn}")) => DIRECT_JOB_PARAMETERS,
+                        _ => JOB_PARAMETERS,
+                    };
                     assert_eq!(names, expected.iter().copied().collect(), "{}: job parameters", at("Parameters"));
                     assert!(input["JobName"].is_string() && input["JobQueue"].is_string(), "{name}: {input}");
                 }
@@ -612,6 +628,19 @@ fn route_compares_with_core(flow: &FlowFile) {
     assert_eq!(own_flow["Variable"], "$.flow");
     assert_eq!(own_flow["StringEquals"], serde_json::to_value(flow.flow).unwrap(), "{}", flow.stem);
     assert_eq!(route["Default"], "Handoff", "another flow's plan is handed over");
+}
+
+#[test]
+fn the_ebs_flow_chooses_its_read_path_with_the_values_core_serializes() {
+    let asl = load("state-machines/ebs-archive.asl.json");
+    let choose = &states(&asl)["ChooseReadPath"];
+    let [direct] = choose["Choices"].as_array().unwrap().as_slice() else { panic!("one rule: {choose}") };
+    assert_eq!(direct["Variable"], "$.read_path");
+    assert_eq!(direct["StringEquals"], serde_json::to_value(ReadPath::Direct).unwrap());
+    assert_eq!(direct["Next"], "ClaimSnapshot");
+    assert_eq!(choose["Default"], "CreateVolume", "the volume path, also for a plan without read_path");
+    assert_eq!(states(&asl)["ClaimSnapshot"]["Next"], "DirectArchiveJob");
+    assert_eq!(states(&asl)["DirectArchiveJob"]["Next"], "Verify", "no volume to delete");
 }
 
 #[test]
@@ -760,7 +789,7 @@ fn every_failure_reaches_the_cleanup_before_failing() {
                     "NotifyFailure" => &["FailureRoute"],
                     "NotifySuccess" => &["Archived", "Exported"],
                     "Handoff" => &["AlreadyHandedOff", "Cleanup"],
-                    "ArchiveJob" | "DumpJob" => &["JobFailed", "Cleanup"],
+                    "ArchiveJob" | "DirectArchiveJob" | "DumpJob" => &["JobFailed", "Cleanup"],
                     _ => &["Cleanup"],
                 };
                 assert!(allowed.contains(&target), "{}: {name} catches into {target}", flow.stem);

@@ -11,8 +11,8 @@ use archiver_core::event::{JobState, TriggerEvent};
 use archiver_core::flows::Flow;
 use archiver_core::manifest::ModeRequest;
 use archiver_core::request::{
-    archive_target, plan_archive, ArchiveRequest, Home, PlanConfig, PlanError, PlanOutcome, SkipReason, SnapshotFacts,
-    Targeting, TriggerKind, VolumePerformance,
+    archive_target, plan_archive, ArchiveRequest, Home, PlanConfig, PlanError, PlanOutcome, ReadPath, SkipReason,
+    SnapshotFacts, Targeting, TriggerKind, VolumePerformance,
 };
 use archiver_core::resource::{DbMethod, ResourceKind};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -37,6 +37,7 @@ fn config() -> PlanConfig {
         volume_initialization_rate_mibps: Some(300),
         job_queues: BTreeMap::new(),
         home: None,
+        read_path: ReadPath::Volume,
     }
 }
 
@@ -593,6 +594,54 @@ fn manual_mode_reaches_the_request() {
 }
 
 #[test]
+fn the_direct_read_path_plans_no_volume_and_a_queue_of_any_az() {
+    let queues = [("eu-west-1a", "qa"), ("eu-west-1b", "qb"), ("eu-west-1c", "qc")];
+    let config = PlanConfig {
+        read_path: ReadPath::Direct,
+        job_queues: queues.iter().map(|(az, q)| (az.to_string(), q.to_string())).collect(),
+        ..config()
+    };
+    let request =
+        planned(plan_archive(&event("eventbridge-backup-job-completed-ebs.json"), &ebs_facts(), &config, now()));
+    assert_eq!(request.read_path, Some(ReadPath::Direct));
+    assert_eq!(request.volume, None, "nothing to create");
+    let queue = request.job_queue.as_deref().expect("the job still needs a queue");
+    assert!(queues.iter().any(|(_, q)| *q == queue), "{queue}");
+    let value = serde_json::to_value(&request).unwrap();
+    assert_eq!(value["read_path"], "direct", "the ASL's ChooseReadPath compares with this");
+    assert!(value["volume"].is_null());
+}
+
+#[test]
+fn files_mode_takes_the_volume_path_whatever_the_configuration() {
+    let config = PlanConfig { read_path: ReadPath::Direct, ..config() };
+    let facts = SnapshotFacts { source_resource_id: Some("vol-1".into()), ..ebs_facts() };
+    for (mode, read_path) in [("files", ReadPath::Volume), ("raw", ReadPath::Direct), ("auto", ReadPath::Direct)] {
+        let value = json!({"snapshot": "snap-0a1b2c3d4e5f67890", "mode": mode});
+        let request = planned(plan_archive(&TriggerEvent::from_value(&value).unwrap(), &facts, &config, now()));
+        assert_eq!(request.read_path, Some(read_path), "{mode}");
+        assert_eq!(request.volume.is_some(), read_path == ReadPath::Volume, "{mode}");
+    }
+}
+
+#[test]
+fn only_ebs_archives_have_a_read_path() {
+    let config = PlanConfig { read_path: ReadPath::Direct, ..config() };
+    let facts = SnapshotFacts { source_resource_id: Some("billing-aurora".into()), ..rds_facts("aurora-postgresql") };
+    let request = planned(plan_archive(&event("manual-aurora-snapshot-dump.json"), &facts, &config, now()));
+    assert_eq!(request.read_path, None);
+}
+
+#[test]
+fn the_read_path_setting_defaults_to_the_volume() {
+    let config: PlanConfig = serde_json::from_value(json!({"destination": {"bucket": "b", "prefix": ""}})).unwrap();
+    assert_eq!(config.read_path, ReadPath::Volume);
+    let direct: PlanConfig =
+        serde_json::from_value(json!({"destination": {"bucket": "b", "prefix": ""}, "read_path": "direct"})).unwrap();
+    assert_eq!(direct.read_path, ReadPath::Direct);
+}
+
+#[test]
 fn manual_method_overrides_the_default() {
     let facts = SnapshotFacts { source_resource_id: Some("billing-aurora".into()), ..rds_facts("aurora-postgresql") };
     let request = planned(plan_archive(&event("manual-aurora-snapshot-dump.json"), &facts, &config(), now()));
@@ -719,6 +768,7 @@ fn planned_outcome_is_flat_json_with_every_field_present() {
     assert_eq!(value["volume"]["availability_zone"].as_str().map(|az| az.starts_with("eu-west-1")), Some(true));
     assert_eq!(value["snapshot_date"], "2025-03-04");
     assert_eq!(value["mode"], "auto");
+    assert_eq!(value["read_path"], "volume");
     // A JSONPath to an absent field fails a state, so unknown values are null, never missing.
     for field in ["method", "engine", "copy_job_id", "export_task_identifier", "job_queue"] {
         assert!(value.as_object().unwrap().contains_key(field), "{field} missing");

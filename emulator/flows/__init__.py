@@ -8,6 +8,6 @@ needs and returns {"physical": {template logical id: {"Ref": ..., attributes}}, 
 parameter: value}}, which the template is rendered with. List the module in FLOWS.
 """
 
-from emulator.flows import rds_dump, restore_drill  # noqa: E402
+from emulator.flows import ebs_direct, rds_dump, restore_drill  # noqa: E402
 
-FLOWS: list = [rds_dump, restore_drill]
+FLOWS: list = [ebs_direct, rds_dump, restore_drill]

@@ -17,7 +17,7 @@ DUMP_COMMAND = ["batch-worker", "dump", "--engine", "Ref::engine", "--host", "Re
 def resources(aws, settings, stack) -> dict:
     """Create the subnet group, the security group and the dump job definition (with the template's timeout and
     job role); return them as the template's DatabaseSubnetGroup, DatabaseSecurityGroup and DumpJobDefinition."""
-    from emulator.deploy import job_environment, job_settings  # deploy imports this module
+    from emulator.deploy import register_flow_job_definition  # deploy imports this module
 
     name = settings.name
     ec2, rds = aws.client("ec2"), aws.client("rds")
@@ -33,16 +33,8 @@ def resources(aws, settings, stack) -> dict:
     existing = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [group_name]}])["SecurityGroups"]
     security_group = existing[0]["GroupId"] if existing else ec2.create_security_group(
         GroupName=group_name, VpcId=vpc_id, Description="backup-archiver: the worker reaches temporary databases")["GroupId"]
-    timeout, role = job_settings(settings, "DumpJobDefinition")
     job_definition = f"{name}-dump"
-    aws.client("batch").register_job_definition(
-        jobDefinitionName=job_definition, type="container", timeout={"attemptDurationSeconds": timeout},
-        containerProperties={
-            "image": "backup-archiver-worker", "command": DUMP_COMMAND, "jobRoleArn": role,
-            "environment": job_environment(settings),
-            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
-        },
-    )
+    register_flow_job_definition(aws, settings, "DumpJobDefinition", job_definition, DUMP_COMMAND)
     return {
         "physical": {"DatabaseSubnetGroup": {"Ref": subnet_group}, "DatabaseSecurityGroup": {"Ref": security_group},
                      # without a revision: the latest applies (CloudFormation's Ref names the revision it made)

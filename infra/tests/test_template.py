@@ -630,9 +630,9 @@ class Worker(unittest.TestCase):
         self.assertEqual(refs - passed - defaults, set())
         self.assertIn("volume_id", refs)
 
-    def test_job_definitions_are_the_volume_job_and_the_dump_job(self):
+    def test_job_definitions_are_the_volume_direct_dump_and_drill_jobs(self):
         self.assertEqual(set(resources(self.template, "AWS::Batch::JobDefinition")),
-                         {"WorkerJobDefinition", "DumpJobDefinition", "DrillJobDefinition"})
+                         {"WorkerJobDefinition", "DirectJobDefinition", "DumpJobDefinition", "DrillJobDefinition"})
 
     def test_one_spot_queue_per_availability_zone(self):
         queues = resources(self.template, "AWS::Batch::JobQueue")
@@ -746,6 +746,66 @@ class RestoreDrill(unittest.TestCase):
                 self.assertIn(f"/{VOLUME_TAG}", tags, statement)
             self.assertNotIn("s3:deleteobject", actions, "a drill never deletes archives")
         self.assertEqual(snapshot_actions, 3)
+
+
+class DirectJob(unittest.TestCase):
+    """The EBS flow's direct read path (ReadPath direct): the worker reads the snapshot's blocks over HTTPS."""
+
+    def setUp(self):
+        self.template = load_template()
+        self.job = self.template["Resources"]["DirectJobDefinition"]["Properties"]
+        self.worker = self.template["Resources"]["WorkerJobDefinition"]["Properties"]
+
+    def test_same_image_timeout_and_spot_only_retry_as_the_volume_job(self):
+        self.assertEqual(self.job["ContainerProperties"]["Image"], self.worker["ContainerProperties"]["Image"])
+        self.assertEqual(self.job["Timeout"], self.worker["Timeout"])
+        self.assertEqual(self.job["RetryStrategy"], self.worker["RetryStrategy"])
+
+    def test_not_privileged_no_host_devices(self):
+        container = self.job["ContainerProperties"]
+        self.assertFalse(container.get("Privileged", False))
+        self.assertNotIn("Volumes", container)
+        self.assertNotIn("MountPoints", container)
+
+    def test_the_state_machine_may_submit_it(self):
+        name = self.job["JobDefinitionName"]["Fn::Sub"]
+        self.assertTrue(name.startswith("${AWS::StackName}-worker"), "SubmitArchiveJobs names job-definition/<stack>-worker*")
+
+    def test_its_role_reads_snapshot_blocks_and_touches_no_volume(self):
+        role = self.job["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0]
+        self.assertNotIn(role, {self.worker["ContainerProperties"]["JobRoleArn"]["Fn::GetAtt"][0],
+                                self.template["Resources"]["DumpJobDefinition"]["Properties"]["ContainerProperties"]
+                                ["JobRoleArn"]["Fn::GetAtt"][0]})
+        actions = set()
+        for name, statement in statements(self.template):
+            if name == role:
+                actions |= {a.lower() for a in as_list(statement["Action"])}
+        self.assertFalse({a for a in actions if a.startswith("ec2:")}, actions)
+        self.assertEqual({a for a in actions if a.startswith("ebs:")}, {"ebs:listsnapshotblocks", "ebs:getsnapshotblock"})
+        for name, statement, condition in statements(self.template, with_condition=True):
+            if name == role and any(a.startswith("kms:") for a in as_list(statement["Action"])):
+                self.assertIn("kms:ViaService", statement["Condition"]["StringEquals"], statement)
+                if "ebs" in json.dumps(statement["Condition"]):
+                    self.assertEqual(as_list(statement["Action"]), ["kms:Decrypt"])
+                    self.assertEqual(condition, "HasSnapshotKeys")
+
+    def test_command_is_the_snapshot_read_with_the_parameters_the_flow_passes(self):
+        command = self.job["ContainerProperties"]["Command"]
+        self.assertEqual(command[:2], ["--snapshot", "Ref::snapshot_id"])
+        refs = {arg.removeprefix("Ref::") for arg in command if arg.startswith("Ref::")}
+        passed = rust_str_list(ROOT / "core" / "src" / "flows" / "ebs.rs", "DIRECT_JOB_PARAMETERS")
+        self.assertIsNotNone(passed, "core::flows::ebs DIRECT_JOB_PARAMETERS not found")
+        defaults = set(self.job.get("Parameters", {}))
+        self.assertEqual(refs - passed - defaults, set(), "Ref:: to a parameter nobody passes")
+
+    def test_the_read_path_parameter_reaches_the_plan_as_cores_values(self):
+        parameter = self.template["Parameters"]["ReadPath"]
+        self.assertEqual((parameter["AllowedValues"], parameter["Default"]), (["volume", "direct"], "volume"))
+        config = self.template["Resources"]["PlanFunction"]["Properties"]["Environment"]["Variables"]["PLAN_CONFIG"]
+        self.assertIn('"read_path": "${ReadPath}"', config["Fn::Sub"][0])
+        request = (ROOT / "core" / "src" / "request.rs").read_text()
+        enum = re.search(r"pub enum ReadPath \{(.*?)\n\}", request, re.S).group(1)
+        self.assertEqual(re.findall(r"^    ([A-Z][a-z]+),", enum, re.M), ["Volume", "Direct"])
 
 
 class Bucket(unittest.TestCase):

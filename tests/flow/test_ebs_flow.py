@@ -10,8 +10,8 @@ from conftest import (
 )
 from images import tree
 
-HAPPY_PATH = ["Plan", "Route", "CreateVolume", "WaitForVolume", "CheckVolume", "ArchiveJob", "DeleteVolume",
-              "Verify", "ShouldDeleteRecoveryPoint"]
+HAPPY_PATH = ["Plan", "Route", "ChooseReadPath", "CreateVolume", "WaitForVolume", "CheckVolume", "ArchiveJob",
+              "DeleteVolume", "Verify", "ShouldDeleteRecoveryPoint"]
 
 
 # mkfs.ext4 makes this directory in every ext4 filesystem; it is on the disk but not in the source tree.
@@ -101,7 +101,7 @@ def test_manual_start_waits_and_status_shows_every_step(aws, delete_stack, proxy
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["status"] == "SUCCEEDED" and report["snapshot_id"] == snapshot_id
-    assert [s["name"] for s in report["steps"]][:3] == ["Plan", "Route", "CreateVolume"]
+    assert [s["name"] for s in report["steps"]][:4] == ["Plan", "Route", "ChooseReadPath", "CreateVolume"]
     assert all(s["status"] == "succeeded" for s in report["steps"]), report["steps"]
     listed = cli(aws, "status", "--state-machine", delete_stack.state_machine_arn, "--json")
     assert listed.returncode == 0

@@ -6,10 +6,13 @@
 //!
 //! ```text
 //! Plan                -> the whole document: PlanOutcome (ArchiveRequest fields + "outcome")
+//! ChooseReadPath      -> (nothing)            `read_path`: volume (next three states) or direct
 //! CreateVolume        -> temporary_volume     (CreatedVolume: the volume and its Batch job)
 //! CheckVolume         -> (nothing)            fails VolumeNotReady until `available`, bounded
 //! ArchiveJob          -> job                  (JobResult, from batch:submitJob.sync)
 //! DeleteVolume        -> deleted_volumes      (DeletedVolumes)
+//! ClaimSnapshot       -> direct_read          (DirectRead: the Batch job; the direct path)
+//! DirectArchiveJob    -> job                  (JobResult; then Verify, as the volume path)
 //! Verify              -> verification         (Verification)
 //! DeleteRecoveryPoint -> recovery_point_deletion
 //! Notify*             -> notification         (NotificationReport)
@@ -155,16 +158,50 @@ pub fn archive_job(request: &ArchiveRequest, volume_id: &str, execution_id: &str
             request.volume.as_ref().map_or("the volume's AZ", |v| v.availability_zone.as_str())
         ),
     })?;
+    let mut parameters = job_parameters(request, execution_id);
+    parameters.insert("volume_id".to_string(), volume_id.to_string());
+    Ok(ArchiveJob { queue, name: request.idempotency_key.clone(), parameters })
+}
+
+/// The parameters both read paths' jobs take: [`DIRECT_JOB_PARAMETERS`].
+fn job_parameters(request: &ArchiveRequest, execution_id: &str) -> BTreeMap<String, String> {
     let mode = request.mode.unwrap_or_default();
     let mode = serde_json::to_value(mode).expect("a unit enum serializes");
-    let parameters = BTreeMap::from([
-        ("volume_id".to_string(), volume_id.to_string()),
+    BTreeMap::from([
         ("snapshot_id".to_string(), request.snapshot_id.clone()),
         ("destination".to_string(), request.destination.to_string()),
         ("mode".to_string(), mode.as_str().expect("modes serialize as strings").to_string()),
         ("execution_id".to_string(), execution_id.to_string()),
-    ]);
-    Ok(ArchiveJob { queue, name: request.idempotency_key.clone(), parameters })
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClaimSnapshot (the direct read path).
+
+/// Input of the `claim-snapshot` Lambda: the plan and the execution that claims the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimSnapshotInput {
+    pub request: ArchiveRequest,
+    pub execution_id: String,
+}
+
+/// The names of the direct path's [`ArchiveJob::parameters`]: the volume job's but the volume.
+pub const DIRECT_JOB_PARAMETERS: &[&str] = &["snapshot_id", "destination", "mode", "execution_id"];
+
+/// The job that reads `request`'s snapshot through the EBS direct APIs, in the queue the plan
+/// chose (`job_queue`: any AZ's, nothing ties the job to one).
+pub fn direct_job(request: &ArchiveRequest, execution_id: &str) -> Result<ArchiveJob, FlowError> {
+    let queue = request.job_queue.clone().ok_or(FlowError::InvalidConfig {
+        field: "job_queues",
+        reason: "names no Batch job queue for the direct read path's job".into(),
+    })?;
+    Ok(ArchiveJob { queue, name: request.idempotency_key.clone(), parameters: job_parameters(request, execution_id) })
+}
+
+/// Output of `claim-snapshot`, at `$.direct_read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectRead {
+    pub job: ArchiveJob,
 }
 
 /// Output of `create-volume`, at `$.temporary_volume`.
@@ -289,6 +326,8 @@ pub struct EbsArchiveSteps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporary_volume: Option<CreatedVolume>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_read: Option<DirectRead>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_volumes: Option<DeletedVolumes>,
@@ -371,5 +410,48 @@ mod tests {
             serde_json::json!({"temporary_volume": {"volume_id": "vol-1"}, "volume": {"availability_zone": "a"}});
         assert_eq!(volume_ids_in(&state), ["vol-1"]);
         assert!(volume_ids_in(&serde_json::json!({"detail": {}})).is_empty());
+    }
+
+    fn planned(read_path: &str) -> ArchiveRequest {
+        let event = crate::event::TriggerEvent::from_json(include_bytes!(
+            "../../tests/fixtures/eventbridge-backup-job-completed-ebs.json"
+        ))
+        .unwrap();
+        let config: crate::request::PlanConfig = serde_json::from_value(serde_json::json!({
+            "destination": {"bucket": "example-archive", "prefix": "backups"},
+            "availability_zones": ["eu-west-1a"],
+            "job_queues": {"eu-west-1a": "queue-a"},
+            "read_path": read_path
+        }))
+        .unwrap();
+        let facts = crate::request::SnapshotFacts::default();
+        match crate::request::plan_archive(&event, &facts, &config, "2025-03-04T03:00:00Z".parse().unwrap()) {
+            Ok(crate::request::PlanOutcome::Planned(request)) => *request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_direct_job_is_the_volume_job_without_the_volume() {
+        let execution = "arn:aws:states:eu-west-1:111122223333:execution:ebs-archive:e1";
+        let direct = direct_job(&planned("direct"), execution).unwrap();
+        let volume = archive_job(&planned("volume"), "vol-1", execution).unwrap();
+        assert_eq!(direct.queue, "queue-a");
+        assert_eq!(direct.name, volume.name, "one idempotency key, whichever the path");
+        let names: Vec<&str> = direct.parameters.keys().map(String::as_str).collect();
+        let mut expected = DIRECT_JOB_PARAMETERS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        let mut without_volume = volume.parameters.clone();
+        assert_eq!(without_volume.remove("volume_id").as_deref(), Some("vol-1"));
+        assert_eq!(direct.parameters, without_volume);
+    }
+
+    #[test]
+    fn a_direct_plan_without_a_queue_is_a_configuration_error() {
+        let request = ArchiveRequest { job_queue: None, ..planned("direct") };
+        let error = direct_job(&request, "e").unwrap_err();
+        assert_eq!(error.error_name(), errors::INVALID_CONFIG);
+        assert!(error.to_string().contains("job_queues"), "{error}");
     }
 }

@@ -15,6 +15,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_runtime::Diagnostic;
 
 pub mod channels;
+pub mod claims;
 pub mod databases;
 pub mod org_copy;
 pub mod slack;

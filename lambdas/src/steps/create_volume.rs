@@ -9,15 +9,13 @@
 //! The decisions are [`archiver_core::claim`]'s ([`refused_claim`]) and
 //! [`archiver_core::flows::ebs`]'s: [`volume_request`], [`own_volume`], [`archive_job`].
 
+use crate::common::claims::{flow_error, take_claim};
 use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
-use archiver_core::claim::{refused_claim, ArchiveClaim, ClaimRefused};
-use archiver_core::document::FlowError;
 use archiver_core::errors;
 use archiver_core::flows::ebs::{
     archive_job, own_volume, volume_request, CreateVolumeInput, CreatedVolume, VolumeRequest,
 };
-use archiver_core::naming::{claim_key, TAG_IDEMPOTENCY_KEY};
-use archiver_core::request::ArchiveRequest;
+use archiver_core::naming::TAG_IDEMPOTENCY_KEY;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
 use aws_sdk_ec2::Client;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -33,10 +31,6 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         create_volume(ec2, s3, deployment.as_ref().map_err(Clone::clone)?, parse_input(event.payload)?).await
     }))
     .await
-}
-
-fn flow_error(error: FlowError) -> StepError {
-    StepError::new(error.error_name(), error.to_string())
 }
 
 #[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id, execution_id = input.execution_id))]
@@ -91,59 +85,6 @@ async fn create(ec2: &Client, spec: &VolumeRequest) -> Result<String, StepError>
     let volume_id = output.volume_id().unwrap_or_default().to_string();
     tracing::info!(volume_id, "created volume");
     Ok(volume_id)
-}
-
-/// Takes the claim on the request's idempotency key: PutObject with `If-None-Match: *`, which S3
-/// refuses with 412 when the claim exists. Refused, the claim is read back: this execution's own
-/// (an earlier attempt took it) goes on, another's is `DuplicateArchive`.
-async fn take_claim(s3: &aws_sdk_s3::Client, request: &ArchiveRequest, execution_id: &str) -> Result<(), StepError> {
-    let destination = &request.destination;
-    let key = claim_key(destination, &request.idempotency_key);
-    let url = destination.url_of(&key);
-    let claim = ArchiveClaim {
-        execution_id: execution_id.to_string(),
-        snapshot_id: request.snapshot_id.clone(),
-        idempotency_key: request.idempotency_key.clone(),
-    };
-    let put = s3
-        .put_object()
-        .bucket(&destination.bucket)
-        .key(&key)
-        .if_none_match("*")
-        .content_type("application/json")
-        .body(claim.to_json().into())
-        .send()
-        .await;
-    let refused = match put {
-        Ok(_) => {
-            tracing::info!(claim = url, "claimed");
-            return Ok(());
-        }
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => e,
-        // 409 ConditionalRequestConflict: another conditional write of the key is in flight.
-        Err(e) => {
-            let failure = AwsFailure::of(&format!("PutObject {url} (If-None-Match)"), &e);
-            let name = if failure.code.as_deref() == Some("ConditionalRequestConflict") {
-                errors::RETRYABLE
-            } else {
-                errors::STORAGE_ACCESS_FAILED
-            };
-            return Err(failure.into_step_error(name));
-        }
-    };
-    tracing::info!(claim = url, error = %aws_sdk_s3::error::DisplayErrorContext(&refused), "the claim exists");
-    let holder = crate::common::storage::read_optional(s3, &destination.bucket, &key).await?;
-    match refused_claim(holder.as_deref(), execution_id) {
-        ClaimRefused::Ours => Ok(()),
-        ClaimRefused::HeldBy { execution } => Err(flow_error(FlowError::Duplicate {
-            snapshot_id: request.snapshot_id.clone(),
-            execution,
-            claim_url: url,
-        })),
-        ClaimRefused::Released => {
-            Err(StepError::new(errors::RETRYABLE, format!("{url} was released while this execution claimed it")))
-        }
-    }
 }
 
 /// The core's sizes fit gp3's limits (16,000 IOPS, 1,000 MiB/s), far below `i32::MAX`.

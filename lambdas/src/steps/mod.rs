@@ -8,6 +8,7 @@ pub mod check_database;
 pub mod check_export;
 pub mod check_table_export;
 pub mod check_volume;
+pub mod claim_snapshot;
 pub mod create_volume;
 pub mod daily_digest;
 pub mod delete_database;
@@ -53,6 +54,7 @@ steps! {
     check_export => "check-export",
     check_table_export => "check-table-export",
     check_volume => "check-volume",
+    claim_snapshot => "claim-snapshot",
     create_volume => "create-volume",
     daily_digest => "daily-digest",
     delete_database => "delete-database",
