@@ -6,7 +6,8 @@
 //! - [`layout`]: partitions (GPT, MBR) or the whole disk, and their filesystem types.
 //! - [`mount`]: read-only mounts with journal-replay fallbacks.
 //! - [`tree`] and [`acl`]: a mounted filesystem as a tar stream with all its metadata; [`fat`]:
-//!   the same for FAT read in user space where the kernel has no vfat driver; [`pax`]: PAX
+//!   the same for FAT read in user space where the kernel has no vfat driver; [`read_ahead`]: the
+//!   walk running ahead of the writer, the next files' contents asked for early; [`pax`]: PAX
 //!   extended header records, written and read; [`index`]: the index of a tar stream, recorded
 //!   as it is written.
 //! - [`raw`]: an unmountable device's bytes, read with several reads outstanding.
@@ -58,6 +59,7 @@ pub mod password;
 pub mod pax;
 pub mod pipeline;
 pub mod raw;
+pub mod read_ahead;
 pub mod restore;
 pub mod restore_database;
 pub mod restore_filesystem;

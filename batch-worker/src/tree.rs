@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use archiver_core::manifest::EntryCounts;
 use tar::{EntryType, Header, HeaderMode};
 
+use crate::read_ahead::ReadAhead;
 use crate::{acl, pax};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +58,9 @@ pub fn write_tree<W: Write>(root: &Path, other_mounts: &[PathBuf], out: W) -> Re
     // The first archive name of every multiply-linked inode, so later names become hard links.
     let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
 
-    let mut walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
-    while let Some(entry) = walk.next() {
-        let entry = entry.map_err(|source| TreeError::Walk {
+    let walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
+    for walked in ReadAhead::new(walk, other_mounts) {
+        let entry = walked.entry.map_err(|source| TreeError::Walk {
             path: source.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf()),
             source,
         })?;
@@ -96,7 +97,10 @@ pub fn write_tree<W: Write>(root: &Path, other_mounts: &[PathBuf], out: W) -> Re
         // Each inode once (later names of a hard link stopped above), as the filesystem counts.
         counts.allocated_bytes += meta.blocks() * 512;
         if file_type.is_file() {
-            let mut file = File::open(path).map_err(append_err)?;
+            let mut file = match walked.file {
+                Some(file) => file,
+                None => File::open(path).map_err(append_err)?,
+            };
             builder.append_file(&name, &mut file).map_err(append_err)?;
             counts.files += 1;
             counts.file_bytes += meta.len();
@@ -104,9 +108,8 @@ pub fn write_tree<W: Write>(root: &Path, other_mounts: &[PathBuf], out: W) -> Re
             let mut header = header_for(&meta);
             builder.append_data(&mut header, &name, io::empty()).map_err(append_err)?;
             counts.directories += 1;
-            if other_mounts.iter().any(|m| m == path) {
+            if walked.other_mount {
                 tracing::warn!(path = %path.display(), "not descending into another filesystem mounted here");
-                walk.skip_current_dir();
             }
         } else if file_type.is_symlink() {
             let target = std::fs::read_link(path).map_err(append_err)?;
