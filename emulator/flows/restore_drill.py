@@ -12,17 +12,9 @@ DRILL_COMMAND = ["batch-worker", "drill", "--archive", "Ref::archive", "--result
 
 def resources(aws, settings, stack) -> dict:
     """Register the drill job definition; return it as the template's DrillJobDefinition."""
-    from emulator.deploy import job_environment, job_settings  # deploy imports this module
+    from emulator.deploy import register_flow_job_definition  # deploy imports this module
 
-    timeout, role = job_settings(settings, "DrillJobDefinition")
     job_definition = f"{settings.name}-drill"
-    aws.client("batch").register_job_definition(
-        jobDefinitionName=job_definition, type="container", timeout={"attemptDurationSeconds": timeout},
-        containerProperties={
-            "image": "backup-archiver-worker", "command": DRILL_COMMAND, "jobRoleArn": role,
-            "environment": job_environment(settings),
-            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
-        },
-    )
+    register_flow_job_definition(aws, settings, "DrillJobDefinition", job_definition, DRILL_COMMAND)
     # without a revision: the latest applies (CloudFormation's Ref names the revision it made)
     return {"physical": {"DrillJobDefinition": {"Ref": job_definition}}}
