@@ -216,7 +216,8 @@ class EmulatedDeploy(unittest.TestCase):
         queues = batch.describe_job_queues()["jobQueues"]
         self.assertGreaterEqual(len(queues), 2, "a queue per availability zone")
         definitions = {d["jobDefinitionName"] for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]}
-        self.assertEqual(len(definitions), 3, f"the volume worker's, the dump worker's and the drill's: {definitions}")
+        self.assertEqual(definitions, {f"{STACK}-worker", f"{STACK}-worker-direct", f"{STACK}-dump", f"{STACK}-drill"},
+                         "the volume worker's, the direct reader's, the dump worker's and the drill's")
 
 
 if __name__ == "__main__":
