@@ -187,7 +187,7 @@ def archived_objects(aws, bucket: str, prefix: str) -> dict[str, bytes]:
 
 
 def test_db_snapshot_is_dumped_verified_and_its_database_deleted(aws, keep_stack, proxy, slack, mapped, nothing_left,
-                                                                   tmp_path):
+                                                                   tmp_path, monkeypatch):
     snapshot_arn = source_snapshot(aws)
     arn = start_dump(aws, keep_stack, snapshot_arn)
     execution = finished(aws, arn, timeout=120)
@@ -231,6 +231,23 @@ def test_db_snapshot_is_dumped_verified_and_its_database_deleted(aws, keep_stack
     assert "COPY public.orders" in subprocess.run(["pg_restore", "--data-only", "-f", "-",
                                                      str(tmp_path / "orders.pgdump")],
                                                     capture_output=True, text=True, check=True).stdout
+
+    # Back into a server: `restore --to-database` into a fresh PostgreSQL, the password from an environment
+    # variable, gives the roles and the same rows.
+    fresh = Postgres()
+    try:
+        fresh.start()
+        fresh.psql("ALTER ROLE postgres PASSWORD 'restore-secret';")
+        monkeypatch.setenv("BA_RESTORE_PASSWORD", "restore-secret")
+        result = cli(aws, "restore", verification["location"], "--to-database",
+                     f"postgresql://postgres@127.0.0.1:{fresh.port}", "--password-env", "BA_RESTORE_PASSWORD", "--json")
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert "restore-secret" not in result.stdout + result.stderr
+        assert fresh.psql("SELECT id, item FROM orders ORDER BY id;", database=DATABASE) == "1|tea\n2|scones\n3|jam\n"
+        assert fresh.psql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{DATABASE}';") == (
+            f"{MASTER_USER}\n")
+    finally:
+        fresh.stop()
 
     # The database and the password are gone (also checked by `nothing_left`), and one success was notified.
     assert output["deleted_database"]["password_parameter_deleted"] is True, output["deleted_database"]
