@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use archiver_core::alert::archive_skip;
+use archiver_core::errors::NamedError;
 use archiver_core::event::TriggerEvent;
 use archiver_core::request::{
     archive_target, event_target, plan_archive, trigger_snapshot_id, PlanConfig, PlanError, PlanOutcome, SnapshotFacts,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::arn::Arn;
-use crate::errors;
+use crate::errors::{self, NamedError};
 use crate::request::ArchiveRequest;
 
 // ---------------------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ pub struct Handoff {
     pub execution_arn: String,
 }
 
-/// Why a flow step cannot go on. [`FlowError::error_name`] is the Lambda's error type.
+/// Why a flow step cannot go on. Its [`NamedError`] name is the Lambda's error type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlowError {
     #[error("invalid configuration: `{field}` {reason}")]
@@ -81,8 +81,8 @@ pub enum FlowError {
     ArchiveIncomplete { location: String, problem: String },
 }
 
-impl FlowError {
-    pub fn error_name(&self) -> &'static str {
+impl NamedError for FlowError {
+    fn error_name(&self) -> &'static str {
         match self {
             FlowError::InvalidConfig { .. } => errors::INVALID_CONFIG,
             FlowError::InvalidInput { .. } => errors::INVALID_EVENT,

@@ -3,8 +3,9 @@
 //!
 //! A Lambda reports an error as a `Diagnostic { error_type, error_message }`. lambda_runtime's
 //! default `error_type` is the Rust type name, which changes with a refactor and says nothing to
-//! the state machine, so every handler maps its error to one of these names instead. They are
-//! an API: a name is never renamed or reused, only added.
+//! the state machine, so every handler maps its error to one of these names instead, through
+//! [`NamedError`] for core's error types. They are an API: a name is never renamed or reused,
+//! only added.
 //!
 //! Two families, because the ASL treats them differently:
 //! - *retryable* names go into a `Retry` with backoff and a bounded `MaxAttempts` (the snapshot
@@ -218,6 +219,13 @@ pub fn is_known(name: &str) -> bool {
 /// True for our names that belong in a `Retry`.
 pub fn is_retryable(name: &str) -> bool {
     ALL.iter().any(|e| e.name == name && e.retryable)
+}
+
+/// A core error that a Lambda reports, or an execution ends with, under one of the names above.
+pub trait NamedError {
+    /// The stable name a state machine's `Retry` and `Catch` match on (the ASL files'
+    /// `ErrorEquals` strings): one of [`ALL`], never the Rust type's name.
+    fn error_name(&self) -> &'static str;
 }
 
 #[cfg(test)]

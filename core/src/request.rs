@@ -28,7 +28,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::arn::Arn;
-use crate::errors;
+use crate::errors::{self, NamedError};
 use crate::event::{
     BackupJobDetail, BackupVaultNotification, CopyJobDetail, EventBridgeEvent, EventError, JobState, ManualInput,
     ManualSnapshot, RdsEventDetail, RdsNotification, SnsEvent, SnsMessage, TriggerEvent,
@@ -305,9 +305,11 @@ impl SkipReason {
             | SkipReason::NotArchiveTrigger { .. } => false,
         }
     }
+}
 
-    /// The stable name (see [`crate::errors`]) of an execution that ends on this skip.
-    pub fn error_name(&self) -> &'static str {
+/// The name of an execution that ends on this skip.
+impl NamedError for SkipReason {
+    fn error_name(&self) -> &'static str {
         if self.needs_attention() {
             errors::NOT_ARCHIVABLE
         } else {
@@ -521,7 +523,7 @@ pub fn snapshot_readiness(status: &str) -> Readiness {
     }
 }
 
-/// Why an event could not be planned. [`PlanError::error_name`] is what the Lambda reports.
+/// Why an event could not be planned. Its [`NamedError`] name is what the Lambda reports.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error("invalid event: {0}")]
@@ -543,17 +545,6 @@ impl PlanError {
         PlanError::InvalidConfig { field, reason: reason.into() }
     }
 
-    /// The stable error name for the Lambda's `Diagnostic`, matched by the ASL's `ErrorEquals`.
-    pub fn error_name(&self) -> &'static str {
-        match self {
-            PlanError::InvalidEvent(_) | PlanError::MethodNotSupported { .. } => errors::INVALID_EVENT,
-            PlanError::InvalidConfig { .. } => errors::INVALID_CONFIG,
-            PlanError::LookupIncomplete { .. } => errors::LOOKUP_INCOMPLETE,
-            PlanError::SnapshotNotReady { .. } => errors::SNAPSHOT_NOT_READY,
-            PlanError::SnapshotUnusable { .. } => errors::SNAPSHOT_UNUSABLE,
-        }
-    }
-
     /// The input field or setting at fault, where there is one.
     pub fn field(&self) -> Option<&str> {
         match self {
@@ -561,6 +552,18 @@ impl PlanError {
             PlanError::InvalidConfig { field, .. } | PlanError::LookupIncomplete { field, .. } => Some(field),
             PlanError::MethodNotSupported { .. } => Some("method"),
             PlanError::SnapshotNotReady { .. } | PlanError::SnapshotUnusable { .. } => None,
+        }
+    }
+}
+
+impl NamedError for PlanError {
+    fn error_name(&self) -> &'static str {
+        match self {
+            PlanError::InvalidEvent(_) | PlanError::MethodNotSupported { .. } => errors::INVALID_EVENT,
+            PlanError::InvalidConfig { .. } => errors::INVALID_CONFIG,
+            PlanError::LookupIncomplete { .. } => errors::LOOKUP_INCOMPLETE,
+            PlanError::SnapshotNotReady { .. } => errors::SNAPSHOT_NOT_READY,
+            PlanError::SnapshotUnusable { .. } => errors::SNAPSHOT_UNUSABLE,
         }
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use archiver_core::errors;
+use archiver_core::errors::{self, NamedError};
 use archiver_core::event::{JobState, TriggerEvent};
 use archiver_core::flows::Flow;
 use archiver_core::manifest::ModeRequest;

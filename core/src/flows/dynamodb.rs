@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::arn::Arn;
-use crate::errors;
+use crate::errors::{self, NamedError};
 use crate::naming::{client_token, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID};
 use crate::request::ArchiveRequest;
 use crate::resource::ResourceKind;
@@ -68,8 +68,8 @@ pub const PITR_CATCH_UP_RETRIES: u32 = 4;
 /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html>
 pub const MAX_TABLE_NAME_LEN: usize = 255;
 
-/// Why a step of the DynamoDB flow cannot go on. [`DynamoDbError::error_name`] is the Lambda's
-/// error type.
+/// Why a step of the DynamoDB flow cannot go on. Its [`NamedError`] name is the Lambda's error
+/// type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DynamoDbError {
     #[error("invalid input: `{field}` {reason}")]
@@ -96,8 +96,8 @@ pub enum DynamoDbError {
     ExportIncomplete { location: String, problem: String },
 }
 
-impl DynamoDbError {
-    pub fn error_name(&self) -> &'static str {
+impl NamedError for DynamoDbError {
+    fn error_name(&self) -> &'static str {
         match self {
             DynamoDbError::InvalidInput { .. } => errors::INVALID_EVENT,
             DynamoDbError::BackupNotReady { .. } => errors::SNAPSHOT_NOT_READY,

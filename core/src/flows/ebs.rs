@@ -338,7 +338,7 @@ pub struct EbsArchiveSteps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::errors;
+    use crate::errors::{self, NamedError};
 
     const DEPLOYMENT: &str = "archiver-prod";
 

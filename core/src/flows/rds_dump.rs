@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::archive_job::{ArchiveJob, JobResult, Verification};
-use crate::errors;
+use crate::errors::{self, NamedError};
 use crate::naming::{
     database_identifier, password_parameter_name, TAG_EXECUTION, TAG_IDEMPOTENCY_KEY, TAG_MANAGED_BY, TAG_SNAPSHOT_ID,
 };
@@ -72,8 +72,8 @@ pub enum DatabaseShape {
     Cluster,
 }
 
-/// Why a step of the dump flow cannot go on. [`DatabaseError::error_name`] is the Lambda's
-/// error type.
+/// Why a step of the dump flow cannot go on. Its [`NamedError`] name is the Lambda's error
+/// type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DatabaseError {
     #[error("invalid configuration: `{field}` {reason}")]
@@ -92,8 +92,8 @@ pub enum DatabaseError {
     ShortRandom { got: usize },
 }
 
-impl DatabaseError {
-    pub fn error_name(&self) -> &'static str {
+impl NamedError for DatabaseError {
+    fn error_name(&self) -> &'static str {
         match self {
             DatabaseError::InvalidConfig { .. } => errors::INVALID_CONFIG,
             DatabaseError::InvalidInput { .. } => errors::INVALID_EVENT,

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::arn::Arn;
-use crate::errors;
+use crate::errors::{self, NamedError};
 use crate::flows::Flow;
 use crate::request::ArchiveRequest;
 use crate::s3_location::S3Location;
@@ -37,7 +37,7 @@ pub const EXPORT_INFO_PREFIX: &str = "export_info_";
 /// The per-table status files, `export_tables_info_<identifier>_from_<n>_to_<m>.json`.
 pub const EXPORT_TABLES_INFO_PREFIX: &str = "export_tables_info_";
 
-/// Why an export step cannot go on. [`ExportError::error_name`] is the Lambda's error type.
+/// Why an export step cannot go on. Its [`NamedError`] name is the Lambda's error type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExportError {
     #[error("invalid configuration: `{field}` {reason}")]
@@ -56,8 +56,8 @@ pub enum ExportError {
     Incomplete { location: String, problem: String },
 }
 
-impl ExportError {
-    pub fn error_name(&self) -> &'static str {
+impl NamedError for ExportError {
+    fn error_name(&self) -> &'static str {
         match self {
             ExportError::InvalidConfig { .. } => errors::INVALID_CONFIG,
             ExportError::InvalidInput { .. } => errors::INVALID_EVENT,

@@ -9,11 +9,6 @@ use archiver_core::request::ArchiveRequest;
 
 use super::{AwsFailure, StepError};
 
-/// A flow's refusal as the state machine's error: its name is what the ASL catches.
-pub fn flow_error(error: FlowError) -> StepError {
-    StepError::new(error.error_name(), error.to_string())
-}
-
 /// Takes the claim on the request's idempotency key (for `create-volume` and `claim-snapshot`,
 /// the volume and the direct read paths): PutObject with `If-None-Match: *`, which S3 refuses with 412 when the claim exists.
 /// Refused, the claim is read back: this execution's own (an earlier attempt took it) goes on,
@@ -61,11 +56,9 @@ pub async fn take_claim(
     let holder = super::storage::read_optional(s3, &destination.bucket, &key).await?;
     match refused_claim(holder.as_deref(), execution_id) {
         ClaimRefused::Ours => Ok(()),
-        ClaimRefused::HeldBy { execution } => Err(flow_error(FlowError::Duplicate {
-            snapshot_id: request.snapshot_id.clone(),
-            execution,
-            claim_url: url,
-        })),
+        ClaimRefused::HeldBy { execution } => {
+            Err(FlowError::Duplicate { snapshot_id: request.snapshot_id.clone(), execution, claim_url: url }.into())
+        }
         ClaimRefused::Released => {
             Err(StepError::new(errors::RETRYABLE, format!("{url} was released while this execution claimed it")))
         }

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use archiver_core::aws_error::{classify, AwsErrorClass};
-use archiver_core::errors;
+use archiver_core::errors::{self, NamedError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -54,6 +54,15 @@ impl fmt::Display for StepError {
 }
 
 impl std::error::Error for StepError {}
+
+/// A core error becomes the step's error under its stable name, with its message. Coherence
+/// allows this blanket impl next to `impl<T> From<T> for T` only because `StepError` itself is
+/// no [`NamedError`]: it must never become one.
+impl<E: NamedError + fmt::Display> From<E> for StepError {
+    fn from(error: E) -> Self {
+        StepError::new(error.error_name(), error.to_string())
+    }
+}
 
 impl From<StepError> for Diagnostic {
     fn from(error: StepError) -> Diagnostic {
@@ -141,12 +150,20 @@ pub fn deadline(context: &lambda_runtime::Context) -> std::time::Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use archiver_core::document::FlowError;
 
     #[test]
     fn step_errors_reach_step_functions_with_their_stable_name() {
         let diagnostic: Diagnostic = StepError::new(errors::VOLUME_NOT_READY, "vol-1 is creating").into();
         assert_eq!(diagnostic.error_type, "VolumeNotReady");
         assert_eq!(diagnostic.error_message, "vol-1 is creating");
+    }
+
+    #[test]
+    fn core_errors_keep_their_stable_name_and_message() {
+        let refusal = FlowError::VolumeNotReady { volume_id: "vol-1".into(), state: "creating".into() };
+        let error = StepError::from(refusal.clone());
+        assert_eq!((error.name, error.message), (errors::VOLUME_NOT_READY, refusal.to_string()));
     }
 
     #[test]

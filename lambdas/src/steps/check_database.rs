@@ -54,5 +54,5 @@ async fn check(rds: &Client, input: CheckDatabaseInput) -> Result<DatabaseEndpoi
         password_pending = observed.password_pending,
         "database state"
     );
-    check_database(&input.database, &observed).map_err(|e| StepError::new(e.error_name(), e.to_string()))
+    check_database(&input.database, &observed).map_err(StepError::from)
 }

@@ -9,7 +9,7 @@ use crate::common::{parse_input, storage, AwsFailure, StepError};
 use archiver_core::aws_error::AwsErrorClass;
 use archiver_core::errors;
 use archiver_core::flows::rds_export::{
-    check_export, missing_export, verify_export, CheckExportInput, ExportError, ExportTaskState, ExportedFiles,
+    check_export, missing_export, verify_export, CheckExportInput, ExportTaskState, ExportedFiles,
 };
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
@@ -25,10 +25,6 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-fn export_error(error: ExportError) -> StepError {
-    StepError::new(error.error_name(), error.to_string())
-}
-
 #[tracing::instrument(skip_all, fields(export_task_identifier = input.export_task_identifier))]
 async fn check(
     rds: &aws_sdk_rds::Client,
@@ -38,9 +34,9 @@ async fn check(
     let identifier = &input.export_task_identifier;
     let task = describe(rds, identifier).await?;
     tracing::info!(status = task.status, percent_progress = task.percent_progress, "export status");
-    check_export(identifier, &task).map_err(export_error)?;
+    check_export(identifier, &task)?;
     let listing = storage::list(s3, &input.location).await?;
-    let exported = verify_export(identifier, &input.location, &listing).map_err(export_error)?;
+    let exported = verify_export(identifier, &input.location, &listing)?;
     tracing::info!(objects = exported.objects, total_size = exported.total_size, "export verified");
     Ok(exported)
 }
@@ -51,12 +47,12 @@ async fn describe(rds: &aws_sdk_rds::Client, identifier: &str) -> Result<ExportT
         Err(e) => {
             let failure = AwsFailure::of(&format!("DescribeExportTasks {identifier}"), &e);
             return Err(match failure.class {
-                AwsErrorClass::NotFound => export_error(missing_export(identifier)),
+                AwsErrorClass::NotFound => missing_export(identifier).into(),
                 _ => failure.into_step_error(errors::EXPORT_OPERATION_FAILED),
             });
         }
     };
-    let task = output.export_tasks().first().ok_or_else(|| export_error(missing_export(identifier)))?;
+    let task = output.export_tasks().first().ok_or_else(|| missing_export(identifier))?;
     Ok(ExportTaskState {
         status: task.status().unwrap_or_default().to_string(),
         percent_progress: task.percent_progress().and_then(|p| u32::try_from(p).ok()),

@@ -36,15 +36,12 @@ async fn check(
 ) -> Result<ExportResult, StepError> {
     let status = describe_export(dynamodb, &input.export_arn).await?;
     tracing::info!(status = status.status, "export status");
-    let key = check_table_export(&input, &status).map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
+    let key = check_table_export(&input, &status)?;
     let destination = &input.destination;
     if let Err(e) = s3.head_object().bucket(&destination.bucket).key(&key).send().await {
         let failure = AwsFailure::of(&format!("HeadObject {}", destination.url_of(&key)), &e);
         return Err(match failure.class {
-            AwsErrorClass::NotFound => {
-                let e = missing_summary(destination, &key, "does not exist");
-                StepError::new(e.error_name(), e.to_string())
-            }
+            AwsErrorClass::NotFound => missing_summary(destination, &key, "does not exist").into(),
             _ => failure.into_step_error(errors::STORAGE_ACCESS_FAILED),
         });
     }

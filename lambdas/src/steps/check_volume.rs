@@ -3,7 +3,6 @@
 //! never be available. See [`archiver_core::flows::ebs::check_volume`].
 
 use crate::common::{parse_input, volumes, StepError};
-use archiver_core::document::FlowError;
 use archiver_core::flows::ebs::{check_volume, CheckVolumeInput};
 use aws_sdk_ec2::Client;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -26,6 +25,6 @@ async fn check(ec2: &Client, input: CheckVolumeInput) -> Result<Value, StepError
         None => "deleted".to_string(),
     };
     tracing::info!(state, "volume state");
-    check_volume(&input.volume_id, &state).map_err(|e: FlowError| StepError::new(e.error_name(), e.to_string()))?;
+    check_volume(&input.volume_id, &state)?;
     Ok(json!({"volume_id": input.volume_id, "state": state}))
 }

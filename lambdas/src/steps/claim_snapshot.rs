@@ -5,7 +5,7 @@
 //!
 //! The decisions are [`archiver_core::claim`]'s and [`archiver_core::flows::ebs::direct_job`]'s.
 
-use crate::common::claims::{flow_error, take_claim};
+use crate::common::claims::take_claim;
 use crate::common::{parse_input, StepError};
 use archiver_core::flows::ebs::{direct_job, ClaimSnapshotInput, DirectRead};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -25,7 +25,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
 #[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id, execution_id = input.execution_id))]
 async fn claim_snapshot(s3: &aws_sdk_s3::Client, input: ClaimSnapshotInput) -> Result<DirectRead, StepError> {
     // Checked before the claim: a missing queue is a configuration error, and leaves no claim.
-    let job = direct_job(&input.request, &input.execution_id).map_err(flow_error)?;
+    let job = direct_job(&input.request, &input.execution_id)?;
     take_claim(s3, &input.request, &input.execution_id).await?;
     tracing::info!(queue = job.queue, "claimed; the job reads the snapshot through the EBS direct APIs");
     Ok(DirectRead { job })

@@ -9,7 +9,7 @@
 //! The decisions are [`archiver_core::claim`]'s ([`refused_claim`]) and
 //! [`archiver_core::flows::ebs`]'s: [`volume_request`], [`own_volume`], [`archive_job`].
 
-use crate::common::claims::{flow_error, take_claim};
+use crate::common::claims::take_claim;
 use crate::common::{parse_input, required_env, volumes, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::errors;
 use archiver_core::flows::ebs::{
@@ -41,9 +41,9 @@ async fn create_volume(
     input: CreateVolumeInput,
 ) -> Result<CreatedVolume, StepError> {
     let request = &input.request;
-    let spec = volume_request(request, &input.execution_id, deployment).map_err(flow_error)?;
+    let spec = volume_request(request, &input.execution_id, deployment)?;
     // Checked before anything is created: a missing queue is a configuration error.
-    let mut job = archive_job(request, "", &input.execution_id).map_err(flow_error)?;
+    let mut job = archive_job(request, "", &input.execution_id)?;
     take_claim(s3, request, &input.execution_id).await?;
     let existing = volumes::tagged(ec2, TAG_IDEMPOTENCY_KEY, &request.idempotency_key).await?;
     let volume_id = match own_volume(&existing, &input.execution_id) {

@@ -125,15 +125,15 @@ async fn delete_cluster(
         DatabaseRelease::NotOurs => report.not_ours.push(cluster_id.to_string()),
         DatabaseRelease::Delete => {
             if let Some(instance) = databases::instance(rds, instance_id).await? {
-                let busy = DatabaseError::Busy {
+                return Err(DatabaseError::Busy {
                     identifier: cluster_id.to_string(),
                     status: format!(
                         "waiting for its instance {instance_id} ({})",
                         instance.db_instance_status().unwrap_or("unknown")
                     ),
                     what: "deleting the cluster",
-                };
-                return Err(StepError::new(busy.error_name(), busy.to_string()));
+                }
+                .into());
             }
             match rds.delete_db_cluster().db_cluster_identifier(cluster_id).skip_final_snapshot(true).send().await {
                 Ok(_) => report.deleted.push(cluster_id.to_string()),

@@ -11,7 +11,7 @@
 use crate::common::tables::{self, table_error};
 use crate::common::{parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
 use archiver_core::aws_error::AwsErrorClass;
-use archiver_core::errors;
+use archiver_core::errors::{self, NamedError};
 use archiver_core::flows::dynamodb::{
     release_table, restore_job_progress, temporary_table_in, temporary_table_tags, DeleteTableInput, DeletedTables,
     TableRelease, TemporaryTable,
@@ -58,7 +58,7 @@ async fn delete_table(
             // (A job that failed or was aborted created nothing.)
             let progress = restore_job_progress(&name, &job.job_id, &job.status, job.status_message.as_deref());
             if let Some(e) = progress.err().filter(|e| e.error_name() == errors::TABLE_NOT_READY) {
-                return Err(StepError::new(e.error_name(), e.to_string()));
+                return Err(e.into());
             }
         }
         report.already_gone.push(name);

@@ -72,8 +72,7 @@ fn fresh_seed() -> Result<u64, StepError> {
 async fn pick_drill(step: &PickStep, input: PickDrillInput, fresh_seed: u64) -> Result<DrillPlan, StepError> {
     let config = step.config.as_ref().map_err(Clone::clone)?;
     let (candidates, cold) = drill_candidates(&config.location.bucket, &listing(&step.s3, &config.location).await?);
-    let plan = plan_drill(&input, config, &candidates, cold, fresh_seed)
-        .map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
+    let plan = plan_drill(&input, config, &candidates, cold, fresh_seed)?;
     tracing::info!(
         candidates = plan.candidates,
         cold = plan.cold,

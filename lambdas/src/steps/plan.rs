@@ -65,12 +65,8 @@ fn plan_config() -> Result<PlanConfig, StepError> {
     let text = required_env(PLAN_CONFIG_ENV)?;
     let config: PlanConfig = serde_json::from_str(&text)
         .map_err(|e| StepError::config(format!("{PLAN_CONFIG_ENV} is not a plan configuration: {e}")))?;
-    config.validate().map_err(plan_error)?;
+    config.validate()?;
     Ok(config)
-}
-
-fn plan_error(error: PlanError) -> StepError {
-    StepError::new(error.error_name(), error.to_string())
 }
 
 /// Plans the archive `payload` asks for. Skips and malformed events make no AWS call.
@@ -89,10 +85,10 @@ async fn plan(
                 tracing::info!(%reason, "skipped");
                 return Ok(PlanOutcome::skipped(reason));
             }
-            None => return Err(plan_error(PlanError::InvalidEvent(error))),
+            None => return Err(PlanError::InvalidEvent(error).into()),
         },
     };
-    let target = match archive_target(&event, config).map_err(plan_error)? {
+    let target = match archive_target(&event, config)? {
         Targeting::Skip(reason) => {
             tracing::info!(shape = event.shape(), %reason, "skipped");
             return Ok(PlanOutcome::skipped(reason));
@@ -106,7 +102,7 @@ async fn plan(
         // A DynamoDB backup's plan needs no fact beyond the event's.
         ResourceKind::DynamoDb => SnapshotFacts::default(),
     };
-    let outcome = plan_archive(&event, &facts, config, now).map_err(plan_error)?;
+    let outcome = plan_archive(&event, &facts, config, now)?;
     if let PlanOutcome::Planned(request) = &outcome {
         refuse_if_archived(&clients.s3, request).await?;
     }
@@ -133,10 +129,7 @@ async fn refuse_if_archived(s3: &aws_sdk_s3::Client, request: &ArchiveRequest) -
     let key = destination.key(MANIFEST_NAME);
     let manifest_url = destination.url_of(&key);
     match s3.head_object().bucket(&destination.bucket).key(&key).send().await {
-        Ok(_) => {
-            let error = FlowError::AlreadyArchived { snapshot_id: request.snapshot_id.clone(), manifest_url };
-            Err(StepError::new(error.error_name(), error.to_string()))
-        }
+        Ok(_) => Err(FlowError::AlreadyArchived { snapshot_id: request.snapshot_id.clone(), manifest_url }.into()),
         Err(e) => {
             let failure = AwsFailure::of(&format!("HeadObject {manifest_url}"), &e);
             match failure.class {

@@ -35,13 +35,12 @@ async fn prepare(
     input: PrepareTableInput,
 ) -> Result<Value, StepError> {
     let name = &input.table_name;
-    let step_error = |e: archiver_core::flows::dynamodb::DynamoDbError| StepError::new(e.error_name(), e.to_string());
-    let decide = |table_status: &str, pitr: Option<&str>| prepare_table(name, table_status, pitr).map_err(step_error);
+    let decide = |table_status: &str, pitr: Option<&str>| prepare_table(name, table_status, pitr);
     let mut table = tables::describe(dynamodb, name).await?;
     if let (None, Some(job_id)) = (&table, &input.restore_job_id) {
         // AWS Backup creates the table when its restore job has run; until then it does not exist.
         let job = tables::restore_job(backup, job_id).await?;
-        restore_job_progress(name, job_id, &job.status, job.status_message.as_deref()).map_err(step_error)?;
+        restore_job_progress(name, job_id, &job.status, job.status_message.as_deref())?;
         table = tables::describe(dynamodb, name).await?;
     }
     let status = table.map_or_else(|| "DELETED".to_string(), |t| t.status);

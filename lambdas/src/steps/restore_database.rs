@@ -55,11 +55,7 @@ fn restore_config() -> Result<RestoreConfig, StepError> {
         &required_env("DB_SECURITY_GROUP_IDS")?,
         &required_env(DEPLOYMENT_NAME_ENV)?,
     )
-    .map_err(database_error)
-}
-
-fn database_error(error: DatabaseError) -> StepError {
-    StepError::new(error.error_name(), error.to_string())
+    .map_err(StepError::from)
 }
 
 #[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id, execution_id = input.execution_id))]
@@ -70,11 +66,11 @@ async fn restore_database(
 ) -> Result<TemporaryDatabase, StepError> {
     let request = &input.request;
     let execution_id = &input.execution_id;
-    let shape = archiver_core::flows::rds_dump::database_names(request, execution_id).map_err(database_error)?.shape;
+    let shape = archiver_core::flows::rds_dump::database_names(request, execution_id)?.shape;
     let facts = describe_snapshot(&clients.rds, &request.snapshot_id, shape).await?;
-    let restore = restore_request(request, execution_id, &facts, config).map_err(database_error)?;
+    let restore = restore_request(request, execution_id, &facts, config)?;
     let master_username = facts.master_username.as_deref().unwrap_or_default();
-    let database = temporary_database(request, &restore, master_username).map_err(database_error)?;
+    let database = temporary_database(request, &restore, master_username)?;
     let names = &restore.names;
     let primary = names.cluster_identifier.as_ref().unwrap_or(&names.instance_identifier);
 
@@ -94,7 +90,7 @@ async fn restore_database(
         }
         DatabaseClaim::Duplicate { execution } => return Err(duplicate(request, Some(execution), primary)),
         DatabaseClaim::Wait { status } => {
-            return Err(database_error(DatabaseError::Busy {
+            return Err(StepError::from(DatabaseError::Busy {
                 identifier: primary.clone(),
                 status,
                 what: "restoring the snapshot again",
@@ -120,7 +116,7 @@ fn duplicate(
     execution: Option<String>,
     identifier: &str,
 ) -> StepError {
-    database_error(DatabaseError::Duplicate {
+    StepError::from(DatabaseError::Duplicate {
         snapshot_id: request.snapshot_id.clone(),
         execution: execution.unwrap_or_else(|| "another execution".into()),
         identifier: identifier.to_string(),
@@ -202,7 +198,7 @@ async fn store_password(ssm: &Ssm, restore: &RestoreRequest) -> Result<(), StepE
     let mut random = [0u8; PASSWORD_RANDOM_BYTES];
     getrandom::getrandom(&mut random)
         .map_err(|e| StepError::new(errors::RETRYABLE, format!("the operating system's random source failed: {e}")))?;
-    let password = master_password(&random).map_err(database_error)?;
+    let password = master_password(&random)?;
     let name = &restore.names.password_parameter;
     let tags: Vec<SsmTag> = restore
         .tags

@@ -44,7 +44,7 @@ async fn trigger(sfn: &aws_sdk_sfn::Client, prefix: &str, delivery: Value) -> Re
             None => return Err(StepError::new(errors::INVALID_EVENT, error.to_string())),
         },
     };
-    let target = match event_target(&event).map_err(|e| StepError::new(e.error_name(), e.to_string()))? {
+    let target = match event_target(&event)? {
         Targeting::Target(target) => target,
         Targeting::Skip(reason) => {
             tracing::info!(event = event.shape(), %reason, "nothing to archive: no execution started");

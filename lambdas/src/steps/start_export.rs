@@ -37,10 +37,6 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-fn export_error(error: ExportError) -> StepError {
-    StepError::new(error.error_name(), error.to_string())
-}
-
 fn export_config() -> Result<ExportConfig, StepError> {
     let export_only = match optional_env(EXPORT_ONLY_ENV) {
         Some(text) => serde_json::from_str(&text)
@@ -49,19 +45,19 @@ fn export_config() -> Result<ExportConfig, StepError> {
     };
     let config =
         ExportConfig { iam_role_arn: required_env(ROLE_ENV)?, kms_key_id: required_env(KMS_KEY_ENV)?, export_only };
-    config.validate().map_err(export_error)?;
+    config.validate()?;
     Ok(config)
 }
 
 #[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id))]
 async fn start(rds: &Client, config: &ExportConfig, input: StartExportInput) -> Result<StartedExport, StepError> {
-    let task = export_task_request(&input.request, config).map_err(export_error)?;
+    let task = export_task_request(&input.request, config)?;
     let started = match send(rds, &task).await {
         Ok(()) => true,
         Err(failure) => match failure.code.as_deref().and_then(start_refusal) {
             Some(StartRefusal::AlreadyStarted) => false,
             Some(StartRefusal::QuotaExceeded) => {
-                return Err(export_error(ExportError::QuotaExceeded {
+                return Err(StepError::from(ExportError::QuotaExceeded {
                     export_task_identifier: task.export_task_identifier,
                     detail: failure.message,
                 }))

@@ -35,10 +35,6 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-fn step_error(error: DynamoDbError) -> StepError {
-    StepError::new(error.error_name(), error.to_string())
-}
-
 #[tracing::instrument(skip_all, fields(snapshot_id = input.request.snapshot_id, retry_count = input.retry_count))]
 async fn start_table_export(
     dynamodb: &Client,
@@ -46,7 +42,7 @@ async fn start_table_export(
     input: StartTableExportInput,
 ) -> Result<TableSource, StepError> {
     let arn = input.request.snapshot_arn.clone().ok_or_else(|| {
-        step_error(DynamoDbError::InvalidInput {
+        StepError::from(DynamoDbError::InvalidInput {
             field: "snapshot_arn",
             reason: "is null: the backup has no ARN".into(),
         })
@@ -57,7 +53,7 @@ async fn start_table_export(
         describe_backup(dynamodb, &arn.to_string()).await?
     };
     let pitr = continuous_backups(dynamodb, &facts.table_arn).await?;
-    let plan = plan_table_export(&input, &facts, pitr.as_ref()).map_err(step_error)?;
+    let plan = plan_table_export(&input, &facts, pitr.as_ref())?;
     let source = match plan {
         ExportPlan::PointInTime { table_arn, export_time, reason } => TableSource {
             source: ExportSource::PointInTime,
@@ -133,7 +129,7 @@ async fn describe_recovery_point(
     arn: &Arn,
 ) -> Result<BackupFacts, StepError> {
     let vault_name = vault_name.ok_or_else(|| {
-        step_error(DynamoDbError::InvalidInput {
+        StepError::from(DynamoDbError::InvalidInput {
             field: "vault_name",
             reason: "is null: DescribeRecoveryPoint needs it".into(),
         })

@@ -46,8 +46,7 @@ async fn verify(s3: &Client, input: VerifyInput) -> Result<Verification, StepErr
         .buffer_unordered(HEADS_IN_FLIGHT)
         .try_collect()
         .await?;
-    let verification =
-        verify_segments(destination, &manifest, &stored).map_err(|e| StepError::new(e.error_name(), e.to_string()))?;
+    let verification = verify_segments(destination, &manifest, &stored)?;
     tracing::info!(
         objects = verification.objects,
         total_size = verification.total_size,
@@ -81,10 +80,7 @@ async fn head_segment(s3: &Client, destination: &S3Location, key: &str) -> Resul
 
 async fn read_manifest(s3: &Client, destination: &S3Location) -> Result<Manifest, StepError> {
     let key = destination.key(MANIFEST_NAME);
-    let incomplete = |why: String| {
-        let e = missing_manifest(destination, &why);
-        StepError::new(e.error_name(), e.to_string())
-    };
+    let incomplete = |why: String| StepError::from(missing_manifest(destination, &why));
     let output = match s3.get_object().bucket(&destination.bucket).key(&key).send().await {
         Ok(output) => output,
         Err(e) => {
