@@ -5,7 +5,13 @@
 //!
 //! Independent members let every core compress at once and let an all-zero chunk (43 % of a
 //! typical image's chunks) skip deflate entirely: its member is computed once and repeated.
+//!
+//! Gzip members come from libdeflate, which compresses a whole buffer at once: that is all an
+//! independent member needs. Measured on 478 MB of system files in 1 MiB members at level 6:
+//! libdeflate 115 MiB/s per core at 0.996 of `pigz -6`'s size, zlib-rs 79 MiB/s at 1.019, the
+//! system zlib that pigz uses about 40 MiB/s. The members' lost history no longer costs size.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::{Arc, OnceLock};
 
@@ -24,6 +30,8 @@ pub enum CompressError {
     Level { compression: Compression, level: u32, min: u32, max: u32 },
     #[error("compression failed: {0}")]
     Compress(#[source] io::Error),
+    #[error("gzip compression failed: {0:?}")]
+    Deflate(libdeflater::CompressionError),
     #[error("a compression task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
 }
@@ -60,14 +68,7 @@ impl Compressor {
 
     fn compress_uncached(&self, chunk: &[u8]) -> Result<Bytes, CompressError> {
         match self.compression {
-            Compression::Gzip => {
-                let mut encoder = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(chunk.len() / 2),
-                    flate2::Compression::new(self.level),
-                );
-                encoder.write_all(chunk).map_err(CompressError::Compress)?;
-                Ok(encoder.finish().map_err(CompressError::Compress)?.into())
-            }
+            Compression::Gzip => gzip_member(chunk, self.level),
             Compression::Zstd => {
                 zstd::bulk::compress(chunk, self.level as i32).map(Bytes::from).map_err(CompressError::Compress)
             }
@@ -95,6 +96,27 @@ impl Compressor {
             // One more than the workers, so a core never waits for the next chunk to be queued.
             .buffered(workers + 1)
     }
+}
+
+thread_local! {
+    /// Each compression thread's libdeflate state (about 1 MiB at the default level) and its
+    /// output buffer, kept between chunks: allocating them per chunk cost more than deflating a
+    /// chunk of zeros. The level is part of the key because a test process mixes levels.
+    static DEFLATE: RefCell<Option<(u32, libdeflater::Compressor, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+fn gzip_member(chunk: &[u8], level: u32) -> Result<Bytes, CompressError> {
+    DEFLATE.with_borrow_mut(|state| {
+        if state.as_ref().is_none_or(|(cached, _, _)| *cached != level) {
+            let lvl = libdeflater::CompressionLvl::new(level as i32).expect("levels are checked in Compressor::new");
+            *state = Some((level, libdeflater::Compressor::new(lvl), Vec::new()));
+        }
+        let (_, compressor, out) = state.as_mut().expect("set above");
+        out.resize(compressor.gzip_compress_bound(chunk.len()), 0);
+        let len = compressor.gzip_compress(chunk, out).map_err(CompressError::Deflate)?;
+        // Copied out so that a member in flight holds its own size, not the worst case's.
+        Ok(Bytes::copy_from_slice(&out[..len]))
+    })
 }
 
 pub(crate) fn is_all_zero(chunk: &[u8]) -> bool {
@@ -180,6 +202,23 @@ mod tests {
         let data = sample(2 * CHUNK_SIZE + 5);
         let frames: Vec<u8> = data.chunks(CHUNK_SIZE).flat_map(|ch| c.compress_chunk(ch).unwrap().to_vec()).collect();
         assert_eq!(zstd::decode_all(frames.as_slice()).unwrap(), data);
+    }
+
+    #[test]
+    fn each_compressor_keeps_its_own_level_on_a_shared_thread() {
+        // Text, where the levels' match searches differ.
+        let data: Vec<u8> =
+            (0..20_000u32).flat_map(|i| format!("line {i}: {} {}\n", i * i % 977, i % 13).into_bytes()).collect();
+        let fast = Compressor::new(Compression::Gzip, Some(1)).unwrap();
+        let small = Compressor::new(Compression::Gzip, Some(9)).unwrap();
+        let (a, b, c) = (
+            fast.compress_chunk(&data).unwrap(),
+            small.compress_chunk(&data).unwrap(),
+            fast.compress_chunk(&data).unwrap(),
+        );
+        assert!(b.len() < a.len(), "level 9 ({}) is smaller than level 1 ({})", b.len(), a.len());
+        assert_eq!(a, c, "level 1 again after level 9 on the same thread");
+        assert_eq!(gunzip(&b), data);
     }
 
     #[test]
