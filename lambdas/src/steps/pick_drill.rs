@@ -17,7 +17,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 use crate::common::tables::utc;
-use crate::common::{optional_env, parse_input, required_env, AwsFailure, StepError, DEPLOYMENT_NAME_ENV};
+use crate::common::{optional_env, parse_input, required_env, storage, StepError, DEPLOYMENT_NAME_ENV};
 
 struct PickStep {
     s3: aws_sdk_s3::Client,
@@ -87,20 +87,15 @@ async fn pick_drill(step: &PickStep, input: PickDrillInput, fresh_seed: u64) -> 
 /// Every object under `location`, as the listing names it: enough to know the archives, their age
 /// and whether they are readable at once ([`drill_candidates`]).
 async fn listing(s3: &aws_sdk_s3::Client, location: &S3Location) -> Result<Vec<ListedObject>, StepError> {
-    let list_prefix = if location.prefix.is_empty() { String::new() } else { format!("{}/", location.prefix) };
-    let mut pages = s3.list_objects_v2().bucket(&location.bucket).prefix(&list_prefix).into_paginator().send();
-    let mut objects = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            AwsFailure::of(&format!("ListObjectsV2 {location}/"), &e).into_step_error(errors::STORAGE_ACCESS_FAILED)
-        })?;
-        objects.extend(page.contents().iter().filter_map(|object| {
+    Ok(storage::objects(s3, location)
+        .await?
+        .iter()
+        .filter_map(|object| {
             Some(ListedObject {
                 key: object.key()?.to_string(),
                 last_modified: object.last_modified().and_then(utc)?,
                 storage_class: object.storage_class().map(|c| c.as_str().to_string()),
             })
-        }));
-    }
-    Ok(objects)
+        })
+        .collect())
 }
