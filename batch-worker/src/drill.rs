@@ -29,11 +29,9 @@ pub struct DrillError {
     pub message: String,
 }
 
-/// What a drill does besides reading.
+/// How a drill names the snapshots it makes.
 #[derive(Debug, Clone)]
 pub struct DrillOptions {
-    /// Restore each raw object into a snapshot, then delete it.
-    pub restore_to_snapshot: bool,
     /// The drill's id, on the snapshots' tags and descriptions.
     pub drill_id: String,
     /// The stack's name: the value of the snapshots' managed-by tag.
@@ -46,7 +44,8 @@ pub struct SnapshotClients {
     pub ec2: aws_sdk_ec2::Client,
 }
 
-/// Drills the archive at `location`; the verdict is in the result (`ok`), never an error.
+/// Drills the archive at `location`, and with `snapshots` restores each raw object into a snapshot
+/// and deletes it; the verdict is in the result (`ok`), never an error.
 pub async fn drill_archive(
     s3: &aws_sdk_s3::Client,
     snapshots: Option<&SnapshotClients>,
@@ -61,9 +60,7 @@ pub async fn drill_archive(
     };
     let matched = problem.is_none() && objects.iter().all(|o| o.ok);
     let restores = match snapshots {
-        Some(clients) if options.restore_to_snapshot && matched => {
-            restore_raw_objects(s3, clients, location, options, cancel).await
-        }
+        Some(clients) if matched => restore_raw_objects(s3, clients, location, options, cancel).await,
         _ => Vec::new(),
     };
     let result = DrillResult::judge(location.to_string(), problem, objects, restores, clock.elapsed().as_secs_f64());
@@ -89,16 +86,7 @@ async fn restore_raw_objects(
 ) -> Vec<DrillRestore> {
     let manifest = match fetch_manifest(s3, location).await {
         Ok(manifest) => manifest,
-        Err(e) => {
-            return vec![DrillRestore {
-                key: location.to_string(),
-                snapshot_id: None,
-                blocks_written: 0,
-                deleted: true,
-                ok: false,
-                problem: Some(e.to_string()),
-            }]
-        }
+        Err(e) => return vec![DrillRestore::failed(location.to_string(), e.to_string())],
     };
     let mut restores = Vec::new();
     for object in manifest.objects.iter().filter(|o| o.mode == ArchiveMode::Raw) {
@@ -140,15 +128,7 @@ async fn restore_raw_objects(
                         problem,
                     }
                 }
-                // The restore deletes the snapshot it started on any error.
-                Err(e) => DrillRestore {
-                    key: object.key.clone(),
-                    snapshot_id: None,
-                    blocks_written: 0,
-                    deleted: true,
-                    ok: false,
-                    problem: Some(e.to_string()),
-                },
+                Err(e) => DrillRestore::failed(object.key.clone(), e.to_string()),
             };
         restores.push(restore);
     }

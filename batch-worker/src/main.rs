@@ -301,11 +301,7 @@ async fn run_drill(args: DrillArgs) -> Result<(), Failure> {
         ebs: aws_sdk_ebs::Client::new(&config),
         ec2: aws_sdk_ec2::Client::new(&config),
     });
-    let options = drill::DrillOptions {
-        restore_to_snapshot: args.restore_to_snapshot,
-        drill_id: args.drill_id,
-        deployment: args.deployment,
-    };
+    let options = drill::DrillOptions { drill_id: args.drill_id, deployment: args.deployment };
     let result = drill::drill_archive(&s3_client, snapshots.as_ref(), &args.archive, &options, &cancel).await;
     drill::write_result(&s3_client, &args.result, &result).await.map_err(|e| failed(1)(&e))?;
     println!("{}", serde_json::to_string(&result).expect("drill results serialize"));

@@ -315,6 +315,14 @@ pub struct DrillRestore {
     pub problem: Option<String>,
 }
 
+impl DrillRestore {
+    /// A restore that failed before it left a snapshot (the restore deletes the one it started on
+    /// any error), so there is nothing to delete.
+    pub fn failed(key: String, problem: String) -> DrillRestore {
+        DrillRestore { key, snapshot_id: None, blocks_written: 0, deleted: true, ok: false, problem: Some(problem) }
+    }
+}
+
 /// What `batch-worker drill` writes to its target's `result_key` and prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillResult {
