@@ -7,7 +7,7 @@ use archiver_core::errors;
 use archiver_core::naming::claim_key;
 use archiver_core::request::ArchiveRequest;
 
-use super::{AwsFailure, StepError};
+use super::{precondition_failed, AwsFailure, StepError};
 
 /// Takes the claim on the request's idempotency key (for `create-volume` and `claim-snapshot`,
 /// the volume and the direct read paths): PutObject with `If-None-Match: *`, which S3 refuses with 412 when the claim exists.
@@ -40,7 +40,7 @@ pub async fn take_claim(
             tracing::info!(claim = url, "claimed");
             return Ok(());
         }
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => e,
+        Err(e) if precondition_failed(&e) => e,
         // 409 ConditionalRequestConflict: another conditional write of the key is in flight.
         Err(e) => {
             let failure = AwsFailure::of(&format!("PutObject {url} (If-None-Match)"), &e);

@@ -104,6 +104,12 @@ impl AwsFailure {
     }
 }
 
+/// S3 refused a conditional write (`If-None-Match: *`) because the key exists: 412 Precondition
+/// Failed, which the SDK models as no error of the operation.
+pub fn precondition_failed<E>(error: &SdkError<E, HttpResponse>) -> bool {
+    error.raw_response().is_some_and(|response| response.status().as_u16() == 412)
+}
+
 /// The AWS configuration of a Lambda: its role's credentials and region, and `AWS_ENDPOINT_URL`
 /// when set (the local emulator).
 pub async fn aws_config() -> aws_config::SdkConfig {

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::common::slack::{post_to_slack, slack_from_env, Slack};
 use crate::common::storage::read_optional;
-use crate::common::{deadline, optional_env, parse_input, AwsFailure, StepError};
+use crate::common::{deadline, optional_env, parse_input, precondition_failed, AwsFailure, StepError};
 
 struct ReportStep {
     s3: aws_sdk_s3::Client,
@@ -114,7 +114,7 @@ async fn write(
         .await;
     match written {
         Ok(_) => Ok(()),
-        Err(e) if only_if_new && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+        Err(e) if only_if_new && precondition_failed(&e) => {
             tracing::info!(key, "the drill's report is already kept");
             Ok(())
         }

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use crate::common::channels::Channels;
 use crate::common::tables::utc;
-use crate::common::{deadline, optional_env, required_env, AwsFailure, StepError};
+use crate::common::{deadline, optional_env, precondition_failed, required_env, AwsFailure, StepError};
 use archiver_core::alert::render::Message;
 use archiver_core::alert::{
     decide, read_alert, AlertConfig, AlertEvent, AlertKind, Decision, JobAlert, JobDescription, Route,
@@ -203,7 +203,7 @@ async fn take_claim(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, alert: &Jo
     let body = serde_json::to_vec(alert).expect("alerts serialize");
     match s3.put_object().bucket(bucket).key(key).if_none_match("*").body(body.into()).send().await {
         Ok(_) => Ok(true),
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+        Err(e) if precondition_failed(&e) => Ok(false),
         Err(e) => Err(AwsFailure::of(&format!("PutObject s3://{bucket}/{key} (the alert's claim)"), &e)
             .into_step_error(archiver_core::errors::RETRYABLE)),
     }
