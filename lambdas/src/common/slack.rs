@@ -33,7 +33,7 @@ pub struct Slack {
 
 /// The webhook named by the SecureString parameter `name`. SSM's errors name the parameter, never
 /// its value; a value that is not a URL is reported without it.
-pub async fn slack_from_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Slack, StepError> {
+async fn slack_from_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Slack, StepError> {
     let output = ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
         StepError::config(AwsFailure::of(&format!("GetParameter {name} (the Slack webhook)"), &e).message)
     })?;

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use crate::common::slack::{post_to_slack, slack_from_parameter, Slack};
+use crate::common::slack::{post_to_slack, slack_from_env, Slack};
 use crate::common::{deadline, optional_env, parse_input, AwsFailure, StepError};
 use archiver_core::document::{NotificationReport, NotifyInput};
 use archiver_core::errors;
@@ -37,10 +37,7 @@ struct Notifier {
 /// Serves the `notify` handler: builds its clients, then answers invocations until the runtime stops.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     let config = crate::common::aws_config().await;
-    let slack = match optional_env(SLACK_WEBHOOK_PARAMETER_ENV) {
-        Some(name) => Some(slack_from_parameter(&aws_sdk_ssm::Client::new(&config), &name).await),
-        None => None,
-    };
+    let slack = slack_from_env(&aws_sdk_ssm::Client::new(&config), SLACK_WEBHOOK_PARAMETER_ENV).await;
     let notifier = Notifier { sns: aws_sdk_sns::Client::new(&config), topic_arn: optional_env("SNS_TOPIC_ARN"), slack };
     let slack = match &notifier.slack {
         Some(Ok(_)) => "configured",
