@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use archiver_core::manifest::EntryCounts;
 use tar::{EntryType, Header, HeaderMode};
 
-use crate::read_ahead::ReadAhead;
+use crate::read_ahead::{DirectoryWarmer, ReadAhead};
 use crate::{acl, pax};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,7 @@ pub fn write_tree<W: Write>(root: &Path, other_mounts: &[PathBuf], out: W) -> Re
     // The first archive name of every multiply-linked inode, so later names become hard links.
     let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
 
+    let _warmer = DirectoryWarmer::start(root);
     let walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
     for walked in ReadAhead::new(walk, other_mounts) {
         let entry = walked.entry.map_err(|source| TreeError::Walk {
