@@ -35,7 +35,6 @@ async fn prepare(
     input: PrepareTableInput,
 ) -> Result<Value, StepError> {
     let name = &input.table_name;
-    let decide = |table_status: &str, pitr: Option<&str>| prepare_table(name, table_status, pitr);
     let mut table = tables::describe(dynamodb, name).await?;
     if let (None, Some(job_id)) = (&table, &input.restore_job_id) {
         // AWS Backup creates the table when its restore job has run; until then it does not exist.
@@ -45,15 +44,15 @@ async fn prepare(
     }
     let status = table.map_or_else(|| "DELETED".to_string(), |t| t.status);
     if status != "ACTIVE" {
-        decide(&status, None)?;
+        prepare_table(name, &status, None)?;
     }
     tag(dynamodb, deployment, &input).await?;
     let pitr = pitr_status(dynamodb, name).await?;
-    let pitr = match decide(&status, Some(&pitr))? {
+    let pitr = match prepare_table(name, &status, Some(&pitr))? {
         TablePreparation::Ready => pitr,
         TablePreparation::EnablePitr => {
             let enabled = enable_pitr(dynamodb, name).await?;
-            decide(&status, Some(&enabled))?;
+            prepare_table(name, &status, Some(&enabled))?;
             enabled
         }
     };
